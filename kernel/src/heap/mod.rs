@@ -1,0 +1,46 @@
+//! Heap allocators for the kernel and the application, selectable per port like FreeRTOS's
+//! heap schemes, each a [`core::alloc::GlobalAlloc`]:
+//!
+//! - [`Bump`]: allocate only, never free (FreeRTOS heap_1): smallest, deterministic, for
+//!   systems that create everything at start-up.
+//! - [`FirstFit`]: first fit over an address-ordered free list, with neighbouring free blocks
+//!   merged on free (heap_4), over one or several non-contiguous regions (heap_5).
+//!
+//! Both call the allocation-failed hook when they cannot satisfy a request and keep
+//! [`HeapStats`]. A system with no heap at all simply registers no global allocator and builds
+//! the kernel without its `alloc` feature.
+
+mod bump;
+mod first_fit;
+
+pub use bump::Bump;
+pub use first_fit::FirstFit;
+
+use crate::arch::{Active, Port};
+
+/// Allocation statistics of a heap.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeapStats {
+    /// Bytes of all regions given to the heap.
+    pub total_bytes: usize,
+    /// Bytes free now.
+    pub free_bytes: usize,
+    /// The fewest bytes ever free.
+    pub min_free_bytes: usize,
+    /// Largest single free block (what one allocation can get at most, headers included).
+    pub largest_free_block: usize,
+    /// Number of free blocks (fragmentation).
+    pub free_blocks: usize,
+    pub allocations: usize,
+    pub frees: usize,
+    pub failures: usize,
+}
+
+/// Runs `f` inside a kernel critical section, so interrupt handlers may allocate too.
+fn locked<R>(f: impl FnOnce() -> R) -> R {
+    let mask = Active::enter_critical();
+    let r = f();
+    // SAFETY: `mask` is from the matching enter just above.
+    unsafe { Active::exit_critical(mask) };
+    r
+}

@@ -1,0 +1,219 @@
+//! Intrusive, index-linked circular lists of tasks.
+//!
+//! Every task is in at most one *scheduling* list (a ready list, the delayed list or the zombie
+//! list) and at most one *wait* list (the tasks blocked on a kernel object). The links live in
+//! arrays owned by the kernel, indexed by task slot, so a list head is two bytes, no pointer is
+//! stored anywhere, and the lists can be unit-tested on the host. The head of a ready list is the
+//! task that runs at that priority; rotating the head is how round-robin works, in O(1).
+
+/// A task slot index. [`NIL`] means "no task".
+pub(crate) type Idx = u8;
+/// The absent index.
+pub(crate) const NIL: Idx = u8::MAX;
+
+/// Forward and backward links of one task in one kind of list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Link {
+    pub next: Idx,
+    pub prev: Idx,
+}
+
+impl Link {
+    pub const UNLINKED: Link = Link {
+        next: NIL,
+        prev: NIL,
+    };
+}
+
+/// A circular doubly-linked list of task slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct List {
+    head: Idx,
+    len: u8,
+}
+
+impl Default for List {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+impl List {
+    pub const EMPTY: List = List { head: NIL, len: 0 };
+
+    pub(crate) fn head(&self) -> Idx {
+        self.head
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.head == NIL
+    }
+
+    /// Appends `i` at the tail (just before the head).
+    pub(crate) fn push_back(&mut self, links: &mut [Link], i: Idx) {
+        debug_assert_eq!(links[i as usize], Link::UNLINKED, "task already in a list");
+        if self.head == NIL {
+            links[i as usize] = Link { next: i, prev: i };
+            self.head = i;
+        } else {
+            let head = self.head;
+            let tail = links[head as usize].prev;
+            links[i as usize] = Link {
+                next: head,
+                prev: tail,
+            };
+            links[tail as usize].next = i;
+            links[head as usize].prev = i;
+        }
+        self.len += 1;
+    }
+
+    /// Inserts `i` just before `pos` (which must be in this list); if `pos` is the head, `i`
+    /// becomes the new head.
+    fn insert_before(&mut self, links: &mut [Link], pos: Idx, i: Idx) {
+        let prev = links[pos as usize].prev;
+        links[i as usize] = Link { next: pos, prev };
+        links[prev as usize].next = i;
+        links[pos as usize].prev = i;
+        if pos == self.head {
+            self.head = i;
+        }
+        self.len += 1;
+    }
+
+    /// Inserts `i` before the first element whose key is greater than `key(i)`: the list stays
+    /// sorted by key, and elements of equal key keep their arrival order.
+    pub(crate) fn insert_sorted<K: Ord>(
+        &mut self,
+        links: &mut [Link],
+        i: Idx,
+        key: impl Fn(Idx) -> K,
+    ) {
+        let k = key(i);
+        let mut pos = self.head;
+        for _ in 0..self.len {
+            if key(pos) > k {
+                self.insert_before(links, pos, i);
+                return;
+            }
+            pos = links[pos as usize].next;
+        }
+        self.push_back(links, i);
+    }
+
+    /// Unlinks `i`, which must be in this list.
+    pub(crate) fn remove(&mut self, links: &mut [Link], i: Idx) {
+        let Link { next, prev } = links[i as usize];
+        debug_assert!(next != NIL, "task not in a list");
+        if next == i {
+            self.head = NIL;
+        } else {
+            links[prev as usize].next = next;
+            links[next as usize].prev = prev;
+            if self.head == i {
+                self.head = next;
+            }
+        }
+        links[i as usize] = Link::UNLINKED;
+        self.len -= 1;
+    }
+
+    /// Removes and returns the head.
+    pub(crate) fn pop_front(&mut self, links: &mut [Link]) -> Option<Idx> {
+        let h = self.head;
+        if h == NIL {
+            return None;
+        }
+        self.remove(links, h);
+        Some(h)
+    }
+
+    /// Moves the head to the tail: the next element becomes the head.
+    pub(crate) fn rotate(&mut self, links: &[Link]) {
+        if self.head != NIL {
+            self.head = links[self.head as usize].next;
+        }
+    }
+
+    /// The elements from head to tail.
+    pub(crate) fn iter<'a>(&self, links: &'a [Link]) -> impl Iterator<Item = Idx> + 'a {
+        let mut cur = self.head;
+        let mut left = self.len;
+        core::iter::from_fn(move || {
+            if left == 0 {
+                return None;
+            }
+            let i = cur;
+            cur = links[i as usize].next;
+            left -= 1;
+            Some(i)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::vec::Vec;
+
+    fn links() -> Vec<Link> {
+        std::vec![Link::UNLINKED; 8]
+    }
+
+    fn items(l: &List, links: &[Link]) -> Vec<Idx> {
+        l.iter(links).collect()
+    }
+
+    #[test]
+    fn push_remove_rotate() {
+        let mut ln = links();
+        let mut l = List::EMPTY;
+        assert!(l.is_empty());
+        for i in [3, 1, 5] {
+            l.push_back(&mut ln, i);
+        }
+        assert_eq!(items(&l, &ln), [3, 1, 5]);
+        l.rotate(&ln);
+        assert_eq!(items(&l, &ln), [1, 5, 3]);
+        l.remove(&mut ln, 5);
+        assert_eq!(items(&l, &ln), [1, 3]);
+        assert_eq!(ln[5], Link::UNLINKED);
+        l.remove(&mut ln, 1);
+        assert_eq!(l.head(), 3);
+        assert_eq!(l.pop_front(&mut ln), Some(3));
+        assert!(l.is_empty());
+        assert_eq!(l.pop_front(&mut ln), None);
+        assert_eq!(l.len(), 0);
+    }
+
+    #[test]
+    fn sorted_insert_is_stable() {
+        let mut ln = links();
+        let mut l = List::EMPTY;
+        let keys = [5u8, 2, 5, 1, 9, 2, 0, 5];
+        for i in 0..8u8 {
+            l.insert_sorted(&mut ln, i, |j| keys[j as usize]);
+        }
+        // Sorted by key; equal keys (2: tasks 1,5; 5: tasks 0,2,7) in insertion order.
+        assert_eq!(items(&l, &ln), [6, 3, 1, 5, 0, 2, 7, 4]);
+        // Backward links are consistent with forward links.
+        for i in l.iter(&ln) {
+            assert_eq!(ln[ln[i as usize].next as usize].prev, i);
+        }
+    }
+
+    #[test]
+    fn insert_before_head_becomes_head() {
+        let mut ln = links();
+        let mut l = List::EMPTY;
+        l.insert_sorted(&mut ln, 0, |_| 5);
+        l.insert_sorted(&mut ln, 1, |i| if i == 1 { 1 } else { 5 });
+        assert_eq!(l.head(), 1);
+        assert_eq!(items(&l, &ln), [1, 0]);
+    }
+}

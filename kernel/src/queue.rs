@@ -1,0 +1,288 @@
+//! Queues: fixed-capacity FIFOs of typed items, copied in and out, with blocking send and
+//! receive, send to front, overwrite (mailbox), peek, and non-blocking calls that interrupt
+//! handlers may use.
+//!
+//! The ring buffer logic is type-erased (`RawQueue` works on item-sized byte slots), so every
+//! `Queue<T, N>` shares one copy of the kernel code; the typed wrapper only moves values.
+
+use crate::rt::{self, switch_if};
+use crate::sched::{Kernel, WaitList};
+use crate::time::{block_on, Step, TimedOut, Timeout};
+use core::cell::UnsafeCell;
+use core::mem::{ManuallyDrop, MaybeUninit};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Back,
+    Front,
+    Overwrite,
+}
+
+pub(crate) struct RawQueue {
+    item: usize,
+    cap: usize,
+    head: usize,
+    len: usize,
+    senders: WaitList,
+    receivers: WaitList,
+}
+
+impl RawQueue {
+    const fn new(item: usize, cap: usize) -> Self {
+        RawQueue {
+            item,
+            cap,
+            head: 0,
+            len: 0,
+            senders: WaitList::new(),
+            receivers: WaitList::new(),
+        }
+    }
+
+    fn slot(&self, buf: *mut u8, n: usize) -> *mut u8 {
+        // SAFETY (for callers): `n < cap`, and `buf` holds `cap` items.
+        buf.wrapping_add(n * self.item)
+    }
+
+    /// # Safety
+    /// `buf` holds `cap` slots; `src` points to one item; the queue is not full, or `mode` is
+    /// `Overwrite` and it is not empty.
+    unsafe fn put(&mut self, buf: *mut u8, src: *const u8, mode: Mode) {
+        let n = match mode {
+            Mode::Back => (self.head + self.len) % self.cap,
+            Mode::Front => {
+                self.head = (self.head + self.cap - 1) % self.cap;
+                self.head
+            }
+            Mode::Overwrite => (self.head + self.len - 1) % self.cap,
+        };
+        // SAFETY: the slot is inside `buf` and does not overlap `src` (a caller's value).
+        unsafe { core::ptr::copy_nonoverlapping(src, self.slot(buf, n), self.item) };
+        if mode != Mode::Overwrite {
+            self.len += 1;
+        }
+    }
+
+    /// # Safety
+    /// `buf` holds `cap` slots; `dst` has room for one item; the queue is not empty.
+    unsafe fn get(&mut self, buf: *mut u8, dst: *mut u8, remove: bool) {
+        // SAFETY: the head slot is inside `buf`.
+        unsafe { core::ptr::copy_nonoverlapping(self.slot(buf, self.head), dst, self.item) };
+        if remove {
+            self.head = (self.head + 1) % self.cap;
+            self.len -= 1;
+        }
+    }
+}
+
+fn wake_one(k: &mut Kernel, w: &mut WaitList) {
+    if let Some((_, due)) = k.wake_first(w) {
+        switch_if(k, due);
+    }
+}
+
+/// Sends one item (type-erased). On success the bytes at `src` belong to the queue.
+fn send_raw(
+    raw: &UnsafeCell<RawQueue>,
+    buf: *mut u8,
+    src: *const u8,
+    mode: Mode,
+    timeout: Timeout,
+) -> Result<(), TimedOut> {
+    block_on(timeout, |k, expired| {
+        // SAFETY: inside a kernel critical section.
+        let q = unsafe { &mut *raw.get() };
+        let full = q.len == q.cap;
+        if !full || (mode == Mode::Overwrite && q.len > 0) {
+            let mode = if mode == Mode::Overwrite && !full {
+                Mode::Back
+            } else {
+                mode
+            };
+            // SAFETY: checked above that there is room (or something to overwrite).
+            unsafe { q.put(buf, src, mode) };
+            wake_one(k, &mut q.receivers);
+            Step::Done(Ok(()))
+        } else if expired {
+            Step::Done(Err(TimedOut))
+        } else {
+            Step::Block(Some(&mut q.senders))
+        }
+    })
+}
+
+/// Receives (or peeks at) one item (type-erased) into `dst`.
+fn recv_raw(
+    raw: &UnsafeCell<RawQueue>,
+    buf: *mut u8,
+    dst: *mut u8,
+    peek: bool,
+    timeout: Timeout,
+) -> Result<(), TimedOut> {
+    block_on(timeout, |k, expired| {
+        // SAFETY: inside a kernel critical section.
+        let q = unsafe { &mut *raw.get() };
+        if q.len > 0 {
+            // SAFETY: the queue is not empty.
+            unsafe { q.get(buf, dst, !peek) };
+            if peek {
+                // The item is still there: let the next receiver have a look too.
+                wake_one(k, &mut q.receivers);
+            } else {
+                wake_one(k, &mut q.senders);
+            }
+            Step::Done(Ok(()))
+        } else if expired {
+            Step::Done(Err(TimedOut))
+        } else {
+            Step::Block(Some(&mut q.receivers))
+        }
+    })
+}
+
+/// A queue of at most `N` items of type `T`.
+pub struct Queue<T, const N: usize> {
+    raw: UnsafeCell<RawQueue>,
+    buf: UnsafeCell<[MaybeUninit<T>; N]>,
+}
+
+// SAFETY: items move between tasks through the queue, so `T: Send` suffices; all state is
+// touched only inside kernel critical sections.
+unsafe impl<T: Send, const N: usize> Sync for Queue<T, N> {}
+// SAFETY: as above.
+unsafe impl<T: Send, const N: usize> Send for Queue<T, N> {}
+
+impl<T, const N: usize> Default for Queue<T, N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T, const N: usize> Queue<T, N> {
+    /// An empty queue; usable in a `static`.
+    pub const fn new() -> Self {
+        assert!(N > 0, "a queue needs room for at least one item");
+        Queue {
+            raw: UnsafeCell::new(RawQueue::new(core::mem::size_of::<T>(), N)),
+            buf: UnsafeCell::new([const { MaybeUninit::uninit() }; N]),
+        }
+    }
+
+    fn buf(&self) -> *mut u8 {
+        self.buf.get() as *mut u8
+    }
+
+    fn put(&self, item: T, mode: Mode, timeout: Timeout) -> Result<(), T> {
+        let item = ManuallyDrop::new(item);
+        let src = &*item as *const T as *const u8;
+        match send_raw(&self.raw, self.buf(), src, mode, timeout) {
+            Ok(()) => Ok(()),
+            Err(TimedOut) => Err(ManuallyDrop::into_inner(item)),
+        }
+    }
+
+    /// Appends `item`, waiting up to `timeout` for room; gives it back on timeout.
+    pub fn send(&self, item: T, timeout: Timeout) -> Result<(), T> {
+        self.put(item, Mode::Back, timeout)
+    }
+
+    /// Puts `item` at the front (it is received next).
+    pub fn send_front(&self, item: T, timeout: Timeout) -> Result<(), T> {
+        self.put(item, Mode::Front, timeout)
+    }
+
+    /// Appends `item` if there is room. Callable from interrupt handlers.
+    pub fn try_send(&self, item: T) -> Result<(), T> {
+        self.send(item, Timeout::NONE)
+    }
+
+    /// Puts `item` at the front if there is room. Callable from interrupt handlers.
+    pub fn try_send_front(&self, item: T) -> Result<(), T> {
+        self.send_front(item, Timeout::NONE)
+    }
+
+    fn take(&self, peek: bool, timeout: Timeout) -> Result<T, TimedOut> {
+        let mut out = MaybeUninit::<T>::uninit();
+        recv_raw(
+            &self.raw,
+            self.buf(),
+            out.as_mut_ptr() as *mut u8,
+            peek,
+            timeout,
+        )?;
+        // SAFETY: recv_raw copied a whole item in.
+        Ok(unsafe { out.assume_init() })
+    }
+
+    /// Removes the oldest item, waiting up to `timeout` for one.
+    pub fn receive(&self, timeout: Timeout) -> Result<T, TimedOut> {
+        self.take(false, timeout)
+    }
+
+    /// Removes the oldest item if there is one. Callable from interrupt handlers.
+    pub fn try_receive(&self) -> Result<T, TimedOut> {
+        self.receive(Timeout::NONE)
+    }
+
+    /// Number of items queued.
+    pub fn len(&self) -> usize {
+        // SAFETY: inside a kernel critical section.
+        rt::with(|_| unsafe { (*self.raw.get()).len })
+    }
+
+    /// True if no item is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Free slots.
+    pub fn space(&self) -> usize {
+        N - self.len()
+    }
+
+    /// Capacity.
+    pub const fn capacity(&self) -> usize {
+        N
+    }
+}
+
+impl<T: Copy, const N: usize> Queue<T, N> {
+    /// Copies the oldest item without removing it, waiting up to `timeout` for one.
+    pub fn peek(&self, timeout: Timeout) -> Result<T, TimedOut> {
+        self.take(true, timeout)
+    }
+
+    /// Appends `item`, or replaces the newest item if the queue is full (for a one-item
+    /// queue: a mailbox that always holds the latest value). Never blocks; callable from
+    /// interrupt handlers.
+    pub fn overwrite(&self, item: T) {
+        let sent = self.put(item, Mode::Overwrite, Timeout::NONE);
+        debug_assert!(sent.is_ok(), "overwrite always has room");
+    }
+
+    /// Empties the queue; blocked senders get room.
+    pub fn reset(&self) {
+        rt::with(|k| {
+            // SAFETY: inside a kernel critical section.
+            let q = unsafe { &mut *self.raw.get() };
+            q.len = 0;
+            q.head = 0;
+            while let Some((_, due)) = k.wake_first(&mut q.senders) {
+                switch_if(k, due);
+            }
+        });
+    }
+}
+
+impl<T, const N: usize> Drop for Queue<T, N> {
+    fn drop(&mut self) {
+        if core::mem::needs_drop::<T>() {
+            let q = self.raw.get_mut();
+            let buf = self.buf.get_mut();
+            for n in 0..q.len {
+                // SAFETY: the `len` slots from `head` hold initialised items, dropped once.
+                unsafe { buf[(q.head + n) % N].assume_init_drop() };
+            }
+        }
+    }
+}

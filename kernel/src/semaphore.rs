@@ -1,0 +1,91 @@
+//! Counting and binary semaphores.
+
+use crate::rt::{self, switch_if};
+use crate::sched::WaitList;
+use crate::time::{block_on, Step, TimedOut, Timeout};
+use core::cell::UnsafeCell;
+
+struct State {
+    count: u32,
+    max: u32,
+    waiters: WaitList,
+}
+
+/// A counting semaphore with a maximum count; [`Semaphore::binary`] has a maximum of 1.
+pub struct Semaphore {
+    s: UnsafeCell<State>,
+}
+
+// SAFETY: the state is only touched inside kernel critical sections (`rt::with`).
+unsafe impl Sync for Semaphore {}
+// SAFETY: as above; nothing in it is tied to a task.
+unsafe impl Send for Semaphore {}
+
+/// `give` found the count already at its maximum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Full;
+
+impl Semaphore {
+    /// A counting semaphore holding `initial` of at most `max`.
+    pub const fn counting(max: u32, initial: u32) -> Self {
+        assert!(
+            max > 0 && initial <= max,
+            "semaphore initial count above its maximum"
+        );
+        Semaphore {
+            s: UnsafeCell::new(State {
+                count: initial,
+                max,
+                waiters: WaitList::new(),
+            }),
+        }
+    }
+
+    /// A binary semaphore, initially empty (taken).
+    pub const fn binary() -> Self {
+        Self::counting(1, 0)
+    }
+
+    /// Takes one count, waiting up to `timeout` for one to be given.
+    pub fn take(&self, timeout: Timeout) -> Result<(), TimedOut> {
+        block_on(timeout, |_, expired| {
+            // SAFETY: inside a kernel critical section (block_on's attempt).
+            let s = unsafe { &mut *self.s.get() };
+            if s.count > 0 {
+                s.count -= 1;
+                Step::Done(Ok(()))
+            } else if expired {
+                Step::Done(Err(TimedOut))
+            } else {
+                Step::Block(Some(&mut s.waiters))
+            }
+        })
+    }
+
+    /// Takes one count if available. Callable from interrupt handlers.
+    pub fn try_take(&self) -> Result<(), TimedOut> {
+        self.take(Timeout::NONE)
+    }
+
+    /// Gives one count, waking the highest-priority waiter. Callable from interrupt handlers.
+    pub fn give(&self) -> Result<(), Full> {
+        rt::with(|k| {
+            // SAFETY: inside a kernel critical section.
+            let s = unsafe { &mut *self.s.get() };
+            if s.count >= s.max {
+                return Err(Full);
+            }
+            s.count += 1;
+            if let Some((_, due)) = k.wake_first(&mut s.waiters) {
+                switch_if(k, due);
+            }
+            Ok(())
+        })
+    }
+
+    /// The current count.
+    pub fn count(&self) -> u32 {
+        // SAFETY: inside a kernel critical section.
+        rt::with(|_| unsafe { (*self.s.get()).count })
+    }
+}

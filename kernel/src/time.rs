@@ -1,0 +1,119 @@
+//! Ticks, timeouts and the generic "try, else block until the deadline" loop every blocking
+//! call uses.
+
+use crate::arch::{Active, Port};
+use crate::config::TICK_HZ;
+use crate::rt;
+use crate::sched::{reached, Kernel, WaitList};
+
+/// How long a blocking call may wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeout(u32);
+
+impl Timeout {
+    /// Do not wait: fail at once if the call cannot complete.
+    pub const NONE: Timeout = Timeout(0);
+    /// Wait as long as it takes.
+    pub const FOREVER: Timeout = Timeout(u32::MAX);
+
+    /// Wait at most `n` ticks. `n` must be below 2^31 (about 24 days at 1 kHz).
+    pub const fn ticks(n: u32) -> Timeout {
+        assert!(n < 1 << 31, "timeout too long: use Timeout::FOREVER");
+        Timeout(n)
+    }
+
+    /// Wait at most `ms` milliseconds, rounded up to whole ticks.
+    pub const fn ms(ms: u32) -> Timeout {
+        Timeout::ticks(ms_to_ticks(ms))
+    }
+
+    /// The number of ticks, or `None` for [`Timeout::FOREVER`].
+    pub const fn as_ticks(self) -> Option<u32> {
+        if self.0 == u32::MAX {
+            None
+        } else {
+            Some(self.0)
+        }
+    }
+}
+
+/// Milliseconds to ticks, rounded up.
+pub const fn ms_to_ticks(ms: u32) -> u32 {
+    ((ms as u64 * TICK_HZ as u64).div_ceil(1000)) as u32
+}
+
+/// The error of a call that timed out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimedOut;
+
+/// Ticks since the scheduler started (wraps after 2^32 ticks).
+pub fn now() -> u32 {
+    rt::with(|k| k.tick)
+}
+
+/// Microseconds since the scheduler started, from the tick count and the tick timer.
+pub fn uptime_us() -> u64 {
+    let cycles = rt::with(|k| rt::uptime_cycles_locked(k));
+    let hz = rt::cpu_hz().max(1) as u64;
+    cycles * 1_000_000 / hz
+}
+
+/// CPU cycles since the scheduler started.
+pub fn uptime_cycles() -> u64 {
+    rt::with(|k| rt::uptime_cycles_locked(k))
+}
+
+/// What a blocking call's attempt decided.
+pub(crate) enum Step<R> {
+    /// The call completed with this result.
+    Done(R),
+    /// The call cannot complete yet: block on this wait list (or on none: only a timeout or
+    /// a direct wake-up, such as a notification, ends the wait).
+    Block(Option<*mut WaitList>),
+}
+
+/// Runs `attempt` in a critical section until it is done. `attempt` gets `expired = true` once
+/// the timeout has run out (at once for [`Timeout::NONE`], or in an interrupt handler, where
+/// nothing may block) and must then return `Done`.
+pub(crate) fn block_on<R>(
+    timeout: Timeout,
+    mut attempt: impl FnMut(&mut Kernel, bool) -> Step<R>,
+) -> R {
+    let in_isr = Active::in_isr();
+    let mut deadline: Option<u32> = None;
+    loop {
+        let done = rt::with(|k| {
+            let wait = if in_isr || !k.started {
+                Some(0)
+            } else {
+                timeout.as_ticks().map(|t| {
+                    let at = *deadline.get_or_insert(k.tick.wrapping_add(t));
+                    if reached(k.tick, at) {
+                        0
+                    } else {
+                        at.wrapping_sub(k.tick)
+                    }
+                })
+            };
+            let expired = wait == Some(0);
+            match attempt(k, expired) {
+                Step::Done(r) => Some(r),
+                Step::Block(w) => {
+                    assert!(!expired, "kernel object asked to block after its timeout");
+                    assert!(
+                        k.lock_depth == 0,
+                        "blocking call while the scheduler is locked"
+                    );
+                    // SAFETY: the wait list belongs to an object borrowed by the caller for
+                    // the whole blocking call, so it outlives the wait.
+                    unsafe { k.block_current(w.map(|w| &mut *w), wait) };
+                    rt::request_switch(k);
+                    None
+                }
+            }
+        });
+        if let Some(r) = done {
+            return r;
+        }
+    }
+}
