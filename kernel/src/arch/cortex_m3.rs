@@ -99,7 +99,7 @@ impl Port for CortexM3 {
         let frame = &mut stack[words - 16..words];
         frame[15] = INITIAL_XPSR;
         frame[14] = (entry as usize as u32) & !1; // PC
-        frame[13] = task_returned as usize as u32; // LR
+        frame[13] = task_returned as extern "C" fn() -> ! as usize as u32; // LR
         frame[12] = 0; // R12
         frame[11] = 0; // R3
         frame[10] = 0; // R2
@@ -156,6 +156,13 @@ impl Port for CortexM3 {
     fn wait_for_interrupt() {
         cortex_m::asm::wfi();
     }
+}
+
+/// The tick interrupt.
+#[no_mangle]
+#[allow(non_snake_case)]
+extern "C" fn SysTick() {
+    crate::rt::tick_from_isr();
 }
 
 // SVCall: enter the first task. PendSV: switch tasks; `fqp_switch_context` takes the outgoing

@@ -1,0 +1,107 @@
+//! fqp reference port: Arm MPS2 AN385 (Cortex-M3), as emulated by QEMU `mps2-an385`.
+//!
+//! Board support (UART0 console, vector table, fault reporting, semihosting exit, two heap
+//! regions) plus the qualification image: the kernel test suites driven by the test runner.
+//! A vendor's port has the same shape; see `port-template/`.
+
+#![no_std]
+#![no_main]
+
+mod fault;
+#[cfg(feature = "selftest")]
+mod selftest;
+mod uart;
+mod vectors;
+
+use cortex_m_rt::entry;
+use fqp_kernel::heap::{FirstFit, HeapStats};
+use fqp_testkit::{Board, Group};
+use uart::Uart;
+
+/// Processor (and SysTick) clock of the AN385.
+const CPU_HZ: u32 = 25_000_000;
+/// Main stack left to interrupts below the top of RAM.
+const MAIN_STACK_BYTES: usize = 64 * 1024;
+
+#[global_allocator]
+static HEAP: FirstFit = FirstFit::new();
+
+// SAFETY: 0x4000_4000 is UART0 of the AN385 and only this driver touches it.
+static UART0: Uart = unsafe { Uart::new(0x4000_4000) };
+
+/// The console UART (also used by the fault handlers).
+pub fn console_uart() -> &'static Uart {
+    &UART0
+}
+
+struct An385;
+
+impl Board for An385 {
+    fn name(&self) -> &'static str {
+        "mps2-an385"
+    }
+
+    fn write(&self, bytes: &[u8]) {
+        UART0.write(bytes);
+    }
+
+    fn test_irqs(&self) -> usize {
+        vectors::TEST_IRQS.len()
+    }
+
+    fn pend_test_irq(&self, n: usize) {
+        vectors::pend(vectors::TEST_IRQS[n]);
+    }
+
+    fn heap_stats(&self) -> Option<HeapStats> {
+        Some(HEAP.stats())
+    }
+
+    fn reset(&self) -> ! {
+        cortex_m::peripheral::SCB::sys_reset()
+    }
+
+    fn exit(&self, code: i32) -> ! {
+        use cortex_m_semihosting::debug;
+        debug::exit(if code == 0 {
+            debug::EXIT_SUCCESS
+        } else {
+            debug::EXIT_FAILURE
+        });
+        cortex_m::peripheral::SCB::sys_reset()
+    }
+}
+
+static BOARD: An385 = An385;
+
+#[cfg(not(feature = "selftest"))]
+static GROUPS: &[&Group] = fqp_suite_kernel::GROUPS;
+#[cfg(feature = "selftest")]
+static GROUPS: &[&Group] = &[&selftest::SELFTEST];
+
+extern "C" {
+    static mut __sheap: u8;
+    static mut _stack_start: u8;
+    static mut _heap2_start: u8;
+    static mut _heap2_end: u8;
+}
+
+#[entry]
+fn main() -> ! {
+    // SAFETY: the linker script reserves [__sheap, stack) and [_heap2_start, _heap2_end) for
+    // nothing else; they are handed to the heap once, before anything allocates.
+    unsafe {
+        let lo = core::ptr::addr_of_mut!(__sheap);
+        let hi = (core::ptr::addr_of_mut!(_stack_start) as usize) - MAIN_STACK_BYTES;
+        HEAP.add_region(lo, hi - lo as usize);
+        let lo2 = core::ptr::addr_of_mut!(_heap2_start);
+        let hi2 = core::ptr::addr_of_mut!(_heap2_end) as usize;
+        HEAP.add_region(lo2, hi2 - lo2 as usize);
+    }
+    UART0.init(CPU_HZ, 115_200);
+    let mut cp = cortex_m::Peripherals::take().expect("peripherals taken once, at start-up");
+    vectors::enable(&mut cp.NVIC);
+    #[cfg(feature = "selftest")]
+    selftest::boot();
+    fqp_testkit::run(&BOARD, GROUPS, env!("CARGO_PKG_VERSION"), CPU_HZ)
+}

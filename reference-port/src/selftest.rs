@@ -1,0 +1,85 @@
+//! The harness's self-test group: tests that fail on purpose, in every way a device can fail,
+//! so the harness's own tests can prove it reports each one. Built only with `selftest`.
+
+use fqp_testkit::{check, check_eq, group, log, TestResult};
+
+group!(pub SELFTEST, "selftest", [
+    passes,
+    fails_check,
+    fails_check_eq,
+    skips,
+    hard_fault,
+    panics,
+    hangs => 500,
+    noisy_pass,
+    resets,
+]);
+
+fn passes() -> TestResult {
+    log!("all good");
+    check!(1 + 1 == 2);
+    Ok(())
+}
+
+fn fails_check() -> TestResult {
+    let answer = 41;
+    check!(answer == 42, "expected the answer to be 42, got {}", answer);
+    Ok(())
+}
+
+fn fails_check_eq() -> TestResult {
+    check_eq!(2 + 2, 5);
+    Ok(())
+}
+
+fn skips() -> TestResult {
+    fqp_testkit::skip!("no such peripheral on this board")
+}
+
+fn hard_fault() -> TestResult {
+    // An undefined instruction escalates to HardFault (no UsageFault handler enabled).
+    // SAFETY: deliberately faults; the fault handler reports and resets.
+    unsafe { core::arch::asm!("udf #7") };
+    Ok(())
+}
+
+fn panics() -> TestResult {
+    let v: [u32; 2] = [1, 2];
+    let i = core::hint::black_box(5);
+    check!(v[i % 7] == 0); // index out of bounds: panics
+    Ok(())
+}
+
+fn hangs() -> TestResult {
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+fn noisy_pass() -> TestResult {
+    // Garbage on the console between protocol lines, with and without newlines.
+    fqp_testkit::console::send(b"\x00\xff\x1b[31mnoise\r\n@FQP END id=fake status=pass *0000\n");
+    fqp_testkit::console::send(b"half a line without end ");
+    Ok(())
+}
+
+fn resets() -> TestResult {
+    cortex_m::peripheral::SCB::sys_reset()
+}
+
+/// With the semihosting argument `mute`, behave like a board that never answers: print noise
+/// forever and never start the runner.
+pub fn boot() {
+    let mut buf = [0u8; 128];
+    let mut block = [buf.as_mut_ptr() as usize, buf.len()];
+    // SAFETY: SYS_GET_CMDLINE writes at most `buf.len()` bytes into `buf` and its length
+    // into block[1]; both live across the call.
+    let ok = unsafe { cortex_m_semihosting::syscall(0x15, &mut block) } == 0;
+    let cmdline = &buf[..if ok { block[1].min(buf.len()) } else { 0 }];
+    if cmdline.windows(4).any(|w| w == b"mute") {
+        loop {
+            crate::console_uart().write(b"booting... no protocol here\r\n");
+            cortex_m::asm::delay(2_000_000);
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! # fqp-testkit: the on-device half of qualification
+//!
+//! A port's firmware links the test groups it was asked to carry and calls [`run`] with its
+//! [`Board`]. The runner task then waits for the harness on the console: it answers `SYNC`,
+//! lists the tests, runs the one the host names, and reports through the line protocol of
+//! `fqp-protocol`. The host decides what runs and enforces every timeout, so a test that hangs
+//! or crashes the device costs that test, not the run.
+//!
+//! Tests are plain functions returning [`TestResult`]; the [`check!`] family returns early
+//! with a [`Failure`] that carries `file:line` and a message. A test may spawn helper tasks
+//! with [`spawn`]; any still alive when the test ends are deleted, so the next test starts
+//! clean.
+
+#![no_std]
+
+extern crate alloc;
+
+pub mod board;
+pub mod console;
+pub mod irq;
+mod runner;
+
+pub use board::Board;
+pub use runner::run;
+
+use core::fmt::{self, Write};
+use fqp_kernel::task::{self, SpawnError, TaskId};
+
+/// One test.
+pub struct Test {
+    pub name: &'static str,
+    pub run: fn() -> TestResult,
+    /// Longest the test may take on a reference-speed device, in milliseconds; the host scales
+    /// it by the port's timeout factor.
+    pub timeout_ms: u32,
+}
+
+/// A named group of tests (one kernel primitive, one library, …).
+pub struct Group {
+    pub name: &'static str,
+    pub tests: &'static [Test],
+}
+
+/// Declares a [`Group`]: `group!(QUEUE, "queue", [send_receive, fifo_order, ...]);` with a
+/// default 5 s timeout, or `name => ms` per test.
+#[macro_export]
+macro_rules! group {
+    ($vis:vis $ident:ident, $name:literal, [$($test:ident $(=> $ms:expr)?),* $(,)?]) => {
+        $vis static $ident: $crate::Group = $crate::Group {
+            name: $name,
+            tests: &[$($crate::Test {
+                name: stringify!($test),
+                run: $test,
+                timeout_ms: $crate::group!(@ms $($ms)?),
+            }),*],
+        };
+    };
+    (@ms) => { 5000 };
+    (@ms $ms:expr) => { $ms };
+}
+
+/// How a test ended other than by passing.
+#[derive(Debug)]
+pub struct Failure {
+    pub skip: bool,
+    pub file: &'static str,
+    pub line: u32,
+    pub msg: heapless::String<200>,
+}
+
+impl Failure {
+    pub fn new(file: &'static str, line: u32, args: fmt::Arguments<'_>) -> Self {
+        let mut msg = heapless::String::new();
+        let _ = msg.write_fmt(args); // a longer message is cut at the buffer's end
+        Failure { skip: false, file, line, msg }
+    }
+
+    pub fn skipped(file: &'static str, line: u32, args: fmt::Arguments<'_>) -> Self {
+        Failure { skip: true, ..Self::new(file, line, args) }
+    }
+}
+
+/// What every test returns.
+pub type TestResult = Result<(), Failure>;
+
+/// Fails the test unless `cond` holds.
+#[macro_export]
+macro_rules! check {
+    ($cond:expr) => {
+        if !$cond {
+            return Err($crate::Failure::new(file!(), line!(), format_args!("check failed: {}", stringify!($cond))));
+        }
+    };
+    ($cond:expr, $($arg:tt)+) => {
+        if !$cond {
+            return Err($crate::Failure::new(file!(), line!(), format_args!($($arg)+)));
+        }
+    };
+}
+
+/// Fails the test unless `left == right`, showing both.
+#[macro_export]
+macro_rules! check_eq {
+    ($left:expr, $right:expr $(,)?) => {
+        match (&$left, &$right) {
+            (l, r) => {
+                if !(*l == *r) {
+                    return Err($crate::Failure::new(file!(), line!(), format_args!(
+                        "{} == {} failed: left {:?}, right {:?}", stringify!($left), stringify!($right), l, r)));
+                }
+            }
+        }
+    };
+}
+
+/// Fails the test unless `value` is within `lo..=hi`.
+#[macro_export]
+macro_rules! check_range {
+    ($value:expr, $lo:expr, $hi:expr $(,)?) => {
+        match (&$value, &$lo, &$hi) {
+            (v, lo, hi) => {
+                if !(*lo <= *v && *v <= *hi) {
+                    return Err($crate::Failure::new(file!(), line!(), format_args!(
+                        "{} = {:?} outside {:?}..={:?}", stringify!($value), v, lo, hi)));
+                }
+            }
+        }
+    };
+}
+
+/// Ends the test as skipped, with a reason.
+#[macro_export]
+macro_rules! skip {
+    ($($arg:tt)+) => {
+        return Err($crate::Failure::skipped(file!(), line!(), format_args!($($arg)+)))
+    };
+}
+
+/// Writes a `LOG` line for the running test.
+#[macro_export]
+macro_rules! log {
+    ($($arg:tt)+) => { $crate::console::log(format_args!($($arg)+)) };
+}
+
+/// Reports a measured figure for the running test (`METRIC` line).
+pub fn metric(name: &str, value: impl fmt::Display, unit: &str) {
+    console::metric(name, value, unit);
+}
+
+/// Spawns a helper task for the running test (heap stack of `words` words). Helpers still
+/// alive when the test ends are deleted by the runner.
+pub fn spawn(name: &'static str, prio: u8, words: usize, f: impl FnOnce() + Send + 'static) -> Result<TaskId, SpawnError> {
+    let id = task::Builder::new(name).priority(prio).stack_words(words).spawn(f)?;
+    runner::track_helper(id);
+    Ok(id)
+}
+
+/// Priority the tests run at: helpers can be placed above or below it.
+pub const TEST_PRIORITY: u8 = 10;

@@ -1,0 +1,201 @@
+//! The runner task: answers the host, runs one test at a time, cleans up after it.
+
+use crate::console::{self, send_line, LINE};
+use crate::{irq, Board, Group, Test, TEST_PRIORITY};
+use core::sync::atomic::{AtomicPtr, Ordering};
+use fqp_kernel::arch::{Active, Port};
+use fqp_kernel::mutex::Mutex;
+use fqp_kernel::task::{self, TaskId};
+use fqp_protocol::{Kind, LineBuf, VERSION};
+
+struct Ctx {
+    board: &'static dyn Board,
+    groups: &'static [&'static Group],
+    fw: &'static str,
+}
+
+static CTX: AtomicPtr<Ctx> = AtomicPtr::new(core::ptr::null_mut());
+static CURRENT: Mutex<Option<(&'static str, &'static str)>> = Mutex::new(None);
+/// Helpers spawned by the running test.
+static HELPERS: Mutex<heapless::Vec<TaskId, 16>> = Mutex::new(heapless::Vec::new());
+
+fn ctx() -> &'static Ctx {
+    let p = CTX.load(Ordering::Acquire);
+    assert!(!p.is_null(), "fqp_testkit::run has not been called");
+    // SAFETY: set once by `run` to a leaked, never-freed Ctx.
+    unsafe { &*p }
+}
+
+/// The board given to [`run`].
+pub fn board() -> &'static dyn Board {
+    ctx().board
+}
+
+pub(crate) fn current_test() -> Option<(&'static str, &'static str)> {
+    if !fqp_kernel::is_running() || Active::in_isr() {
+        return None;
+    }
+    *CURRENT.lock()
+}
+
+pub(crate) fn track_helper(id: TaskId) {
+    let mut h = HELPERS.lock();
+    assert!(h.push(id).is_ok(), "a test may spawn at most 16 helper tasks");
+}
+
+/// Starts the test runner on `board` with `groups` and hands the CPU to the kernel.
+/// `fw` is the firmware version reported to the host; `cpu_hz` clocks the kernel tick.
+pub fn run(board: &'static dyn Board, groups: &'static [&'static Group], fw: &'static str, cpu_hz: u32) -> ! {
+    let ctx = alloc::boxed::Box::leak(alloc::boxed::Box::new(Ctx { board, groups, fw }));
+    CTX.store(ctx, Ordering::Release);
+    task::Builder::new("runner")
+        .priority(TEST_PRIORITY)
+        .stack_words(4096)
+        .spawn_fn(runner_main, 0)
+        .expect("cannot create the test runner task");
+    fqp_kernel::start(cpu_hz)
+}
+
+fn test_count() -> usize {
+    ctx().groups.iter().map(|g| g.tests.len()).sum()
+}
+
+fn hello(kind: Kind) -> LineBuf<LINE> {
+    let c = ctx();
+    LineBuf::new(kind)
+        .field("proto", VERSION)
+        .field("port", c.board.name())
+        .field("fw", c.fw)
+        .field("kernel", fqp_kernel::VERSION)
+        .field("tests", test_count())
+}
+
+fn find(id: &[u8]) -> Option<(&'static Group, &'static Test)> {
+    let id = core::str::from_utf8(id).ok()?;
+    let (g, t) = id.split_once('/')?;
+    let group = ctx().groups.iter().find(|x| x.name == g)?;
+    let test = group.tests.iter().find(|x| x.name == t)?;
+    Some((group, test))
+}
+
+fn runner_main(_: usize) {
+    send_line(hello(Kind::Hello));
+    let mut line = [0u8; 256];
+    let mut last_end: Option<LineBuf<LINE>> = None;
+    loop {
+        let raw = console::read_line(&mut line);
+        let Ok(text) = core::str::from_utf8(raw) else {
+            send_line(LineBuf::new(Kind::Err).field("msg", "command is not UTF-8"));
+            continue;
+        };
+        let frame = match fqp_protocol::parse(text) {
+            Ok(Some(f)) => f,
+            Ok(None) => continue, // stray text (a human typing, line noise)
+            Err(e) => {
+                send_line(LineBuf::new(Kind::Err).field("msg", format_args!("bad command: {e}")));
+                continue;
+            }
+        };
+        match frame.kind {
+            Kind::Sync => send_line(hello(Kind::Ready).field("nonce", frame.raw("nonce").unwrap_or("0"))),
+            Kind::List => {
+                for g in ctx().groups {
+                    for t in g.tests {
+                        send_line(
+                            LineBuf::new(Kind::Test)
+                                .field("id", format_args!("{}/{}", g.name, t.name))
+                                .field("timeout_ms", t.timeout_ms),
+                        );
+                    }
+                }
+                send_line(LineBuf::new(Kind::Listed).field("count", test_count()));
+            }
+            Kind::Run => {
+                let mut id = [0u8; 96];
+                let id = frame.get_into("id", &mut id).unwrap_or(&[]);
+                match find(id) {
+                    Some((g, t)) => {
+                        let mut end = run_one(g, t);
+                        console::send(end.finish());
+                        last_end = Some(end);
+                    }
+                    None => send_line(
+                        LineBuf::new(Kind::Err).field("msg", format_args!("no test {}", Lossy(id))),
+                    ),
+                }
+            }
+            Kind::Again => match last_end.as_mut() {
+                Some(end) => console::send(end.finish()),
+                None => send_line(LineBuf::new(Kind::Err).field("msg", "no test has run")),
+            },
+            Kind::Reset => {
+                send_line(LineBuf::new(Kind::Bye).field("reason", "reset"));
+                board().reset();
+            }
+            Kind::Exit => {
+                let code = frame.num("code").unwrap_or(0) as i32;
+                send_line(LineBuf::new(Kind::Bye).field("reason", "exit"));
+                board().exit(code);
+            }
+            other => send_line(
+                LineBuf::new(Kind::Err).field("msg", format_args!("unexpected {}", other.as_str())),
+            ),
+        }
+    }
+}
+
+struct Lossy<'a>(&'a [u8]);
+
+impl core::fmt::Display for Lossy<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for &b in self.0 {
+            core::fmt::Write::write_char(f, if b.is_ascii_graphic() { b as char } else { '?' })?;
+        }
+        Ok(())
+    }
+}
+
+fn run_one(g: &'static Group, t: &'static Test) -> LineBuf<LINE> {
+    let id = format_args!("{}/{}", g.name, t.name);
+    send_line(LineBuf::new(Kind::Start).field("id", id));
+    *CURRENT.lock() = Some((g.name, t.name));
+    let start = fqp_kernel::time::uptime_us();
+    let result = (t.run)();
+    let us = fqp_kernel::time::uptime_us() - start;
+    cleanup();
+    *CURRENT.lock() = None;
+    let id = format_args!("{}/{}", g.name, t.name);
+    match result {
+        Ok(()) => LineBuf::new(Kind::End).field("id", id).field("status", "pass").field("us", us),
+        Err(f) if f.skip => LineBuf::new(Kind::End)
+            .field("id", id)
+            .field("status", "skip")
+            .field("us", us)
+            .field("reason", f.msg.as_str()),
+        Err(f) => {
+            send_line(
+                LineBuf::new(Kind::Fail)
+                    .field("id", id)
+                    .field("file", f.file)
+                    .field("line", f.line)
+                    .field("msg", f.msg.as_str()),
+            );
+            let id = format_args!("{}/{}", g.name, t.name);
+            LineBuf::new(Kind::End).field("id", id).field("status", "fail").field("us", us)
+        }
+    }
+}
+
+/// Restores what a test may have changed: helper tasks, interrupt handlers, hooks, priority.
+fn cleanup() {
+    let helpers = core::mem::take(&mut *HELPERS.lock());
+    for id in helpers {
+        let _ = task::delete(id); // already gone is fine
+    }
+    irq::clear();
+    fqp_kernel::hooks::set_idle_hook(None);
+    fqp_kernel::hooks::set_tick_hook(None);
+    let _ = task::set_priority(task::current(), TEST_PRIORITY);
+    // Let the idle task free the stacks of helpers that ended by themselves.
+    task::delay(2);
+}
