@@ -52,14 +52,18 @@ impl Uart {
         }
     }
 
-    /// Receive interrupt body: hands every waiting byte to `sink`, then acknowledges.
+    /// Receive interrupt body: acknowledges, then hands every waiting byte to `sink`.
+    ///
+    /// Acknowledging first matters: a byte arriving after the last read raises the interrupt
+    /// again. Acknowledging last would clear that byte's interrupt while it sits unread in
+    /// the one-byte receive buffer, and reception would stop for good.
     pub fn on_rx_interrupt(&self, mut sink: impl FnMut(u8)) {
         // SAFETY: as in `init`.
         unsafe {
+            write_volatile(self.reg(INTCLEAR), INT_RX);
             while read_volatile(self.reg(STATE)) & STATE_RX_FULL != 0 {
                 sink(read_volatile(self.reg(DATA)) as u8);
             }
-            write_volatile(self.reg(INTCLEAR), INT_RX);
         }
     }
 }

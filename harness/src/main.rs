@@ -1,0 +1,125 @@
+//! `fqp`: the qualification harness.
+//!
+//! Builds a port's firmware (kernel, the port's board support, the on-device test suites),
+//! puts it on the device, drives the tests over the console, and writes JUnit, JSON and a
+//! serial transcript. Exit status: 0 all passed, 1 tests failed, 2 the run itself failed
+//! (build, flash, sync, console).
+
+mod firmware;
+mod manifest;
+mod qemu;
+mod qualify;
+mod serial;
+mod session;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "fqp",
+    version,
+    about = "Qualify an RTOS port: build, flash, test over the console, report"
+)]
+struct Cli {
+    /// More diagnostics on stderr (-v: debug, -vv: trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only warnings and the final summary.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the port's firmware, run its test suites on the device, write the reports.
+    ///
+    /// Reports go to --out (default out/<port name>): results.json, junit.xml, serial.log
+    /// (the raw console), build.log and, for emulated devices, qemu.log.
+    Qualify {
+        /// Directory of the port (holds port.toml), or the manifest file itself.
+        #[arg(long, value_name = "DIR")]
+        port: PathBuf,
+        /// Directory for the reports.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Run only this test group (repeatable).
+        #[arg(long = "group", value_name = "NAME")]
+        groups: Vec<String>,
+        /// Run only tests whose `group/name` contains this text (repeatable).
+        #[arg(long = "test", value_name = "PATTERN")]
+        tests: Vec<String>,
+    },
+    /// Build the port's firmware and print the image path.
+    Build {
+        /// Directory of the port (holds port.toml), or the manifest file itself.
+        #[arg(long, value_name = "DIR")]
+        port: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FQP_LOG").unwrap_or_else(|_| level.into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match cli.cmd {
+        Cmd::Qualify {
+            port,
+            out,
+            groups,
+            tests,
+        } => {
+            let opts = qualify::Options {
+                port,
+                out,
+                groups,
+                tests,
+                progress: !cli.quiet,
+            };
+            let run = qualify::qualify(&opts);
+            let out = qualify::out_dir(&opts, &run.port.name);
+            println!("{}", qualify::summary(&run, &out));
+            ExitCode::from(run.verdict.exit_code() as u8)
+        }
+        Cmd::Build { port } => {
+            let built = manifest::load(&port)
+                .map_err(|e| e.to_string())
+                .and_then(|m| {
+                    let out = qualify::out_dir(&qualify::Options::default(), &m.port.name);
+                    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+                    let tc = firmware::detect(&m.build.target)?;
+                    firmware::build(&m, &tc, &out.join("build.log"))
+                });
+            match built {
+                Ok(img) => {
+                    println!(
+                        "{}\nsha256 {}  {} bytes  {}",
+                        img.elf.display(),
+                        img.sha256,
+                        img.size_bytes,
+                        img.toolchain
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}

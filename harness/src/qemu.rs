@@ -1,0 +1,125 @@
+//! The emulated device: a QEMU process whose console UART is a pseudo-terminal, opened by the
+//! harness exactly like a board's USB serial port. "Flashing" is loading the image at launch;
+//! a reset is a fresh launch.
+
+use crate::manifest::QemuSection;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A running QEMU.
+pub struct Qemu {
+    child: Child,
+    /// The console's pseudo-terminal.
+    pub pty: PathBuf,
+}
+
+impl Qemu {
+    /// Starts QEMU with `image`, its monitor output going to `log`, and waits for the console
+    /// pseudo-terminal to be announced.
+    pub fn launch(cfg: &QemuSection, image: &Path, log: &Path) -> Result<Qemu, String> {
+        let mut semihosting = String::from("enable=on,target=native,arg=fw");
+        for a in &cfg.semihosting_args {
+            semihosting.push_str(",arg=");
+            semihosting.push_str(a);
+        }
+        let mut cmd = Command::new(&cfg.binary);
+        cmd.args([
+            "-M",
+            &cfg.machine,
+            "-nographic",
+            "-monitor",
+            "none",
+            "-serial",
+            "pty",
+        ])
+        .args(["-semihosting-config", &semihosting]);
+        if let Some(shift) = cfg.icount_shift {
+            cmd.args(["-icount", &format!("shift={shift},align=off,sleep=off")]);
+        }
+        cmd.arg("-kernel").arg(image).args(&cfg.extra_args);
+        let logf = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("{}: {e}", log.display()))?;
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(logf.try_clone().map_err(|e| e.to_string())?))
+            .spawn()
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => format!(
+                    "{} not found\n  fix: run scripts/setup.sh, or apt-get install qemu-system-arm",
+                    cfg.binary
+                ),
+                _ => format!("cannot start {}: {e}", cfg.binary),
+            })?;
+        // QEMU announces the pseudo-terminal on stdout; keep draining stdout into the log.
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut logf = logf;
+            let mut tx = Some(tx);
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = writeln!(logf, "{line}");
+                if let Some(pos) = line.find("/dev/pts/") {
+                    let path: String = line[pos..]
+                        .chars()
+                        .take_while(|c| !c.is_whitespace())
+                        .collect();
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(PathBuf::from(path));
+                    }
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(pty) => {
+                tracing::debug!(pty = %pty.display(), pid = child.id(), "QEMU started");
+                Ok(Qemu { child, pty })
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(10).collect();
+                Err(format!(
+                    "QEMU did not open its console pseudo-terminal ({}); its output ({}):\n{}",
+                    status.map_or("still running".into(), |s| s.to_string()),
+                    log.display(),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                ))
+            }
+        }
+    }
+
+    /// The exit status, if QEMU has ended.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// Waits up to `d` for QEMU to end by itself, then kills it. Returns its status.
+    pub fn finish(mut self, d: Duration) -> Option<ExitStatus> {
+        let end = std::time::Instant::now() + d;
+        while std::time::Instant::now() < end {
+            if let Some(s) = self.exited() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        self.child.wait().ok()
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        if self.exited().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

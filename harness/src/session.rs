@@ -1,0 +1,648 @@
+//! One conversation with a device's test runner: sync, list, run one test at a time.
+//!
+//! The host drives and keeps every clock: the device only answers. Lines that are not
+//! protocol lines are the device's output and are kept with the running test; a protocol line
+//! that arrives damaged is never believed, and the host asks for the result again (`AGAIN`).
+//! Whatever happens to the device during a test (a check fails, it faults, panics, resets,
+//! hangs, or disappears) ends that test with a precise status, and says whether the device
+//! must be restarted before the next one.
+
+use crate::serial::{Link, Recv};
+use fqp_protocol::{Kind, LineBuf};
+use fqp_reports::{ErrorKind, Metric, Status, Test};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// What the device said about itself when it synced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceInfo {
+    pub port: String,
+    pub fw: String,
+    pub kernel: String,
+    pub tests: u64,
+}
+
+/// A test the device offers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed {
+    pub id: String,
+    pub timeout_ms: u64,
+}
+
+/// The end of one test.
+#[derive(Debug)]
+pub struct Outcome {
+    pub test: Test,
+    /// The device is not in a known state: restart it before the next test.
+    pub restart: bool,
+}
+
+/// Lines of plain output kept for error messages.
+const RECENT: usize = 20;
+/// How often SYNC is repeated while the device does not answer.
+const SYNC_EVERY: Duration = Duration::from_millis(300);
+/// Corrupt lines tolerated per test before giving up on asking again.
+const MAX_AGAIN: usize = 3;
+
+pub struct Session<L: Link> {
+    link: L,
+    nonce: u64,
+    recent: VecDeque<String>,
+    /// Protocol lines that failed their checksum (all tests).
+    pub corrupt_lines: usize,
+}
+
+fn command(kind: Kind, fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut l = LineBuf::<256>::new(kind);
+    for (k, v) in fields {
+        l = l.field(k, v);
+    }
+    l.finish().to_vec()
+}
+
+impl<L: Link> Session<L> {
+    pub fn new(link: L) -> Self {
+        Session {
+            link,
+            nonce: std::process::id() as u64 * 1000,
+            recent: VecDeque::new(),
+            corrupt_lines: 0,
+        }
+    }
+
+    fn remember(&mut self, line: &str) {
+        if !line.trim().is_empty() {
+            if self.recent.len() == RECENT {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(line.to_string());
+        }
+    }
+
+    /// The last plain lines the device printed.
+    pub fn recent_output(&self) -> String {
+        if self.recent.is_empty() {
+            "(nothing)".into()
+        } else {
+            self.recent.iter().cloned().collect::<Vec<_>>().join("\n")
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.link
+            .send(bytes)
+            .map_err(|e| format!("cannot write to the console: {e}"))
+    }
+
+    /// Sends `SYNC` until the device answers with our nonce, for at most `timeout`.
+    pub fn sync(&mut self, timeout: Duration) -> Result<DeviceInfo, String> {
+        self.nonce += 1;
+        let nonce = self.nonce.to_string();
+        let sync = command(Kind::Sync, &[("nonce", &nonce)]);
+        let end = Instant::now() + timeout;
+        let mut next = Instant::now();
+        loop {
+            let now = Instant::now();
+            if now >= end {
+                return Err(format!(
+                    "the device did not answer SYNC within {:.1} s. Its last console output:\n{}\n  fix: check that the \
+                     firmware runs the fqp test runner and that serial.path/baud match the board's console",
+                    timeout.as_secs_f64(),
+                    self.recent_output()
+                ));
+            }
+            if now >= next {
+                self.send(&sync)?;
+                next = now + SYNC_EVERY;
+            }
+            match self.link.recv(next.min(end)) {
+                Recv::Timeout => {}
+                Recv::Closed => {
+                    return Err(format!(
+                        "the console closed before the device synced. Its last output:\n{}",
+                        self.recent_output()
+                    ))
+                }
+                Recv::Line(l) => match fqp_protocol::parse(&l) {
+                    Ok(Some(f))
+                        if f.kind == Kind::Ready && f.raw("nonce") == Some(nonce.as_str()) =>
+                    {
+                        let proto = f.num("proto").unwrap_or(0);
+                        if proto != fqp_protocol::VERSION as u64 {
+                            return Err(format!(
+                                "the device speaks fqp protocol version {proto}, this harness version {}\n  fix: rebuild the firmware with this fqp's test kit",
+                                fqp_protocol::VERSION
+                            ));
+                        }
+                        return Ok(DeviceInfo {
+                            port: f.get("port").unwrap_or_default(),
+                            fw: f.get("fw").unwrap_or_default(),
+                            kernel: f.get("kernel").unwrap_or_default(),
+                            tests: f.num("tests").unwrap_or(0),
+                        });
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => self.remember(&l),
+                    Err(_) => self.corrupt_lines += 1,
+                },
+            }
+        }
+    }
+
+    /// Asks for the list of tests.
+    pub fn list(&mut self, timeout: Duration) -> Result<Vec<Listed>, String> {
+        for _attempt in 0..3 {
+            self.send(&command(Kind::List, &[]))?;
+            let end = Instant::now() + timeout;
+            let mut tests = Vec::new();
+            let mut damaged = false;
+            loop {
+                match self.link.recv(end) {
+                    Recv::Timeout => {
+                        return Err(format!(
+                            "the device did not finish listing its tests within {:.1} s",
+                            timeout.as_secs_f64()
+                        ))
+                    }
+                    Recv::Closed => return Err("the console closed while listing tests".into()),
+                    Recv::Line(l) => match fqp_protocol::parse(&l) {
+                        Ok(Some(f)) if f.kind == Kind::Test => tests.push(Listed {
+                            id: f.get("id").unwrap_or_default(),
+                            timeout_ms: f.num("timeout_ms").unwrap_or(5000),
+                        }),
+                        Ok(Some(f)) if f.kind == Kind::Listed => {
+                            if damaged || f.num("count") != Some(tests.len() as u64) {
+                                break; // a line was lost: list again
+                            }
+                            return Ok(tests);
+                        }
+                        Ok(_) => {}
+                        Err(_) => {
+                            self.corrupt_lines += 1;
+                            damaged = true;
+                        }
+                    },
+                }
+            }
+        }
+        Err("the test list arrived damaged three times; the console is too noisy".into())
+    }
+
+    /// Runs test `id`, allowing it `timeout`.
+    pub fn run(&mut self, id: &str, timeout: Duration) -> Outcome {
+        let started = Instant::now();
+        let mut t = Test::new(id, Status::Error);
+        let mut agains = 0;
+        let fail = |t: &mut Test, kind: ErrorKind, msg: String| {
+            t.status = Status::Error;
+            t.error_kind = Some(kind);
+            t.message = Some(msg);
+        };
+        let restart = 'run: {
+            if let Err(e) = self.send(&command(Kind::Run, &[("id", id)])) {
+                fail(&mut t, ErrorKind::DeviceLost, e);
+                break 'run true;
+            }
+            let deadline = started + timeout;
+            loop {
+                let line = match self.link.recv(deadline) {
+                    Recv::Line(l) => l,
+                    Recv::Timeout => {
+                        fail(
+                            &mut t,
+                            ErrorKind::Timeout,
+                            format!(
+                                "no result within {:.1} s (test hung or device stalled)",
+                                timeout.as_secs_f64()
+                            ),
+                        );
+                        break 'run true;
+                    }
+                    Recv::Closed => {
+                        fail(
+                            &mut t,
+                            ErrorKind::DeviceLost,
+                            "the console closed during the test (device gone or emulator exited)"
+                                .into(),
+                        );
+                        break 'run true;
+                    }
+                };
+                let f = match fqp_protocol::parse(&line) {
+                    Ok(Some(f)) => f,
+                    Ok(None) => {
+                        self.remember(&line);
+                        if !line.trim().is_empty() {
+                            t.output.push(line);
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        self.corrupt_lines += 1;
+                        t.output
+                            .push(format!("[fqp: damaged protocol line ignored ({e})] {line}"));
+                        if agains < MAX_AGAIN {
+                            agains += 1;
+                            let _ = self.send(&command(Kind::Again, &[]));
+                        }
+                        continue;
+                    }
+                };
+                let ours = f.get("id").as_deref() == Some(id);
+                match f.kind {
+                    Kind::Log => t.output.push(f.get("msg").unwrap_or_default()),
+                    Kind::Metric if ours => t.metrics.push(Metric {
+                        name: f.get("name").unwrap_or_default(),
+                        value: f
+                            .get("value")
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(f64::NAN),
+                        unit: f.get("unit").unwrap_or_default(),
+                    }),
+                    Kind::Fail if ours => {
+                        t.message = f.get("msg");
+                        t.location = Some(format!(
+                            "{}:{}",
+                            f.get("file").unwrap_or_default(),
+                            f.num("line").unwrap_or(0)
+                        ));
+                    }
+                    Kind::End if ours => {
+                        t.device_us = f.num("us");
+                        match f.raw("status") {
+                            Some("pass") => t.status = Status::Passed,
+                            Some("skip") => {
+                                t.status = Status::Skipped;
+                                t.message = f.get("reason");
+                            }
+                            Some("fail") => {
+                                t.status = Status::Failed;
+                                if t.message.is_none() {
+                                    t.message = Some(
+                                        "check failed (its FAIL line was lost on the console)"
+                                            .into(),
+                                    );
+                                }
+                            }
+                            other => {
+                                fail(
+                                    &mut t,
+                                    ErrorKind::Protocol,
+                                    format!("unknown test status {other:?}"),
+                                );
+                                break 'run true;
+                            }
+                        }
+                        break 'run false;
+                    }
+                    Kind::Fault => {
+                        for (k, v) in f.fields() {
+                            t.details.insert(k.to_string(), v.to_string());
+                        }
+                        let g = |k: &str| f.get(k).unwrap_or_else(|| "?".into());
+                        fail(
+                            &mut t,
+                            ErrorKind::Fault,
+                            format!(
+                                "{} at pc={} (lr={}, xpsr={}, cfsr={}, hfsr={})",
+                                g("kind"),
+                                g("pc"),
+                                g("lr"),
+                                g("xpsr"),
+                                g("cfsr"),
+                                g("hfsr")
+                            ),
+                        );
+                        break 'run true;
+                    }
+                    Kind::Panic => {
+                        t.location = Some(format!(
+                            "{}:{}",
+                            f.get("file").unwrap_or_default(),
+                            f.num("line").unwrap_or(0)
+                        ));
+                        fail(
+                            &mut t,
+                            ErrorKind::Panic,
+                            format!("panic: {}", f.get("msg").unwrap_or_default()),
+                        );
+                        break 'run true;
+                    }
+                    Kind::Hello | Kind::Bye => {
+                        fail(
+                            &mut t,
+                            ErrorKind::Reset,
+                            "the device reset during the test".into(),
+                        );
+                        break 'run true;
+                    }
+                    Kind::Err => {
+                        fail(
+                            &mut t,
+                            ErrorKind::Protocol,
+                            format!("device: {}", f.get("msg").unwrap_or_default()),
+                        );
+                        break 'run false;
+                    }
+                    _ => {} // START, stale ENDs of earlier tests, READY repeats
+                }
+            }
+        };
+        t.wall_ms = started.elapsed().as_millis() as u64;
+        Outcome { test: t, restart }
+    }
+
+    /// Asks an emulated device to end the run.
+    pub fn exit(&mut self, code: i32) {
+        let _ = self.send(&command(Kind::Exit, &[("code", &code.to_string())]));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A device simulated by a function from each command to the lines it answers.
+    struct Fake {
+        queue: VecDeque<Recv>,
+        answer: Box<dyn FnMut(Kind, &str) -> Vec<Recv>>,
+        sent: Vec<String>,
+    }
+
+    impl Link for Fake {
+        fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+            let text = String::from_utf8_lossy(bytes).to_string();
+            let f = fqp_protocol::parse(&text).unwrap().unwrap();
+            self.sent.push(f.kind.as_str().to_string());
+            let lines = (self.answer)(f.kind, &text);
+            self.queue.extend(lines);
+            Ok(())
+        }
+        fn recv(&mut self, deadline: Instant) -> Recv {
+            match self.queue.pop_front() {
+                Some(r) => r,
+                None => {
+                    std::thread::sleep(
+                        deadline
+                            .saturating_duration_since(Instant::now())
+                            .min(Duration::from_millis(5)),
+                    );
+                    Recv::Timeout
+                }
+            }
+        }
+    }
+
+    fn dev(kind: Kind, fields: &[(&str, &str)]) -> Recv {
+        let mut l = LineBuf::<320>::new(kind);
+        for (k, v) in fields {
+            l = l.field(k, v);
+        }
+        Recv::Line(
+            String::from_utf8(l.finish().to_vec())
+                .unwrap()
+                .trim_end()
+                .to_string(),
+        )
+    }
+
+    fn fake(answer: impl FnMut(Kind, &str) -> Vec<Recv> + 'static) -> Session<Fake> {
+        Session::new(Fake {
+            queue: VecDeque::new(),
+            answer: Box::new(answer),
+            sent: vec![],
+        })
+    }
+
+    fn nonce_of(cmd: &str) -> String {
+        fqp_protocol::parse(cmd)
+            .unwrap()
+            .unwrap()
+            .get("nonce")
+            .unwrap()
+    }
+
+    #[test]
+    fn sync_retries_until_answered_and_ignores_noise() {
+        let mut calls = 0;
+        let mut s = fake(move |k, cmd| {
+            assert_eq!(k, Kind::Sync);
+            calls += 1;
+            if calls < 3 {
+                return vec![Recv::Line("booting...".into())];
+            }
+            let n = nonce_of(cmd);
+            vec![
+                Recv::Line("@FQP READY garbage *0000".into()),
+                dev(
+                    Kind::Ready,
+                    &[("proto", "1"), ("nonce", "1"), ("port", "x")],
+                ),
+                dev(
+                    Kind::Ready,
+                    &[
+                        ("proto", "1"),
+                        ("nonce", &n),
+                        ("port", "demo"),
+                        ("fw", "9"),
+                        ("kernel", "1.0"),
+                        ("tests", "4"),
+                    ],
+                ),
+            ]
+        });
+        let info = s.sync(Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            info,
+            DeviceInfo {
+                port: "demo".into(),
+                fw: "9".into(),
+                kernel: "1.0".into(),
+                tests: 4
+            }
+        );
+        assert_eq!(s.corrupt_lines, 1);
+        assert_eq!(s.link.sent.len(), 3);
+    }
+
+    #[test]
+    fn sync_timeout_shows_last_output() {
+        let mut s = fake(|_, _| vec![Recv::Line("U-Boot 2024.01".into())]);
+        let e = s.sync(Duration::from_millis(400)).unwrap_err();
+        assert!(
+            e.contains("did not answer SYNC") && e.contains("U-Boot 2024.01"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn sync_rejects_other_protocol_versions() {
+        let mut s = fake(|_, cmd| {
+            vec![dev(
+                Kind::Ready,
+                &[("proto", "2"), ("nonce", &nonce_of(cmd))],
+            )]
+        });
+        assert!(s
+            .sync(Duration::from_secs(1))
+            .unwrap_err()
+            .contains("protocol version 2"));
+    }
+
+    #[test]
+    fn list_retries_when_a_line_was_lost() {
+        let mut n = 0;
+        let mut s = fake(move |_, _| {
+            n += 1;
+            let mut v = vec![dev(Kind::Test, &[("id", "a/x"), ("timeout_ms", "100")])];
+            if n > 1 {
+                v.push(dev(Kind::Test, &[("id", "a/y")]));
+            }
+            v.push(dev(Kind::Listed, &[("count", "2")]));
+            v
+        });
+        let l = s.list(Duration::from_secs(1)).unwrap();
+        assert_eq!(l.len(), 2);
+        assert_eq!(
+            l[0],
+            Listed {
+                id: "a/x".into(),
+                timeout_ms: 100
+            }
+        );
+        assert_eq!(l[1].timeout_ms, 5000);
+    }
+
+    fn run_with(lines: Vec<Recv>) -> Outcome {
+        let mut lines = Some(lines);
+        let mut s = fake(move |_, _| lines.take().unwrap_or_default());
+        s.run("g/t", Duration::from_millis(300))
+    }
+
+    #[test]
+    fn passing_test_with_output_and_metrics() {
+        let o = run_with(vec![
+            dev(Kind::Start, &[("id", "g/t")]),
+            Recv::Line("plain print".into()),
+            dev(Kind::Log, &[("id", "g/t"), ("msg", "hello world")]),
+            dev(
+                Kind::Metric,
+                &[
+                    ("id", "g/t"),
+                    ("name", "switch"),
+                    ("value", "42.5"),
+                    ("unit", "cycles"),
+                ],
+            ),
+            dev(
+                Kind::End,
+                &[("id", "g/t"), ("status", "pass"), ("us", "1200")],
+            ),
+        ]);
+        assert!(!o.restart);
+        assert_eq!(o.test.status, Status::Passed);
+        assert_eq!(o.test.device_us, Some(1200));
+        assert_eq!(o.test.output, ["plain print", "hello world"]);
+        assert_eq!(o.test.metrics[0].value, 42.5);
+    }
+
+    #[test]
+    fn failed_check_carries_location() {
+        let o = run_with(vec![
+            dev(
+                Kind::Fail,
+                &[
+                    ("id", "g/t"),
+                    ("file", "src/q.rs"),
+                    ("line", "17"),
+                    ("msg", "left 1 right 2"),
+                ],
+            ),
+            dev(Kind::End, &[("id", "g/t"), ("status", "fail"), ("us", "5")]),
+        ]);
+        assert_eq!(o.test.status, Status::Failed);
+        assert_eq!(o.test.location.as_deref(), Some("src/q.rs:17"));
+        assert_eq!(o.test.message.as_deref(), Some("left 1 right 2"));
+        assert!(!o.restart);
+    }
+
+    #[test]
+    fn fault_reports_pc_and_asks_for_restart() {
+        let o = run_with(vec![dev(
+            Kind::Fault,
+            &[
+                ("kind", "HardFault"),
+                ("pc", "0x00001234"),
+                ("lr", "0x1"),
+                ("cfsr", "0x00010000"),
+            ],
+        )]);
+        assert_eq!(o.test.status, Status::Error);
+        assert_eq!(o.test.error_kind, Some(ErrorKind::Fault));
+        assert!(o
+            .test
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("HardFault at pc=0x00001234"));
+        assert_eq!(o.test.details["pc"], "0x00001234");
+        assert!(o.restart);
+    }
+
+    #[test]
+    fn panic_reset_timeout_and_loss() {
+        let o = run_with(vec![dev(
+            Kind::Panic,
+            &[("file", "a.rs"), ("line", "3"), ("msg", "boom")],
+        )]);
+        assert_eq!(
+            (o.test.error_kind, o.test.location.as_deref()),
+            (Some(ErrorKind::Panic), Some("a.rs:3"))
+        );
+        let o = run_with(vec![dev(Kind::Hello, &[("proto", "1")])]);
+        assert_eq!(o.test.error_kind, Some(ErrorKind::Reset));
+        let o = run_with(vec![dev(Kind::Start, &[("id", "g/t")])]);
+        assert_eq!(o.test.error_kind, Some(ErrorKind::Timeout));
+        assert!(o.restart);
+        let o = run_with(vec![Recv::Closed]);
+        assert_eq!(o.test.error_kind, Some(ErrorKind::DeviceLost));
+    }
+
+    #[test]
+    fn damaged_end_is_asked_again() {
+        let good = dev(Kind::End, &[("id", "g/t"), ("status", "pass"), ("us", "9")]);
+        let Recv::Line(text) = &good else {
+            unreachable!()
+        };
+        let damaged = text.replace("pass", "pasS");
+        let mut first = true;
+        let mut s = fake(move |k, _| match k {
+            Kind::Run if first => {
+                first = false;
+                vec![Recv::Line(damaged.clone())]
+            }
+            Kind::Again => vec![good_line()],
+            _ => vec![],
+        });
+        fn good_line() -> Recv {
+            dev(Kind::End, &[("id", "g/t"), ("status", "pass"), ("us", "9")])
+        }
+        let o = s.run("g/t", Duration::from_secs(1));
+        assert_eq!(o.test.status, Status::Passed);
+        assert_eq!(s.link.sent, ["RUN", "AGAIN"]);
+        assert_eq!(s.corrupt_lines, 1);
+    }
+
+    #[test]
+    fn stale_end_of_another_test_is_ignored() {
+        let o = run_with(vec![
+            dev(Kind::End, &[("id", "g/old"), ("status", "fail")]),
+            dev(
+                Kind::End,
+                &[("id", "g/t"), ("status", "skip"), ("reason", "no timer")],
+            ),
+        ]);
+        assert_eq!(o.test.status, Status::Skipped);
+        assert_eq!(o.test.message.as_deref(), Some("no timer"));
+    }
+}

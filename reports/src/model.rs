@@ -1,0 +1,206 @@
+//! The result model.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Version of the `results.json` layout; bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One qualification run of one port.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Run {
+    pub schema: u32,
+    pub harness: String,
+    pub port: Port,
+    pub firmware: Option<Firmware>,
+    /// RFC 3339, UTC.
+    pub started: String,
+    pub duration_ms: u64,
+    pub verdict: Verdict,
+    /// Problems outside the tests: build, flash, sync, the device dying between tests.
+    pub infrastructure_errors: Vec<String>,
+    pub groups: Vec<Group>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Port {
+    pub name: String,
+    pub board: String,
+    pub vendor: Option<String>,
+    pub description: Option<String>,
+    pub capabilities: Vec<String>,
+    pub manifest: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Firmware {
+    pub image: String,
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub toolchain: String,
+    /// As reported by the device at sync.
+    pub version: Option<String>,
+    pub kernel: Option<String>,
+}
+
+/// The overall result, and the exit code that goes with it.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Every selected test passed (or was skipped with a reason).
+    Passed,
+    /// At least one test failed or errored.
+    Failed,
+    /// The run could not be carried out as asked (build, flash, sync…).
+    InfrastructureError,
+}
+
+impl Verdict {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Verdict::Passed => 0,
+            Verdict::Failed => 1,
+            Verdict::InfrastructureError => 2,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Group {
+    pub name: String,
+    pub tests: Vec<Test>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Passed,
+    /// A check in the test failed.
+    Failed,
+    /// The test did not finish: fault, panic, reset, timeout, protocol breakdown.
+    Error,
+    Skipped,
+}
+
+/// What kind of error ended a test with [`Status::Error`].
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    Fault,
+    Panic,
+    Timeout,
+    Reset,
+    Protocol,
+    DeviceLost,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Fault => "fault",
+            ErrorKind::Panic => "panic",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Reset => "reset",
+            ErrorKind::Protocol => "protocol",
+            ErrorKind::DeviceLost => "device_lost",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Metric {
+    pub name: String,
+    pub value: f64,
+    pub unit: String,
+}
+
+/// One test's result.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Test {
+    /// `group/name`.
+    pub id: String,
+    pub name: String,
+    pub status: Status,
+    pub error_kind: Option<ErrorKind>,
+    /// Failure or error message, or the reason for a skip.
+    pub message: Option<String>,
+    /// `file:line` of the failed check.
+    pub location: Option<String>,
+    /// Duration measured on the device (passed and failed tests).
+    pub device_us: Option<u64>,
+    /// Wall-clock time on the host, from `RUN` to the end.
+    pub wall_ms: u64,
+    /// Device details (fault registers and the like).
+    pub details: BTreeMap<String, String>,
+    /// Console output during the test: `LOG` messages and plain lines.
+    pub output: Vec<String>,
+    pub metrics: Vec<Metric>,
+}
+
+impl Test {
+    pub fn new(id: &str, status: Status) -> Self {
+        let name = id.split_once('/').map_or(id, |(_, n)| n).to_string();
+        Test {
+            id: id.to_string(),
+            name,
+            status,
+            error_kind: None,
+            message: None,
+            location: None,
+            device_us: None,
+            wall_ms: 0,
+            details: BTreeMap::new(),
+            output: Vec::new(),
+            metrics: Vec::new(),
+        }
+    }
+}
+
+/// Counts by status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub total: usize,
+    pub passed: usize,
+    pub failed: usize,
+    pub errors: usize,
+    pub skipped: usize,
+}
+
+impl Run {
+    pub fn summary(&self) -> Summary {
+        let mut s = Summary::default();
+        for t in self.groups.iter().flat_map(|g| &g.tests) {
+            s.total += 1;
+            match t.status {
+                Status::Passed => s.passed += 1,
+                Status::Failed => s.failed += 1,
+                Status::Error => s.errors += 1,
+                Status::Skipped => s.skipped += 1,
+            }
+        }
+        s
+    }
+
+    /// The verdict the tests and infrastructure errors call for.
+    pub fn decide(&self) -> Verdict {
+        let s = self.summary();
+        if !self.infrastructure_errors.is_empty() {
+            Verdict::InfrastructureError
+        } else if s.failed + s.errors > 0 {
+            Verdict::Failed
+        } else {
+            Verdict::Passed
+        }
+    }
+
+    /// Adds a test result under its group (groups keep first-seen order).
+    pub fn push(&mut self, group: &str, test: Test) {
+        match self.groups.iter_mut().find(|g| g.name == group) {
+            Some(g) => g.tests.push(test),
+            None => self.groups.push(Group {
+                name: group.to_string(),
+                tests: vec![test],
+            }),
+        }
+    }
+}
