@@ -1,0 +1,86 @@
+//! Running the `fqp` binary in integration tests.
+
+#![allow(dead_code)] // each test binary uses part of this
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub out: PathBuf,
+    pub results: serde_json::Value,
+}
+
+/// Runs `fqp qualify --port <port> --out <fresh dir>` plus `args`.
+pub fn qualify(port: &Path, name: &str, args: &[&str]) -> Outcome {
+    let out = repo().join("target/fqp-tests").join(name);
+    let _ = std::fs::remove_dir_all(&out);
+    let o = Command::new(env!("CARGO_BIN_EXE_fqp"))
+        .arg("qualify")
+        .arg("--port")
+        .arg(port)
+        .arg("--out")
+        .arg(&out)
+        .args(args)
+        .output()
+        .expect("fqp runs");
+    let results_path = out.join("results.json");
+    let results = std::fs::read_to_string(&results_path)
+        .map(|t| serde_json::from_str(&t).expect("results.json is JSON"))
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}\nstderr: {}",
+                results_path.display(),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        });
+    Outcome {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into(),
+        stderr: String::from_utf8_lossy(&o.stderr).into(),
+        out,
+        results,
+    }
+}
+
+impl Outcome {
+    /// The result of test `id`.
+    pub fn test(&self, id: &str) -> &serde_json::Value {
+        self.results["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|g| g["tests"].as_array().unwrap())
+            .find(|t| t["id"] == id)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no result for {id} in {}\n{}",
+                    self.out.display(),
+                    self.stdout
+                )
+            })
+    }
+
+    /// The JUnit report, parsed by an independent XML parser; returns its text.
+    pub fn junit(&self) -> String {
+        let text = std::fs::read_to_string(self.out.join("junit.xml")).expect("junit.xml written");
+        roxmltree::Document::parse(&text).expect("junit.xml is well-formed XML");
+        text
+    }
+
+    pub fn explain(&self) -> String {
+        format!(
+            "exit {}\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}

@@ -1,0 +1,189 @@
+//! The harness reports every way a device can fail: each test runs the self-test firmware on
+//! QEMU through the real `fqp` binary and checks the exit code, the result model and JUnit.
+
+mod common;
+
+use common::{qualify, repo};
+use std::time::Instant;
+
+fn selftest_port() -> std::path::PathBuf {
+    repo().join("harness/tests/ports/selftest")
+}
+
+#[test]
+fn failing_check_is_reported_with_message_and_location() {
+    let o = qualify(
+        &selftest_port(),
+        "fails-check",
+        &["--test", "selftest/fails_check"],
+    );
+    assert_eq!(o.code, 1, "{}", o.explain());
+    let t = o.test("selftest/fails_check");
+    assert_eq!(t["status"], "failed");
+    assert_eq!(t["message"], "expected the answer to be 42, got 41");
+    assert!(
+        t["location"]
+            .as_str()
+            .unwrap()
+            .starts_with("src/selftest.rs:"),
+        "{t}"
+    );
+    let t = o.test("selftest/fails_check_eq");
+    assert_eq!(t["message"], "2 + 2 == 5 failed: left 4, right 5");
+    let junit = o.junit();
+    assert!(junit.contains("<failure") && junit.contains("expected the answer to be 42, got 41"));
+    assert!(
+        o.stdout.contains("FAIL selftest/fails_check"),
+        "{}",
+        o.explain()
+    );
+}
+
+#[test]
+fn hard_fault_is_reported_with_pc_and_the_run_goes_on() {
+    let o = qualify(
+        &selftest_port(),
+        "hard-fault",
+        &["--test", "selftest/hard_fault", "--test", "selftest/passes"],
+    );
+    assert_eq!(o.code, 1, "{}", o.explain());
+    let t = o.test("selftest/hard_fault");
+    assert_eq!(t["status"], "error");
+    assert_eq!(t["error_kind"], "fault");
+    let msg = t["message"].as_str().unwrap();
+    assert!(msg.starts_with("HardFault at pc=0x"), "{msg}");
+    let pc = u32::from_str_radix(
+        t["details"]["pc"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("0x"),
+        16,
+    )
+    .unwrap();
+    assert!(
+        pc > 0 && pc < 0x0030_0000,
+        "pc {pc:#x} is in the code region"
+    );
+    // `udf` is an undefined instruction: UsageFault UNDEFINSTR, escalated (FORCED) to HardFault.
+    let cfsr = u32::from_str_radix(
+        t["details"]["cfsr"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("0x"),
+        16,
+    )
+    .unwrap();
+    let hfsr = u32::from_str_radix(
+        t["details"]["hfsr"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("0x"),
+        16,
+    )
+    .unwrap();
+    assert_ne!(cfsr & (1 << 16), 0, "UNDEFINSTR set in CFSR {cfsr:#x}");
+    assert_ne!(hfsr & (1 << 30), 0, "FORCED set in HFSR {hfsr:#x}");
+    // The device was restarted and the next test ran on it.
+    assert_eq!(o.test("selftest/passes")["status"], "passed");
+    assert!(o.junit().contains("type=\"fault\""));
+}
+
+#[test]
+fn panic_and_reset_are_errors_and_the_run_goes_on() {
+    let o = qualify(
+        &selftest_port(),
+        "panic-reset",
+        &[
+            "--test",
+            "selftest/panics",
+            "--test",
+            "selftest/resets",
+            "--test",
+            "selftest/noisy_pass",
+            "--test",
+            "selftest/skips",
+        ],
+    );
+    assert_eq!(o.code, 1, "{}", o.explain());
+    let p = o.test("selftest/panics");
+    assert_eq!(p["error_kind"], "panic");
+    assert!(
+        p["message"]
+            .as_str()
+            .unwrap()
+            .contains("index out of bounds"),
+        "{p}"
+    );
+    assert_eq!(o.test("selftest/resets")["error_kind"], "reset");
+    // Noise, including a fake END line with a wrong checksum, does not fool the harness.
+    let n = o.test("selftest/noisy_pass");
+    assert_eq!(n["status"], "passed", "{n}");
+    let s = o.test("selftest/skips");
+    assert_eq!(s["status"], "skipped");
+    assert_eq!(s["message"], "no such peripheral on this board");
+}
+
+#[test]
+fn hung_test_times_out_and_the_harness_does_not_hang() {
+    let t0 = Instant::now();
+    let o = qualify(
+        &selftest_port(),
+        "hang",
+        &["--test", "selftest/hangs", "--test", "selftest/passes"],
+    );
+    assert_eq!(o.code, 1, "{}", o.explain());
+    let t = o.test("selftest/hangs");
+    assert_eq!(t["error_kind"], "timeout");
+    assert!(
+        t["message"]
+            .as_str()
+            .unwrap()
+            .contains("no result within 1.5 s"),
+        "{t}"
+    );
+    assert_eq!(o.test("selftest/passes")["status"], "passed");
+    // 0.5 s test timeout + 1 s grace, plus build check and two boots: far below a minute.
+    assert!(t0.elapsed().as_secs() < 60);
+}
+
+#[test]
+fn device_that_never_syncs_is_an_infrastructure_error_with_a_report() {
+    let o = qualify(&repo().join("harness/tests/ports/mute"), "mute", &[]);
+    assert_eq!(o.code, 2, "{}", o.explain());
+    assert_eq!(o.results["verdict"], "infrastructure_error");
+    let err = o.results["infrastructure_errors"][0].as_str().unwrap();
+    assert!(err.contains("did not answer SYNC within 2.0 s"), "{err}");
+    assert!(
+        err.contains("no protocol here"),
+        "the last console output is shown: {err}"
+    );
+    assert!(o.junit().contains("did not answer SYNC"));
+    assert!(o.stdout.contains("INFRASTRUCTURE ERROR"));
+}
+
+#[test]
+fn broken_manifest_is_an_infrastructure_error_naming_the_key() {
+    let dir = repo().join("target/fqp-tests/broken-manifest-port");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string(selftest_port().join("port.toml")).unwrap();
+    std::fs::write(
+        dir.join("port.toml"),
+        text.replace("method = \"qemu\"", "method = \"jtag\""),
+    )
+    .unwrap();
+    let o = qualify(&dir, "broken-manifest", &[]);
+    assert_eq!(o.code, 2, "{}", o.explain());
+    let err = o.results["infrastructure_errors"][0].as_str().unwrap();
+    assert!(
+        err.contains("flash.method") && err.contains("fix: use \"qemu\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_selection_lists_the_groups() {
+    let o = qualify(&selftest_port(), "no-match", &["--group", "nope"]);
+    assert_eq!(o.code, 2, "{}", o.explain());
+    let err = o.results["infrastructure_errors"][0].as_str().unwrap();
+    assert!(err.contains("the device has groups: selftest"), "{err}");
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs a cargo command on a firmware crate with the toolchain fqp would pick:
+# rustup's if it has the target, else Debian's with -Zbuild-std.
+#   scripts/firmware-cargo.sh <crate dir> clippy -- -D warnings
+set -euo pipefail
+dir=$1; shift
+sub=$1; shift
+target=thumbv7m-none-eabi
+cd "$dir"
+if command -v rustc >/dev/null && [ -d "$(rustc --print sysroot)/lib/rustlib/$target/lib" ]; then
+  exec cargo "$sub" --target "$target" "$@"
+fi
+lld=$(ls -d /usr/lib/llvm-*/bin/ld.lld 2>/dev/null | sort -V | tail -n 1)
+export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=target/fqp-build-std
+export CARGO_TARGET_THUMBV7M_NONE_EABI_LINKER=${lld:-ld.lld}
+[ "$sub" = clippy ] && export CLIPPY_DRIVER=/usr/bin/clippy-driver
+exec /usr/bin/cargo "$sub" --target "$target" -Zbuild-std=core,alloc -Zbuild-std-features=compiler-builtins-mem "$@"

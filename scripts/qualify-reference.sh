@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The main job: set up this machine, then qualify the reference port (QEMU mps2-an385).
+# Reports: out/mps2-an385/{results.json,junit.xml,serial.log,build.log,qemu.log}.
+# Extra arguments go to `fqp qualify` (for example --group queue).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+exec cargo run --quiet -p fqp -- qualify --port reference-port "$@"

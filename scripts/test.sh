@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Every check: formatting, lints (host and firmware), host unit tests, and the harness's
+# integration tests, which build the firmware and run the on-device suites on QEMU through
+# `fqp` itself (the reference port's full qualification among them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+echo "== format"
+cargo fmt --all -- --check
+(cd reference-port && cargo fmt -- --check)
+echo "== lint (host)"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== lint (firmware)"
+scripts/firmware-cargo.sh reference-port clippy --release --quiet -- -D warnings
+scripts/firmware-cargo.sh reference-port clippy --release --quiet --features selftest -- -D warnings
+echo "== tests"
+cargo test --workspace
