@@ -137,7 +137,7 @@ impl EventGroup {
             if t.wait_opts & OPT_CLEAR != 0 {
                 clear |= t.wait_arg;
             }
-            due |= k.wake(i, Wake::Event);
+            due |= k.wake_waiter(&mut s.waiters, i);
         }
         s.bits &= !clear;
         switch_if(k, due);

@@ -2,7 +2,8 @@
 //!
 //! FreeRTOS-class in scope (tasks with 32 priorities, preemption and time slicing, delays,
 //! queues, semaphores, mutexes with priority inheritance, recursive mutexes, task
-//! notifications, event groups, heaps), Rust in its interface: objects are `static`-friendly
+//! notifications, stream and message buffers, event groups, queue sets, software timers,
+//! heaps), Rust in its interface: objects are `static`-friendly
 //! `const fn` constructors, a mutex owns its data and hands it out through a guard, a queue is
 //! typed and gives an item back when it cannot take it.
 //!
@@ -11,7 +12,8 @@
 //! - `sched`: the scheduler state machine, pure and unit-tested on the host.
 //! - `rt`: the one kernel instance, its critical section, start-up, tick and switch entries.
 //! - the API modules ([`task`], [`queue`], [`semaphore`], [`mutex`], [`notify`],
-//!   [`event_group`], [`heap`]), each a thin critical-section wrapper over the state machine.
+//!   [`stream`], [`event_group`], [`timer`], [`heap`]), each a thin critical-section wrapper
+//!   over the state machine.
 //!
 //! ## Calling the kernel from interrupt handlers
 //! Every non-blocking call (`try_*`, `give`, `set`, `notify`, …) may be made from an interrupt
@@ -38,8 +40,10 @@ pub mod queue;
 mod rt;
 mod sched;
 pub mod semaphore;
+pub mod stream;
 pub mod task;
 pub mod time;
+pub mod timer;
 
 pub use rt::{cpu_hz, fqp_switch_context, is_running, start, tick_from_isr};
 pub use sched::{State as TaskState, WaitList};

@@ -25,6 +25,31 @@ pub(crate) struct RawQueue {
     len: usize,
     senders: WaitList,
     receivers: WaitList,
+    /// The queue set this queue belongs to, if any.
+    set: Option<SetLink>,
+}
+
+/// Where a set member announces that it has something: the set's own queue of member keys.
+#[derive(Clone, Copy)]
+pub(crate) struct SetLink {
+    raw: *const UnsafeCell<RawQueue>,
+    buf: *mut u8,
+    key: usize,
+}
+
+impl SetLink {
+    /// Posts the member's key into the set and wakes a task selecting on it. Inside a kernel
+    /// critical section.
+    pub(crate) fn post(&self, k: &mut Kernel) {
+        // SAFETY: sets are `'static` (required by `QueueSet::add_*`), so `raw` is live; we
+        // are inside the kernel critical section that guards it.
+        let set = unsafe { &mut *(*self.raw).get() };
+        if set.len < set.cap {
+            // SAFETY: there is room, and `buf` is the set's storage of `cap` keys.
+            unsafe { set.put(self.buf, &self.key as *const usize as *const u8, Mode::Back) };
+            wake_one(k, &mut set.receivers);
+        }
+    }
 }
 
 impl RawQueue {
@@ -36,6 +61,7 @@ impl RawQueue {
             len: 0,
             senders: WaitList::new(),
             receivers: WaitList::new(),
+            set: None,
         }
     }
 
@@ -102,6 +128,9 @@ fn send_raw(
             // SAFETY: checked above that there is room (or something to overwrite).
             unsafe { q.put(buf, src, mode) };
             wake_one(k, &mut q.receivers);
+            if let Some(set) = q.set {
+                set.post(k);
+            }
             Step::Done(Ok(()))
         } else if expired {
             Step::Done(Err(TimedOut))
@@ -244,6 +273,11 @@ impl<T, const N: usize> Queue<T, N> {
     pub const fn capacity(&self) -> usize {
         N
     }
+
+    /// This queue's identity in a [`QueueSet`].
+    pub fn member(&self) -> Member {
+        Member(&self.raw as *const _ as usize)
+    }
 }
 
 impl<T: Copy, const N: usize> Queue<T, N> {
@@ -284,5 +318,115 @@ impl<T, const N: usize> Drop for Queue<T, N> {
                 unsafe { buf[(q.head + n) % N].assume_init_drop() };
             }
         }
+    }
+}
+
+/// A set member's identity, as returned by [`QueueSet::select`]; compare it with
+/// `queue.member()` or `semaphore.member()`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Member(usize);
+
+/// Why an object could not join a set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetError {
+    /// Members must be empty when they join (else the set would not know of their items).
+    NotEmpty,
+    /// An object belongs to at most one set.
+    AlreadyInSet,
+    /// The set's capacity must cover the capacities of all its members.
+    SetTooSmall,
+}
+
+/// Blocks on several queues and semaphores at once: [`QueueSet::select`] returns a member that
+/// has an item (queue) or a count (semaphore), which the caller then takes without waiting.
+///
+/// Each member announces every item it receives, so `N` must be at least the sum of the
+/// members' capacities. Tasks should take from members only after `select` named them.
+pub struct QueueSet<const N: usize> {
+    keys: Queue<usize, N>,
+    committed: UnsafeCell<usize>,
+}
+
+// SAFETY: `committed` is touched only inside kernel critical sections; `keys` is a queue.
+unsafe impl<const N: usize> Sync for QueueSet<N> {}
+
+impl<const N: usize> Default for QueueSet<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> QueueSet<N> {
+    pub const fn new() -> Self {
+        QueueSet {
+            keys: Queue::new(),
+            committed: UnsafeCell::new(0),
+        }
+    }
+
+    fn join(
+        &'static self,
+        key: usize,
+        cap: usize,
+        link: impl FnOnce(&mut Kernel, SetLink) -> Result<(), SetError>,
+    ) -> Result<Member, SetError> {
+        rt::with(|k| {
+            // SAFETY: inside a kernel critical section.
+            let committed = unsafe { &mut *self.committed.get() };
+            if *committed + cap > N {
+                return Err(SetError::SetTooSmall);
+            }
+            let l = SetLink {
+                raw: &self.keys.raw,
+                buf: self.keys.buf(),
+                key,
+            };
+            link(k, l)?;
+            *committed += cap;
+            Ok(Member(key))
+        })
+    }
+
+    /// Adds an (empty) queue to the set.
+    pub fn add_queue<T, const M: usize>(
+        &'static self,
+        q: &'static Queue<T, M>,
+    ) -> Result<Member, SetError> {
+        self.join(q.member().0, M, |_, l| {
+            // SAFETY: inside a kernel critical section.
+            let raw = unsafe { &mut *q.raw.get() };
+            if raw.set.is_some() {
+                return Err(SetError::AlreadyInSet);
+            }
+            if raw.len > 0 {
+                return Err(SetError::NotEmpty);
+            }
+            raw.set = Some(l);
+            Ok(())
+        })
+    }
+
+    /// Adds a semaphore (with count 0) to the set.
+    pub fn add_semaphore(
+        &'static self,
+        s: &'static crate::semaphore::Semaphore,
+    ) -> Result<Member, SetError> {
+        self.join(s.member().0, s.max() as usize, |_, l| s.join_set(l))
+    }
+
+    /// Waits up to `timeout` for a member to have something; returns which.
+    pub fn select(&self, timeout: Timeout) -> Result<Member, TimedOut> {
+        self.keys.receive(timeout).map(Member)
+    }
+
+    /// The member that has something now, if any. Callable from interrupt handlers.
+    pub fn try_select(&self) -> Result<Member, TimedOut> {
+        self.select(Timeout::NONE)
+    }
+}
+
+impl Member {
+    pub(crate) fn of<T>(p: *const T) -> Member {
+        Member(p as usize)
     }
 }

@@ -68,6 +68,7 @@ pub fn start(cpu_hz: u32) -> ! {
         .static_stack(IDLE_STACK.take().expect("kernel started twice"))
         .spawn_raw(idle_entry, (0, 0))
         .expect("no task slot left for the idle task");
+    crate::timer::start_service();
     let sp = with(|k| {
         k.started = true;
         let i = k.select();

@@ -303,12 +303,24 @@ impl Kernel {
         }
     }
 
-    /// Wakes blocked task `i` for `reason`. Returns true if it should preempt.
+    /// Wakes blocked task `i` for `reason`. Returns true if it should preempt. The wait list
+    /// it is in (if any) must not be borrowed by the caller: use [`Kernel::wake_waiter`] for a
+    /// task taken from a list the caller holds.
     pub fn wake(&mut self, i: Idx, reason: Wake) -> bool {
         debug_assert_eq!(self.tasks[i as usize].state, State::Blocked);
         self.unblock(i);
         self.tasks[i as usize].wake = reason;
         self.make_ready(i)
+    }
+
+    /// Wakes task `i`, waiting on `w`, with [`Wake::Event`]; removes it from `w` through the
+    /// caller's borrow (never through the task's own pointer to the list, which would alias
+    /// that borrow). Returns true if it should preempt.
+    pub fn wake_waiter(&mut self, w: &mut WaitList, i: Idx) -> bool {
+        debug_assert!(core::ptr::eq(self.tasks[i as usize].waiting_on, w));
+        w.list.remove(&mut self.wait_links, i);
+        self.tasks[i as usize].waiting_on = core::ptr::null_mut();
+        self.wake(i, Wake::Event)
     }
 
     /// Wakes the highest-priority waiter of `w` with [`Wake::Event`]. Returns the task woken,
@@ -318,7 +330,7 @@ impl Kernel {
         if i == NIL {
             return None;
         }
-        Some((i, self.wake(i, Wake::Event)))
+        Some((i, self.wake_waiter(w, i)))
     }
 
     /// The tasks waiting on `w`, highest priority first.

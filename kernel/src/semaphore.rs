@@ -1,5 +1,6 @@
 //! Counting and binary semaphores.
 
+use crate::queue::{Member, SetError, SetLink};
 use crate::rt::{self, switch_if};
 use crate::sched::WaitList;
 use crate::time::{block_on, Step, TimedOut, Timeout};
@@ -9,6 +10,7 @@ struct State {
     count: u32,
     max: u32,
     waiters: WaitList,
+    set: Option<SetLink>,
 }
 
 /// A counting semaphore with a maximum count; [`Semaphore::binary`] has a maximum of 1.
@@ -37,6 +39,7 @@ impl Semaphore {
                 count: initial,
                 max,
                 waiters: WaitList::new(),
+                set: None,
             }),
         }
     }
@@ -79,8 +82,36 @@ impl Semaphore {
             if let Some((_, due)) = k.wake_first(&mut s.waiters) {
                 switch_if(k, due);
             }
+            if let Some(set) = s.set {
+                set.post(k);
+            }
             Ok(())
         })
+    }
+
+    /// The most counts it can hold.
+    pub fn max(&self) -> u32 {
+        // SAFETY: `max` never changes after construction.
+        unsafe { (*self.s.get()).max }
+    }
+
+    /// This semaphore's identity in a [`crate::queue::QueueSet`].
+    pub fn member(&self) -> Member {
+        Member::of(self.s.get())
+    }
+
+    /// Called by `QueueSet::add_semaphore` inside a kernel critical section.
+    pub(crate) fn join_set(&self, l: SetLink) -> Result<(), SetError> {
+        // SAFETY: inside a kernel critical section (caller's duty).
+        let s = unsafe { &mut *self.s.get() };
+        if s.set.is_some() {
+            return Err(SetError::AlreadyInSet);
+        }
+        if s.count > 0 {
+            return Err(SetError::NotEmpty);
+        }
+        s.set = Some(l);
+        Ok(())
     }
 
     /// The current count.

@@ -1,17 +1,50 @@
 //! Kernel qualification tests: one group per primitive. Each test checks behaviour (who runs
-//! when, what a call returns, what a waiter sees), not only that calls return.
+//! when, what a call returns, what a waiter sees, how many ticks passed), not only that calls
+//! return.
 //!
 //! Tests run in the runner task at [`fqp_testkit::TEST_PRIORITY`]; helpers run above it (they
-//! preempt the test at once) or below it (they run only while the test blocks).
+//! preempt the test at once) or below it (they run only while the test blocks). Timing checks
+//! are in ticks, which the kernel counts exactly whatever the host's speed.
 
 #![no_std]
 
 extern crate alloc;
 
+mod delays;
+mod events;
+mod heap;
+mod isr;
+mod mutexes;
+mod notifications;
+mod queues;
+mod scheduling;
+mod semaphores;
+mod stack_overflow;
+mod static_alloc;
+mod streams;
 mod tasks;
+mod timers;
 mod util;
 
 use fqp_testkit::Group;
 
 /// Every kernel test group, in the order the host lists them.
-pub static GROUPS: &[&Group] = &[&tasks::TASKS];
+pub static GROUPS: &[&Group] = &[
+    &tasks::TASKS,
+    &scheduling::SCHEDULING,
+    &delays::DELAYS,
+    &queues::QUEUE,
+    &queues::QUEUE_SET,
+    &semaphores::SEMAPHORE,
+    &mutexes::MUTEX,
+    &mutexes::RECURSIVE_MUTEX,
+    &notifications::NOTIFY,
+    &streams::STREAM_BUFFER,
+    &streams::MESSAGE_BUFFER,
+    &events::EVENT_GROUP,
+    &timers::TIMER,
+    &heap::HEAP,
+    &static_alloc::STATIC_ALLOC,
+    &stack_overflow::STACK_OVERFLOW,
+    &isr::ISR,
+];

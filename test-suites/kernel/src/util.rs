@@ -2,6 +2,7 @@
 
 use core::sync::atomic::{AtomicU32, Ordering};
 use fqp_kernel::task::TaskId;
+use fqp_kernel::time;
 
 /// Above the test: runs as soon as it is ready.
 pub const HIGH: u8 = fqp_testkit::TEST_PRIORITY + 1;
@@ -15,7 +16,27 @@ pub fn helper(name: &'static str, prio: u8, f: impl FnOnce() + Send + 'static) -
     fqp_testkit::spawn(name, prio, STACK, f).expect("helper task")
 }
 
-/// A counter shared with helpers.
+/// A helper that blocks forever (until the runner deletes it).
+pub fn park() -> ! {
+    loop {
+        fqp_kernel::notify::take(0, true, fqp_kernel::Timeout::FOREVER);
+    }
+}
+
+/// Busy-waits (without blocking) until `ticks` ticks have passed.
+pub fn spin_ticks(ticks: u32) {
+    let t0 = time::now();
+    while time::now().wrapping_sub(t0) < ticks {
+        core::hint::spin_loop();
+    }
+}
+
+/// Ticks since `t0`.
+pub fn since(t0: u32) -> u32 {
+    time::now().wrapping_sub(t0)
+}
+
+/// A counter shared with helpers and interrupt handlers.
 pub struct Counter(AtomicU32);
 
 impl Counter {
@@ -52,9 +73,10 @@ impl Trace {
             self.ev[i].store(e, Ordering::SeqCst);
         }
     }
-    pub fn get(&self) -> heapless_vec::Events {
+    /// The events so far.
+    pub fn events(&self) -> Events {
         let n = (self.n.load(Ordering::SeqCst) as usize).min(16);
-        let mut v = heapless_vec::Events { len: n, ev: [0; 16] };
+        let mut v = Events { len: n, ev: [0; 16] };
         for (i, e) in self.ev.iter().take(n).enumerate() {
             v.ev[i] = e.load(Ordering::SeqCst);
         }
@@ -62,16 +84,20 @@ impl Trace {
     }
 }
 
-pub mod heapless_vec {
-    /// A snapshot of a [`super::Trace`], comparable with a slice.
-    #[derive(Debug)]
-    pub struct Events {
-        pub len: usize,
-        pub ev: [u32; 16],
+/// A snapshot of a [`Trace`], comparable with an array.
+pub struct Events {
+    len: usize,
+    ev: [u32; 16],
+}
+
+impl core::fmt::Debug for Events {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.ev[..self.len].fmt(f)
     }
-    impl PartialEq<&[u32]> for Events {
-        fn eq(&self, other: &&[u32]) -> bool {
-            &self.ev[..self.len] == *other
-        }
+}
+
+impl<const N: usize> PartialEq<[u32; N]> for Events {
+    fn eq(&self, other: &[u32; N]) -> bool {
+        self.ev[..self.len] == other[..]
     }
 }

@@ -155,5 +155,10 @@ pub fn spawn(name: &'static str, prio: u8, words: usize, f: impl FnOnce() + Send
     Ok(id)
 }
 
+/// Heap statistics of the port, if it has a heap.
+pub fn heap_stats() -> Option<fqp_kernel::heap::HeapStats> {
+    runner::board().heap_stats()
+}
+
 /// Priority the tests run at: helpers can be placed above or below it.
 pub const TEST_PRIORITY: u8 = 10;

@@ -195,6 +195,8 @@ fn cleanup() {
     irq::clear();
     fqp_kernel::hooks::set_idle_hook(None);
     fqp_kernel::hooks::set_tick_hook(None);
+    fqp_kernel::hooks::set_alloc_failed_hook(None);
+    fqp_kernel::hooks::set_stack_overflow_hook(None);
     let _ = task::set_priority(task::current(), TEST_PRIORITY);
     // Let the idle task free the stacks of helpers that ended by themselves.
     task::delay(2);

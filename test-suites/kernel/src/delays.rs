@@ -1,0 +1,63 @@
+//! Delays: relative, periodic (delay-until), yields, and millisecond timeouts.
+
+use crate::util::{helper, since, spin_ticks, Counter};
+use fqp_kernel::queue::Queue;
+use fqp_kernel::{task, time, Timeout};
+use fqp_testkit::{check, check_eq, group, TestResult, TEST_PRIORITY};
+
+group!(pub DELAYS, "delay", [
+    delay_blocks_for_ticks,
+    delay_until_keeps_the_period,
+    delay_until_late_does_not_block,
+    delay_zero_yields,
+    millisecond_timeouts_become_ticks,
+]);
+
+static FLAG: Counter = Counter::new();
+
+fn delay_blocks_for_ticks() -> TestResult {
+    task::delay(1);
+    let t0 = time::now();
+    task::delay(20);
+    check_eq!(since(t0), 20);
+    Ok(())
+}
+
+fn delay_until_keeps_the_period() -> TestResult {
+    task::delay(1);
+    let t0 = time::now();
+    let mut last = t0;
+    for i in 1..=5u32 {
+        spin_ticks(i); // work of varying length must not shift the rhythm
+        check!(task::delay_until(&mut last, 10), "round {} should have blocked", i);
+        check_eq!(time::now().wrapping_sub(t0), 10 * i);
+    }
+    Ok(())
+}
+
+fn delay_until_late_does_not_block() -> TestResult {
+    let mut last = time::now();
+    spin_ticks(5);
+    let before = time::now();
+    check!(!task::delay_until(&mut last, 2), "a missed deadline returns false");
+    check_eq!(time::now(), before);
+    Ok(())
+}
+
+fn delay_zero_yields() -> TestResult {
+    FLAG.set(0);
+    helper("equal", TEST_PRIORITY, || FLAG.set(1));
+    task::delay(0);
+    check_eq!(FLAG.get(), 1);
+    Ok(())
+}
+
+fn millisecond_timeouts_become_ticks() -> TestResult {
+    static Q: Queue<u8, 1> = Queue::new();
+    check_eq!(Timeout::ms(10).as_ticks(), Some(10 * fqp_kernel::config::TICK_HZ / 1000));
+    task::delay(1);
+    let t0 = time::now();
+    check!(Q.receive(Timeout::ms(10)).is_err());
+    check_eq!(since(t0), Timeout::ms(10).as_ticks().unwrap_or(0));
+    Ok(())
+}
