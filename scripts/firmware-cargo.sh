@@ -13,5 +13,6 @@ fi
 lld=$(ls -d /usr/lib/llvm-*/bin/ld.lld 2>/dev/null | sort -V | tail -n 1)
 export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=target/fqp-build-std
 export CARGO_TARGET_THUMBV7M_NONE_EABI_LINKER=${lld:-ld.lld}
-[ "$sub" = clippy ] && export CLIPPY_DRIVER=/usr/bin/clippy-driver
+# Debian first on PATH, so `cargo clippy` finds Debian's cargo-clippy and clippy-driver.
+export PATH=/usr/bin:$PATH
 exec /usr/bin/cargo "$sub" --target "$target" -Zbuild-std=core,alloc -Zbuild-std-features=compiler-builtins-mem "$@"

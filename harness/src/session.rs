@@ -362,10 +362,13 @@ impl<L: Link> Session<L> {
 mod tests {
     use super::*;
 
+    /// How the fake device answers a command (its kind and full text).
+    type Answer = Box<dyn FnMut(Kind, &str) -> Vec<Recv>>;
+
     /// A device simulated by a function from each command to the lines it answers.
     struct Fake {
         queue: VecDeque<Recv>,
-        answer: Box<dyn FnMut(Kind, &str) -> Vec<Recv>>,
+        answer: Answer,
         sent: Vec<String>,
     }
 

@@ -59,9 +59,14 @@ macro_rules! group {
     (@ms $ms:expr) => { $ms };
 }
 
-/// How a test ended other than by passing.
+/// How a test ended other than by passing. Boxed, so that a test's `Result` stays one word
+/// on the path where it passes.
 #[derive(Debug)]
-pub struct Failure {
+pub struct Failure(alloc::boxed::Box<FailureInfo>);
+
+/// What a [`Failure`] says.
+#[derive(Debug)]
+pub struct FailureInfo {
     pub skip: bool,
     pub file: &'static str,
     pub line: u32,
@@ -72,11 +77,20 @@ impl Failure {
     pub fn new(file: &'static str, line: u32, args: fmt::Arguments<'_>) -> Self {
         let mut msg = heapless::String::new();
         let _ = msg.write_fmt(args); // a longer message is cut at the buffer's end
-        Failure { skip: false, file, line, msg }
+        Failure(alloc::boxed::Box::new(FailureInfo { skip: false, file, line, msg }))
     }
 
     pub fn skipped(file: &'static str, line: u32, args: fmt::Arguments<'_>) -> Self {
-        Failure { skip: true, ..Self::new(file, line, args) }
+        let mut f = Self::new(file, line, args);
+        f.0.skip = true;
+        f
+    }
+}
+
+impl core::ops::Deref for Failure {
+    type Target = FailureInfo;
+    fn deref(&self) -> &FailureInfo {
+        &self.0
     }
 }
 
