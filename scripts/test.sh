@@ -10,6 +10,8 @@ cargo fmt --all -- --check
 (cd reference-port && cargo fmt -- --check)
 echo "== lint (host)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The smallest kernel configuration: no heap, no run-time statistics, no stack check.
+cargo clippy -p fqp-kernel --no-default-features --quiet -- -D warnings
 echo "== lint (firmware)"
 scripts/firmware-cargo.sh reference-port clippy --release --quiet -- -D warnings
 scripts/firmware-cargo.sh reference-port clippy --release --quiet --features selftest -- -D warnings

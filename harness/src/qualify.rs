@@ -215,12 +215,17 @@ fn run_tests(ctx: &mut Ctx<'_>, opts: &Options, run: &mut Run) {
     };
     let t = &ctx.m.timeouts;
     let mut device = Some(dev);
+    // Outcomes on the current boot, to check against the device's own count at the end.
+    let mut this_boot = [0u64; 3];
     for (n, test) in chosen.iter().enumerate() {
         let group = test.id.split('/').next().unwrap_or("").to_string();
         let d = match device.as_mut() {
             Some(d) => d,
             None => match ctx.boot() {
-                Ok(d) => device.insert(d),
+                Ok(d) => {
+                    this_boot = [0; 3];
+                    device.insert(d)
+                }
                 Err(e) => {
                     run.infrastructure_errors
                         .push(format!("the device could not be restarted: {e}"));
@@ -240,6 +245,12 @@ fn run_tests(ctx: &mut Ctx<'_>, opts: &Options, run: &mut Run) {
         if opts.progress {
             print_result(&outcome.test);
         }
+        match outcome.test.status {
+            Status::Passed => this_boot[0] += 1,
+            Status::Failed => this_boot[1] += 1,
+            Status::Skipped => this_boot[2] += 1,
+            Status::Error => {}
+        }
         if outcome.restart {
             serial::mark(
                 &ctx.transcript,
@@ -253,7 +264,14 @@ fn run_tests(ctx: &mut Ctx<'_>, opts: &Options, run: &mut Run) {
         run.push(&group, outcome.test);
     }
     if let Some(mut d) = device {
-        d.session.exit(0);
+        match d.session.exit(0, Duration::from_secs(2)) {
+            Some(counts) if counts != this_boot => run.infrastructure_errors.push(format!(
+                "the device counted {counts:?} tests passed/failed/skipped on its last boot, the harness {this_boot:?}: \
+                 protocol lines were lost; see serial.log"
+            )),
+            Some(_) => {}
+            None => tracing::warn!("the device did not confirm the end of the run (no BYE)"),
+        }
         let corrupt = d.session.corrupt_lines;
         if corrupt > 0 {
             tracing::warn!(corrupt, "damaged protocol lines were detected and ignored");

@@ -352,9 +352,24 @@ impl<L: Link> Session<L> {
         Outcome { test: t, restart }
     }
 
-    /// Asks an emulated device to end the run.
-    pub fn exit(&mut self, code: i32) {
-        let _ = self.send(&command(Kind::Exit, &[("code", &code.to_string())]));
+    /// Asks the device to end the run and returns its own count of tests passed, failed and
+    /// skipped since boot (from `BYE`), if it answered within `timeout`.
+    pub fn exit(&mut self, code: i32, timeout: Duration) -> Option<[u64; 3]> {
+        self.send(&command(Kind::Exit, &[("code", &code.to_string())]))
+            .ok()?;
+        let end = Instant::now() + timeout;
+        loop {
+            match self.link.recv(end) {
+                Recv::Line(l) => {
+                    if let Ok(Some(f)) = fqp_protocol::parse(&l) {
+                        if f.kind == Kind::Bye {
+                            return Some([f.num("passed")?, f.num("failed")?, f.num("skipped")?]);
+                        }
+                    }
+                }
+                Recv::Timeout | Recv::Closed => return None,
+            }
+        }
     }
 }
 
@@ -634,6 +649,28 @@ mod tests {
         assert_eq!(o.test.status, Status::Passed);
         assert_eq!(s.link.sent, ["RUN", "AGAIN"]);
         assert_eq!(s.corrupt_lines, 1);
+    }
+
+    #[test]
+    fn exit_returns_the_device_summary() {
+        let mut s = fake(|k, _| {
+            assert_eq!(k, Kind::Exit);
+            vec![
+                Recv::Line("bye".into()),
+                dev(
+                    Kind::Bye,
+                    &[
+                        ("reason", "exit"),
+                        ("passed", "3"),
+                        ("failed", "1"),
+                        ("skipped", "0"),
+                    ],
+                ),
+            ]
+        });
+        assert_eq!(s.exit(0, Duration::from_secs(1)), Some([3, 1, 0]));
+        let mut silent = fake(|_, _| vec![]);
+        assert_eq!(silent.exit(0, Duration::from_millis(50)), None);
     }
 
     #[test]

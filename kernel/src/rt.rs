@@ -12,7 +12,9 @@ use crate::hooks;
 use crate::sched::Kernel;
 #[cfg(feature = "stack-check")]
 use crate::sched::State;
-use crate::task::{self, TaskId};
+use crate::task;
+#[cfg(feature = "stack-check")]
+use crate::task::TaskId;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU32, Ordering};
 

@@ -16,6 +16,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 /// Word written over every new stack; unused stack still holds it.
 pub(crate) const STACK_FILL: u32 = 0xA5A5_A5A5;
 /// Lowest words of a stack that must keep the fill pattern (the overflow guard).
+#[cfg(feature = "stack-check")]
 const GUARD_WORDS: usize = 4;
 /// Smallest stack accepted, in words: the initial frame, the guard, and room to run.
 pub const MIN_STACK_WORDS: usize = 64;
@@ -450,6 +451,7 @@ pub fn stack_high_water(id: TaskId) -> Result<usize, TaskGone> {
 }
 
 /// True if `sp` is inside the task's stack above the guard, and the guard is intact.
+#[cfg(feature = "stack-check")]
 pub(crate) fn stack_intact(t: &Tcb, sp: *mut u32) -> bool {
     let lo = t.stack_lo as usize;
     if (sp as usize) < lo + GUARD_WORDS * 4 {

@@ -55,7 +55,8 @@ pub enum Kind {
     Panic,
     /// The device did not understand a command: `msg`.
     Err,
-    /// The device is about to exit or reset: `reason`.
+    /// The device is about to exit or reset: `reason`, and its count of tests `passed`,
+    /// `failed` and `skipped` since boot.
     Bye,
     /// Host: start a session: `nonce`.
     Sync,

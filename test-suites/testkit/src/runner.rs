@@ -2,7 +2,7 @@
 
 use crate::console::{self, send_line, LINE};
 use crate::{irq, Board, Group, Test, TEST_PRIORITY};
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use fqp_kernel::arch::{Active, Port};
 use fqp_kernel::mutex::Mutex;
 use fqp_kernel::task::{self, TaskId};
@@ -18,6 +18,8 @@ static CTX: AtomicPtr<Ctx> = AtomicPtr::new(core::ptr::null_mut());
 static CURRENT: Mutex<Option<(&'static str, &'static str)>> = Mutex::new(None);
 /// Helpers spawned by the running test.
 static HELPERS: Mutex<heapless::Vec<TaskId, 16>> = Mutex::new(heapless::Vec::new());
+/// Tests passed, failed and skipped since boot, reported in `BYE`.
+static COUNTS: [AtomicU32; 3] = [const { AtomicU32::new(0) }; 3];
 
 fn ctx() -> &'static Ctx {
     let p = CTX.load(Ordering::Acquire);
@@ -129,12 +131,12 @@ fn runner_main(_: usize) {
                 None => send_line(LineBuf::new(Kind::Err).field("msg", "no test has run")),
             },
             Kind::Reset => {
-                send_line(LineBuf::new(Kind::Bye).field("reason", "reset"));
+                send_line(bye("reset"));
                 board().reset();
             }
             Kind::Exit => {
                 let code = frame.num("code").unwrap_or(0) as i32;
-                send_line(LineBuf::new(Kind::Bye).field("reason", "exit"));
+                send_line(bye("exit"));
                 board().exit(code);
             }
             other => send_line(
@@ -142,6 +144,16 @@ fn runner_main(_: usize) {
             ),
         }
     }
+}
+
+/// The device's summary of this boot.
+fn bye(reason: &str) -> LineBuf<LINE> {
+    let [p, f, s] = &COUNTS;
+    LineBuf::new(Kind::Bye)
+        .field("reason", reason)
+        .field("passed", p.load(Ordering::Relaxed))
+        .field("failed", f.load(Ordering::Relaxed))
+        .field("skipped", s.load(Ordering::Relaxed))
 }
 
 struct Lossy<'a>(&'a [u8]);
@@ -165,6 +177,12 @@ fn run_one(g: &'static Group, t: &'static Test) -> LineBuf<LINE> {
     cleanup();
     *CURRENT.lock() = None;
     let id = format_args!("{}/{}", g.name, t.name);
+    let slot = match &result {
+        Ok(()) => 0,
+        Err(f) if f.skip => 2,
+        Err(_) => 1,
+    };
+    COUNTS[slot].fetch_add(1, Ordering::Relaxed);
     match result {
         Ok(()) => LineBuf::new(Kind::End).field("id", id).field("status", "pass").field("us", us),
         Err(f) if f.skip => LineBuf::new(Kind::End)
