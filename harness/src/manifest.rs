@@ -194,7 +194,9 @@ pub fn load(dir: &Path) -> Result<Manifest, ManifestError> {
             fix: "see docs/port-manifest.md for every section and key".into(),
         }
     })?;
-    m.path = file.clone();
+    // Absolute, so that every path derived from it (the crate, cargo's target directory)
+    // means the same wherever cargo and QEMU run.
+    m.path = std::path::absolute(&file).unwrap_or(file.clone());
     validate(&m).map_err(|(key, problem, fix)| err(Some(key), problem, fix))?;
     Ok(m)
 }
@@ -291,12 +293,14 @@ fn validate(m: &Manifest) -> Result<(), Invalid> {
 }
 
 impl Manifest {
-    /// The firmware crate's directory.
+    /// The firmware crate's directory (absolute, `..` resolved when it exists).
     pub fn crate_dir(&self) -> PathBuf {
-        self.path
+        let dir = self
+            .path
             .parent()
             .unwrap_or(Path::new("."))
-            .join(&self.build.crate_dir)
+            .join(&self.build.crate_dir);
+        dir.canonicalize().unwrap_or(dir)
     }
 
     /// `FQP_*` environment for the build from `[kernel]`.
@@ -355,6 +359,37 @@ machine = "mps2-an385"
         let env = m.kernel_env();
         assert!(env.contains(&("FQP_TICK_HZ".into(), "1000".into())));
         assert!(env.contains(&("FQP_TIME_SLICING".into(), "0".into())));
+    }
+
+    #[test]
+    fn crate_dir_is_absolute_from_a_relative_port_path() {
+        let dir = std::env::temp_dir().join(format!("fqp-manifest-{}-rel", std::process::id()));
+        std::fs::create_dir_all(dir.join("fw")).unwrap();
+        std::fs::write(
+            dir.join("port.toml"),
+            GOOD.replace("[build]", "[build]\ncrate = \"fw\""),
+        )
+        .unwrap();
+        let cwd = std::env::current_dir().unwrap();
+        let rel = pathdiff(&dir, &cwd);
+        let m = load(&rel).unwrap();
+        assert!(m.path.is_absolute(), "{}", m.path.display());
+        assert_eq!(m.crate_dir(), dir.join("fw").canonicalize().unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// `path` relative to `base` (both absolute), with `..` as needed.
+    fn pathdiff(path: &Path, base: &Path) -> PathBuf {
+        let (p, b): (Vec<_>, Vec<_>) = (path.components().collect(), base.components().collect());
+        let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
+        let mut out = PathBuf::new();
+        for _ in common..b.len() {
+            out.push("..");
+        }
+        for c in &p[common..] {
+            out.push(c);
+        }
+        out
     }
 
     #[test]
