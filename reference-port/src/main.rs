@@ -7,15 +7,16 @@
 #![no_std]
 #![no_main]
 
-mod fault;
 #[cfg(feature = "selftest")]
 mod selftest;
 mod uart;
 mod vectors;
 
 use cortex_m_rt::entry;
+// HardFault and panic reporting over the console.
 use fqp_kernel::heap::{FirstFit, HeapStats};
 use fqp_testkit::{Board, Group};
+use fqp_testkit_cortex_m as _;
 use uart::Uart;
 
 /// Processor (and SysTick) clock of the AN385.
@@ -29,7 +30,7 @@ static HEAP: FirstFit = FirstFit::new();
 // SAFETY: 0x4000_4000 is UART0 of the AN385 and only this driver touches it.
 static UART0: Uart = unsafe { Uart::new(0x4000_4000) };
 
-/// The console UART (also used by the fault handlers).
+/// The console UART.
 pub fn console_uart() -> &'static Uart {
     &UART0
 }

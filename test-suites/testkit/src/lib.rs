@@ -21,7 +21,7 @@ pub mod irq;
 mod runner;
 
 pub use board::Board;
-pub use runner::run;
+pub use runner::{run, try_board};
 
 use core::fmt::{self, Write};
 use fqp_kernel::task::{self, SpawnError, TaskId};

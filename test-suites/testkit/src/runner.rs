@@ -33,6 +33,12 @@ pub fn board() -> &'static dyn Board {
     ctx().board
 }
 
+/// The board, if [`run`] has been called (fault handlers use this).
+pub fn try_board() -> Option<&'static dyn Board> {
+    // SAFETY: when set, the pointer is to a leaked, never-freed Ctx.
+    unsafe { CTX.load(Ordering::Acquire).as_ref() }.map(|c| c.board)
+}
+
 pub(crate) fn current_test() -> Option<(&'static str, &'static str)> {
     if !fqp_kernel::is_running() || Active::in_isr() {
         return None;

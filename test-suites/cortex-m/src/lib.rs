@@ -1,5 +1,12 @@
-//! Fault and panic reporting: one protocol line on the console (polled, no kernel), then a
-//! reset, so the host learns what happened and gets a fresh device.
+//! Fault and panic reporting for a Cortex-M qualification image.
+//!
+//! Linking this crate gives the image a HardFault handler and a panic handler that print one
+//! protocol line (`FAULT` with the stacked PC, LR, xPSR and the fault status registers, or
+//! `PANIC` with the location and message) through the port's [`fqp_testkit::Board`], polled and
+//! without the kernel, then reset the board. The host reports the running test as an error with
+//! that detail and boots a fresh device. A port needs only `use fqp_testkit_cortex_m as _;`.
+
+#![no_std]
 
 use core::fmt::Write;
 use core::ptr::read_volatile;
@@ -19,18 +26,21 @@ impl core::fmt::Display for Hex {
     }
 }
 
-fn report_fault(kind: &str, ef: &ExceptionFrame) -> ! {
+/// Writes `line` on a fresh console line, if the test runner has a board yet.
+fn emit(line: &[u8]) {
+    if let Some(b) = fqp_testkit::try_board() {
+        b.write(b"\n");
+        b.write(line);
+    }
+}
+
+#[exception]
+unsafe fn HardFault(ef: &ExceptionFrame) -> ! {
     // SAFETY: the System Control Block's fault status registers are always readable.
-    let (cfsr, hfsr, mmfar, bfar) = unsafe {
-        (
-            read_volatile(CFSR),
-            read_volatile(HFSR),
-            read_volatile(MMFAR),
-            read_volatile(BFAR),
-        )
-    };
+    let (cfsr, hfsr, mmfar, bfar) =
+        unsafe { (read_volatile(CFSR), read_volatile(HFSR), read_volatile(MMFAR), read_volatile(BFAR)) };
     let mut line = LineBuf::<320>::new(Kind::Fault)
-        .field("kind", kind)
+        .field("kind", "HardFault")
         .field("pc", Hex(ef.pc()))
         .field("lr", Hex(ef.lr()))
         .field("xpsr", Hex(ef.xpsr()))
@@ -38,14 +48,8 @@ fn report_fault(kind: &str, ef: &ExceptionFrame) -> ! {
         .field("hfsr", Hex(hfsr))
         .field("mmfar", Hex(mmfar))
         .field("bfar", Hex(bfar));
-    crate::console_uart().write(b"\n");
-    crate::console_uart().write(line.finish());
+    emit(line.finish());
     cortex_m::peripheral::SCB::sys_reset()
-}
-
-#[exception]
-unsafe fn HardFault(ef: &ExceptionFrame) -> ! {
-    report_fault("HardFault", ef)
 }
 
 #[panic_handler]
@@ -53,12 +57,11 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
     cortex_m::interrupt::disable();
     let (file, line) = info.location().map_or(("?", 0), |l| (l.file(), l.line()));
     let mut msg = heapless::String::<160>::new();
-    let _ = write!(msg, "{}", info.message());
+    let _ = write!(msg, "{}", info.message()); // a longer message is cut
     let mut l = LineBuf::<320>::new(Kind::Panic)
         .field("file", file)
         .field("line", line)
         .field("msg", msg.as_str());
-    crate::console_uart().write(b"\n");
-    crate::console_uart().write(l.finish());
+    emit(l.finish());
     cortex_m::peripheral::SCB::sys_reset()
 }
