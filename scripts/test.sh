@@ -8,6 +8,7 @@ scripts/setup.sh
 echo "== format"
 cargo fmt --all -- --check
 (cd reference-port && cargo fmt -- --check)
+(cd port-template && cargo fmt -- --check)
 echo "== lint (host)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 # The smallest kernel configuration: no heap, no run-time statistics, no stack check.
@@ -15,5 +16,6 @@ cargo clippy -p fqp-kernel --no-default-features --quiet -- -D warnings
 echo "== lint (firmware)"
 scripts/firmware-cargo.sh reference-port clippy --release --quiet -- -D warnings
 scripts/firmware-cargo.sh reference-port clippy --release --quiet --features selftest -- -D warnings
+scripts/firmware-cargo.sh port-template clippy --release --quiet -- -D warnings
 echo "== tests"
 cargo test --workspace

@@ -61,6 +61,13 @@ enum Cmd {
     },
 }
 
+/// Writes one line to stdout. A reader that went away (`fqp … | head`) is not an error of
+/// the run: the exit status still tells the verdict.
+pub(crate) fn out_line(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{text}");
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = match (cli.quiet, cli.verbose) {
@@ -92,7 +99,7 @@ fn main() -> ExitCode {
             };
             let run = qualify::qualify(&opts);
             let out = qualify::out_dir(&opts, &run.port.name);
-            println!("{}", qualify::summary(&run, &out));
+            out_line(&qualify::summary(&run, &out));
             ExitCode::from(run.verdict.exit_code() as u8)
         }
         Cmd::Build { port } => {
@@ -106,13 +113,13 @@ fn main() -> ExitCode {
                 });
             match built {
                 Ok(img) => {
-                    println!(
+                    out_line(&format!(
                         "{}\nsha256 {}  {} bytes  {}",
                         img.elf.display(),
                         img.sha256,
                         img.size_bytes,
                         img.toolchain
-                    );
+                    ));
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

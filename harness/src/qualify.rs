@@ -305,7 +305,7 @@ fn print_result(t: &Test) {
     let time = t.device_us.map_or(format!("{} ms wall", t.wall_ms), |us| {
         format!("{:.1} ms", us as f64 / 1000.0)
     });
-    println!("{tag:>5} {} ({time}){extra}", t.id);
+    crate::out_line(&format!("{tag:>5} {} ({time}){extra}", t.id));
 }
 
 fn finish(mut run: Run, out: &Path, t0: Instant) -> Run {

@@ -73,9 +73,18 @@ pub enum SpawnError {
 
 /// Stack memory for one task, in a `static`: no heap needed.
 ///
-/// ```ignore
+/// ```
+/// use fqp_kernel::task::{Builder, StaticStack};
+///
 /// static STACK: StaticStack<512> = StaticStack::new();
-/// task::Builder::new("net").static_stack(STACK.take().unwrap()).spawn_fn(net_main, 0);
+///
+/// fn net_main(_: usize) { /* the task's work */ }
+///
+/// fn start_network() {
+///     let stack = STACK.take().expect("started once");
+///     Builder::new("net").priority(5).static_stack(stack).spawn_fn(net_main, 0).expect("task slot");
+/// }
+/// # let _ = start_network;
 /// ```
 #[repr(C, align(8))]
 pub struct StaticStack<const WORDS: usize> {

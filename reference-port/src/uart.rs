@@ -33,12 +33,15 @@ impl Uart {
     }
 
     /// Enables transmit and receive, with the receive interrupt, at `baud` from `clock_hz`.
+    /// A byte that arrived before (the host may already be talking) is discarded: it would sit
+    /// in the receive buffer without an interrupt and block reception for good.
     pub fn init(&self, clock_hz: u32, baud: u32) {
         // SAFETY: registers of the UART this driver owns (constructor contract).
         unsafe {
             write_volatile(self.reg(BAUDDIV), (clock_hz / baud).max(16));
             write_volatile(self.reg(CTRL), CTRL_TX_EN | CTRL_RX_EN | CTRL_RX_INT_EN);
         }
+        self.on_rx_interrupt(|_| {});
     }
 
     /// Sends `bytes`, waiting for room in the transmit buffer.

@@ -30,16 +30,7 @@ impl Bump {
             s: UnsafeCell::new(State {
                 next: 0,
                 end: 0,
-                stats: HeapStats {
-                    total_bytes: 0,
-                    free_bytes: 0,
-                    min_free_bytes: 0,
-                    largest_free_block: 0,
-                    free_blocks: 0,
-                    allocations: 0,
-                    frees: 0,
-                    failures: 0,
-                },
+                stats: HeapStats::EMPTY,
             }),
         }
     }
@@ -56,6 +47,10 @@ impl Bump {
             s.next = start as usize;
             s.end = start as usize + len;
             s.stats.total_bytes = len;
+            s.stats.regions = 1;
+            s.stats.largest_region = len;
+            s.stats.regions = 1;
+            s.stats.largest_region = len;
             s.stats.free_bytes = len;
             s.stats.min_free_bytes = len;
             s.stats.largest_free_block = len;
@@ -126,6 +121,7 @@ mod tests {
         }
         let s = h.stats();
         assert_eq!((s.allocations, s.failures), (2, 1));
+        assert_eq!((s.regions, s.largest_region), (1, 64));
         assert_eq!(s.free_bytes, 64 - 16);
     }
 }

@@ -50,16 +50,7 @@ impl FirstFit {
         FirstFit {
             s: UnsafeCell::new(State {
                 free: null_mut(),
-                stats: HeapStats {
-                    total_bytes: 0,
-                    free_bytes: 0,
-                    min_free_bytes: 0,
-                    largest_free_block: 0,
-                    free_blocks: 0,
-                    allocations: 0,
-                    frees: 0,
-                    failures: 0,
-                },
+                stats: HeapStats::EMPTY,
             }),
         }
     }
@@ -108,6 +99,8 @@ impl State {
             })
         };
         self.stats.total_bytes += hi - lo;
+        self.stats.regions += 1;
+        self.stats.largest_region = self.stats.largest_region.max(hi - lo);
         self.stats.free_bytes += hi - lo;
         self.stats.min_free_bytes += hi - lo;
         // SAFETY: `b` is a valid free block not yet in the list.
@@ -319,6 +312,7 @@ mod tests {
     fn several_regions_serve_requests_larger_than_any_hole_in_one() {
         let (h, _m) = heap(&[128, 512]);
         assert_eq!(h.stats().total_bytes, 640);
+        assert_eq!((h.stats().regions, h.stats().largest_region), (2, 512));
         assert_eq!(h.stats().free_blocks, 2);
         // SAFETY: valid layouts; freed once.
         unsafe {

@@ -23,6 +23,10 @@ use crate::arch::{Active, Port};
 pub struct HeapStats {
     /// Bytes of all regions given to the heap.
     pub total_bytes: usize,
+    /// Number of regions given to the heap.
+    pub regions: usize,
+    /// Size of the largest region.
+    pub largest_region: usize,
     /// Bytes free now.
     pub free_bytes: usize,
     /// The fewest bytes ever free.
@@ -34,6 +38,22 @@ pub struct HeapStats {
     pub allocations: usize,
     pub frees: usize,
     pub failures: usize,
+}
+
+impl HeapStats {
+    /// A heap with no memory yet.
+    pub const EMPTY: HeapStats = HeapStats {
+        total_bytes: 0,
+        regions: 0,
+        largest_region: 0,
+        free_bytes: 0,
+        min_free_bytes: 0,
+        largest_free_block: 0,
+        free_blocks: 0,
+        allocations: 0,
+        frees: 0,
+        failures: 0,
+    };
 }
 
 /// Runs `f` inside a kernel critical section, so interrupt handlers may allocate too.

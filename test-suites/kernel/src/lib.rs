@@ -5,6 +5,10 @@
 //! Tests run in the runner task at [`fqp_testkit::TEST_PRIORITY`]; helpers run above it (they
 //! preempt the test at once) or below it (they run only while the test blocks). Timing checks
 //! are in ticks, which the kernel counts exactly whatever the host's speed.
+//!
+//! A test starts at an arbitrary point of a tick period (when the host's command arrives). A
+//! test whose outcome depends on where the next tick falls (time slicing, exact tick counts)
+//! first aligns itself with `task::delay(1)`, which returns just after a tick.
 
 #![no_std]
 

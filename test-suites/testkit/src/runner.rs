@@ -58,7 +58,7 @@ pub fn run(board: &'static dyn Board, groups: &'static [&'static Group], fw: &'s
     CTX.store(ctx, Ordering::Release);
     task::Builder::new("runner")
         .priority(TEST_PRIORITY)
-        .stack_words(4096)
+        .stack_words(2048)
         .spawn_fn(runner_main, 0)
         .expect("cannot create the test runner task");
     fqp_kernel::start(cpu_hz)

@@ -1,0 +1,43 @@
+//! Qualification image of this port: the kernel, the board support in `board.rs`, and the
+//! kernel test suites, run by the fqp test runner over the console.
+
+#![no_std]
+#![no_main]
+
+mod board;
+mod pl011;
+
+use cortex_m_rt::entry;
+// HardFault and panic reporting over the console.
+use fqp_testkit_cortex_m as _;
+
+/// Main stack kept for interrupts below the top of RAM; the rest after the program's data is
+/// heap. PORT: size for your interrupt handlers.
+const MAIN_STACK_BYTES: usize = 4 * 1024;
+
+extern "C" {
+    static mut __sheap: u8;
+    static mut _stack_start: u8;
+}
+
+static BOARD: board::Lm3s6965 = board::Lm3s6965;
+
+#[entry]
+fn main() -> ! {
+    // SAFETY: [__sheap, stack) is unused RAM (cortex-m-rt's layout), given to the heap once,
+    // before anything allocates.
+    unsafe {
+        let lo = core::ptr::addr_of_mut!(__sheap);
+        let hi = core::ptr::addr_of_mut!(_stack_start) as usize - MAIN_STACK_BYTES;
+        board::HEAP.add_region(lo, hi - lo as usize);
+    }
+    board::CONSOLE.init(board::CPU_HZ, 115_200);
+    let mut cp = cortex_m::Peripherals::take().expect("peripherals taken once, at start-up");
+    board::enable_interrupts(&mut cp.NVIC);
+    fqp_testkit::run(
+        &BOARD,
+        fqp_suite_kernel::GROUPS,
+        env!("CARGO_PKG_VERSION"),
+        board::CPU_HZ,
+    )
+}
