@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 echo "== format"
 cargo fmt --all -- --check
-(cd reference-port && cargo fmt -- --check)
-(cd port-template && cargo fmt -- --check)
+# Inside a port, --all also covers its path dependencies: the firmware-only crates.
+(cd reference-port && cargo fmt --all -- --check)
+(cd port-template && cargo fmt --all -- --check)
 echo "== lint (host)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 # The smallest kernel configuration: no heap, no run-time statistics, no stack check.

@@ -264,14 +264,17 @@ fn run_tests(ctx: &mut Ctx<'_>, opts: &Options, run: &mut Run) {
         run.push(&group, outcome.test);
     }
     if let Some(mut d) = device {
-        match d.session.exit(0, Duration::from_secs(2)) {
+        match d.session.summary(Duration::from_secs(2)) {
             Some(counts) if counts != this_boot => run.infrastructure_errors.push(format!(
                 "the device counted {counts:?} tests passed/failed/skipped on its last boot, the harness {this_boot:?}: \
                  protocol lines were lost; see serial.log"
             )),
             Some(_) => {}
-            None => tracing::warn!("the device did not confirm the end of the run (no BYE)"),
+            None => run
+                .infrastructure_errors
+                .push("the device did not answer SUMMARY at the end of the run; see serial.log".into()),
         }
+        d.session.exit(0);
         let corrupt = d.session.corrupt_lines;
         if corrupt > 0 {
             tracing::warn!(corrupt, "damaged protocol lines were detected and ignored");

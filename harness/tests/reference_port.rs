@@ -28,7 +28,7 @@ fn check_reports_agree(o: &Outcome, port: &str) {
     );
     let transcript = std::fs::read_to_string(o.out.join("serial.log")).unwrap();
     assert!(transcript.contains(&format!("@FQP READY proto=1 port={port}")));
-    assert!(transcript.contains("@FQP BYE reason=exit"));
+    assert!(transcript.contains("@FQP SUMMARY passed="));
 }
 
 #[test]

@@ -35,9 +35,7 @@ impl Board for Lm3s6965 {
     }
 
     fn pend_test_irq(&self, n: usize) {
-        NVIC::pend(Irq(TEST_IRQS[n]));
-        cortex_m::asm::dsb();
-        cortex_m::asm::isb();
+        fqp_testkit_cortex_m::nvic::pend(TEST_IRQS[n]);
     }
 
     fn heap_stats(&self) -> Option<HeapStats> {
@@ -49,37 +47,14 @@ impl Board for Lm3s6965 {
     }
 
     fn exit(&self, code: i32) -> ! {
-        // Under an emulator, semihosting ends the run; on a board this resets.
-        use cortex_m_semihosting::debug;
-        debug::exit(if code == 0 {
-            debug::EXIT_SUCCESS
-        } else {
-            debug::EXIT_FAILURE
-        });
-        cortex_m::peripheral::SCB::sys_reset()
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Irq(u16);
-
-// SAFETY: `Irq` values are interrupt lines of the LM3S6965 (below 64).
-unsafe impl cortex_m::interrupt::InterruptNumber for Irq {
-    fn number(self) -> u16 {
-        self.0
+        // Under an emulator semihosting ends the run; on a board this resets.
+        fqp_testkit_cortex_m::exit(code)
     }
 }
 
 /// Sets the kernel-aware interrupts below the kernel's syscall ceiling and enables them.
 pub fn enable_interrupts(nvic: &mut NVIC) {
-    for irq in [UART0_IRQ, TEST_IRQS[0], TEST_IRQS[1]] {
-        // SAFETY: these handlers call the kernel, so they get a priority the kernel masks in
-        // its critical sections; none is open during start-up.
-        unsafe {
-            nvic.set_priority(Irq(irq), fqp_kernel::arch::TEST_IRQ_PRIORITY);
-            NVIC::unmask(Irq(irq));
-        }
-    }
+    fqp_testkit_cortex_m::nvic::enable_kernel_aware(nvic, &[UART0_IRQ, TEST_IRQS[0], TEST_IRQS[1]]);
 }
 
 unsafe extern "C" fn uart0() {

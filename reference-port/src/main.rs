@@ -51,7 +51,7 @@ impl Board for An385 {
     }
 
     fn pend_test_irq(&self, n: usize) {
-        vectors::pend(vectors::TEST_IRQS[n]);
+        fqp_testkit_cortex_m::nvic::pend(vectors::TEST_IRQS[n]);
     }
 
     fn heap_stats(&self) -> Option<HeapStats> {
@@ -63,13 +63,7 @@ impl Board for An385 {
     }
 
     fn exit(&self, code: i32) -> ! {
-        use cortex_m_semihosting::debug;
-        debug::exit(if code == 0 {
-            debug::EXIT_SUCCESS
-        } else {
-            debug::EXIT_FAILURE
-        });
-        cortex_m::peripheral::SCB::sys_reset()
+        fqp_testkit_cortex_m::exit(code)
     }
 }
 

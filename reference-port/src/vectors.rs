@@ -1,4 +1,4 @@
-//! The AN385 interrupt vector table (external interrupts 0–31) and the NVIC set-up.
+//! The AN385 interrupt vector table (external interrupts 0–31) and which lines are enabled.
 //!
 //! Used lines: UART0 receive (IRQ 0), and IRQ 30–31, which no AN385 device drives, as the
 //! software-triggered test interrupts of the qualification suites.
@@ -9,17 +9,6 @@ use cortex_m::peripheral::NVIC;
 pub const UART0_RX_IRQ: u16 = 0;
 /// Test interrupt lines (pended by software only).
 pub const TEST_IRQS: [u16; 2] = [30, 31];
-
-#[derive(Clone, Copy)]
-#[repr(transparent)]
-pub struct Irq(u16);
-
-// SAFETY: `Irq` values are valid AN385 interrupt numbers (below 32).
-unsafe impl cortex_m::interrupt::InterruptNumber for Irq {
-    fn number(self) -> u16 {
-        self.0
-    }
-}
 
 /// A vector table entry.
 pub type Vector = unsafe extern "C" fn();
@@ -54,20 +43,8 @@ pub static __INTERRUPTS: [Vector; 32] = {
 /// Gives the kernel-aware interrupts a priority below the kernel's syscall ceiling and
 /// enables them.
 pub fn enable(nvic: &mut NVIC) {
-    for irq in [UART0_RX_IRQ, TEST_IRQS[0], TEST_IRQS[1]] {
-        // SAFETY: priorities at or below the syscall ceiling keep every kernel critical
-        // section effective; unmasking these handlers breaks no critical section because
-        // none is open during start-up.
-        unsafe {
-            nvic.set_priority(Irq(irq), fqp_kernel::arch::TEST_IRQ_PRIORITY);
-            NVIC::unmask(Irq(irq));
-        }
-    }
-}
-
-/// Pends a line.
-pub fn pend(irq: u16) {
-    NVIC::pend(Irq(irq));
-    cortex_m::asm::dsb();
-    cortex_m::asm::isb();
+    fqp_testkit_cortex_m::nvic::enable_kernel_aware(
+        nvic,
+        &[UART0_RX_IRQ, TEST_IRQS[0], TEST_IRQS[1]],
+    );
 }

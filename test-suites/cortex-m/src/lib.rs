@@ -1,5 +1,7 @@
-//! Fault and panic reporting for a Cortex-M qualification image.
+//! Cortex-M mechanics every Cortex-M port needs in its qualification image, so that a port
+//! keeps only the facts of its board (which lines, which UART).
 //!
+//! Fault and panic reporting:
 //! Linking this crate gives the image a HardFault handler and a panic handler that print one
 //! protocol line (`FAULT` with the stacked PC, LR, xPSR and the fault status registers, or
 //! `PANIC` with the location and message) through the port's [`fqp_testkit::Board`], polled and
@@ -7,6 +9,20 @@
 //! that detail and boots a fresh device. A port needs only `use fqp_testkit_cortex_m as _;`.
 
 #![no_std]
+
+pub mod nvic;
+
+/// Ends an emulated run through semihosting with `code`; on hardware (no debugger to take
+/// the call) it resets the board instead.
+pub fn exit(code: i32) -> ! {
+    use cortex_m_semihosting::debug;
+    debug::exit(if code == 0 {
+        debug::EXIT_SUCCESS
+    } else {
+        debug::EXIT_FAILURE
+    });
+    cortex_m::peripheral::SCB::sys_reset()
+}
 
 use core::fmt::Write;
 use core::ptr::read_volatile;
@@ -37,8 +53,14 @@ fn emit(line: &[u8]) {
 #[exception]
 unsafe fn HardFault(ef: &ExceptionFrame) -> ! {
     // SAFETY: the System Control Block's fault status registers are always readable.
-    let (cfsr, hfsr, mmfar, bfar) =
-        unsafe { (read_volatile(CFSR), read_volatile(HFSR), read_volatile(MMFAR), read_volatile(BFAR)) };
+    let (cfsr, hfsr, mmfar, bfar) = unsafe {
+        (
+            read_volatile(CFSR),
+            read_volatile(HFSR),
+            read_volatile(MMFAR),
+            read_volatile(BFAR),
+        )
+    };
     let mut line = LineBuf::<320>::new(Kind::Fault)
         .field("kind", "HardFault")
         .field("pc", Hex(ef.pc()))

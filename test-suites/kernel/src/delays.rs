@@ -29,7 +29,11 @@ fn delay_until_keeps_the_period() -> TestResult {
     let mut last = t0;
     for i in 1..=5u32 {
         spin_ticks(i); // work of varying length must not shift the rhythm
-        check!(task::delay_until(&mut last, 10), "round {} should have blocked", i);
+        check!(
+            task::delay_until(&mut last, 10),
+            "round {} should have blocked",
+            i
+        );
         check_eq!(time::now().wrapping_sub(t0), 10 * i);
     }
     Ok(())
@@ -39,7 +43,10 @@ fn delay_until_late_does_not_block() -> TestResult {
     let mut last = time::now();
     spin_ticks(5);
     let before = time::now();
-    check!(!task::delay_until(&mut last, 2), "a missed deadline returns false");
+    check!(
+        !task::delay_until(&mut last, 2),
+        "a missed deadline returns false"
+    );
     check_eq!(time::now(), before);
     Ok(())
 }
@@ -54,7 +61,10 @@ fn delay_zero_yields() -> TestResult {
 
 fn millisecond_timeouts_become_ticks() -> TestResult {
     static Q: Queue<u8, 1> = Queue::new();
-    check_eq!(Timeout::ms(10).as_ticks(), Some(10 * fqp_kernel::config::TICK_HZ / 1000));
+    check_eq!(
+        Timeout::ms(10).as_ticks(),
+        Some(10 * fqp_kernel::config::TICK_HZ / 1000)
+    );
     task::delay(1);
     let t0 = time::now();
     check!(Q.receive(Timeout::ms(10)).is_err());

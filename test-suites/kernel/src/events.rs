@@ -107,7 +107,11 @@ fn sync_is_a_rendezvous() -> TestResult {
     }
     check_eq!(TRACE.events(), []);
     let r = EG.sync(0b100, 0b111, Timeout::ticks(100));
-    check!(matches!(r, Ok(b) if b & 0b111 == 0b111), "sync returned {:?}", r);
+    check!(
+        matches!(r, Ok(b) if b & 0b111 == 0b111),
+        "sync returned {:?}",
+        r
+    );
     check_eq!(TRACE.events(), [1, 2]);
     check_eq!(EG.get() & 0b111, 0);
     Ok(())
@@ -115,9 +119,12 @@ fn sync_is_a_rendezvous() -> TestResult {
 
 fn set_from_interrupt_wakes_task() -> TestResult {
     fresh();
-    irq::set_handler(0, Some(|| {
-        EG.set(0b1000);
-    }));
+    irq::set_handler(
+        0,
+        Some(|| {
+            EG.set(0b1000);
+        }),
+    );
     helper("isr-wait", HIGH, || {
         if let Ok(bits) = EG.wait(WaitFor::any(0b1000), Timeout::FOREVER) {
             GOT.set(bits);

@@ -18,7 +18,11 @@ group!(pub HEAP, "heap", [
 fn stats() -> Result<HeapStats, Failure> {
     match fqp_testkit::heap_stats() {
         Some(s) => Ok(s),
-        None => Err(Failure::skipped(file!(), line!(), format_args!("the port has no heap"))),
+        None => Err(Failure::skipped(
+            file!(),
+            line!(),
+            format_args!("the port has no heap"),
+        )),
     }
 }
 
@@ -37,12 +41,16 @@ fn statistics_follow_allocations() -> TestResult {
 
 fn freeing_coalesces_neighbours() -> TestResult {
     let before = stats()?;
-    let mut blocks: Vec<Option<Box<[u8; 256]>>> = (0..8).map(|_| Some(Box::new([0u8; 256]))).collect();
+    let mut blocks: Vec<Option<Box<[u8; 256]>>> =
+        (0..8).map(|_| Some(Box::new([0u8; 256]))).collect();
     for b in blocks.iter_mut().step_by(2) {
         *b = None;
     }
     let holes = stats()?;
-    check!(holes.free_blocks > before.free_blocks, "freeing every other block leaves holes");
+    check!(
+        holes.free_blocks > before.free_blocks,
+        "freeing every other block leaves holes"
+    );
     drop(blocks);
     let after = stats()?;
     check_eq!(after.free_blocks, before.free_blocks);
@@ -95,7 +103,12 @@ fn every_region_is_used() -> TestResult {
     }
     let got = held.len() * chunk;
     drop(held);
-    check!(got > s.largest_region, "allocated {} bytes, no more than the largest region ({})", got, s.largest_region);
+    check!(
+        got > s.largest_region,
+        "allocated {} bytes, no more than the largest region ({})",
+        got,
+        s.largest_region
+    );
     check_eq!(stats()?.free_bytes, s.free_bytes);
     Ok(())
 }

@@ -32,11 +32,18 @@ fn handler_runs_in_interrupt_context() -> TestResult {
 fn blocking_call_in_a_handler_returns_at_once() -> TestResult {
     while Q.try_receive().is_ok() {}
     FLAG.set(0);
-    irq::set_handler(0, Some(|| {
-        let t0 = time::now();
-        let r = Q.receive(Timeout::FOREVER);
-        FLAG.set(if r.is_err() && time::now() == t0 { 1 } else { 2 });
-    }));
+    irq::set_handler(
+        0,
+        Some(|| {
+            let t0 = time::now();
+            let r = Q.receive(Timeout::FOREVER);
+            FLAG.set(if r.is_err() && time::now() == t0 {
+                1
+            } else {
+                2
+            });
+        }),
+    );
     irq::trigger(0);
     check_eq!(FLAG.get(), 1);
     Ok(())
@@ -45,9 +52,12 @@ fn blocking_call_in_a_handler_returns_at_once() -> TestResult {
 fn woken_higher_task_runs_before_trigger_returns() -> TestResult {
     while SEM.try_take().is_ok() {}
     FLAG.set(0);
-    irq::set_handler(1, Some(|| {
-        let _ = SEM.give();
-    }));
+    irq::set_handler(
+        1,
+        Some(|| {
+            let _ = SEM.give();
+        }),
+    );
     helper("high", HIGH, || {
         if SEM.take(Timeout::FOREVER).is_ok() {
             FLAG.set(1);
@@ -62,9 +72,12 @@ fn woken_higher_task_runs_before_trigger_returns() -> TestResult {
 fn woken_lower_task_waits_for_the_test() -> TestResult {
     while SEM.try_take().is_ok() {}
     FLAG.set(0);
-    irq::set_handler(1, Some(|| {
-        let _ = SEM.give();
-    }));
+    irq::set_handler(
+        1,
+        Some(|| {
+            let _ = SEM.give();
+        }),
+    );
     helper("low", LOW, || {
         if SEM.take(Timeout::FOREVER).is_ok() {
             FLAG.set(1);
@@ -82,10 +95,13 @@ fn woken_lower_task_waits_for_the_test() -> TestResult {
 fn queue_between_interrupt_and_task() -> TestResult {
     while Q.try_receive().is_ok() {}
     FLAG.set(0);
-    irq::set_handler(0, Some(|| {
-        let n = FLAG.inc();
-        let _ = Q.try_send(n * 10);
-    }));
+    irq::set_handler(
+        0,
+        Some(|| {
+            let n = FLAG.inc();
+            let _ = Q.try_send(n * 10);
+        }),
+    );
     for _ in 0..5 {
         irq::trigger(0);
     }

@@ -86,7 +86,10 @@ fn spawn_low_holder() -> fqp_kernel::task::TaskId {
 fn holder_inherits_the_waiters_priority() -> TestResult {
     reset();
     let low = spawn_low_holder();
-    check!(LOCKED.wait(WaitFor::any(1), Timeout::ticks(100)).is_ok(), "low never took the mutex");
+    check!(
+        LOCKED.wait(WaitFor::any(1), Timeout::ticks(100)).is_ok(),
+        "low never took the mutex"
+    );
     check_eq!(task::priority(low), Ok(LOW));
     helper("high", HIGH + 1, || {
         let g = M.lock();
@@ -110,7 +113,10 @@ fn inheritance_ends_when_the_waiter_gives_up() -> TestResult {
     reset();
     FLAG.set(0);
     let low = spawn_low_holder();
-    check!(LOCKED.wait(WaitFor::any(1), Timeout::ticks(100)).is_ok(), "low never took the mutex");
+    check!(
+        LOCKED.wait(WaitFor::any(1), Timeout::ticks(100)).is_ok(),
+        "low never took the mutex"
+    );
     helper("impatient", HIGH + 1, || {
         if M.lock_timeout(Timeout::ticks(5)).is_err() {
             FLAG.set(1);
@@ -143,8 +149,14 @@ fn unlock_hands_over_to_the_highest_waiter() -> TestResult {
     }
     check_eq!(TRACE.events(), []);
     drop(g);
-    check_eq!(task::priority(task::current()), Ok(fqp_testkit::TEST_PRIORITY));
-    check_eq!(TRACE.events(), [HIGH as u32 + 2, HIGH as u32 + 1, HIGH as u32]);
+    check_eq!(
+        task::priority(task::current()),
+        Ok(fqp_testkit::TEST_PRIORITY)
+    );
+    check_eq!(
+        TRACE.events(),
+        [HIGH as u32 + 2, HIGH as u32 + 1, HIGH as u32]
+    );
     Ok(())
 }
 

@@ -67,7 +67,10 @@ fn overwrite_rules() -> TestResult {
     fresh(2);
     let me = task::current();
     check_eq!(notify::notify(me, 2, Action::NoOverwrite(1)), Ok(0));
-    check_eq!(notify::notify(me, 2, Action::NoOverwrite(2)), Err(NotifyError::Pending));
+    check_eq!(
+        notify::notify(me, 2, Action::NoOverwrite(2)),
+        Err(NotifyError::Pending)
+    );
     check_eq!(notify::notify(me, 2, Action::Overwrite(3)), Ok(1));
     check_eq!(notify::wait(2, 0, 0, Timeout::NONE), Ok(3));
     check_eq!(notify::notify(me, 2, Action::NoOverwrite(4)), Ok(3));
@@ -111,11 +114,14 @@ static TARGET: Queue<TaskId, 1> = Queue::new();
 fn notify_from_interrupt() -> TestResult {
     fresh(0);
     TARGET.overwrite(task::current());
-    irq::set_handler(1, Some(|| {
-        if let Ok(id) = TARGET.peek(Timeout::NONE) {
-            let _ = notify::give(id, 0);
-        }
-    }));
+    irq::set_handler(
+        1,
+        Some(|| {
+            if let Ok(id) = TARGET.peek(Timeout::NONE) {
+                let _ = notify::give(id, 0);
+            }
+        }),
+    );
     irq::trigger(1);
     irq::trigger(1);
     check_eq!(notify::take(0, true, Timeout::NONE), 2);

@@ -59,7 +59,10 @@ fn send_front_jumps_the_queue() -> TestResult {
     let _ = Q4.try_send(1);
     let _ = Q4.try_send(2);
     check_eq!(Q4.try_send_front(0), Ok(()));
-    check_eq!([Q4.try_receive(), Q4.try_receive(), Q4.try_receive()], [Ok(0), Ok(1), Ok(2)]);
+    check_eq!(
+        [Q4.try_receive(), Q4.try_receive(), Q4.try_receive()],
+        [Ok(0), Ok(1), Ok(2)]
+    );
     Ok(())
 }
 
@@ -185,8 +188,17 @@ fn large_items_copy_whole() -> TestResult {
         check!(q.try_send(b).is_ok());
     }
     for n in 0..3u32 {
-        let b = q.try_receive().map_err(|_| fqp_testkit::Failure::new(file!(), line!(), format_args!("empty")))?;
-        check!(b.words.iter().enumerate().all(|(i, &w)| w == n * 1000 + i as u32), "item {} damaged", n);
+        let b = q
+            .try_receive()
+            .map_err(|_| fqp_testkit::Failure::new(file!(), line!(), format_args!("empty")))?;
+        check!(
+            b.words
+                .iter()
+                .enumerate()
+                .all(|(i, &w)| w == n * 1000 + i as u32),
+            "item {} damaged",
+            n
+        );
     }
     Ok(())
 }
@@ -309,12 +321,15 @@ fn interrupt_post_wakes_select() -> TestResult {
     IRQ_Q.store(q, Ordering::Release);
     let q: &'static Queue<u8, 1> = q;
     check!(set.add_queue(q).is_ok());
-    irq::set_handler(0, Some(|| {
-        // SAFETY: the pointer was stored from a leaked (never freed) queue.
-        if let Some(q) = unsafe { IRQ_Q.load(Ordering::Acquire).as_ref() } {
-            let _ = q.try_send(3);
-        }
-    }));
+    irq::set_handler(
+        0,
+        Some(|| {
+            // SAFETY: the pointer was stored from a leaked (never freed) queue.
+            if let Some(q) = unsafe { IRQ_Q.load(Ordering::Acquire).as_ref() } {
+                let _ = q.try_send(3);
+            }
+        }),
+    );
     GOT.set(0);
     helper("select", HIGH, move || {
         if set.select(Timeout::FOREVER) == Ok(q.member()) {

@@ -56,8 +56,18 @@ fn time_slicing_shares_the_cpu() -> TestResult {
     });
     task::delay(20);
     let (a, b) = (A.get(), B.get());
-    check!(a > 0 && b > 0, "both equal-priority spinners must run: {} and {}", a, b);
-    check!(a < 3 * b && b < 3 * a, "slices are about fair: {} vs {}", a, b);
+    check!(
+        a > 0 && b > 0,
+        "both equal-priority spinners must run: {} and {}",
+        a,
+        b
+    );
+    check!(
+        a < 3 * b && b < 3 * a,
+        "slices are about fair: {} vs {}",
+        a,
+        b
+    );
     Ok(())
 }
 
@@ -90,9 +100,12 @@ fn preempted_task_keeps_its_turn() -> TestResult {
     // "first" must continue before its equal "second" gets a turn.
     TRACE.reset();
     while SEM.try_take().is_ok() {}
-    fqp_testkit::irq::set_handler(0, Some(|| {
-        let _ = SEM.give();
-    }));
+    fqp_testkit::irq::set_handler(
+        0,
+        Some(|| {
+            let _ = SEM.give();
+        }),
+    );
     task::delay(1); // start right after a tick: no tick falls in what follows
     helper("first", LOW, || {
         TRACE.push(1);
@@ -100,7 +113,10 @@ fn preempted_task_keeps_its_turn() -> TestResult {
         TRACE.push(1);
     });
     helper("second", LOW, || TRACE.push(2));
-    check!(SEM.take(Timeout::ticks(5)).is_ok(), "the interrupt did not wake the test");
+    check!(
+        SEM.take(Timeout::ticks(5)).is_ok(),
+        "the interrupt did not wake the test"
+    );
     TRACE.push(9);
     task::delay(2);
     check_eq!(TRACE.events(), [1, 9, 1, 2]);

@@ -85,16 +85,22 @@ fn waiters_served_by_priority() -> TestResult {
     for _ in 0..3 {
         let _ = COUNT.give();
     }
-    check_eq!(TRACE.events(), [HIGH as u32 + 2, HIGH as u32 + 1, HIGH as u32]);
+    check_eq!(
+        TRACE.events(),
+        [HIGH as u32 + 2, HIGH as u32 + 1, HIGH as u32]
+    );
     Ok(())
 }
 
 fn give_from_interrupt_wakes_task() -> TestResult {
     empty(&SEM);
     FLAG.set(0);
-    irq::set_handler(0, Some(|| {
-        let _ = SEM.give();
-    }));
+    irq::set_handler(
+        0,
+        Some(|| {
+            let _ = SEM.give();
+        }),
+    );
     helper("isr-taker", HIGH, || {
         if SEM.take(Timeout::FOREVER).is_ok() {
             FLAG.set(1);

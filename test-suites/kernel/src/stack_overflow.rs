@@ -50,7 +50,10 @@ fn overflow_is_reported_at_the_next_switch() -> TestResult {
         let base = core::ptr::addr_of_mut!(REGION.0) as *mut u32;
         core::slice::from_raw_parts_mut(base.add(512), 512)
     };
-    let id = Builder::new("overflow").priority(crate::util::HIGH).static_stack(stack).spawn_fn(deep, 0);
+    let id = Builder::new("overflow")
+        .priority(crate::util::HIGH)
+        .static_stack(stack)
+        .spawn_fn(deep, 0);
     check!(id.is_ok());
     task::delay(5);
     check_eq!(DEPTH_REACHED.get(), 1);

@@ -38,8 +38,13 @@ fn worker(_: usize) {
 
 fn static_task_and_objects_use_no_heap() -> TestResult {
     let before = fqp_testkit::heap_stats().map(|h| (h.allocations, h.free_bytes));
-    let Some(stack) = STACK.take() else { fqp_testkit::skip!("the static stack was used by an earlier run in this boot") };
-    let id = Builder::new("static").priority(crate::util::HIGH).static_stack(stack).spawn_fn(worker, 0);
+    let Some(stack) = STACK.take() else {
+        fqp_testkit::skip!("the static stack was used by an earlier run in this boot")
+    };
+    let id = Builder::new("static")
+        .priority(crate::util::HIGH)
+        .static_stack(stack)
+        .spawn_fn(worker, 0);
     check!(id.is_ok());
     check_eq!(Q.try_send(7), Ok(()));
     check_eq!(DONE.get(), 7);
@@ -48,7 +53,10 @@ fn static_task_and_objects_use_no_heap() -> TestResult {
     let mut b = [0u8; 1];
     check_eq!(SB.try_receive(&mut b), 1);
     T.start();
-    check!(S.take(Timeout::ticks(5)).is_ok(), "static timer did not fire");
+    check!(
+        S.take(Timeout::ticks(5)).is_ok(),
+        "static timer did not fire"
+    );
     task::delay(2);
     let after = fqp_testkit::heap_stats().map(|h| (h.allocations, h.free_bytes));
     check_eq!(after, before);

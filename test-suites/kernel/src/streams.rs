@@ -98,12 +98,15 @@ static ISR_STREAM: AtomicPtr<StreamBuffer<16>> = AtomicPtr::new(core::ptr::null_
 fn interrupt_feeds_a_task() -> TestResult {
     let s: &'static mut StreamBuffer<16> = Box::leak(Box::new(StreamBuffer::new(3)));
     ISR_STREAM.store(s, Ordering::Release);
-    irq::set_handler(0, Some(|| {
-        // SAFETY: points to a leaked stream buffer, never freed.
-        if let Some(s) = unsafe { ISR_STREAM.load(Ordering::Acquire).as_ref() } {
-            s.try_send(b"i");
-        }
-    }));
+    irq::set_handler(
+        0,
+        Some(|| {
+            // SAFETY: points to a leaked stream buffer, never freed.
+            if let Some(s) = unsafe { ISR_STREAM.load(Ordering::Acquire).as_ref() } {
+                s.try_send(b"i");
+            }
+        }),
+    );
     GOT.set(0);
     let s: &'static StreamBuffer<16> = s;
     helper("reader", HIGH, move || {

@@ -73,7 +73,8 @@ fn delete_other_task_stops_it() -> TestResult {
     let id = helper("spin", LOW, || spinner());
     task::delay(3);
     check!(SPINS.get() > 0, "the helper never ran");
-    task::delete(id).map_err(|_| fqp_testkit::Failure::new(file!(), line!(), format_args!("delete failed")))?;
+    task::delete(id)
+        .map_err(|_| fqp_testkit::Failure::new(file!(), line!(), format_args!("delete failed")))?;
     let stopped = SPINS.get();
     task::delay(3);
     check_eq!(SPINS.get(), stopped);
@@ -166,10 +167,25 @@ fn stale_handle_is_detected() -> TestResult {
 fn noop(_: usize) {}
 
 fn spawn_errors() -> TestResult {
-    check_eq!(Builder::new("x").priority(32).stack_words(STACK).spawn_fn(noop, 0), Err(SpawnError::BadPriority));
-    check_eq!(Builder::new("x").spawn_fn(noop, 0), Err(SpawnError::NoStack));
-    check_eq!(Builder::new("x").stack_words(16).spawn_fn(noop, 0), Err(SpawnError::StackTooSmall));
-    check_eq!(Builder::new("x").stack_words(100_000_000).spawn_fn(noop, 0), Err(SpawnError::OutOfMemory));
+    check_eq!(
+        Builder::new("x")
+            .priority(32)
+            .stack_words(STACK)
+            .spawn_fn(noop, 0),
+        Err(SpawnError::BadPriority)
+    );
+    check_eq!(
+        Builder::new("x").spawn_fn(noop, 0),
+        Err(SpawnError::NoStack)
+    );
+    check_eq!(
+        Builder::new("x").stack_words(16).spawn_fn(noop, 0),
+        Err(SpawnError::StackTooSmall)
+    );
+    check_eq!(
+        Builder::new("x").stack_words(100_000_000).spawn_fn(noop, 0),
+        Err(SpawnError::OutOfMemory)
+    );
     Ok(())
 }
 
@@ -181,7 +197,11 @@ fn slots_run_out_and_come_back() -> TestResult {
     let existing = task::count();
     let mut made = Vec::new();
     let err = loop {
-        match Builder::new("filler").priority(LOW).stack_words(128).spawn_fn(parked, 0) {
+        match Builder::new("filler")
+            .priority(LOW)
+            .stack_words(128)
+            .spawn_fn(parked, 0)
+        {
             Ok(id) => made.push(id),
             Err(e) => break e,
         }
@@ -192,7 +212,10 @@ fn slots_run_out_and_come_back() -> TestResult {
     }
     check_eq!(err, SpawnError::NoSlot);
     check_eq!(existing + n, MAX_TASKS);
-    let again = Builder::new("again").priority(LOW).stack_words(128).spawn_fn(noop, 0);
+    let again = Builder::new("again")
+        .priority(LOW)
+        .stack_words(128)
+        .spawn_fn(noop, 0);
     check!(again.is_ok(), "a slot is free again after deletions");
     Ok(())
 }

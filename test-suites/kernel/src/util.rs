@@ -62,7 +62,10 @@ pub struct Trace {
 
 impl Trace {
     pub const fn new() -> Self {
-        Trace { n: AtomicU32::new(0), ev: [const { AtomicU32::new(0) }; 16] }
+        Trace {
+            n: AtomicU32::new(0),
+            ev: [const { AtomicU32::new(0) }; 16],
+        }
     }
     pub fn reset(&self) {
         self.n.store(0, Ordering::SeqCst);
@@ -76,7 +79,10 @@ impl Trace {
     /// The events so far.
     pub fn events(&self) -> Events {
         let n = (self.n.load(Ordering::SeqCst) as usize).min(16);
-        let mut v = Events { len: n, ev: [0; 16] };
+        let mut v = Events {
+            len: n,
+            ev: [0; 16],
+        };
         for (i, e) in self.ev.iter().take(n).enumerate() {
             v.ev[i] = e.load(Ordering::SeqCst);
         }

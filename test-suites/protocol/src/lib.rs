@@ -56,8 +56,11 @@ pub enum Kind {
     /// The device did not understand a command: `msg`.
     Err,
     /// The device is about to exit or reset: `reason`, and its count of tests `passed`,
-    /// `failed` and `skipped` since boot.
+    /// `failed` and `skipped` since boot. Best effort: it may be lost as the device goes.
     Bye,
+    /// Both ways. Host: ask for the device's own count of tests since boot. Device: the
+    /// answer, `passed`, `failed`, `skipped`.
+    Summary,
     /// Host: start a session: `nonce`.
     Sync,
     /// Host: list the tests.
@@ -72,7 +75,7 @@ pub enum Kind {
     Exit,
 }
 
-const KINDS: [(Kind, &str); 19] = [
+const KINDS: [(Kind, &str); 20] = [
     (Kind::Hello, "HELLO"),
     (Kind::Ready, "READY"),
     (Kind::Test, "TEST"),
@@ -86,6 +89,7 @@ const KINDS: [(Kind, &str); 19] = [
     (Kind::Panic, "PANIC"),
     (Kind::Err, "ERR"),
     (Kind::Bye, "BYE"),
+    (Kind::Summary, "SUMMARY"),
     (Kind::Sync, "SYNC"),
     (Kind::List, "LIST"),
     (Kind::Run, "RUN"),

@@ -42,7 +42,9 @@ pub fn send_line(mut line: LineBuf<LINE>) {
 pub(crate) fn read_line(buf: &mut [u8]) -> &[u8] {
     let mut n = 0;
     loop {
-        let Ok(b) = RX.receive(Timeout::FOREVER) else { continue };
+        let Ok(b) = RX.receive(Timeout::FOREVER) else {
+            continue;
+        };
         match b {
             b'\n' | b'\r' if n > 0 => return &buf[..n],
             b'\n' | b'\r' => {}
@@ -70,7 +72,11 @@ fn test_id() -> impl fmt::Display {
 
 /// A `LOG` line for the running test.
 pub fn log(args: fmt::Arguments<'_>) {
-    send_line(LineBuf::new(Kind::Log).field("id", test_id()).field("msg", args));
+    send_line(
+        LineBuf::new(Kind::Log)
+            .field("id", test_id())
+            .field("msg", args),
+    );
 }
 
 /// A `METRIC` line for the running test.

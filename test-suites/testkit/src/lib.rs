@@ -77,7 +77,12 @@ impl Failure {
     pub fn new(file: &'static str, line: u32, args: fmt::Arguments<'_>) -> Self {
         let mut msg = heapless::String::new();
         let _ = msg.write_fmt(args); // a longer message is cut at the buffer's end
-        Failure(alloc::boxed::Box::new(FailureInfo { skip: false, file, line, msg }))
+        Failure(alloc::boxed::Box::new(FailureInfo {
+            skip: false,
+            file,
+            line,
+            msg,
+        }))
     }
 
     pub fn skipped(file: &'static str, line: u32, args: fmt::Arguments<'_>) -> Self {
@@ -119,8 +124,17 @@ macro_rules! check_eq {
         match (&$left, &$right) {
             (l, r) => {
                 if !(*l == *r) {
-                    return Err($crate::Failure::new(file!(), line!(), format_args!(
-                        "{} == {} failed: left {:?}, right {:?}", stringify!($left), stringify!($right), l, r)));
+                    return Err($crate::Failure::new(
+                        file!(),
+                        line!(),
+                        format_args!(
+                            "{} == {} failed: left {:?}, right {:?}",
+                            stringify!($left),
+                            stringify!($right),
+                            l,
+                            r
+                        ),
+                    ));
                 }
             }
         }
@@ -134,8 +148,17 @@ macro_rules! check_range {
         match (&$value, &$lo, &$hi) {
             (v, lo, hi) => {
                 if !(*lo <= *v && *v <= *hi) {
-                    return Err($crate::Failure::new(file!(), line!(), format_args!(
-                        "{} = {:?} outside {:?}..={:?}", stringify!($value), v, lo, hi)));
+                    return Err($crate::Failure::new(
+                        file!(),
+                        line!(),
+                        format_args!(
+                            "{} = {:?} outside {:?}..={:?}",
+                            stringify!($value),
+                            v,
+                            lo,
+                            hi
+                        ),
+                    ));
                 }
             }
         }
@@ -163,8 +186,16 @@ pub fn metric(name: &str, value: impl fmt::Display, unit: &str) {
 
 /// Spawns a helper task for the running test (heap stack of `words` words). Helpers still
 /// alive when the test ends are deleted by the runner.
-pub fn spawn(name: &'static str, prio: u8, words: usize, f: impl FnOnce() + Send + 'static) -> Result<TaskId, SpawnError> {
-    let id = task::Builder::new(name).priority(prio).stack_words(words).spawn(f)?;
+pub fn spawn(
+    name: &'static str,
+    prio: u8,
+    words: usize,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<TaskId, SpawnError> {
+    let id = task::Builder::new(name)
+        .priority(prio)
+        .stack_words(words)
+        .spawn(f)?;
     runner::track_helper(id);
     Ok(id)
 }

@@ -48,12 +48,20 @@ pub(crate) fn current_test() -> Option<(&'static str, &'static str)> {
 
 pub(crate) fn track_helper(id: TaskId) {
     let mut h = HELPERS.lock();
-    assert!(h.push(id).is_ok(), "a test may spawn at most 16 helper tasks");
+    assert!(
+        h.push(id).is_ok(),
+        "a test may spawn at most 16 helper tasks"
+    );
 }
 
 /// Starts the test runner on `board` with `groups` and hands the CPU to the kernel.
 /// `fw` is the firmware version reported to the host; `cpu_hz` clocks the kernel tick.
-pub fn run(board: &'static dyn Board, groups: &'static [&'static Group], fw: &'static str, cpu_hz: u32) -> ! {
+pub fn run(
+    board: &'static dyn Board,
+    groups: &'static [&'static Group],
+    fw: &'static str,
+    cpu_hz: u32,
+) -> ! {
     let ctx = alloc::boxed::Box::leak(alloc::boxed::Box::new(Ctx { board, groups, fw }));
     CTX.store(ctx, Ordering::Release);
     task::Builder::new("runner")
@@ -105,7 +113,9 @@ fn runner_main(_: usize) {
             }
         };
         match frame.kind {
-            Kind::Sync => send_line(hello(Kind::Ready).field("nonce", frame.raw("nonce").unwrap_or("0"))),
+            Kind::Sync => {
+                send_line(hello(Kind::Ready).field("nonce", frame.raw("nonce").unwrap_or("0")))
+            }
             Kind::List => {
                 for g in ctx().groups {
                     for t in g.tests {
@@ -136,6 +146,7 @@ fn runner_main(_: usize) {
                 Some(end) => console::send(end.finish()),
                 None => send_line(LineBuf::new(Kind::Err).field("msg", "no test has run")),
             },
+            Kind::Summary => send_line(counts(Kind::Summary)),
             Kind::Reset => {
                 send_line(bye("reset"));
                 board().reset();
@@ -152,14 +163,17 @@ fn runner_main(_: usize) {
     }
 }
 
-/// The device's summary of this boot.
-fn bye(reason: &str) -> LineBuf<LINE> {
+/// The device's count of tests since boot, in a line of `kind`.
+fn counts(kind: Kind) -> LineBuf<LINE> {
     let [p, f, s] = &COUNTS;
-    LineBuf::new(Kind::Bye)
-        .field("reason", reason)
+    LineBuf::new(kind)
         .field("passed", p.load(Ordering::Relaxed))
         .field("failed", f.load(Ordering::Relaxed))
         .field("skipped", s.load(Ordering::Relaxed))
+}
+
+fn bye(reason: &str) -> LineBuf<LINE> {
+    counts(Kind::Bye).field("reason", reason)
 }
 
 struct Lossy<'a>(&'a [u8]);
@@ -190,7 +204,10 @@ fn run_one(g: &'static Group, t: &'static Test) -> LineBuf<LINE> {
     };
     COUNTS[slot].fetch_add(1, Ordering::Relaxed);
     match result {
-        Ok(()) => LineBuf::new(Kind::End).field("id", id).field("status", "pass").field("us", us),
+        Ok(()) => LineBuf::new(Kind::End)
+            .field("id", id)
+            .field("status", "pass")
+            .field("us", us),
         Err(f) if f.skip => LineBuf::new(Kind::End)
             .field("id", id)
             .field("status", "skip")
@@ -205,7 +222,10 @@ fn run_one(g: &'static Group, t: &'static Test) -> LineBuf<LINE> {
                     .field("msg", f.msg.as_str()),
             );
             let id = format_args!("{}/{}", g.name, t.name);
-            LineBuf::new(Kind::End).field("id", id).field("status", "fail").field("us", us)
+            LineBuf::new(Kind::End)
+                .field("id", id)
+                .field("status", "fail")
+                .field("us", us)
         }
     }
 }
