@@ -20,7 +20,10 @@ use std::process::ExitCode;
 #[command(
     name = "fqp",
     version,
-    about = "Qualify an RTOS port: build, flash, test over the console, report"
+    about = "Qualify an RTOS port: build, flash, test over the console, report",
+    after_help = "Exit status: 0 every test passed (or was skipped), 1 a test failed or errored, \
+                  2 the run itself failed (manifest, toolchain, build, device, console).\n\
+                  References: docs/port-manifest.md (port.toml), docs/protocol.md (console protocol)."
 )]
 struct Cli {
     /// More diagnostics on stderr (-v: debug, -vv: trace).
