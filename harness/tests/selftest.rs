@@ -181,6 +181,37 @@ fn broken_manifest_is_an_infrastructure_error_naming_the_key() {
 }
 
 #[test]
+fn missing_qemu_says_how_to_install_it() {
+    let dir = repo().join("target/fqp-tests/no-qemu-port");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string(selftest_port().join("port.toml")).unwrap();
+    let text = text
+        .replace(
+            "crate = \"../../../../reference-port\"",
+            &format!("crate = {:?}", repo().join("reference-port")),
+        )
+        .replace(
+            "machine = \"mps2-an385\"",
+            "machine = \"mps2-an385\"\nbinary = \"qemu-system-arm-not-installed\"",
+        );
+    std::fs::write(dir.join("port.toml"), text).unwrap();
+    let o = qualify(&dir, "no-qemu", &[]);
+    assert_eq!(o.code, 2, "{}", o.explain());
+    let err = o.results["infrastructure_errors"][0].as_str().unwrap();
+    assert!(
+        err.contains("qemu-system-arm-not-installed not found"),
+        "{err}"
+    );
+    assert!(err.contains("apt-get install qemu-system-arm"), "{err}");
+    assert!(
+        o.results["firmware"]["sha256"]
+            .as_str()
+            .is_some_and(|h| h.len() == 64),
+        "the build still ran and is recorded"
+    );
+}
+
+#[test]
 fn unknown_selection_lists_the_groups() {
     let o = qualify(&selftest_port(), "no-match", &["--group", "nope"]);
     assert_eq!(o.code, 2, "{}", o.explain());
