@@ -55,6 +55,24 @@ enum Cmd {
         /// Run only tests whose `group/name` contains this text (repeatable).
         #[arg(long = "test", value_name = "PATTERN")]
         tests: Vec<String>,
+        /// Run only part I of N of the selection (CI sharding; `fqp merge` joins the parts).
+        #[arg(long, value_name = "I/N", value_parser = parse_partition)]
+        partition: Option<fqp_reports::Partition>,
+        /// Spread the test groups over this many identical devices (QEMU instances), in
+        /// parallel.
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        devices: u16,
+    },
+    /// Merge results of partial runs (for example CI partitions) into one report.
+    ///
+    /// Writes results.json and junit.xml to --out; exits like `qualify` on the merged verdict.
+    Merge {
+        /// results.json files to merge.
+        #[arg(required = true, value_name = "RESULTS")]
+        results: Vec<PathBuf>,
+        /// Directory for the merged reports.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
     /// Build the port's firmware and print the image path.
     Build {
@@ -69,6 +87,20 @@ enum Cmd {
 pub(crate) fn out_line(text: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stdout(), "{text}");
+}
+
+/// Parses `I/N` with 1 <= I <= N.
+fn parse_partition(s: &str) -> Result<fqp_reports::Partition, String> {
+    let bad = || format!("{s:?} is not a partition: write I/N with 1 <= I <= N, for example 2/4");
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (index, count) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if index == 0 || index > count {
+        return Err(bad());
+    }
+    Ok(fqp_reports::Partition { index, count })
 }
 
 fn main() -> ExitCode {
@@ -92,18 +124,45 @@ fn main() -> ExitCode {
             out,
             groups,
             tests,
+            partition,
+            devices,
         } => {
             let opts = qualify::Options {
                 port,
                 out,
                 groups,
                 tests,
+                partition,
+                devices: devices as usize,
                 progress: !cli.quiet,
             };
             let run = qualify::qualify(&opts);
             let out = qualify::out_dir(&opts, &run.port.name);
             out_line(&qualify::summary(&run, &out));
             ExitCode::from(run.verdict.exit_code() as u8)
+        }
+        Cmd::Merge { results, out } => {
+            match results
+                .iter()
+                .map(|p| fqp_reports::read_json(p))
+                .collect::<Result<Vec<_>, _>>()
+                .and_then(fqp_reports::merge)
+            {
+                Ok(run) => match qualify::write_reports(&run, &out) {
+                    Ok(()) => {
+                        out_line(&qualify::summary(&run, &out));
+                        ExitCode::from(run.verdict.exit_code() as u8)
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ExitCode::from(2)
+                    }
+                },
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Cmd::Build { port } => {
             let built = manifest::load(&port)

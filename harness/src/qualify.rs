@@ -7,8 +7,12 @@ use crate::manifest::{self, Manifest};
 use crate::qemu::Qemu;
 use crate::serial::{self, SerialLink, Transcript};
 use crate::session::{DeviceInfo, Listed, Session};
-use fqp_reports::{ErrorKind, Firmware, Port, Run, Status, Test, Verdict, SCHEMA_VERSION};
+use fqp_reports::{
+    ErrorKind, Firmware, Partition, Port, Run, Status, Test, Verdict, SCHEMA_VERSION,
+};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// What to run.
@@ -20,6 +24,10 @@ pub struct Options {
     pub groups: Vec<String>,
     /// Run only tests whose `group/name` contains one of these.
     pub tests: Vec<String>,
+    /// Run only this part of the selection (1-based index, count).
+    pub partition: Option<Partition>,
+    /// Number of identical devices to spread the groups over (at least 1).
+    pub devices: usize,
     /// Print each test's result as it ends.
     pub progress: bool,
 }
@@ -38,15 +46,46 @@ struct Device {
     info: DeviceInfo,
 }
 
+/// One device of the run (the only one, or one of a pool) and its logs.
 struct Ctx<'a> {
     m: &'a Manifest,
     image: &'a Image,
-    out: &'a Path,
+    /// `serial.log`/`qemu.log`, or `serial-N.log`/`qemu-N.log` in a pool.
+    serial_log: PathBuf,
+    qemu_log: PathBuf,
     transcript: Transcript,
     boots: u32,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    fn new(
+        m: &'a Manifest,
+        image: &'a Image,
+        out: &Path,
+        device: usize,
+        devices: usize,
+    ) -> Result<Self, String> {
+        let suffix = if devices > 1 {
+            format!("-{device}")
+        } else {
+            String::new()
+        };
+        let serial_log = out.join(format!("serial{suffix}.log"));
+        let qemu_log = out.join(format!("qemu{suffix}.log"));
+        let _ = std::fs::remove_file(&serial_log);
+        let _ = std::fs::remove_file(&qemu_log);
+        let transcript = serial::transcript(&serial_log)
+            .map_err(|e| format!("cannot write the serial transcript: {e}"))?;
+        Ok(Ctx {
+            m,
+            image,
+            serial_log,
+            qemu_log,
+            transcript,
+            boots: 0,
+        })
+    }
+
     fn boot(&mut self) -> Result<Device, String> {
         self.boots += 1;
         serial::mark(&self.transcript, &format!("boot {}", self.boots));
@@ -56,7 +95,7 @@ impl Ctx<'_> {
             .qemu
             .as_ref()
             .expect("validated: qemu method has [flash.qemu]");
-        let qemu = Qemu::launch(q, &self.image.elf, &self.out.join("qemu.log"))?;
+        let qemu = Qemu::launch(q, &self.image.elf, &self.qemu_log)?;
         let path = self
             .m
             .serial
@@ -95,10 +134,14 @@ fn empty_run(port: Port) -> Run {
         duration_ms: 0,
         verdict: Verdict::InfrastructureError,
         infrastructure_errors: Vec::new(),
+        partition: None,
         groups: Vec::new(),
     }
 }
 
+/// The tests the options select, in listing order: groups and patterns first, then the
+/// partition (every `count`-th selected test, so that parts are balanced and each is stable
+/// for a given image and selection).
 fn select(listed: Vec<Listed>, opts: &Options) -> Result<Vec<Listed>, String> {
     let chosen: Vec<Listed> = listed
         .iter()
@@ -122,7 +165,31 @@ fn select(listed: Vec<Listed>, opts: &Options) -> Result<Vec<Listed>, String> {
             groups.join(", ")
         ));
     }
-    Ok(chosen)
+    Ok(match opts.partition {
+        Some(p) => chosen
+            .into_iter()
+            .enumerate()
+            .filter(|(k, _)| k % p.count == p.index - 1)
+            .map(|(_, t)| t)
+            .collect(),
+        None => chosen,
+    })
+}
+
+/// Consecutive tests of one group: the unit a pool hands to a device.
+fn units(chosen: Vec<Listed>) -> VecDeque<Vec<Listed>> {
+    let mut units: VecDeque<Vec<Listed>> = VecDeque::new();
+    for t in chosen {
+        match units.back_mut() {
+            Some(u) if group_of(&u[0].id) == group_of(&t.id) => u.push(t),
+            _ => units.push_back(vec![t]),
+        }
+    }
+    units
+}
+
+fn group_of(id: &str) -> &str {
+    id.split('/').next().unwrap_or("")
 }
 
 /// Runs a qualification and writes its reports; returns the run.
@@ -176,28 +243,25 @@ pub fn qualify(opts: &Options) -> Run {
         version: None,
         kernel: None,
     });
-    let transcript = match serial::transcript(&out.join("serial.log")) {
-        Ok(t) => t,
-        Err(e) => {
-            run.infrastructure_errors
-                .push(format!("cannot write the serial transcript: {e}"));
-            return finish(run, &out, t0);
-        }
-    };
-    let _ = std::fs::remove_file(out.join("qemu.log"));
-    let mut ctx = Ctx {
-        m: &m,
-        image: &image,
-        out: &out,
-        transcript,
-        boots: 0,
-    };
-    run_tests(&mut ctx, opts, &mut run);
+    run.partition = opts.partition;
+    run_tests(&m, &image, &out, opts, &mut run);
     finish(run, &out, t0)
 }
 
-fn run_tests(ctx: &mut Ctx<'_>, opts: &Options, run: &mut Run) {
-    let mut dev = match ctx.boot() {
+/// What one device did: its results and the problems outside the tests.
+#[derive(Default)]
+struct Work {
+    tests: Vec<(String, Test)>,
+    errors: Vec<String>,
+}
+
+fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut Run) {
+    let devices = opts.devices.max(1);
+    let mut first = match Ctx::new(m, image, out, 1, devices) {
+        Ok(c) => c,
+        Err(e) => return run.infrastructure_errors.push(e),
+    };
+    let mut dev = match first.boot() {
         Ok(d) => d,
         Err(e) => return run.infrastructure_errors.push(e),
     };
@@ -205,83 +269,134 @@ fn run_tests(ctx: &mut Ctx<'_>, opts: &Options, run: &mut Run) {
         fw.version = Some(dev.info.fw.clone());
         fw.kernel = Some(dev.info.kernel.clone());
     }
-    let listed = match dev.session.list(Duration::from_secs(10)) {
-        Ok(l) => l,
-        Err(e) => return run.infrastructure_errors.push(e),
-    };
-    let chosen = match select(listed, opts) {
+    let chosen = match dev
+        .session
+        .list(Duration::from_secs(10))
+        .and_then(|l| select(l, opts))
+    {
         Ok(c) => c,
         Err(e) => return run.infrastructure_errors.push(e),
     };
+    let queue = Mutex::new(units(chosen));
+    let done: Vec<Work> = std::thread::scope(|scope| {
+        let queue = &queue;
+        let mut handles =
+            vec![scope.spawn(move || work(&mut first, Some(dev), queue, opts.progress))];
+        for k in 2..=devices {
+            handles.push(
+                scope.spawn(move || match Ctx::new(m, image, out, k, devices) {
+                    Ok(mut ctx) => work(&mut ctx, None, queue, opts.progress),
+                    Err(e) => Work {
+                        errors: vec![format!("device {k}: {e}")],
+                        ..Work::default()
+                    },
+                }),
+            );
+        }
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    for w in done {
+        run.infrastructure_errors.extend(w.errors);
+        for (group, t) in w.tests {
+            run.push(&group, t);
+        }
+    }
+    // Units no device could take (every device was lost).
+    for unit in queue.into_inner().unwrap_or_default() {
+        for l in unit {
+            let mut t = Test::new(&l.id, Status::Error);
+            t.index = Some(l.index);
+            t.error_kind = Some(ErrorKind::DeviceLost);
+            t.message = Some("not run: no device was left to run it".into());
+            run.push(group_of(&l.id), t);
+        }
+    }
+    run.sort();
+}
+
+/// One device's loop: take a group, run its tests (restarting the device when a test leaves
+/// it in an unknown state), until the queue is empty or the device cannot be brought back.
+fn work(
+    ctx: &mut Ctx<'_>,
+    booted: Option<Device>,
+    queue: &Mutex<VecDeque<Vec<Listed>>>,
+    progress: bool,
+) -> Work {
+    let mut w = Work::default();
     let t = &ctx.m.timeouts;
-    let mut device = Some(dev);
+    let mut device = booted;
+    let log = ctx.serial_log.display().to_string();
     // Outcomes on the current boot, to check against the device's own count at the end.
     let mut this_boot = [0u64; 3];
-    for (n, test) in chosen.iter().enumerate() {
-        let group = test.id.split('/').next().unwrap_or("").to_string();
-        let d = match device.as_mut() {
-            Some(d) => d,
-            None => match ctx.boot() {
-                Ok(d) => {
-                    this_boot = [0; 3];
-                    device.insert(d)
-                }
-                Err(e) => {
-                    run.infrastructure_errors
-                        .push(format!("the device could not be restarted: {e}"));
-                    for rest in &chosen[n..] {
-                        let mut t = Test::new(&rest.id, Status::Error);
-                        t.error_kind = Some(ErrorKind::DeviceLost);
-                        t.message = Some("not run: the device could not be restarted".into());
-                        run.push(rest.id.split('/').next().unwrap_or(""), t);
+    // The guard lives only inside the closure: the queue is not held while tests run.
+    'units: while let Some(unit) = queue.lock().ok().and_then(|mut q| q.pop_front()) {
+        for (n, test) in unit.iter().enumerate() {
+            let d = match device.as_mut() {
+                Some(d) => d,
+                None => match ctx.boot() {
+                    Ok(d) => {
+                        this_boot = [0; 3];
+                        device.insert(d)
                     }
-                    break;
-                }
-            },
-        };
-        let timeout =
-            Duration::from_millis((test.timeout_ms as f64 * t.factor) as u64 + t.grace_ms);
-        let outcome = d.session.run(&test.id, timeout);
-        if opts.progress {
-            print_result(&outcome.test);
-        }
-        match outcome.test.status {
-            Status::Passed => this_boot[0] += 1,
-            Status::Failed => this_boot[1] += 1,
-            Status::Skipped => this_boot[2] += 1,
-            Status::Error => {}
-        }
-        if outcome.restart {
-            serial::mark(
-                &ctx.transcript,
-                &format!(
+                    Err(e) => {
+                        w.errors
+                            .push(format!("the device could not be (re)started ({log}): {e}"));
+                        // Give the rest of this group back: another device may run it.
+                        if let Ok(mut q) = queue.lock() {
+                            q.push_front(unit[n..].to_vec());
+                        }
+                        break 'units;
+                    }
+                },
+            };
+            let timeout =
+                Duration::from_millis((test.timeout_ms as f64 * t.factor) as u64 + t.grace_ms);
+            let mut outcome = d.session.run(&test.id, timeout);
+            outcome.test.index = Some(test.index);
+            if progress {
+                print_result(&outcome.test);
+            }
+            match outcome.test.status {
+                Status::Passed => this_boot[0] += 1,
+                Status::Failed => this_boot[1] += 1,
+                Status::Skipped => this_boot[2] += 1,
+                Status::Error => {}
+            }
+            if outcome.restart {
+                let why = format!(
                     "{} ended the device ({:?}); restarting",
                     test.id, outcome.test.error_kind
-                ),
-            );
-            device = None; // dropping kills QEMU
+                );
+                serial::mark(&ctx.transcript, &why);
+                device = None; // dropping kills QEMU
+            }
+            w.tests.push((group_of(&test.id).to_string(), outcome.test));
         }
-        run.push(&group, outcome.test);
     }
     if let Some(mut d) = device {
         match d.session.summary(Duration::from_secs(2)) {
-            Some(counts) if counts != this_boot => run.infrastructure_errors.push(format!(
-                "the device counted {counts:?} tests passed/failed/skipped on its last boot, the harness {this_boot:?}: \
-                 protocol lines were lost; see serial.log"
+            Some(counts) if counts != this_boot => w.errors.push(format!(
+                "the device counted {counts:?} tests passed/failed/skipped on its last boot, the harness \
+                 {this_boot:?}: protocol lines were lost; see {log}"
             )),
             Some(_) => {}
-            None => run
-                .infrastructure_errors
-                .push("the device did not answer SUMMARY at the end of the run; see serial.log".into()),
+            None => w.errors.push(format!("the device did not answer SUMMARY at the end of the run; see {log}")),
         }
         d.session.exit(0);
-        let corrupt = d.session.corrupt_lines;
-        if corrupt > 0 {
-            tracing::warn!(corrupt, "damaged protocol lines were detected and ignored");
+        if d.session.corrupt_lines > 0 {
+            tracing::warn!(
+                corrupt = d.session.corrupt_lines,
+                log,
+                "damaged protocol lines were detected and ignored"
+            );
         }
         let status = d.qemu.finish(Duration::from_secs(3));
         tracing::debug!(?status, "QEMU ended");
     }
+    w
 }
 
 fn print_result(t: &Test) {
@@ -320,7 +435,7 @@ fn finish(mut run: Run, out: &Path, t0: Instant) -> Run {
     run
 }
 
-fn write_reports(run: &Run, out: &Path) -> Result<(), String> {
+pub fn write_reports(run: &Run, out: &Path) -> Result<(), String> {
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     fqp_reports::write_json(run, &out.join("results.json"))
         .map_err(|e| format!("results.json: {e}"))?;
@@ -359,11 +474,54 @@ mod tests {
 
     fn listed(ids: &[&str]) -> Vec<Listed> {
         ids.iter()
-            .map(|id| Listed {
+            .enumerate()
+            .map(|(index, id)| Listed {
                 id: id.to_string(),
+                index,
                 timeout_ms: 1,
             })
             .collect()
+    }
+
+    fn ids(l: &[Listed]) -> Vec<&str> {
+        l.iter().map(|t| t.id.as_str()).collect()
+    }
+
+    #[test]
+    fn partitions_cover_the_selection_exactly_once() {
+        let all = listed(&["a/1", "a/2", "a/3", "b/1", "b/2", "c/1", "c/2"]);
+        let mut seen = Vec::new();
+        for index in 1..=3 {
+            let o = Options {
+                partition: Some(Partition { index, count: 3 }),
+                ..Default::default()
+            };
+            let part = select(all.clone(), &o).unwrap();
+            assert!(
+                part.len() >= 2 && part.len() <= 3,
+                "balanced: {:?}",
+                ids(&part)
+            );
+            seen.extend(part.into_iter().map(|t| t.index));
+        }
+        seen.sort();
+        assert_eq!(seen, (0..7).collect::<Vec<_>>());
+        // More parts than tests: some parts are empty, which is not an error.
+        let o = Options {
+            partition: Some(Partition { index: 9, count: 9 }),
+            ..Default::default()
+        };
+        assert!(select(all, &o).unwrap().is_empty());
+    }
+
+    #[test]
+    fn units_are_whole_groups_in_order() {
+        let u = units(listed(&["a/1", "a/2", "b/1", "c/1", "c/2"]));
+        let shapes: Vec<Vec<&str>> = u.iter().map(|g| ids(g)).collect();
+        assert_eq!(
+            shapes,
+            [vec!["a/1", "a/2"], vec!["b/1"], vec!["c/1", "c/2"]]
+        );
     }
 
     #[test]

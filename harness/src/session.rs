@@ -26,6 +26,8 @@ pub struct DeviceInfo {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Listed {
     pub id: String,
+    /// Position in the device's listing.
+    pub index: usize,
     pub timeout_ms: u64,
 }
 
@@ -168,6 +170,7 @@ impl<L: Link> Session<L> {
                     Recv::Line(l) => match fqp_protocol::parse(&l) {
                         Ok(Some(f)) if f.kind == Kind::Test => tests.push(Listed {
                             id: f.get("id").unwrap_or_default(),
+                            index: tests.len(),
                             timeout_ms: f.num("timeout_ms").unwrap_or(5000),
                         }),
                         Ok(Some(f)) if f.kind == Kind::Listed => {
@@ -528,10 +531,11 @@ mod tests {
             l[0],
             Listed {
                 id: "a/x".into(),
+                index: 0,
                 timeout_ms: 100
             }
         );
-        assert_eq!(l[1].timeout_ms, 5000);
+        assert_eq!((l[1].index, l[1].timeout_ms), (1, 5000));
     }
 
     fn run_with(lines: Vec<Recv>) -> Outcome {

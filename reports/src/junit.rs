@@ -97,6 +97,7 @@ mod tests {
             duration_ms: 1234,
             verdict: Verdict::Failed,
             infrastructure_errors: vec![],
+            partition: None,
             groups: vec![],
         };
         let mut pass = Test::new("queue/fifo", Status::Passed);

@@ -5,9 +5,11 @@
 //! versioned by [`SCHEMA_VERSION`].
 
 mod junit;
+mod merge;
 mod model;
 
 pub use junit::write_junit;
+pub use merge::merge;
 pub use model::*;
 
 use std::path::Path;

@@ -19,7 +19,18 @@ pub struct Run {
     pub verdict: Verdict,
     /// Problems outside the tests: build, flash, sync, the device dying between tests.
     pub infrastructure_errors: Vec<String>,
+    /// This run covered only part `index` of `count` of the selected tests.
+    #[serde(default)]
+    pub partition: Option<Partition>,
     pub groups: Vec<Group>,
+}
+
+/// One part of a selection split for parallel CI jobs (`--partition index/count`).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Partition {
+    /// 1-based.
+    pub index: usize,
+    pub count: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -119,6 +130,10 @@ pub struct Metric {
 pub struct Test {
     /// `group/name`.
     pub id: String,
+    /// Position in the device's list of tests: results of partial runs (partitions, devices
+    /// of a pool) are put back in this order.
+    #[serde(default)]
+    pub index: Option<usize>,
     pub name: String,
     pub status: Status,
     pub error_kind: Option<ErrorKind>,
@@ -142,6 +157,7 @@ impl Test {
         let name = id.split_once('/').map_or(id, |(_, n)| n).to_string();
         Test {
             id: id.to_string(),
+            index: None,
             name,
             status,
             error_kind: None,
@@ -191,6 +207,21 @@ impl Run {
         } else {
             Verdict::Passed
         }
+    }
+
+    /// Puts groups and tests in the device's listing order (tests without an index keep their
+    /// place after those with one).
+    pub fn sort(&mut self) {
+        for g in &mut self.groups {
+            g.tests.sort_by_key(|t| t.index.unwrap_or(usize::MAX));
+        }
+        self.groups.sort_by_key(|g| {
+            g.tests
+                .iter()
+                .filter_map(|t| t.index)
+                .min()
+                .unwrap_or(usize::MAX)
+        });
     }
 
     /// Adds a test result under its group (groups keep first-seen order).
