@@ -55,6 +55,9 @@ enum Cmd {
         /// Run only tests whose `group/name` contains this text (repeatable).
         #[arg(long = "test", value_name = "PATTERN")]
         tests: Vec<String>,
+        /// Run only tests that need this capability (repeatable).
+        #[arg(long = "capability", value_name = "NAME")]
+        capabilities: Vec<String>,
         /// Run only part I of N of the selection (CI sharding; `fqp merge` joins the parts).
         #[arg(long, value_name = "I/N", value_parser = parse_partition)]
         partition: Option<fqp_reports::Partition>,
@@ -62,6 +65,24 @@ enum Cmd {
         /// parallel.
         #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
         devices: u16,
+    },
+    /// List the tests of the port's image: timeouts, required capabilities, whether each is
+    /// required for qualification and whether it runs on this port.
+    ///
+    /// Builds the image and boots the device once to ask it.
+    List {
+        /// Directory of the port (holds port.toml), or the manifest file itself.
+        #[arg(long, value_name = "DIR")]
+        port: PathBuf,
+        /// Only this test group (repeatable).
+        #[arg(long = "group", value_name = "NAME")]
+        groups: Vec<String>,
+        /// Only tests whose `group/name` contains this text (repeatable).
+        #[arg(long = "test", value_name = "PATTERN")]
+        tests: Vec<String>,
+        /// Only tests that need this capability (repeatable).
+        #[arg(long = "capability", value_name = "NAME")]
+        capabilities: Vec<String>,
     },
     /// Merge results of partial runs (for example CI partitions) into one report.
     ///
@@ -103,6 +124,29 @@ fn parse_partition(s: &str) -> Result<fqp_reports::Partition, String> {
     Ok(fqp_reports::Partition { index, count })
 }
 
+/// `fqp merge`: joins partial results, states the qualification of the whole, writes reports.
+fn merge(results: &[PathBuf], out: &std::path::Path) -> ExitCode {
+    let merged = results
+        .iter()
+        .map(|p| fqp_reports::read_json(p))
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(fqp_reports::merge)
+        .and_then(|mut run| {
+            run.qualification = Some(fqp_suites::Suites::builtin().qualification(&run));
+            qualify::write_reports(&run, out).map(|()| run)
+        });
+    match merged {
+        Ok(run) => {
+            out_line(&qualify::summary(&run, out));
+            ExitCode::from(run.verdict.exit_code() as u8)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = match (cli.quiet, cli.verbose) {
@@ -124,6 +168,7 @@ fn main() -> ExitCode {
             out,
             groups,
             tests,
+            capabilities,
             partition,
             devices,
         } => {
@@ -132,6 +177,7 @@ fn main() -> ExitCode {
                 out,
                 groups,
                 tests,
+                capabilities,
                 partition,
                 devices: devices as usize,
                 progress: !cli.quiet,
@@ -141,29 +187,33 @@ fn main() -> ExitCode {
             out_line(&qualify::summary(&run, &out));
             ExitCode::from(run.verdict.exit_code() as u8)
         }
-        Cmd::Merge { results, out } => {
-            match results
-                .iter()
-                .map(|p| fqp_reports::read_json(p))
-                .collect::<Result<Vec<_>, _>>()
-                .and_then(fqp_reports::merge)
-            {
-                Ok(run) => match qualify::write_reports(&run, &out) {
-                    Ok(()) => {
-                        out_line(&qualify::summary(&run, &out));
-                        ExitCode::from(run.verdict.exit_code() as u8)
+        Cmd::List {
+            port,
+            groups,
+            tests,
+            capabilities,
+        } => {
+            let opts = qualify::Options {
+                port,
+                groups,
+                tests,
+                capabilities,
+                ..Default::default()
+            };
+            match qualify::list(&opts) {
+                Ok(lines) => {
+                    for l in lines {
+                        out_line(&l);
                     }
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        ExitCode::from(2)
-                    }
-                },
+                    ExitCode::SUCCESS
+                }
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::from(2)
                 }
             }
         }
+        Cmd::Merge { results, out } => merge(&results, &out),
         Cmd::Build { port } => {
             let built = manifest::load(&port)
                 .map_err(|e| e.to_string())

@@ -10,6 +10,7 @@ use crate::session::{DeviceInfo, Listed, Session};
 use fqp_reports::{
     ErrorKind, Firmware, Partition, Port, Run, Status, Test, Verdict, SCHEMA_VERSION,
 };
+use fqp_suites::Suites;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -24,6 +25,8 @@ pub struct Options {
     pub groups: Vec<String>,
     /// Run only tests whose `group/name` contains one of these.
     pub tests: Vec<String>,
+    /// Run only tests that need one of these capabilities (all when empty).
+    pub capabilities: Vec<String>,
     /// Run only this part of the selection (1-based index, count).
     pub partition: Option<Partition>,
     /// Number of identical devices to spread the groups over (at least 1).
@@ -135,6 +138,7 @@ fn empty_run(port: Port) -> Run {
         verdict: Verdict::InfrastructureError,
         infrastructure_errors: Vec::new(),
         partition: None,
+        qualification: None,
         groups: Vec::new(),
     }
 }
@@ -143,8 +147,13 @@ fn empty_run(port: Port) -> Run {
 /// partition (every `count`-th selected test, so that parts are balanced and each is stable
 /// for a given image and selection).
 fn select(listed: Vec<Listed>, opts: &Options) -> Result<Vec<Listed>, String> {
+    let suites = Suites::builtin();
     let chosen: Vec<Listed> = listed
         .iter()
+        .filter(|t| {
+            let needs = suites.requirements(&t.id);
+            opts.capabilities.is_empty() || opts.capabilities.iter().any(|c| needs.contains(c))
+        })
         .filter(|t| {
             let group = t.id.split('/').next().unwrap_or("");
             (opts.groups.is_empty() || opts.groups.iter().any(|g| g == group))
@@ -159,9 +168,10 @@ fn select(listed: Vec<Listed>, opts: &Options) -> Result<Vec<Listed>, String> {
             .collect();
         groups.dedup();
         return Err(format!(
-            "no test matches the selection (groups {:?}, tests {:?}); the device has groups: {}",
+            "no test matches the selection (groups {:?}, tests {:?}, capabilities {:?}); the device has groups: {}",
             opts.groups,
             opts.tests,
+            opts.capabilities,
             groups.join(", ")
         ));
     }
@@ -248,6 +258,65 @@ pub fn qualify(opts: &Options) -> Run {
     finish(run, &out, t0)
 }
 
+/// Builds the port, boots one device, and returns the selected tests of its image with their
+/// descriptions, one formatted line each, and a closing summary line.
+pub fn list(opts: &Options) -> Result<Vec<String>, String> {
+    let m = manifest::load(&opts.port).map_err(|e| e.to_string())?;
+    let out = out_dir(opts, &m.port.name);
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let image = firmware::detect(&m.build.target)
+        .and_then(|tc| firmware::build(&m, &tc, &out.join("build.log")))?;
+    let mut ctx = Ctx::new(&m, &image, &out, 1, 1)?;
+    let mut dev = ctx.boot()?;
+    let listed = dev.session.list(Duration::from_secs(10));
+    dev.session.exit(0);
+    dev.qemu.finish(Duration::from_secs(3));
+    let chosen = select(listed?, opts)?;
+    let suites = Suites::builtin();
+    let width = chosen.iter().map(|t| t.id.len()).max().unwrap_or(0).max(10);
+    let mut lines = vec![format!(
+        "{:<width$}  {:>8}  {:<22}  {:<9}  on this port",
+        "test", "timeout", "requires", "qualif."
+    )];
+    let mut runs = 0;
+    let mut groups: Vec<&str> = Vec::new();
+    for t in &chosen {
+        let group = group_of(&t.id);
+        if groups.last() != Some(&group) {
+            groups.push(group);
+        }
+        let missing = suites.missing(&t.id, &m.capabilities);
+        if missing.is_empty() {
+            runs += 1;
+        }
+        lines.push(format!(
+            "{:<width$}  {:>6.1} s  {:<22}  {:<9}  {}",
+            t.id,
+            t.timeout_ms as f64 / 1000.0,
+            suites.requirements(&t.id).join(", "),
+            if suites.required(group) {
+                "required"
+            } else {
+                "optional"
+            },
+            if missing.is_empty() {
+                "runs".to_string()
+            } else {
+                format!("skipped: lacks {}", missing.join(", "))
+            },
+        ));
+    }
+    lines.push(format!(
+        "{} tests in {} groups; {} run on {} (capabilities: {})",
+        chosen.len(),
+        groups.len(),
+        runs,
+        m.port.name,
+        m.capabilities.join(", ")
+    ));
+    Ok(lines)
+}
+
 /// What one device did: its results and the problems outside the tests.
 #[derive(Default)]
 struct Work {
@@ -277,6 +346,24 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
         Ok(c) => c,
         Err(e) => return run.infrastructure_errors.push(e),
     };
+    // Tests needing a capability the port does not declare are reported, not run.
+    let suites = Suites::builtin();
+    let caps = &m.capabilities;
+    let (chosen, lacking): (Vec<Listed>, Vec<Listed>) = chosen
+        .into_iter()
+        .partition(|t| suites.missing(&t.id, caps).is_empty());
+    for l in lacking {
+        let mut t = Test::new(&l.id, Status::Skipped);
+        t.index = Some(l.index);
+        t.message = Some(format!(
+            "needs capability {}, which the port does not declare (`capabilities` in port.toml)",
+            suites.missing(&l.id, caps).join(", ")
+        ));
+        if opts.progress {
+            print_result(&t);
+        }
+        run.push(group_of(&l.id), t);
+    }
     let queue = Mutex::new(units(chosen));
     let done: Vec<Work> = std::thread::scope(|scope| {
         let queue = &queue;
@@ -429,6 +516,7 @@ fn print_result(t: &Test) {
 fn finish(mut run: Run, out: &Path, t0: Instant) -> Run {
     run.duration_ms = t0.elapsed().as_millis() as u64;
     run.verdict = run.decide();
+    run.qualification = Some(Suites::builtin().qualification(&run));
     if let Err(e) = write_reports(&run, out) {
         eprintln!("error: {e}");
     }
@@ -464,6 +552,17 @@ pub fn summary(run: &Run, out: &Path) -> String {
     );
     for e in &run.infrastructure_errors {
         text.push_str(&format!("\ninfrastructure error: {e}"));
+    }
+    if let Some(q) = &run.qualification {
+        let caps = q.capabilities.join(", ");
+        if q.qualified {
+            text.push_str(&format!("\nQUALIFIED for capabilities [{caps}]"));
+        } else {
+            text.push_str(&format!("\nNOT QUALIFIED for capabilities [{caps}]:"));
+            for r in &q.reasons {
+                text.push_str(&format!("\n  - {r}"));
+            }
+        }
     }
     text
 }

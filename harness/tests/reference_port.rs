@@ -42,6 +42,57 @@ fn reference_port_qualifies() {
         assert_eq!(t["status"], "passed", "{t}");
     }
     check_reports_agree(&o, "mps2-an385");
+    assert_eq!(
+        o.results["qualification"]["qualified"], true,
+        "{}",
+        o.results["qualification"]
+    );
+    assert!(o
+        .stdout
+        .contains("QUALIFIED for capabilities [kernel, test-irq, heap]"));
+}
+
+#[test]
+fn a_missing_capability_skips_its_tests_and_qualifies_the_smaller_set() {
+    let dir = repo().join("target/fqp-tests/no-irq-port");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string(repo().join("reference-port/port.toml")).unwrap();
+    let text = text
+        .replace(
+            "capabilities = [\"kernel\", \"test-irq\", \"heap\"]",
+            "capabilities = [\"kernel\", \"heap\"]",
+        )
+        .replace(
+            "crate = \".\"",
+            &format!("crate = {:?}", repo().join("reference-port")),
+        );
+    std::fs::write(dir.join("port.toml"), text).unwrap();
+    let o = qualify(&dir, "no-irq", &[]);
+    assert_eq!(o.code, 0, "{}", o.explain());
+    let skipped: Vec<&serde_json::Value> = tests_of(&o)
+        .into_iter()
+        .filter(|t| t["status"] == "skipped")
+        .collect();
+    // The isr group (5) and the 7 interrupt-side tests of other groups.
+    assert_eq!(skipped.len(), 12, "{skipped:?}");
+    for t in &skipped {
+        assert!(
+            t["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("needs capability test-irq"),
+            "{t}"
+        );
+    }
+    assert_eq!(
+        o.results["qualification"]["qualified"], true,
+        "{}",
+        o.results["qualification"]
+    );
+    assert_eq!(
+        o.results["qualification"]["capabilities"],
+        serde_json::json!(["kernel", "heap"])
+    );
 }
 
 #[test]
@@ -58,4 +109,36 @@ fn port_template_qualifies_on_a_second_board() {
         }
     }
     check_reports_agree(&o, "lm3s6965");
+}
+
+#[test]
+fn list_shows_tests_with_their_requirements() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_fqp"))
+        .args(["-q", "list", "--port"])
+        .arg(repo().join("reference-port"))
+        .args(["--group", "isr", "--group", "heap"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let text = String::from_utf8(o.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1 + 10 + 1, "{text}");
+    assert!(lines[0].starts_with("test") && lines[0].contains("requires"));
+    let isr = lines
+        .iter()
+        .find(|l| l.starts_with("isr/handler_runs_in_interrupt_context"))
+        .unwrap();
+    assert!(
+        isr.contains("kernel, heap, test-irq") && isr.contains("required") && isr.ends_with("runs"),
+        "{isr}"
+    );
+    assert_eq!(
+        *lines.last().unwrap(),
+        "10 tests in 2 groups; 10 run on mps2-an385 (capabilities: kernel, test-irq, heap)"
+    );
 }

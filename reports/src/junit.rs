@@ -98,6 +98,7 @@ mod tests {
             verdict: Verdict::Failed,
             infrastructure_errors: vec![],
             partition: None,
+            qualification: None,
             groups: vec![],
         };
         let mut pass = Test::new("queue/fifo", Status::Passed);

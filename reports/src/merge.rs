@@ -88,6 +88,7 @@ mod tests {
                 index: part,
                 count: 2,
             }),
+            qualification: None,
             groups: vec![],
         };
         for &(i, id, status) in tests {

@@ -22,7 +22,20 @@ pub struct Run {
     /// This run covered only part `index` of `count` of the selected tests.
     #[serde(default)]
     pub partition: Option<Partition>,
+    /// Whether the port qualifies, by the suite descriptions.
+    #[serde(default)]
+    pub qualification: Option<Qualification>,
     pub groups: Vec<Group>,
+}
+
+/// The qualification statement of a run.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Qualification {
+    pub qualified: bool,
+    /// The capabilities the port declared, and so qualified for.
+    pub capabilities: Vec<String>,
+    /// Why not (empty when qualified).
+    pub reasons: Vec<String>,
 }
 
 /// One part of a selection split for parallel CI jobs (`--partition index/count`).
@@ -103,6 +116,17 @@ pub enum ErrorKind {
     Reset,
     Protocol,
     DeviceLost,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Passed => "passed",
+            Status::Failed => "failed",
+            Status::Error => "error",
+            Status::Skipped => "skipped",
+        }
+    }
 }
 
 impl ErrorKind {

@@ -1,0 +1,275 @@
+//! # fqp-suites: what the on-device test groups need, and what qualification requires
+//!
+//! The image knows its tests; this crate knows, for each group, which port capabilities its
+//! tests need and whether the group is required for qualification. The descriptions live in
+//! `test-suites/suites.toml` and are compiled into the harness, so a harness and the suites of
+//! the same version always agree.
+//!
+//! A port *qualifies* for its declared capabilities when the run was complete (no
+//! infrastructure error, not a partition) and every required group whose capabilities the port
+//! declares ran with every test passed or skipped.
+
+use fqp_reports::{Qualification, Run, Status};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The descriptions shipped with this harness.
+pub const BUILTIN: &str = include_str!("../../suites.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Suites {
+    /// Known capabilities and what they mean.
+    pub capabilities: BTreeMap<String, String>,
+    pub groups: BTreeMap<String, GroupDesc>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupDesc {
+    pub suite: String,
+    pub description: String,
+    pub required: bool,
+    #[serde(default)]
+    pub requires: Vec<String>,
+    #[serde(default)]
+    pub tests: BTreeMap<String, TestDesc>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestDesc {
+    #[serde(default)]
+    pub requires: Vec<String>,
+}
+
+fn split(id: &str) -> (&str, &str) {
+    id.split_once('/').unwrap_or((id, ""))
+}
+
+impl Suites {
+    /// The descriptions compiled into this harness.
+    pub fn builtin() -> Suites {
+        Suites::parse(BUILTIN).expect("test-suites/suites.toml is checked by this crate's tests")
+    }
+
+    /// Parses and checks descriptions: every capability named must be declared.
+    pub fn parse(text: &str) -> Result<Suites, String> {
+        let s: Suites = toml::from_str(text).map_err(|e| format!("suite descriptions: {e}"))?;
+        for (name, g) in &s.groups {
+            let named = g
+                .requires
+                .iter()
+                .chain(g.tests.values().flat_map(|t| &t.requires));
+            for c in named {
+                if !s.capabilities.contains_key(c) {
+                    return Err(format!(
+                        "suite descriptions: group {name} needs undeclared capability {c:?}"
+                    ));
+                }
+            }
+        }
+        Ok(s)
+    }
+
+    /// Capabilities test `id` (`group/name`) needs: its group's and its own.
+    pub fn requirements(&self, id: &str) -> Vec<String> {
+        let (group, test) = split(id);
+        let Some(g) = self.groups.get(group) else {
+            return Vec::new();
+        };
+        let mut r = g.requires.clone();
+        if let Some(t) = g.tests.get(test) {
+            r.extend(t.requires.iter().cloned());
+        }
+        r
+    }
+
+    /// The capabilities test `id` needs that `port` does not declare.
+    pub fn missing(&self, id: &str, port: &[String]) -> Vec<String> {
+        self.requirements(id)
+            .into_iter()
+            .filter(|c| !port.contains(c))
+            .collect()
+    }
+
+    /// Whether group `name` is required for qualification.
+    pub fn required(&self, name: &str) -> bool {
+        self.groups.get(name).is_some_and(|g| g.required)
+    }
+
+    /// The qualification statement for `run`.
+    pub fn qualification(&self, run: &Run) -> Qualification {
+        let caps = &run.port.capabilities;
+        let mut reasons = Vec::new();
+        if !run.infrastructure_errors.is_empty() {
+            reasons.push("the run had infrastructure errors".to_string());
+        }
+        if let Some(p) = run.partition {
+            reasons.push(format!(
+                "this is part {} of {}: merge every part (fqp merge) to qualify",
+                p.index, p.count
+            ));
+        }
+        for c in caps {
+            if !self.capabilities.contains_key(c) {
+                reasons.push(format!("the port declares unknown capability {c:?}"));
+            }
+        }
+        let mut absent = Vec::new();
+        for (name, g) in &self.groups {
+            if !g.required || !g.requires.iter().all(|c| caps.contains(c)) {
+                continue;
+            }
+            match run.groups.iter().find(|r| &r.name == name) {
+                None => absent.push(name.as_str()),
+                Some(r) => {
+                    for t in &r.tests {
+                        if matches!(t.status, Status::Failed | Status::Error) {
+                            reasons.push(format!(
+                                "required group {name}: {} {}",
+                                t.id,
+                                t.status.as_str()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        if !absent.is_empty() {
+            reasons.push(format!(
+                "required groups did not run (not selected, or not in the image): {}",
+                absent.join(", ")
+            ));
+        }
+        Qualification {
+            qualified: reasons.is_empty(),
+            capabilities: caps.clone(),
+            reasons,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fqp_reports::{Port, Test, Verdict, SCHEMA_VERSION};
+
+    #[test]
+    fn builtin_descriptions_parse_and_name_declared_capabilities() {
+        let s = Suites::builtin();
+        assert!(s.groups.len() >= 17);
+        assert!(s.required("mutex"));
+        assert!(!s.required("selftest"));
+        assert_eq!(
+            s.requirements("isr/anything"),
+            ["kernel", "heap", "test-irq"]
+        );
+        assert_eq!(
+            s.requirements("semaphore/give_from_interrupt_wakes_task"),
+            ["kernel", "heap", "test-irq"]
+        );
+        assert_eq!(
+            s.requirements("semaphore/binary_give_take"),
+            ["kernel", "heap"]
+        );
+        assert!(s.requirements("nosuchgroup/x").is_empty());
+    }
+
+    #[test]
+    fn undeclared_capability_is_an_error() {
+        let text = "[capabilities]\na = \"\"\n[groups.g]\nsuite=\"s\"\ndescription=\"d\"\nrequired=true\nrequires=[\"b\"]\n";
+        assert!(Suites::parse(text)
+            .unwrap_err()
+            .contains("undeclared capability \"b\""));
+    }
+
+    fn suites() -> Suites {
+        Suites::parse(
+            r#"
+[capabilities]
+kernel = ""
+irq = ""
+[groups.core]
+suite = "k"
+description = ""
+required = true
+requires = ["kernel"]
+tests.from_isr.requires = ["irq"]
+[groups.extra]
+suite = "k"
+description = ""
+required = true
+requires = ["kernel", "irq"]
+[groups.nice]
+suite = "k"
+description = ""
+required = false
+"#,
+        )
+        .unwrap()
+    }
+
+    fn run(caps: &[&str], tests: &[(&str, Status)]) -> Run {
+        let mut r = Run {
+            schema: SCHEMA_VERSION,
+            harness: "0".into(),
+            port: Port {
+                name: "p".into(),
+                board: "b".into(),
+                vendor: None,
+                description: None,
+                capabilities: caps.iter().map(|c| c.to_string()).collect(),
+                manifest: "m".into(),
+            },
+            firmware: None,
+            started: String::new(),
+            duration_ms: 0,
+            verdict: Verdict::Passed,
+            infrastructure_errors: vec![],
+            partition: None,
+            qualification: None,
+            groups: vec![],
+        };
+        for (id, st) in tests {
+            r.push(split(id).0, Test::new(id, *st));
+        }
+        r
+    }
+
+    #[test]
+    fn qualification_follows_capabilities_and_required_groups() {
+        let s = suites();
+        // Without "irq", group "extra" is not required, and a skipped test is fine.
+        let r = run(
+            &["kernel"],
+            &[
+                ("core/a", Status::Passed),
+                ("core/from_isr", Status::Skipped),
+                ("nice/x", Status::Failed),
+            ],
+        );
+        let q = s.qualification(&r);
+        assert!(q.qualified, "{:?}", q.reasons);
+        // With "irq", "extra" must have run.
+        let r = run(&["kernel", "irq"], &[("core/a", Status::Passed)]);
+        assert_eq!(
+            s.qualification(&r).reasons,
+            ["required groups did not run (not selected, or not in the image): extra"]
+        );
+        // A failure in a required group disqualifies.
+        let r = run(&["kernel"], &[("core/a", Status::Error)]);
+        assert_eq!(
+            s.qualification(&r).reasons,
+            ["required group core: core/a error"]
+        );
+        // Infrastructure errors and partitions cannot qualify.
+        let mut r = run(&["kernel"], &[("core/a", Status::Passed)]);
+        r.infrastructure_errors.push("x".into());
+        r.partition = Some(fqp_reports::Partition { index: 1, count: 2 });
+        assert_eq!(s.qualification(&r).reasons.len(), 2);
+        // Unknown capabilities are not silently accepted.
+        let r = run(&["kernel", "wifi"], &[("core/a", Status::Passed)]);
+        assert!(s.qualification(&r).reasons[0].contains("unknown capability \"wifi\""));
+    }
+}
