@@ -65,6 +65,11 @@ enum Cmd {
         /// parallel.
         #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
         devices: u16,
+        /// Retry a failed test, and a device that would not boot or sync, up to N more times
+        /// (a test that ended the device runs again on a fresh boot). A test that fails, then
+        /// passes is reported as flaky, never as passed.
+        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=10))]
+        retries: u32,
     },
     /// List the tests of the port's image: timeouts, required capabilities, whether each is
     /// required for qualification and whether it runs on this port.
@@ -171,6 +176,7 @@ fn main() -> ExitCode {
             capabilities,
             partition,
             devices,
+            retries,
         } => {
             let opts = qualify::Options {
                 port,
@@ -180,6 +186,7 @@ fn main() -> ExitCode {
                 capabilities,
                 partition,
                 devices: devices as usize,
+                retries,
                 progress: !cli.quiet,
             };
             let run = qualify::qualify(&opts);

@@ -31,6 +31,8 @@ pub struct Options {
     pub partition: Option<Partition>,
     /// Number of identical devices to spread the groups over (at least 1).
     pub devices: usize,
+    /// How many more times a failed test, or a failed boot, is tried.
+    pub retries: u32,
     /// Print each test's result as it ends.
     pub progress: bool,
 }
@@ -118,6 +120,63 @@ impl<'a> Ctx<'a> {
             session,
             info,
         })
+    }
+}
+
+impl Ctx<'_> {
+    /// Boots, trying up to `1 + retries` times (an emulator or a board can fail to come up
+    /// for reasons outside the port: a busy host, a USB hiccup).
+    fn boot_retrying(&mut self, retries: u32) -> Result<Device, String> {
+        let mut attempt = 1;
+        loop {
+            match self.boot() {
+                Ok(d) => return Ok(d),
+                Err(e) if attempt > retries => {
+                    return Err(if attempt > 1 {
+                        format!("{e} (the device failed to start {attempt} times in a row)")
+                    } else {
+                        e
+                    })
+                }
+                Err(e) => {
+                    tracing::warn!(attempt, "the device did not start, trying again: {e}");
+                    serial::mark(&self.transcript, &format!("boot failed: {e}"));
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+/// One result from the attempts at a test: the last attempt's, except that a pass after
+/// failures is `Flaky`. Earlier attempts are kept in `details` (`attempt.N`).
+fn combine(mut attempts: Vec<Test>) -> Test {
+    let mut last = attempts.pop().expect("at least one attempt");
+    last.attempts = attempts.len() as u32 + 1;
+    for (k, a) in attempts.iter().enumerate() {
+        last.details
+            .insert(format!("attempt.{}", k + 1), describe(a));
+    }
+    if last.status == Status::Passed {
+        if let Some(first) = attempts.first() {
+            last.status = Status::Flaky;
+            last.message = Some(format!(
+                "passed on attempt {} after: {}",
+                last.attempts,
+                describe(first)
+            ));
+        }
+    }
+    last
+}
+
+/// `failed: message (location)` or `error [kind]: message`.
+fn describe(t: &Test) -> String {
+    let msg = t.message.as_deref().unwrap_or("");
+    match (t.status, t.error_kind, t.location.as_deref()) {
+        (Status::Error, Some(k), _) => format!("error [{}]: {msg}", k.as_str()),
+        (s, _, Some(at)) => format!("{}: {msg} ({at})", s.as_str()),
+        (s, _, None) => format!("{}: {msg}", s.as_str()),
     }
 }
 
@@ -330,7 +389,7 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
         Ok(c) => c,
         Err(e) => return run.infrastructure_errors.push(e),
     };
-    let mut dev = match first.boot() {
+    let mut dev = match first.boot_retrying(opts.retries) {
         Ok(d) => d,
         Err(e) => return run.infrastructure_errors.push(e),
     };
@@ -367,12 +426,11 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
     let queue = Mutex::new(units(chosen));
     let done: Vec<Work> = std::thread::scope(|scope| {
         let queue = &queue;
-        let mut handles =
-            vec![scope.spawn(move || work(&mut first, Some(dev), queue, opts.progress))];
+        let mut handles = vec![scope.spawn(move || work(&mut first, Some(dev), queue, opts))];
         for k in 2..=devices {
             handles.push(
                 scope.spawn(move || match Ctx::new(m, image, out, k, devices) {
-                    Ok(mut ctx) => work(&mut ctx, None, queue, opts.progress),
+                    Ok(mut ctx) => work(&mut ctx, None, queue, opts),
                     Err(e) => Work {
                         errors: vec![format!("device {k}: {e}")],
                         ..Work::default()
@@ -405,12 +463,13 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
 }
 
 /// One device's loop: take a group, run its tests (restarting the device when a test leaves
-/// it in an unknown state), until the queue is empty or the device cannot be brought back.
+/// it in an unknown state, retrying failed tests), until the queue is empty or the device
+/// cannot be brought back.
 fn work(
     ctx: &mut Ctx<'_>,
     booted: Option<Device>,
     queue: &Mutex<VecDeque<Vec<Listed>>>,
-    progress: bool,
+    opts: &Options,
 ) -> Work {
     let mut w = Work::default();
     let t = &ctx.m.timeouts;
@@ -421,46 +480,66 @@ fn work(
     // The guard lives only inside the closure: the queue is not held while tests run.
     'units: while let Some(unit) = queue.lock().ok().and_then(|mut q| q.pop_front()) {
         for (n, test) in unit.iter().enumerate() {
-            let d = match device.as_mut() {
-                Some(d) => d,
-                None => match ctx.boot() {
-                    Ok(d) => {
-                        this_boot = [0; 3];
-                        device.insert(d)
-                    }
-                    Err(e) => {
-                        w.errors
-                            .push(format!("the device could not be (re)started ({log}): {e}"));
-                        // Give the rest of this group back: another device may run it.
-                        if let Ok(mut q) = queue.lock() {
-                            q.push_front(unit[n..].to_vec());
-                        }
-                        break 'units;
-                    }
-                },
-            };
             let timeout =
                 Duration::from_millis((test.timeout_ms as f64 * t.factor) as u64 + t.grace_ms);
-            let mut outcome = d.session.run(&test.id, timeout);
-            outcome.test.index = Some(test.index);
-            if progress {
-                print_result(&outcome.test);
-            }
-            match outcome.test.status {
-                Status::Passed => this_boot[0] += 1,
-                Status::Failed => this_boot[1] += 1,
-                Status::Skipped => this_boot[2] += 1,
-                Status::Error => {}
-            }
-            if outcome.restart {
-                let why = format!(
-                    "{} ended the device ({:?}); restarting",
-                    test.id, outcome.test.error_kind
+            let mut attempts = Vec::new();
+            loop {
+                let d = match device.as_mut() {
+                    Some(d) => d,
+                    None => match ctx.boot_retrying(opts.retries) {
+                        Ok(d) => {
+                            this_boot = [0; 3];
+                            device.insert(d)
+                        }
+                        Err(e) => {
+                            w.errors
+                                .push(format!("the device could not be (re)started ({log}): {e}"));
+                            // Keep what this test did so far; give the rest of the group back:
+                            // another device may run it.
+                            let rest = if attempts.is_empty() { n } else { n + 1 };
+                            if !attempts.is_empty() {
+                                let t = combine(attempts);
+                                w.tests.push((group_of(&test.id).to_string(), t));
+                            }
+                            if let Ok(mut q) = queue.lock() {
+                                q.push_front(unit[rest..].to_vec());
+                            }
+                            break 'units;
+                        }
+                    },
+                };
+                let mut outcome = d.session.run(&test.id, timeout);
+                outcome.test.index = Some(test.index);
+                match outcome.test.status {
+                    Status::Passed => this_boot[0] += 1,
+                    Status::Failed => this_boot[1] += 1,
+                    Status::Skipped => this_boot[2] += 1,
+                    Status::Error | Status::Flaky => {}
+                }
+                if outcome.restart {
+                    let why = format!(
+                        "{} ended the device ({:?}); restarting",
+                        test.id, outcome.test.error_kind
+                    );
+                    serial::mark(&ctx.transcript, &why);
+                    device = None; // dropping kills QEMU
+                }
+                let again = matches!(outcome.test.status, Status::Failed | Status::Error)
+                    && attempts.len() < opts.retries as usize;
+                attempts.push(outcome.test);
+                if !again {
+                    break;
+                }
+                serial::mark(
+                    &ctx.transcript,
+                    &format!("retrying {} (attempt {})", test.id, attempts.len() + 1),
                 );
-                serial::mark(&ctx.transcript, &why);
-                device = None; // dropping kills QEMU
             }
-            w.tests.push((group_of(&test.id).to_string(), outcome.test));
+            let result = combine(attempts);
+            if opts.progress {
+                print_result(&result);
+            }
+            w.tests.push((group_of(&test.id).to_string(), result));
         }
     }
     if let Some(mut d) = device {
@@ -489,6 +568,7 @@ fn work(
 fn print_result(t: &Test) {
     let (tag, extra) = match t.status {
         Status::Passed => ("PASS", String::new()),
+        Status::Flaky => ("FLAKY", format!(": {}", t.message.as_deref().unwrap_or(""))),
         Status::Skipped => ("SKIP", format!(": {}", t.message.as_deref().unwrap_or(""))),
         Status::Failed => (
             "FAIL",
@@ -535,13 +615,18 @@ pub fn write_reports(run: &Run, out: &Path) -> Result<(), String> {
 pub fn summary(run: &Run, out: &Path) -> String {
     let s = run.summary();
     let mut text = format!(
-        "{}: {} tests, {} passed, {} failed, {} errors, {} skipped in {:.1} s — verdict: {}\nreports: {}",
+        "{}: {} tests, {} passed, {} failed, {} errors, {} skipped{} in {:.1} s — verdict: {}\nreports: {}",
         run.port.name,
         s.total,
         s.passed,
         s.failed,
         s.errors,
         s.skipped,
+        if s.flaky > 0 {
+            format!(", {} flaky", s.flaky)
+        } else {
+            String::new()
+        },
         run.duration_ms as f64 / 1000.0,
         match run.verdict {
             Verdict::Passed => "PASSED",
@@ -611,6 +696,45 @@ mod tests {
             ..Default::default()
         };
         assert!(select(all, &o).unwrap().is_empty());
+    }
+
+    fn attempt(status: Status, msg: &str) -> Test {
+        let mut t = Test::new("g/t", status);
+        t.message = Some(msg.into());
+        if status == Status::Failed {
+            t.location = Some("src/g.rs:7".into());
+        }
+        if status == Status::Error {
+            t.error_kind = Some(ErrorKind::Timeout);
+        }
+        t
+    }
+
+    #[test]
+    fn a_pass_after_failures_is_flaky_and_keeps_the_failures() {
+        let t = combine(vec![
+            attempt(Status::Failed, "off by one"),
+            attempt(Status::Error, "no result"),
+            attempt(Status::Passed, ""),
+        ]);
+        assert_eq!(t.status, Status::Flaky);
+        assert_eq!(t.attempts, 3);
+        assert_eq!(
+            t.message.as_deref(),
+            Some("passed on attempt 3 after: failed: off by one (src/g.rs:7)")
+        );
+        assert_eq!(t.details["attempt.2"], "error [timeout]: no result");
+        // Failing every time is a failure with the last attempt's message.
+        let t = combine(vec![
+            attempt(Status::Failed, "first"),
+            attempt(Status::Failed, "second"),
+        ]);
+        assert_eq!((t.status, t.attempts), (Status::Failed, 2));
+        assert_eq!(t.message.as_deref(), Some("second"));
+        // A single pass is a pass.
+        let t = combine(vec![attempt(Status::Passed, "")]);
+        assert_eq!((t.status, t.attempts), (Status::Passed, 1));
+        assert!(t.details.is_empty());
     }
 
     #[test]

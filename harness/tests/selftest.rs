@@ -124,6 +124,47 @@ fn panic_and_reset_are_errors_and_the_run_goes_on() {
 }
 
 #[test]
+fn a_test_that_fails_then_passes_is_flaky_not_passed() {
+    let o = qualify(
+        &selftest_port(),
+        "flaky",
+        &[
+            "--test",
+            "selftest/flaky",
+            "--test",
+            "selftest/fails_check_eq",
+        ],
+    );
+    let t = o.test("selftest/flaky");
+    assert_eq!(t["status"], "flaky", "{t}");
+    assert_eq!(t["attempts"], 2);
+    let msg = t["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with(
+            "passed on attempt 2 after: failed: fails on run 1 after boot (src/selftest.rs:"
+        ),
+        "{msg}"
+    );
+    // A test that fails every time is retried, then reported as failed.
+    let f = o.test("selftest/fails_check_eq");
+    assert_eq!(
+        (f["status"].as_str(), f["attempts"].as_u64()),
+        (Some("failed"), Some(2))
+    );
+    assert!(o.stdout.contains("FLAKY selftest/flaky"), "{}", o.explain());
+    assert!(o.stdout.contains("1 flaky"), "{}", o.explain());
+    assert!(o.junit().contains("FLAKY after 2 attempts"));
+    // Without retries, the same test simply fails.
+    let o = qualify(
+        &selftest_port(),
+        "flaky-no-retry",
+        &["--test", "selftest/flaky", "--retries", "0"],
+    );
+    assert_eq!(o.code, 1, "{}", o.explain());
+    assert_eq!(o.test("selftest/flaky")["status"], "failed");
+}
+
+#[test]
 fn hung_test_times_out_and_the_harness_does_not_hang() {
     let t0 = Instant::now();
     let o = qualify(
@@ -159,6 +200,10 @@ fn device_that_never_syncs_is_an_infrastructure_error_with_a_report() {
     );
     assert!(o.junit().contains("did not answer SYNC"));
     assert!(o.stdout.contains("INFRASTRUCTURE ERROR"));
+    // The boot was retried once (the default) on a fresh emulator before giving up.
+    assert!(err.contains("failed to start 2 times in a row"), "{err}");
+    let serial = std::fs::read_to_string(o.out.join("serial.log")).unwrap();
+    assert!(serial.contains("boot 2"), "{serial}");
 }
 
 #[test]

@@ -13,6 +13,7 @@ group!(pub SELFTEST, "selftest", [
     hangs => 500,
     noisy_pass,
     resets,
+    flaky,
 ]);
 
 fn passes() -> TestResult {
@@ -65,6 +66,14 @@ fn noisy_pass() -> TestResult {
 
 fn resets() -> TestResult {
     cortex_m::peripheral::SCB::sys_reset()
+}
+
+fn flaky() -> TestResult {
+    // Fails on its first run after boot, passes when run again (a retry on the same boot).
+    static RUNS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+    let run = RUNS.fetch_add(1, core::sync::atomic::Ordering::Relaxed) + 1;
+    check!(run > 1, "fails on run {} after boot", run);
+    Ok(())
 }
 
 /// With the semihosting argument `mute`, behave like a board that never answers: print noise

@@ -40,9 +40,14 @@ pub fn write_junit(run: &Run, out: impl Write) -> Result<(), String> {
                     TestCase::error(&t.name, d, kind, msg)
                 }
                 Status::Skipped => TestCase::skipped_with_cause(&t.name, "skip", msg),
+                // JUnit has no flaky outcome: a pass, with the failures told in its output.
+                Status::Flaky => TestCase::success(&t.name, d),
             };
             case.set_classname(&format!("{}.{}", run.port.name, g.name));
             let mut out_text = t.output.join("\n");
+            if t.status == Status::Flaky {
+                out_text = format!("FLAKY after {} attempts: {msg}\n{out_text}", t.attempts);
+            }
             for (k, v) in &t.details {
                 out_text.push_str(&format!("\n{k}={v}"));
             }
@@ -114,6 +119,10 @@ mod tests {
         err.message = Some("HardFault at pc=0x00001234".into());
         err.details.insert("pc".into(), "0x00001234".into());
         run.push("sem", err);
+        let mut flaky = Test::new("sem/flaky", Status::Flaky);
+        flaky.attempts = 2;
+        flaky.message = Some("failed once: timeout".into());
+        run.push("sem", flaky);
         let mut skip = Test::new("sem/hw", Status::Skipped);
         skip.message = Some("no timer".into());
         run.push("sem", skip);
@@ -125,8 +134,8 @@ mod tests {
         let run = sample();
         let s = run.summary();
         assert_eq!(
-            (s.total, s.passed, s.failed, s.errors, s.skipped),
-            (4, 1, 1, 1, 1)
+            (s.total, s.passed, s.failed, s.errors, s.skipped, s.flaky),
+            (5, 1, 1, 1, 1, 1)
         );
         assert_eq!(run.decide(), Verdict::Failed);
         assert_eq!(run.decide().exit_code(), 1);
@@ -164,6 +173,23 @@ mod tests {
             .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some("fifo"))
             .unwrap();
         assert_eq!(pass.attribute("time"), Some("0.0015"));
+        // A flaky test is a testcase without failure whose output says it was flaky.
+        let flaky = doc
+            .descendants()
+            .find(|n| n.has_tag_name("testcase") && n.attribute("name") == Some("flaky"))
+            .unwrap();
+        assert!(!flaky
+            .children()
+            .any(|n| n.has_tag_name("failure") || n.has_tag_name("error")));
+        let out = flaky
+            .children()
+            .find(|n| n.has_tag_name("system-out"))
+            .and_then(|n| n.text())
+            .unwrap();
+        assert!(
+            out.starts_with("FLAKY after 2 attempts: failed once"),
+            "{out}"
+        );
     }
 
     #[test]

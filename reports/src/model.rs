@@ -104,6 +104,9 @@ pub enum Status {
     /// The test did not finish: fault, panic, reset, timeout, protocol breakdown.
     Error,
     Skipped,
+    /// Failed or errored, then passed when retried: not a pass (it does not fail the run's
+    /// exit status, but it does disqualify a required group).
+    Flaky,
 }
 
 /// What kind of error ended a test with [`Status::Error`].
@@ -125,6 +128,7 @@ impl Status {
             Status::Failed => "failed",
             Status::Error => "error",
             Status::Skipped => "skipped",
+            Status::Flaky => "flaky",
         }
     }
 }
@@ -165,6 +169,9 @@ pub struct Test {
     pub message: Option<String>,
     /// `file:line` of the failed check.
     pub location: Option<String>,
+    /// How many times the test ran (more than 1 when it was retried).
+    #[serde(default = "one")]
+    pub attempts: u32,
     /// Duration measured on the device (passed and failed tests).
     pub device_us: Option<u64>,
     /// Wall-clock time on the host, from `RUN` to the end.
@@ -174,6 +181,10 @@ pub struct Test {
     /// Console output during the test: `LOG` messages and plain lines.
     pub output: Vec<String>,
     pub metrics: Vec<Metric>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl Test {
@@ -187,6 +198,7 @@ impl Test {
             error_kind: None,
             message: None,
             location: None,
+            attempts: 1,
             device_us: None,
             wall_ms: 0,
             details: BTreeMap::new(),
@@ -204,6 +216,7 @@ pub struct Summary {
     pub failed: usize,
     pub errors: usize,
     pub skipped: usize,
+    pub flaky: usize,
 }
 
 impl Run {
@@ -216,6 +229,7 @@ impl Run {
                 Status::Failed => s.failed += 1,
                 Status::Error => s.errors += 1,
                 Status::Skipped => s.skipped += 1,
+                Status::Flaky => s.flaky += 1,
             }
         }
         s

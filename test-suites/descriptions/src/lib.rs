@@ -125,7 +125,7 @@ impl Suites {
                 None => absent.push(name.as_str()),
                 Some(r) => {
                     for t in &r.tests {
-                        if matches!(t.status, Status::Failed | Status::Error) {
+                        if matches!(t.status, Status::Failed | Status::Error | Status::Flaky) {
                             reasons.push(format!(
                                 "required group {name}: {} {}",
                                 t.id,
@@ -262,6 +262,12 @@ required = false
         assert_eq!(
             s.qualification(&r).reasons,
             ["required group core: core/a error"]
+        );
+        // So does a flaky one: it passed only when retried.
+        let r = run(&["kernel"], &[("core/a", Status::Flaky)]);
+        assert_eq!(
+            s.qualification(&r).reasons,
+            ["required group core: core/a flaky"]
         );
         // Infrastructure errors and partitions cannot qualify.
         let mut r = run(&["kernel"], &[("core/a", Status::Passed)]);
