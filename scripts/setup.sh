@@ -3,7 +3,15 @@
 # QEMU for the emulated board, and (unless rustup already has the target) Debian's Rust
 # toolchain that can build the firmware's standard library from source. Idempotent: when
 # everything is present it only checks, in well under a second.
+#
+# With --test, also what the test command needs: xmllint and the common JUnit schema
+# (junit-10.xsd, from pytest's source distribution on PyPI) to validate our JUnit output,
+# and Chromium to render the HTML report headless.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+
+for_tests=false
+[ "${1:-}" = "--test" ] && for_tests=true
 
 target=thumbv7m-none-eabi
 need=()
@@ -23,6 +31,23 @@ for p in rustc-web cargo-web rust-web-src rust-web-llvm rust-web-clippy; do
 done
 if ! ls /usr/lib/llvm-*/bin/ld.lld >/dev/null 2>&1 && ! command -v ld.lld >/dev/null; then
   need+=(lld-22)
+fi
+if $for_tests; then
+  command -v xmllint >/dev/null || need+=(libxml2-utils)
+  command -v chromium >/dev/null || need+=(chromium)
+fi
+
+# The JUnit schema CI systems (Jenkins, GitLab) follow. Not committed: fetched from PyPI.
+xsd=target/junit-xsd/junit-10.xsd
+if $for_tests && [ ! -s "$xsd" ]; then
+  pytest_version=8.3.4
+  tmp=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --no-binary :all: --dest "$tmp" "pytest==$pytest_version"
+  mkdir -p "$(dirname "$xsd")"
+  tar -xzf "$tmp/pytest-$pytest_version.tar.gz" -O "pytest-$pytest_version/testing/example_scripts/junit-10.xsd" >"$xsd.part"
+  mv "$xsd.part" "$xsd"
+  rm -rf "$tmp"
+  echo "setup: $xsd fetched"
 fi
 
 if [ ${#need[@]} -eq 0 ]; then

@@ -4,7 +4,7 @@
 # `fqp` itself (the reference port's full qualification among them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --test
 echo "== format"
 cargo fmt --all -- --check
 # Inside a port, --all also covers its path dependencies: the firmware-only crates.

@@ -8,7 +8,7 @@ use crate::qemu::Qemu;
 use crate::serial::{self, SerialLink, Transcript};
 use crate::session::{DeviceInfo, Listed, Session};
 use fqp_reports::{
-    ErrorKind, Firmware, Partition, Port, Run, Status, Test, Verdict, SCHEMA_VERSION,
+    Attempt, ErrorKind, Firmware, Partition, Port, Run, Status, Test, Verdict, SCHEMA_VERSION,
 };
 use fqp_suites::Suites;
 use std::collections::VecDeque;
@@ -148,36 +148,22 @@ impl Ctx<'_> {
     }
 }
 
-/// One result from the attempts at a test: the last attempt's, except that a pass after
-/// failures is `Flaky`. Earlier attempts are kept in `details` (`attempt.N`).
+/// One result from the attempts at a test: the last attempt's, with the earlier ones kept,
+/// except that a pass after failures is `Flaky`.
 fn combine(mut attempts: Vec<Test>) -> Test {
     let mut last = attempts.pop().expect("at least one attempt");
-    last.attempts = attempts.len() as u32 + 1;
-    for (k, a) in attempts.iter().enumerate() {
-        last.details
-            .insert(format!("attempt.{}", k + 1), describe(a));
-    }
+    last.retried = attempts.into_iter().map(Attempt::of).collect();
     if last.status == Status::Passed {
-        if let Some(first) = attempts.first() {
+        if let Some(first) = last.retried.first() {
             last.status = Status::Flaky;
             last.message = Some(format!(
                 "passed on attempt {} after: {}",
-                last.attempts,
-                describe(first)
+                last.attempts(),
+                first.describe()
             ));
         }
     }
     last
-}
-
-/// `failed: message (location)` or `error [kind]: message`.
-fn describe(t: &Test) -> String {
-    let msg = t.message.as_deref().unwrap_or("");
-    match (t.status, t.error_kind, t.location.as_deref()) {
-        (Status::Error, Some(k), _) => format!("error [{}]: {msg}", k.as_str()),
-        (s, _, Some(at)) => format!("{}: {msg} ({at})", s.as_str()),
-        (s, _, None) => format!("{}: {msg}", s.as_str()),
-    }
 }
 
 fn now_rfc3339() -> String {
@@ -718,23 +704,22 @@ mod tests {
             attempt(Status::Passed, ""),
         ]);
         assert_eq!(t.status, Status::Flaky);
-        assert_eq!(t.attempts, 3);
+        assert_eq!(t.attempts(), 3);
         assert_eq!(
             t.message.as_deref(),
             Some("passed on attempt 3 after: failed: off by one (src/g.rs:7)")
         );
-        assert_eq!(t.details["attempt.2"], "error [timeout]: no result");
+        assert_eq!(t.retried[1].describe(), "error [timeout]: no result");
         // Failing every time is a failure with the last attempt's message.
         let t = combine(vec![
             attempt(Status::Failed, "first"),
             attempt(Status::Failed, "second"),
         ]);
-        assert_eq!((t.status, t.attempts), (Status::Failed, 2));
+        assert_eq!((t.status, t.attempts()), (Status::Failed, 2));
         assert_eq!(t.message.as_deref(), Some("second"));
         // A single pass is a pass.
         let t = combine(vec![attempt(Status::Passed, "")]);
-        assert_eq!((t.status, t.attempts), (Status::Passed, 1));
-        assert!(t.details.is_empty());
+        assert_eq!((t.status, t.attempts()), (Status::Passed, 1));
     }
 
     #[test]

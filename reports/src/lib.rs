@@ -7,6 +7,8 @@
 mod junit;
 mod merge;
 mod model;
+#[cfg(test)]
+mod sample;
 
 pub use junit::write_junit;
 pub use merge::merge;

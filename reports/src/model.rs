@@ -80,6 +80,14 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Passed => "passed",
+            Verdict::Failed => "failed",
+            Verdict::InfrastructureError => "infrastructure_error",
+        }
+    }
+
     pub fn exit_code(self) -> i32 {
         match self {
             Verdict::Passed => 0,
@@ -169,9 +177,10 @@ pub struct Test {
     pub message: Option<String>,
     /// `file:line` of the failed check.
     pub location: Option<String>,
-    /// How many times the test ran (more than 1 when it was retried).
-    #[serde(default = "one")]
-    pub attempts: u32,
+    /// Earlier runs of the test that failed, oldest first, when it was retried; `status`
+    /// and the fields above are those of the last run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retried: Vec<Attempt>,
     /// Duration measured on the device (passed and failed tests).
     pub device_us: Option<u64>,
     /// Wall-clock time on the host, from `RUN` to the end.
@@ -183,11 +192,50 @@ pub struct Test {
     pub metrics: Vec<Metric>,
 }
 
-fn one() -> u32 {
-    1
+/// A failed run of a test that was then run again.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Attempt {
+    /// `failed` or `error`.
+    pub status: Status,
+    pub error_kind: Option<ErrorKind>,
+    pub message: Option<String>,
+    pub location: Option<String>,
+    pub device_us: Option<u64>,
+    pub wall_ms: u64,
+    pub output: Vec<String>,
+}
+
+impl Attempt {
+    /// The outcome of `t`, as an earlier attempt.
+    pub fn of(t: Test) -> Self {
+        Attempt {
+            status: t.status,
+            error_kind: t.error_kind,
+            message: t.message,
+            location: t.location,
+            device_us: t.device_us,
+            wall_ms: t.wall_ms,
+            output: t.output,
+        }
+    }
+
+    /// `failed: message (location)` or `error [kind]: message`.
+    pub fn describe(&self) -> String {
+        let msg = self.message.as_deref().unwrap_or("");
+        match (self.error_kind, self.location.as_deref()) {
+            (Some(k), _) => format!("{} [{}]: {msg}", self.status.as_str(), k.as_str()),
+            (None, Some(at)) => format!("{}: {msg} ({at})", self.status.as_str()),
+            (None, None) => format!("{}: {msg}", self.status.as_str()),
+        }
+    }
 }
 
 impl Test {
+    /// How many times the test ran.
+    pub fn attempts(&self) -> usize {
+        self.retried.len() + 1
+    }
+
     pub fn new(id: &str, status: Status) -> Self {
         let name = id.split_once('/').map_or(id, |(_, n)| n).to_string();
         Test {
@@ -198,7 +246,7 @@ impl Test {
             error_kind: None,
             message: None,
             location: None,
-            attempts: 1,
+            retried: Vec::new(),
             device_us: None,
             wall_ms: 0,
             details: BTreeMap::new(),

@@ -70,10 +70,25 @@ impl Outcome {
             })
     }
 
-    /// The JUnit report, parsed by an independent XML parser; returns its text.
+    /// The JUnit report, parsed by an independent XML parser and validated against the
+    /// common JUnit schema (junit-10.xsd, fetched by `scripts/setup.sh --test`); returns its
+    /// text.
     pub fn junit(&self) -> String {
-        let text = std::fs::read_to_string(self.out.join("junit.xml")).expect("junit.xml written");
+        let path = self.out.join("junit.xml");
+        let text = std::fs::read_to_string(&path).expect("junit.xml written");
         roxmltree::Document::parse(&text).expect("junit.xml is well-formed XML");
+        let xsd = repo().join("target/junit-xsd/junit-10.xsd");
+        let lint = Command::new("xmllint")
+            .args(["--noout", "--schema"])
+            .args([&xsd, &path])
+            .output()
+            .expect("xmllint runs (scripts/setup.sh --test installs it and the schema)");
+        assert!(
+            lint.status.success(),
+            "{} does not follow junit-10.xsd:\n{}",
+            path.display(),
+            String::from_utf8_lossy(&lint.stderr)
+        );
         text
     }
 
