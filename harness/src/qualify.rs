@@ -594,14 +594,34 @@ pub fn write_reports(run: &Run, out: &Path) -> Result<(), String> {
     fqp_reports::write_json(run, &out.join("results.json"))
         .map_err(|e| format!("results.json: {e}"))?;
     let f = std::fs::File::create(out.join("junit.xml")).map_err(|e| format!("junit.xml: {e}"))?;
-    fqp_reports::write_junit(run, std::io::BufWriter::new(f))
+    fqp_reports::write_junit(run, std::io::BufWriter::new(f))?;
+    std::fs::write(out.join("report.html"), fqp_reports::render_html(run))
+        .map_err(|e| format!("report.html: {e}"))?;
+    let md = fqp_reports::render_markdown(run);
+    std::fs::write(out.join("summary.md"), &md).map_err(|e| format!("summary.md: {e}"))?;
+    // On GitHub Actions, the summary also goes to the job's page.
+    if let Some(page) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+        use std::io::Write;
+        let appended = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&page)
+            .and_then(|mut f| f.write_all(md.as_bytes()));
+        if let Err(e) = appended {
+            tracing::warn!(
+                "cannot append to GITHUB_STEP_SUMMARY ({}): {e}",
+                page.to_string_lossy()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// One-paragraph summary for the terminal.
 pub fn summary(run: &Run, out: &Path) -> String {
     let s = run.summary();
     let mut text = format!(
-        "{}: {} tests, {} passed, {} failed, {} errors, {} skipped{} in {:.1} s — verdict: {}\nreports: {}",
+        "{}: {} tests, {} passed, {} failed, {} errors, {} skipped{} in {:.1} s — verdict: {}\nreport: {}",
         run.port.name,
         s.total,
         s.passed,
@@ -619,7 +639,7 @@ pub fn summary(run: &Run, out: &Path) -> String {
             Verdict::Failed => "FAILED",
             Verdict::InfrastructureError => "INFRASTRUCTURE ERROR",
         },
-        out.display()
+        out.join("report.html").display()
     );
     for e in &run.infrastructure_errors {
         text.push_str(&format!("\ninfrastructure error: {e}"));

@@ -49,7 +49,17 @@ fn reference_port_qualifies() {
     );
     assert!(o
         .stdout
-        .contains("QUALIFIED for capabilities [kernel, test-irq, heap]"));
+        .contains("QUALIFIED for capabilities [kernel, test-irq, heap]")); // The certification report loads in a browser and leads with the verdict.
+    let dom = o.rendered_report();
+    assert!(
+        dom.contains(r#"<p id="verdict" class="verdict good">QUALIFIED</p>"#),
+        "{dom}"
+    );
+    assert!(dom.contains(&format!("{} tests: {} passed", tests.len(), tests.len())));
+    let sha = o.results["firmware"]["sha256"].as_str().unwrap();
+    assert!(dom.contains(sha), "the image hash is in the report");
+    let md = std::fs::read_to_string(o.out.join("summary.md")).unwrap();
+    assert!(md.starts_with("### ✅ mps2-an385: QUALIFIED"), "{md}");
 }
 
 #[test]

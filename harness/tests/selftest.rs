@@ -85,7 +85,14 @@ fn hard_fault_is_reported_with_pc_and_the_run_goes_on() {
     assert_ne!(hfsr & (1 << 30), 0, "FORCED set in HFSR {hfsr:#x}");
     // The device was restarted and the next test ran on it.
     assert_eq!(o.test("selftest/passes")["status"], "passed");
-    assert!(o.junit().contains("type=\"fault\""));
+    assert!(o.junit().contains("type=\"fault\"")); // The report shows the failure with its fault registers, rendered by a browser.
+    let dom = o.rendered_report();
+    assert!(
+        dom.contains(r#"class="verdict bad">NOT QUALIFIED</p>"#),
+        "{dom}"
+    );
+    assert!(dom.contains(r#"id="test-selftest/hard_fault""#), "{dom}");
+    assert!(dom.contains("HardFault at pc=0x"), "{dom}");
 }
 
 #[test]

@@ -283,6 +283,18 @@ impl Run {
         s
     }
 
+    /// The one-line verdict reports lead with: the qualification statement when there is
+    /// one, else the run's verdict.
+    pub fn headline(&self) -> &'static str {
+        match (&self.qualification, self.verdict) {
+            (_, Verdict::InfrastructureError) => "INFRASTRUCTURE ERROR",
+            (Some(q), _) if q.qualified => "QUALIFIED",
+            (Some(_), _) => "NOT QUALIFIED",
+            (None, Verdict::Passed) => "PASSED",
+            (None, _) => "FAILED",
+        }
+    }
+
     /// The verdict the tests and infrastructure errors call for.
     pub fn decide(&self) -> Verdict {
         let s = self.summary();

@@ -92,6 +92,37 @@ impl Outcome {
         text
     }
 
+    /// The HTML report as headless Chromium sees it once loaded (the DOM it built).
+    pub fn rendered_report(&self) -> String {
+        let page = self.out.join("report.html");
+        assert!(page.exists(), "report.html written");
+        let profile = self.out.join("chromium-profile");
+        // The flags keep Chromium off the network (none here) and away from the user's profile.
+        let o = Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--dump-dom",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(format!("file://{}", page.display()))
+            .output()
+            .expect("chromium runs (scripts/setup.sh --test installs it)");
+        let _ = std::fs::remove_dir_all(&profile);
+        assert!(
+            o.status.success(),
+            "chromium failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into()
+    }
+
     pub fn explain(&self) -> String {
         format!(
             "exit {}\nstdout:\n{}\nstderr:\n{}",

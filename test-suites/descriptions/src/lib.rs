@@ -5,9 +5,10 @@
 //! `test-suites/suites.toml` and are compiled into the harness, so a harness and the suites of
 //! the same version always agree.
 //!
-//! A port *qualifies* for its declared capabilities when the run was complete (no
-//! infrastructure error, not a partition) and every required group whose capabilities the port
-//! declares ran with every test passed or skipped.
+//! A port *qualifies* for its declared capabilities (at least one, all known) when the run was
+//! complete (no infrastructure error, not a partition), every required group whose
+//! capabilities the port declares ran, and every test that ran passed or was skipped: an
+//! optional group need not run, but if it ran it must pass. A flaky test does not pass.
 
 use fqp_reports::{Qualification, Run, Status};
 use serde::Deserialize;
@@ -111,29 +112,38 @@ impl Suites {
                 p.index, p.count
             ));
         }
+        if caps.is_empty() {
+            reasons.push(
+                "the port declares no capabilities, so there is nothing to qualify for \
+                 (`capabilities` in port.toml)"
+                    .to_string(),
+            );
+        }
         for c in caps {
             if !self.capabilities.contains_key(c) {
                 reasons.push(format!("the port declares unknown capability {c:?}"));
             }
         }
+        // Optional groups need not run, but what ran must pass.
+        for r in &run.groups {
+            let kind = if self.required(&r.name) {
+                "required group"
+            } else {
+                "group"
+            };
+            for t in &r.tests {
+                if matches!(t.status, Status::Failed | Status::Error | Status::Flaky) {
+                    reasons.push(format!("{kind} {}: {} {}", r.name, t.id, t.status.as_str()));
+                }
+            }
+        }
         let mut absent = Vec::new();
         for (name, g) in &self.groups {
-            if !g.required || !g.requires.iter().all(|c| caps.contains(c)) {
-                continue;
-            }
-            match run.groups.iter().find(|r| &r.name == name) {
-                None => absent.push(name.as_str()),
-                Some(r) => {
-                    for t in &r.tests {
-                        if matches!(t.status, Status::Failed | Status::Error | Status::Flaky) {
-                            reasons.push(format!(
-                                "required group {name}: {} {}",
-                                t.id,
-                                t.status.as_str()
-                            ));
-                        }
-                    }
-                }
+            if g.required
+                && g.requires.iter().all(|c| caps.contains(c))
+                && !run.groups.iter().any(|r| &r.name == name)
+            {
+                absent.push(name.as_str());
             }
         }
         if !absent.is_empty() {
@@ -249,8 +259,20 @@ required = false
                 ("nice/x", Status::Failed),
             ],
         );
+        // …but a failure in an optional group that ran does disqualify.
+        assert_eq!(s.qualification(&r).reasons, ["group nice: nice/x failed"]);
+        let r = run(
+            &["kernel"],
+            &[
+                ("core/a", Status::Passed),
+                ("core/from_isr", Status::Skipped),
+            ],
+        );
         let q = s.qualification(&r);
         assert!(q.qualified, "{:?}", q.reasons);
+        // No capabilities: nothing to qualify for.
+        let r = run(&[], &[("core/a", Status::Passed)]);
+        assert!(s.qualification(&r).reasons[0].contains("declares no capabilities"));
         // With "irq", "extra" must have run.
         let r = run(&["kernel", "irq"], &[("core/a", Status::Passed)]);
         assert_eq!(
