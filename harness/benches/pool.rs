@@ -21,6 +21,7 @@ fn repo() -> PathBuf {
 fn qualify(port: &Path, devices: usize, out: &Path) -> (f64, i32) {
     let t0 = Instant::now();
     let status = Command::new(env!("CARGO_BIN_EXE_fqp"))
+        .env("FQP_LAB", repo().join("target/fqp-bench/lab"))
         .args(["-q", "qualify", "--port"])
         .arg(port)
         .arg("--out")

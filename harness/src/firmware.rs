@@ -263,13 +263,21 @@ pub fn build(m: &Manifest, tc: &Toolchain, log: &Path) -> Result<Image, String> 
     let elf = executable.ok_or_else(|| {
         format!("the build produced no executable; if the crate has several binaries, set build.bin in {}", m.path.display())
     })?;
-    let bytes = std::fs::read(&elf).map_err(|e| format!("{}: {e}", elf.display()))?;
+    let size_bytes = std::fs::metadata(&elf)
+        .map_err(|e| format!("{}: {e}", elf.display()))?
+        .len();
     Ok(Image {
-        sha256: hex(&Sha256::digest(&bytes)),
-        size_bytes: bytes.len() as u64,
+        sha256: file_sha256(&elf)?,
+        size_bytes,
         elf,
         toolchain: tc.describe(),
     })
+}
+
+/// SHA-256 of a file, lowercase hex.
+pub fn file_sha256(path: &Path) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(hex(&Sha256::digest(&bytes)))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -11,6 +11,7 @@ mod qemu;
 mod qualify;
 mod serial;
 mod session;
+mod verify;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -70,6 +71,10 @@ enum Cmd {
         /// passes is reported as flaky, never as passed.
         #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=10))]
         retries: u32,
+        /// Lab directory with the key that signs results.json (lab-key.pem, lab-cert.pem;
+        /// made, self-signed, on first use). Default: $FQP_LAB, else ~/.config/fqp/lab.
+        #[arg(long, value_name = "DIR")]
+        lab: Option<PathBuf>,
     },
     /// List the tests of the port's image: timeouts, required capabilities, whether each is
     /// required for qualification and whether it runs on this port.
@@ -99,6 +104,24 @@ enum Cmd {
         /// Directory for the merged reports.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Lab directory with the key that signs the merged results (as for qualify).
+        #[arg(long, value_name = "DIR")]
+        lab: Option<PathBuf>,
+    },
+    /// Check a signed result file: its signature, the image it is about, and that its verdict
+    /// and qualification statement follow from its tests.
+    ///
+    /// Exit status 0 when every check passes, 1 when one fails (each is printed).
+    Verify {
+        /// The results.json to check (its signature is <file>.sig).
+        #[arg(value_name = "RESULTS")]
+        results: PathBuf,
+        /// Require the signer to be this certificate (PEM), or to be issued by it.
+        #[arg(long, value_name = "CERT")]
+        trust: Option<PathBuf>,
+        /// The image that was qualified, when not at the path the results record.
+        #[arg(long, value_name = "ELF")]
+        image: Option<PathBuf>,
     },
     /// Build the port's firmware and print the image path.
     Build {
@@ -130,18 +153,16 @@ fn parse_partition(s: &str) -> Result<fqp_reports::Partition, String> {
 }
 
 /// `fqp merge`: joins partial results, states the qualification of the whole, writes reports.
-fn merge(results: &[PathBuf], out: &std::path::Path) -> ExitCode {
+fn merge(results: &[PathBuf], out: &std::path::Path, lab: Option<&std::path::Path>) -> ExitCode {
     let merged = results
         .iter()
         .map(|p| fqp_reports::read_json(p))
         .collect::<Result<Vec<_>, _>>()
-        .and_then(fqp_reports::merge)
-        .and_then(|mut run| {
-            run.qualification = Some(fqp_suites::Suites::builtin().qualification(&run));
-            qualify::write_reports(&run, out).map(|()| run)
-        });
+        .and_then(fqp_reports::merge);
     match merged {
-        Ok(run) => {
+        Ok(mut run) => {
+            qualify::conclude(&mut run);
+            qualify::publish(&mut run, out, lab);
             out_line(&qualify::summary(&run, out));
             ExitCode::from(run.verdict.exit_code() as u8)
         }
@@ -177,6 +198,7 @@ fn main() -> ExitCode {
             partition,
             devices,
             retries,
+            lab,
         } => {
             let opts = qualify::Options {
                 port,
@@ -187,6 +209,7 @@ fn main() -> ExitCode {
                 partition,
                 devices: devices as usize,
                 retries,
+                lab,
                 progress: !cli.quiet,
             };
             let run = qualify::qualify(&opts);
@@ -220,7 +243,22 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Merge { results, out } => merge(&results, &out),
+        Cmd::Merge { results, out, lab } => merge(&results, &out, lab.as_deref()),
+        Cmd::Verify {
+            results,
+            trust,
+            image,
+        } => {
+            let v = verify::verify(&results, trust.as_deref(), image.as_deref());
+            for l in &v.lines {
+                out_line(l);
+            }
+            if v.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
         Cmd::Build { port } => {
             let built = manifest::load(&port)
                 .map_err(|e| e.to_string())

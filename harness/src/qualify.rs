@@ -33,6 +33,8 @@ pub struct Options {
     pub devices: usize,
     /// How many more times a failed test, or a failed boot, is tried.
     pub retries: u32,
+    /// Lab directory holding the results-signing key (see `verify::lab_dir`).
+    pub lab: Option<PathBuf>,
     /// Print each test's result as it ends.
     pub progress: bool,
 }
@@ -262,7 +264,7 @@ pub fn qualify(opts: &Options) -> Run {
                 manifest: opts.port.display().to_string(),
             });
             run.infrastructure_errors.push(e.to_string());
-            return finish(run, &out_dir(opts, "unknown"), t0);
+            return finish(run, &out_dir(opts, "unknown"), t0, opts);
         }
     };
     let out = out_dir(opts, &m.port.name);
@@ -279,7 +281,7 @@ pub fn qualify(opts: &Options) -> Run {
             "cannot create the output directory {}: {e}",
             out.display()
         ));
-        return finish(run, &out, t0);
+        return finish(run, &out, t0, opts);
     }
     let image = match firmware::detect(&m.build.target)
         .and_then(|tc| firmware::build(&m, &tc, &out.join("build.log")))
@@ -287,7 +289,7 @@ pub fn qualify(opts: &Options) -> Run {
         Ok(i) => i,
         Err(e) => {
             run.infrastructure_errors.push(e);
-            return finish(run, &out, t0);
+            return finish(run, &out, t0, opts);
         }
     };
     run.firmware = Some(Firmware {
@@ -300,7 +302,7 @@ pub fn qualify(opts: &Options) -> Run {
     });
     run.partition = opts.partition;
     run_tests(&m, &image, &out, opts, &mut run);
-    finish(run, &out, t0)
+    finish(run, &out, t0, opts)
 }
 
 /// Builds the port, boots one device, and returns the selected tests of its image with their
@@ -579,14 +581,35 @@ fn print_result(t: &Test) {
     crate::out_line(&format!("{tag:>5} {} ({time}){extra}", t.id));
 }
 
-fn finish(mut run: Run, out: &Path, t0: Instant) -> Run {
+fn finish(mut run: Run, out: &Path, t0: Instant, opts: &Options) -> Run {
     run.duration_ms = t0.elapsed().as_millis() as u64;
-    run.verdict = run.decide();
-    run.qualification = Some(Suites::builtin().qualification(&run));
-    if let Err(e) = write_reports(&run, out) {
-        eprintln!("error: {e}");
-    }
+    conclude(&mut run);
+    publish(&mut run, out, opts.lab.as_deref());
     run
+}
+
+/// Sets the verdict and the qualification statement from the tests.
+pub fn conclude(run: &mut Run) {
+    run.verdict = run.decide();
+    run.qualification = Some(Suites::builtin().qualification(run));
+}
+
+/// Writes the reports and signs `results.json`. A run whose results cannot be signed is not
+/// a complete run: that becomes an infrastructure error, in reports written unsigned.
+pub fn publish(run: &mut Run, out: &Path, lab: Option<&Path>) {
+    if let Err(e) = write_reports(run, out) {
+        eprintln!("error: {e}");
+        return;
+    }
+    let results = out.join("results.json");
+    if let Err(e) = crate::verify::sign_results(&results, &crate::verify::lab_dir(lab)) {
+        run.infrastructure_errors.push(e);
+        conclude(run);
+        let _ = std::fs::remove_file(fqp_reports::sign::signature_path(&results));
+        if let Err(e) = write_reports(run, out) {
+            eprintln!("error: {e}");
+        }
+    }
 }
 
 pub fn write_reports(run: &Run, out: &Path) -> Result<(), String> {

@@ -4,7 +4,6 @@
 mod common;
 
 use common::{qualify, repo, Outcome};
-use std::process::Command;
 
 /// (id, status, error kind, listing index) of every test, in report order.
 fn shape(o: &Outcome) -> Vec<(String, String, String, u64)> {
@@ -98,7 +97,7 @@ fn partitions_merge_into_the_unpartitioned_run() {
     );
 
     let out = repo().join("target/fqp-tests/part-merged");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_fqp"));
+    let mut cmd = common::fqp();
     cmd.arg("merge").arg("--out").arg(&out);
     for p in &parts {
         cmd.arg(p.out.join("results.json"));
@@ -117,13 +116,22 @@ fn partitions_merge_into_the_unpartitioned_run() {
     assert_eq!(shape(&merged), shape(&whole));
     assert_eq!(merged.results["partition"], serde_json::Value::Null);
     merged.junit();
+    // The merged results are signed, and their QUALIFIED statement checks out.
+    let v = common::fqp()
+        .arg("verify")
+        .arg(out.join("results.json"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert_eq!(v.status.code(), Some(0), "{text}");
+    assert!(text.contains("ok    verdict: passed, QUALIFIED"), "{text}");
 }
 
 #[test]
 fn merge_refuses_a_result_twice() {
     let port = repo().join("reference-port");
     let a = qualify(&port, "merge-dup", &["--group", "delay"]);
-    let o = Command::new(env!("CARGO_BIN_EXE_fqp"))
+    let o = common::fqp()
         .args(["merge", "--out"])
         .arg(repo().join("target/fqp-tests/merge-dup-out"))
         .arg(a.out.join("results.json"))

@@ -123,7 +123,7 @@ fn port_template_qualifies_on_a_second_board() {
 
 #[test]
 fn list_shows_tests_with_their_requirements() {
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_fqp"))
+    let o = common::fqp()
         .args(["-q", "list", "--port"])
         .arg(repo().join("reference-port"))
         .args(["--group", "isr", "--group", "heap"])

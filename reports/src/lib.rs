@@ -12,6 +12,7 @@ mod merge;
 mod model;
 #[cfg(test)]
 mod sample;
+pub mod sign;
 
 pub use html::render_html;
 pub use junit::write_junit;

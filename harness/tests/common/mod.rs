@@ -12,6 +12,18 @@ pub fn repo() -> PathBuf {
         .to_path_buf()
 }
 
+/// The `fqp` binary, signing with a lab key kept under `target/` (not the user's own).
+pub fn fqp() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fqp"));
+    c.env("FQP_LAB", lab());
+    c
+}
+
+/// The lab directory the tests sign with.
+pub fn lab() -> PathBuf {
+    repo().join("target/fqp-tests/lab")
+}
+
 pub struct Outcome {
     pub code: i32,
     pub stdout: String,
@@ -24,7 +36,7 @@ pub struct Outcome {
 pub fn qualify(port: &Path, name: &str, args: &[&str]) -> Outcome {
     let out = repo().join("target/fqp-tests").join(name);
     let _ = std::fs::remove_dir_all(&out);
-    let o = Command::new(env!("CARGO_BIN_EXE_fqp"))
+    let o = fqp()
         .arg("qualify")
         .arg("--port")
         .arg(port)

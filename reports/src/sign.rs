@@ -1,0 +1,370 @@
+//! Signed results: a lab's key signs the exact bytes of `results.json`, so a report handed to
+//! a certification body cannot be edited unnoticed.
+//!
+//! The signature goes beside the file, in `<file>.sig` (JSON: algorithm, SHA-256 of the signed
+//! bytes, DER signature in hex, the signer's certificate in PEM). ECDSA P-256 with SHA-256.
+//! The lab key and its certificate live in a *lab directory* (`lab-key.pem`, PKCS#8, and
+//! `lab-cert.pem`); a lab supplies its own (a certificate its CA issued) or, on first use, a
+//! self-signed pair is made with `rcgen`. Verification checks the bytes against the
+//! signature with the certificate's key and, when given a trusted certificate, that the
+//! signer's certificate is that one or was issued by it and is within its validity.
+
+use rcgen::{
+    CertificateParams, DistinguishedName, DnType, KeyPair, SigningKey, PKCS_ECDSA_P256_SHA256,
+};
+use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// The signature file's `format`.
+pub const SIGNATURE_FORMAT: &str = "fqp-signature-1";
+const ALGORITHM: &str = "ecdsa-p256-sha256";
+const KEY_FILE: &str = "lab-key.pem";
+const CERT_FILE: &str = "lab-cert.pem";
+
+/// The contents of a `.sig` file.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Signature {
+    pub format: String,
+    pub algorithm: String,
+    /// SHA-256 of the signed file, hex: tells "changed" apart from "signed by someone else".
+    pub sha256: String,
+    /// DER-encoded ECDSA signature, hex.
+    pub signature: String,
+    /// The signer's certificate, PEM.
+    pub certificate: String,
+}
+
+/// Who signed a file, once verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signer {
+    /// The certificate's subject, as text.
+    pub subject: String,
+    /// SHA-256 of the certificate's DER, hex.
+    pub fingerprint: String,
+    /// Whether the certificate was checked against a trusted one.
+    pub trusted: bool,
+}
+
+/// A lab's signing key and certificate.
+pub struct LabKey {
+    key: KeyPair,
+    cert_pem: String,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+}
+
+/// The DER of the first certificate in `pem`.
+fn cert_der(pem: &str, what: &str) -> Result<Vec<u8>, String> {
+    let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .map_err(|e| format!("{what} is not a PEM certificate: {e}"))?;
+    if p.label != "CERTIFICATE" {
+        return Err(format!(
+            "{what} holds a {} where a CERTIFICATE belongs",
+            p.label
+        ));
+    }
+    Ok(p.contents)
+}
+
+fn parse_cert<'a>(der: &'a [u8], what: &str) -> Result<X509Certificate<'a>, String> {
+    X509Certificate::from_der(der)
+        .map(|(_, c)| c)
+        .map_err(|e| format!("{what} is not a valid X.509 certificate: {e}"))
+}
+
+/// Checks `signature` over `bytes` with the public key of certificate `cert`.
+fn check(cert: &X509Certificate<'_>, bytes: &[u8], signature: &[u8]) -> bool {
+    let point = &cert.public_key().subject_public_key.data;
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point)
+        .verify(bytes, signature)
+        .is_ok()
+}
+
+impl LabKey {
+    /// Loads the lab's key and certificate from `dir`; when neither exists, makes a
+    /// self-signed pair for `name` there. Returns whether it was made.
+    pub fn load_or_create(dir: &Path, name: &str) -> Result<(LabKey, bool), String> {
+        let (key_path, cert_path) = (dir.join(KEY_FILE), dir.join(CERT_FILE));
+        match (key_path.exists(), cert_path.exists()) {
+            (false, false) => {
+                let lab = Self::create(name)?;
+                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                write_private(&key_path, &lab.key.serialize_pem())?;
+                std::fs::write(&cert_path, &lab.cert_pem)
+                    .map_err(|e| format!("{}: {e}", cert_path.display()))?;
+                Ok((lab, true))
+            }
+            (true, true) => {
+                let read = |p: &Path| {
+                    std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
+                };
+                Self::from_pem(&read(&key_path)?, &read(&cert_path)?)
+                    .map(|lab| (lab, false))
+                    .map_err(|e| format!("lab directory {}: {e}", dir.display()))
+            }
+            (true, false) | (false, true) => Err(format!(
+                "lab directory {} has only one of {KEY_FILE} and {CERT_FILE}: supply both, or \
+                 remove it to have a new self-signed pair made",
+                dir.display()
+            )),
+        }
+    }
+
+    /// A new key and a self-signed certificate for it, valid for ten years.
+    pub fn create(name: &str) -> Result<LabKey, String> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
+            .map_err(|e| format!("cannot make a key: {e}"))?;
+        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, name);
+        dn.push(DnType::OrganizationalUnitName, "fqp results signing");
+        params.distinguished_name = dn;
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(1);
+        params.not_after = now + time::Duration::days(3650);
+        let cert = params
+            .self_signed(&key)
+            .map_err(|e| format!("cannot make a certificate: {e}"))?;
+        Ok(LabKey {
+            key,
+            cert_pem: cert.pem(),
+        })
+    }
+
+    /// A lab's own key (PKCS#8 PEM, ECDSA P-256) and certificate (PEM).
+    pub fn from_pem(key_pem: &str, cert_pem: &str) -> Result<LabKey, String> {
+        let key = KeyPair::from_pem(key_pem)
+            .map_err(|e| format!("{KEY_FILE} is not a PKCS#8 PEM private key: {e}"))?;
+        if !key.is_compatible(&PKCS_ECDSA_P256_SHA256) {
+            return Err(format!(
+                "{KEY_FILE} is not an ECDSA P-256 key: results are signed with ECDSA P-256"
+            ));
+        }
+        let lab = LabKey {
+            key,
+            cert_pem: cert_pem.to_string(),
+        };
+        // The certificate must carry this key's public half.
+        let probe = b"fqp lab key check";
+        let der = cert_der(cert_pem, CERT_FILE)?;
+        let cert = parse_cert(&der, CERT_FILE)?;
+        let sig = lab.key.sign(probe).map_err(|e| e.to_string())?;
+        if !check(&cert, probe, &sig) {
+            return Err(format!("{CERT_FILE} is not the certificate of {KEY_FILE}"));
+        }
+        Ok(lab)
+    }
+
+    pub fn certificate_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// Signs `bytes`.
+    pub fn sign(&self, bytes: &[u8]) -> Result<Signature, String> {
+        let sig = self
+            .key
+            .sign(bytes)
+            .map_err(|e| format!("cannot sign: {e}"))?;
+        Ok(Signature {
+            format: SIGNATURE_FORMAT.into(),
+            algorithm: ALGORITHM.into(),
+            sha256: sha256(bytes),
+            signature: hex(&sig),
+            certificate: self.cert_pem.clone(),
+        })
+    }
+
+    /// Signs the file at `path`, writing `<path>.sig`; returns the signature's path.
+    pub fn sign_file(&self, path: &Path) -> Result<PathBuf, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let sig = self.sign(&bytes)?;
+        let out = signature_path(path);
+        let text = serde_json::to_string_pretty(&sig).map_err(|e| e.to_string())?;
+        std::fs::write(&out, text + "\n").map_err(|e| format!("{}: {e}", out.display()))?;
+        Ok(out)
+    }
+}
+
+/// Writes a private key readable by its owner only.
+fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Where the signature of `path` goes: `<path>.sig`.
+pub fn signature_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".sig");
+    PathBuf::from(name)
+}
+
+/// Verifies `bytes` against `sig`; with `trusted` (a certificate in PEM), also that the signer
+/// is that certificate or was issued by it.
+pub fn verify(bytes: &[u8], sig: &Signature, trusted: Option<&str>) -> Result<Signer, String> {
+    if sig.format != SIGNATURE_FORMAT || sig.algorithm != ALGORITHM {
+        return Err(format!(
+            "unknown signature format {:?}/{:?} (this fqp checks {SIGNATURE_FORMAT}/{ALGORITHM})",
+            sig.format, sig.algorithm
+        ));
+    }
+    let digest = sha256(bytes);
+    if digest != sig.sha256 {
+        return Err(format!(
+            "the file was changed after it was signed (sha256 now {digest}, signed {})",
+            sig.sha256
+        ));
+    }
+    let der = cert_der(&sig.certificate, "the signature's certificate")?;
+    let cert = parse_cert(&der, "the signature's certificate")?;
+    let raw = unhex(&sig.signature).ok_or("the signature is not hex")?;
+    if !check(&cert, bytes, &raw) {
+        return Err(
+            "the signature does not match the file and the certificate: the file or the \
+             signature was altered"
+                .into(),
+        );
+    }
+    let mut signer = Signer {
+        subject: cert.subject().to_string(),
+        fingerprint: sha256(&der),
+        trusted: false,
+    };
+    if let Some(pem) = trusted {
+        let tder = cert_der(pem, "the trusted certificate")?;
+        let tcert = parse_cert(&tder, "the trusted certificate")?;
+        let issued = tder == der
+            || (cert.issuer() == tcert.subject()
+                && cert.verify_signature(Some(tcert.public_key())).is_ok());
+        if !issued {
+            return Err(format!(
+                "signed by {} (certificate sha256 {}), which is neither the trusted certificate \
+                 nor issued by it",
+                signer.subject, signer.fingerprint
+            ));
+        }
+        if !cert.validity().is_valid() {
+            return Err(format!(
+                "the signer's certificate is outside its validity ({} to {})",
+                cert.validity().not_before,
+                cert.validity().not_after
+            ));
+        }
+        signer.trusted = true;
+    }
+    Ok(signer)
+}
+
+/// Verifies the file at `path` against `<path>.sig`.
+pub fn verify_file(path: &Path, trusted: Option<&str>) -> Result<Signer, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let sig_path = signature_path(path);
+    let text = std::fs::read_to_string(&sig_path).map_err(|e| {
+        format!(
+            "{}: {e} (the results are not signed: fqp writes the signature beside results.json)",
+            sig_path.display()
+        )
+    })?;
+    let sig: Signature = serde_json::from_str(&text)
+        .map_err(|e| format!("{}: not a signature file: {e}", sig_path.display()))?;
+    verify(&bytes, &sig, trusted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signed_bytes_verify_and_any_change_is_caught() {
+        let lab = LabKey::create("Test Lab").unwrap();
+        let data = br#"{"verdict":"passed"}"#;
+        let sig = lab.sign(data).unwrap();
+        let who = verify(data, &sig, None).unwrap();
+        assert!(who.subject.contains("Test Lab"), "{}", who.subject);
+        assert!(!who.trusted);
+        // Trusted as itself.
+        assert!(
+            verify(data, &sig, Some(lab.certificate_pem()))
+                .unwrap()
+                .trusted
+        );
+        // The data changed.
+        let e = verify(br#"{"verdict":"failed"}"#, &sig, None).unwrap_err();
+        assert!(e.contains("changed after it was signed"), "{e}");
+        // The data and its digest changed (a forger who updated the sha256 field).
+        let mut forged = sig.clone();
+        forged.sha256 = sha256(br#"{"verdict":"failed"}"#);
+        let e = verify(br#"{"verdict":"failed"}"#, &forged, None).unwrap_err();
+        assert!(e.contains("signature does not match"), "{e}");
+        // Re-signed by another key: valid signature, but not by the trusted lab.
+        let other = LabKey::create("Someone Else").unwrap();
+        let resigned = other.sign(data).unwrap();
+        assert!(verify(data, &resigned, None).is_ok());
+        let e = verify(data, &resigned, Some(lab.certificate_pem())).unwrap_err();
+        assert!(
+            e.contains("Someone Else") && e.contains("neither the trusted"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_key_certified_by_the_labs_ca_is_trusted() {
+        let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.distinguished_name.push(DnType::CommonName, "Lab CA");
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::from_params(&ca, &ca_key);
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+        leaf.distinguished_name.push(DnType::CommonName, "Bench 3");
+        let cert = leaf.signed_by(&key, &issuer).unwrap();
+        let lab = LabKey::from_pem(&key.serialize_pem(), &cert.pem()).unwrap();
+        let sig = lab.sign(b"data").unwrap();
+        let who = verify(b"data", &sig, Some(&ca_cert.pem())).unwrap();
+        assert!(who.trusted && who.subject.contains("Bench 3"));
+    }
+
+    #[test]
+    fn lab_directory_is_made_once_and_checked() {
+        let dir = std::env::temp_dir().join(format!("fqp-lab-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (a, made) = LabKey::load_or_create(&dir, "Lab").unwrap();
+        assert!(made);
+        let (b, made) = LabKey::load_or_create(&dir, "Lab").unwrap();
+        assert!(!made);
+        assert_eq!(a.certificate_pem(), b.certificate_pem());
+        // A certificate of another key is refused.
+        let other = LabKey::create("Other").unwrap();
+        std::fs::write(dir.join(CERT_FILE), other.certificate_pem()).unwrap();
+        let e = LabKey::load_or_create(&dir, "Lab").err().unwrap();
+        assert!(e.contains("is not the certificate of lab-key.pem"), "{e}");
+        std::fs::remove_file(dir.join(CERT_FILE)).unwrap();
+        let e = LabKey::load_or_create(&dir, "Lab").err().unwrap();
+        assert!(e.contains("only one of"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
