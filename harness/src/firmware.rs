@@ -274,6 +274,55 @@ pub fn build(m: &Manifest, tc: &Toolchain, log: &Path) -> Result<Image, String> 
     })
 }
 
+/// Writes `elf`'s loadable contents as a raw binary image (what many flash tools take):
+/// every `PT_LOAD` segment with file contents, placed at its physical (load) address, from
+/// the lowest one; gaps are filled with 0xFF, as erased flash reads.
+pub fn write_raw_binary(elf: &Path, out: &Path) -> Result<(), String> {
+    use object::elf::{FileHeader32, PT_LOAD};
+    use object::read::elf::{FileHeader, ProgramHeader};
+    use object::Endianness;
+    let bad = |e: &dyn std::fmt::Display| format!("{}: not a 32-bit ELF image: {e}", elf.display());
+    let data = std::fs::read(elf).map_err(|e| format!("{}: {e}", elf.display()))?;
+    let header = FileHeader32::<Endianness>::parse(&*data).map_err(|e| bad(&e))?;
+    let endian = header.endian().map_err(|e| bad(&e))?;
+    let mut pieces = Vec::new();
+    for ph in header
+        .program_headers(endian, &*data)
+        .map_err(|e| bad(&e))?
+    {
+        if ph.p_type(endian) != PT_LOAD || ph.p_filesz(endian) == 0 {
+            continue;
+        }
+        let bytes = ph
+            .data(endian, &*data)
+            .map_err(|_| bad(&"segment outside the file"))?;
+        pieces.push((ph.p_paddr(endian) as u64, bytes));
+    }
+    let start = pieces
+        .iter()
+        .map(|p| p.0)
+        .min()
+        .ok_or_else(|| bad(&"no loadable segment"))?;
+    let end = pieces
+        .iter()
+        .map(|p| p.0 + p.1.len() as u64)
+        .max()
+        .unwrap_or(start);
+    if end - start > 64 << 20 {
+        return Err(format!(
+            "{}: loadable segments span {} MiB (flash and RAM addresses mixed?); use {{image}} instead of {{bin}}",
+            elf.display(),
+            (end - start) >> 20
+        ));
+    }
+    let mut bin = vec![0xFFu8; (end - start) as usize];
+    for (addr, bytes) in pieces {
+        let at = (addr - start) as usize;
+        bin[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+    std::fs::write(out, bin).map_err(|e| format!("{}: {e}", out.display()))
+}
+
 /// SHA-256 of a file, lowercase hex.
 pub fn file_sha256(path: &Path) -> Result<String, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;

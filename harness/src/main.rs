@@ -5,8 +5,11 @@
 //! serial transcript. Exit status: 0 all passed, 1 tests failed, 2 the run itself failed
 //! (build, flash, sync, console).
 
+mod device;
+mod doctor;
 mod firmware;
 mod manifest;
+mod probe;
 mod qemu;
 mod qualify;
 mod serial;
@@ -62,10 +65,11 @@ enum Cmd {
         /// Run only part I of N of the selection (CI sharding; `fqp merge` joins the parts).
         #[arg(long, value_name = "I/N", value_parser = parse_partition)]
         partition: Option<fqp_reports::Partition>,
-        /// Spread the test groups over this many identical devices (QEMU instances), in
-        /// parallel.
-        #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
-        devices: u16,
+        /// Spread the test groups over this many identical devices, in parallel: QEMU
+        /// instances, or the first N boards of the manifest's [[devices]] (default: one
+        /// emulator, or every listed board).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+        devices: Option<u16>,
         /// Retry a failed test, and a device that would not boot or sync, up to N more times
         /// (a test that ended the device runs again on a fresh boot). A test that fails, then
         /// passes is reported as flaky, never as passed.
@@ -122,6 +126,25 @@ enum Cmd {
         /// The image that was qualified, when not at the path the results record.
         #[arg(long, value_name = "ELF")]
         image: Option<PathBuf>,
+    },
+    /// Check that this machine can qualify the port (toolchain, emulator or probe and chip,
+    /// flash tool, console, signing key), and say how to fix what is missing.
+    ///
+    /// Exit status 0 when everything needed is there, 1 otherwise.
+    Doctor {
+        /// Directory of the port (holds port.toml); without it, the reference setup (QEMU).
+        #[arg(long, value_name = "DIR")]
+        port: Option<PathBuf>,
+        /// Lab directory with the signing key (as for qualify).
+        #[arg(long, value_name = "DIR")]
+        lab: Option<PathBuf>,
+    },
+    /// List the debug probes and serial ports in view (USB ids, serial numbers), or search
+    /// probe-rs's chip database.
+    Devices {
+        /// Instead, list the chips whose name starts with this (`x` matches any character).
+        #[arg(long, value_name = "PREFIX")]
+        chips: Option<String>,
     },
     /// Build the port's firmware and print the image path.
     Build {
@@ -183,7 +206,10 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FQP_LOG").unwrap_or_else(|_| level.into()),
+            tracing_subscriber::EnvFilter::try_from_env("FQP_LOG")
+                // probe-rs reports each probe driver it could not list with: say it once, in
+                // `fqp devices`, instead.
+                .unwrap_or_else(|_| format!("{level},probe_rs=error").into()),
         )
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -207,7 +233,7 @@ fn main() -> ExitCode {
                 tests,
                 capabilities,
                 partition,
-                devices: devices as usize,
+                devices: devices.map(usize::from),
                 retries,
                 lab,
                 progress: !cli.quiet,
@@ -242,6 +268,35 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+        Cmd::Doctor { port, lab } => {
+            let findings = doctor::doctor(port.as_deref(), lab.as_deref());
+            for f in &findings {
+                let mark = if f.ok { "ok  " } else { "FAIL" };
+                out_line(&format!("{mark}  {:<12} {}", f.what, f.detail));
+            }
+            if findings.iter().all(|f| f.ok) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Cmd::Devices { chips } => {
+            let lines = match chips {
+                Some(prefix) => {
+                    let found = probe::search_chips(&prefix);
+                    if found.is_empty() {
+                        eprintln!("no chip in probe-rs's database starts with {prefix:?}");
+                        return ExitCode::from(1);
+                    }
+                    found
+                }
+                None => doctor::devices(),
+            };
+            for l in lines {
+                out_line(&l);
+            }
+            ExitCode::SUCCESS
         }
         Cmd::Merge { results, out, lab } => merge(&results, &out, lab.as_deref()),
         Cmd::Verify {

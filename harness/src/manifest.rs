@@ -35,6 +35,9 @@ pub struct Manifest {
     pub timeouts: Timeouts,
     #[serde(default)]
     pub capabilities: Vec<String>,
+    /// A pool of identical boards (`[[devices]]`); QEMU pools are sized with `--devices`.
+    #[serde(default)]
+    pub devices: Vec<DeviceEntry>,
     /// Where the manifest was read from (set by [`load`]).
     #[serde(skip)]
     pub path: PathBuf,
@@ -81,6 +84,95 @@ pub struct FlashSection {
     pub method: String,
     #[serde(default)]
     pub qemu: Option<QemuSection>,
+    #[serde(default, rename = "probe-rs")]
+    pub probe_rs: Option<ProbeRsSection>,
+    #[serde(default)]
+    pub command: Option<CommandSection>,
+}
+
+/// Flashing through a debug probe with probe-rs.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeRsSection {
+    /// Chip name from probe-rs's target database, e.g. "STM32F411RETx".
+    pub chip: String,
+    /// Which probe: "VID:PID" or "VID:PID:SERIAL" (default: the only one attached).
+    #[serde(default)]
+    pub probe: Option<String>,
+    /// "swd" or "jtag" (default: the probe's).
+    #[serde(default)]
+    pub protocol: Option<String>,
+    #[serde(default)]
+    pub speed_khz: Option<u32>,
+    /// Read the flash back after writing it.
+    #[serde(default = "yes")]
+    pub verify: bool,
+    #[serde(default)]
+    pub connect_under_reset: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Flashing with the vendor's own tool: argument lists with placeholders (see
+/// [`PLACEHOLDERS`]).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSection {
+    /// Writes the image and starts it, e.g. `["st-flash", "write", "{bin}", "0x8000000"]`.
+    pub flash: Vec<String>,
+    /// Restarts the board without writing it again (default: run `flash` again).
+    #[serde(default)]
+    pub reset: Option<Vec<String>>,
+    #[serde(default = "flash_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn flash_timeout_ms() -> u64 {
+    120_000
+}
+
+/// Placeholders a flash command may use, and what they stand for.
+pub const PLACEHOLDERS: &[(&str, &str)] = &[
+    ("{image}", "absolute path of the ELF image"),
+    (
+        "{bin}",
+        "absolute path of the image as a raw binary (loadable sections from the lowest address)",
+    ),
+    (
+        "{device}",
+        "the device's id (`devices[].id`, or `1`, `2`, …)",
+    ),
+    (
+        "{probe}",
+        "the device's probe selector (`devices[].probe`), empty when none",
+    ),
+    (
+        "{serial}",
+        "the device's console path, empty when the console is not a local serial port",
+    ),
+    ("{port_dir}", "the directory of port.toml"),
+];
+
+/// One board of a pool.
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceEntry {
+    /// Name in logs and reports, and `{device}` in flash commands.
+    pub id: String,
+    /// This board's console, instead of `serial.path`.
+    #[serde(default)]
+    pub serial: Option<String>,
+    /// This board's console over TCP (`host:port`), instead of `serial.tcp`.
+    #[serde(default)]
+    pub tcp: Option<String>,
+    /// This board's USB serial number, to find its console (with `serial.usb`).
+    #[serde(default)]
+    pub usb_serial: Option<String>,
+    /// This board's probe ("VID:PID:SERIAL"), instead of `flash.probe-rs.probe`.
+    #[serde(default)]
+    pub probe: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -103,14 +195,46 @@ fn qemu_arm() -> String {
     "qemu-system-arm".into()
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct SerialSection {
     /// Device path of the console; omitted with `method = "qemu"`: QEMU's pseudo-terminal.
     #[serde(default)]
     pub path: Option<String>,
+    /// Find the console among the USB serial ports by vendor/product id (and serial number).
+    #[serde(default)]
+    pub usb: Option<UsbMatch>,
+    /// A console reached over TCP (`host:port`): a terminal server, or a board's network
+    /// console.
+    #[serde(default)]
+    pub tcp: Option<String>,
     #[serde(default)]
     pub baud: Option<u32>,
+    /// 5, 6, 7 or 8 (default 8).
+    #[serde(default)]
+    pub data_bits: Option<u8>,
+    /// "none" (default), "even" or "odd".
+    #[serde(default)]
+    pub parity: Option<String>,
+    /// 1 (default) or 2.
+    #[serde(default)]
+    pub stop_bits: Option<u8>,
+    /// "none" (default), "software" or "hardware".
+    #[serde(default)]
+    pub flow_control: Option<String>,
+}
+
+/// Which USB serial port is the console.
+#[derive(Debug, Deserialize, Default, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UsbMatch {
+    /// Vendor id, hex ("0483").
+    pub vid: String,
+    /// Product id, hex ("374b").
+    pub pid: String,
+    /// USB serial number, when several such boards are attached.
+    #[serde(default)]
+    pub serial: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,6 +325,61 @@ pub fn load(dir: &Path) -> Result<Manifest, ManifestError> {
     Ok(m)
 }
 
+/// The first `{…}` in `arg` that is not a known placeholder.
+fn unknown_placeholder(arg: &str) -> Option<String> {
+    let mut rest = arg;
+    while let Some(start) = rest.find('{') {
+        let end = rest[start..].find('}').map(|e| start + e + 1)?;
+        let p = &rest[start..end];
+        if !PLACEHOLDERS.iter().any(|(name, _)| *name == p) {
+            return Some(p.to_string());
+        }
+        rest = &rest[end..];
+    }
+    None
+}
+
+fn serial_options_error(s: &SerialSection) -> Option<Invalid> {
+    if s.data_bits.is_some_and(|b| !(5..=8).contains(&b)) {
+        return Some((
+            "serial.data_bits",
+            "must be 5, 6, 7 or 8".into(),
+            "most boards use 8",
+        ));
+    }
+    if s.stop_bits.is_some_and(|b| b != 1 && b != 2) {
+        return Some((
+            "serial.stop_bits",
+            "must be 1 or 2".into(),
+            "most boards use 1",
+        ));
+    }
+    if s.parity
+        .as_deref()
+        .is_some_and(|p| !matches!(p, "none" | "even" | "odd"))
+    {
+        return Some((
+            "serial.parity",
+            format!("{:?} is not a parity", s.parity.as_deref().unwrap_or("")),
+            "use \"none\", \"even\" or \"odd\"",
+        ));
+    }
+    if s.flow_control
+        .as_deref()
+        .is_some_and(|p| !matches!(p, "none" | "software" | "hardware"))
+    {
+        return Some((
+            "serial.flow_control",
+            format!(
+                "{:?} is not a flow control",
+                s.flow_control.as_deref().unwrap_or("")
+            ),
+            "use \"none\", \"software\" or \"hardware\"",
+        ));
+    }
+    None
+}
+
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -234,11 +413,89 @@ fn validate(m: &Manifest) -> Result<(), Invalid> {
                 ));
             }
         }
+        "probe-rs" => match &m.flash.probe_rs {
+            None => {
+                return Err((
+                    "flash.probe-rs",
+                    "method \"probe-rs\" needs a [flash.probe-rs] table".into(),
+                    "add [flash.probe-rs] with at least `chip = \"...\"` (`fqp devices --chips NAME` searches the chip database)",
+                ))
+            }
+            Some(p) => {
+                if let Some(sel) = &p.probe {
+                    crate::probe::parse_selector(sel).map_err(|e| ("flash.probe-rs.probe", e, "write VID:PID or VID:PID:SERIAL in hex, e.g. \"0483:374b\""))?;
+                }
+                if p.protocol.as_deref().is_some_and(|x| x != "swd" && x != "jtag") {
+                    return Err(("flash.probe-rs.protocol", format!("{:?} is not a protocol", p.protocol.as_deref().unwrap_or("")), "use \"swd\" or \"jtag\""));
+                }
+            }
+        },
+        "command" => match &m.flash.command {
+            None => {
+                return Err((
+                    "flash.command",
+                    "method \"command\" needs a [flash.command] table".into(),
+                    "add [flash.command] with `flash = [\"tool\", \"args\", \"{image}\"]`",
+                ))
+            }
+            Some(c) => {
+                for (key, argv) in [("flash.command.flash", Some(&c.flash)), ("flash.command.reset", c.reset.as_ref())] {
+                    let Some(argv) = argv else { continue };
+                    if argv.is_empty() {
+                        return Err((key, "empty command".into(), "give the program and its arguments, e.g. [\"st-flash\", \"write\", \"{bin}\", \"0x8000000\"]"));
+                    }
+                    for a in argv {
+                        if let Some(bad) = unknown_placeholder(a) {
+                            return Err((key, format!("unknown placeholder {bad} in {a:?}"), "use {image}, {bin}, {device}, {probe}, {serial} or {port_dir} (docs/port-manifest.md)"));
+                        }
+                    }
+                }
+            }
+        },
         other => {
             return Err((
                 "flash.method",
                 format!("flash method {other:?} is not supported"),
-                "use \"qemu\"",
+                "use \"qemu\" (an emulator), \"probe-rs\" (a debug probe) or \"command\" (your own flash tool)",
+            ));
+        }
+    }
+    if let Some(u) = &m.serial.usb {
+        for (key, v) in [("serial.usb.vid", &u.vid), ("serial.usb.pid", &u.pid)] {
+            if u16::from_str_radix(v, 16).is_err() {
+                return Err((key, format!("{v:?} is not a hex USB id"), "write four hex digits, e.g. \"0483\" (`fqp devices` lists the ports with their ids)"));
+            }
+        }
+    }
+    let consoles = [
+        m.serial.path.is_some(),
+        m.serial.usb.is_some(),
+        m.serial.tcp.is_some(),
+    ];
+    if consoles.iter().filter(|c| **c).count() > 1 {
+        return Err((
+            "serial",
+            "more than one of path, usb and tcp".into(),
+            "name the console one way: path, usb or tcp",
+        ));
+    }
+    if let Some(e) = serial_options_error(&m.serial) {
+        return Err(e);
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for d in &m.devices {
+        if d.id.is_empty() || !ids.insert(d.id.as_str()) {
+            return Err((
+                "devices",
+                format!("device id {:?} is empty or used twice", d.id),
+                "give every [[devices]] entry its own id",
+            ));
+        }
+        if m.flash.method == "qemu" {
+            return Err((
+                "devices",
+                "[[devices]] lists boards; QEMU devices are started as needed".into(),
+                "remove [[devices]] and pass --devices N for N emulators",
             ));
         }
     }
@@ -251,11 +508,16 @@ fn validate(m: &Manifest) -> Result<(), Invalid> {
             ));
         }
     }
-    if m.serial.path.is_none() && m.flash.method != "qemu" {
+    let console_for_all = consoles.iter().any(|c| *c);
+    let console_each = !m.devices.is_empty()
+        && m.devices
+            .iter()
+            .all(|d| d.serial.is_some() || d.tcp.is_some());
+    if m.flash.method != "qemu" && !console_for_all && !console_each {
         return Err((
             "serial.path",
-            "no console path".into(),
-            "set serial.path to the board's console, e.g. \"/dev/ttyACM0\"",
+            "no console for the board".into(),
+            "set serial.path (e.g. \"/dev/ttyACM0\"), serial.usb (vid/pid, found among the USB ports) or serial.tcp (\"host:port\")",
         ));
     }
     for (k, v) in &m.kernel {
@@ -301,6 +563,12 @@ impl Manifest {
             .unwrap_or(Path::new("."))
             .join(&self.build.crate_dir);
         dir.canonicalize().unwrap_or(dir)
+    }
+
+    /// `p` as written in the manifest: relative paths are relative to the manifest's
+    /// directory.
+    pub fn relative(&self, p: &str) -> PathBuf {
+        self.path.parent().unwrap_or(Path::new(".")).join(p)
     }
 
     /// `FQP_*` environment for the build from `[kernel]`.
@@ -448,6 +716,62 @@ machine = "mps2-an385"
                 "timeouts.factor",
                 "between",
             ),
+            (
+                GOOD.replace("method = \"qemu\"", "method = \"probe-rs\""),
+                "flash.probe-rs",
+                "chip",
+            ),
+            (
+                board("[flash.probe-rs]\nchip = \"STM32F411RETx\"\nprobe = \"stlink\"\n")
+                    .replace("method = \"command\"", "method = \"probe-rs\""),
+                "flash.probe-rs.probe",
+                "VID:PID",
+            ),
+            (
+                board("[flash.command]\nflash = [\"st-flash\", \"write\", \"{elf}\"]\n"),
+                "flash.command.flash",
+                "{image}",
+            ),
+            (
+                board("[flash.command]\nflash = []\n"),
+                "flash.command.flash",
+                "program",
+            ),
+            (
+                board("[flash.command]\nflash = [\"x\"]\n").replace(
+                    "path = \"/dev/ttyACM0\"",
+                    "usb = { vid = \"ST\", pid = \"374b\" }",
+                ),
+                "serial.usb.vid",
+                "hex",
+            ),
+            (
+                board("[flash.command]\nflash = [\"x\"]\n").replace(
+                    "path = \"/dev/ttyACM0\"",
+                    "path = \"/dev/ttyACM0\"\ntcp = \"lab:4000\"",
+                ),
+                "serial",
+                "one way",
+            ),
+            (
+                board("[flash.command]\nflash = [\"x\"]\n").replace(
+                    "path = \"/dev/ttyACM0\"",
+                    "path = \"/dev/ttyACM0\"\nparity = \"mark\"",
+                ),
+                "serial.parity",
+                "even",
+            ),
+            (
+                board("[flash.command]\nflash = [\"x\"]\n")
+                    .replace("path = \"/dev/ttyACM0\"\n", ""),
+                "serial.path",
+                "serial.tcp",
+            ),
+            (
+                format!("{GOOD}\n[[devices]]\nid = \"a\"\n"),
+                "devices",
+                "--devices N",
+            ),
         ];
         for (text, key, fix) in cases {
             let e = load_str(key, &text).unwrap_err();
@@ -457,6 +781,24 @@ machine = "mps2-an385"
                 "fix for {key} should mention {fix:?}: {e}"
             );
         }
+    }
+
+    /// A board port: method "command" with `flash` (the given tables), console on a path.
+    fn board(flash: &str) -> String {
+        GOOD.replace("method = \"qemu\"", "method = \"command\"")
+            .replace("[flash.qemu]\nmachine = \"mps2-an385\"\n", flash)
+            .replace("[kernel]", "[serial]\npath = \"/dev/ttyACM0\"\n\n[kernel]")
+    }
+
+    #[test]
+    fn board_manifests_load() {
+        let m = load_str(
+            "board",
+            &board("[flash.command]\nflash = [\"st-flash\", \"write\", \"{bin}\", \"0x8000000\"]\n\n[[devices]]\nid = \"b1\"\nserial = \"/dev/ttyACM1\"\n"),
+        )
+        .unwrap();
+        assert_eq!(m.flash.command.as_ref().unwrap().timeout_ms, 120_000);
+        assert_eq!(m.devices[0].serial.as_deref(), Some("/dev/ttyACM1"));
     }
 
     #[test]

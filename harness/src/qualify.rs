@@ -2,10 +2,11 @@
 //! by one (restarting the device after any test that left it in an unknown state), and write
 //! the reports. Whatever goes wrong, a valid report of what happened is written.
 
+use crate::device::{self, Running, Spec};
 use crate::firmware::{self, Image};
 use crate::manifest::{self, Manifest};
 use crate::qemu::Qemu;
-use crate::serial::{self, SerialLink, Transcript};
+use crate::serial::{self, Link, Transcript};
 use crate::session::{DeviceInfo, Listed, Session};
 use fqp_reports::{
     Attempt, ErrorKind, Firmware, Partition, Port, Run, Status, Test, Verdict, SCHEMA_VERSION,
@@ -29,8 +30,9 @@ pub struct Options {
     pub capabilities: Vec<String>,
     /// Run only this part of the selection (1-based index, count).
     pub partition: Option<Partition>,
-    /// Number of identical devices to spread the groups over (at least 1).
-    pub devices: usize,
+    /// Number of identical devices to spread the groups over: emulators, or the first N
+    /// boards of `[[devices]]` (default: one emulator, or every listed board).
+    pub devices: Option<usize>,
     /// How many more times a failed test, or a failed boot, is tried.
     pub retries: u32,
     /// Lab directory holding the results-signing key (see `verify::lab_dir`).
@@ -48,20 +50,37 @@ pub fn out_dir(opts: &Options, port_name: &str) -> PathBuf {
 
 /// A booted device with a synced session.
 struct Device {
-    qemu: Qemu,
-    session: Session<SerialLink>,
+    /// The emulator, when the device is one: dropping it ends it.
+    qemu: Option<Qemu>,
+    session: Session<Box<dyn Link + Send>>,
     info: DeviceInfo,
+}
+
+impl Device {
+    /// Ends the session and lets an emulator exit (boards keep running).
+    fn close(mut self) {
+        self.session.exit(0);
+        if let Some(q) = self.qemu.take() {
+            let status = q.finish(Duration::from_secs(3));
+            tracing::debug!(?status, "QEMU ended");
+        }
+    }
 }
 
 /// One device of the run (the only one, or one of a pool) and its logs.
 struct Ctx<'a> {
     m: &'a Manifest,
     image: &'a Image,
-    /// `serial.log`/`qemu.log`, or `serial-N.log`/`qemu-N.log` in a pool.
+    spec: Spec,
+    /// `serial.log`/`qemu.log`/`flash.log`, or `serial-ID.log`… in a pool.
     serial_log: PathBuf,
     qemu_log: PathBuf,
+    flash_log: PathBuf,
     transcript: Transcript,
     boots: u32,
+    /// The image is on the device (boards are flashed once, then only reset).
+    flashed: bool,
+    progress: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -69,54 +88,54 @@ impl<'a> Ctx<'a> {
         m: &'a Manifest,
         image: &'a Image,
         out: &Path,
-        device: usize,
-        devices: usize,
+        spec: Spec,
+        pool: bool,
+        progress: bool,
     ) -> Result<Self, String> {
-        let suffix = if devices > 1 {
-            format!("-{device}")
+        let suffix = if pool {
+            format!("-{}", spec.id)
         } else {
             String::new()
         };
         let serial_log = out.join(format!("serial{suffix}.log"));
         let qemu_log = out.join(format!("qemu{suffix}.log"));
-        let _ = std::fs::remove_file(&serial_log);
-        let _ = std::fs::remove_file(&qemu_log);
+        let flash_log = out.join(format!("flash{suffix}.log"));
+        for l in [&serial_log, &qemu_log, &flash_log] {
+            let _ = std::fs::remove_file(l);
+        }
         let transcript = serial::transcript(&serial_log)
             .map_err(|e| format!("cannot write the serial transcript: {e}"))?;
         Ok(Ctx {
             m,
             image,
+            spec,
             serial_log,
             qemu_log,
+            flash_log,
             transcript,
             boots: 0,
+            flashed: false,
+            progress,
         })
     }
 
     fn boot(&mut self) -> Result<Device, String> {
         self.boots += 1;
         serial::mark(&self.transcript, &format!("boot {}", self.boots));
-        let q = self
-            .m
-            .flash
-            .qemu
-            .as_ref()
-            .expect("validated: qemu method has [flash.qemu]");
-        let qemu = Qemu::launch(q, &self.image.elf, &self.qemu_log)?;
-        let path = self
-            .m
-            .serial
-            .path
-            .as_ref()
-            .map_or(qemu.pty.clone(), PathBuf::from);
-        let link = SerialLink::open(
-            &path,
-            self.m.serial.baud.unwrap_or(115_200),
-            self.transcript.clone(),
-        )?;
+        let Running { qemu, link } = device::start(&device::Start {
+            m: self.m,
+            image: self.image,
+            spec: &self.spec,
+            qemu_log: &self.qemu_log,
+            flash_log: &self.flash_log,
+            transcript: &self.transcript,
+            flashed: self.flashed,
+            progress: self.progress,
+        })?;
+        self.flashed = true;
         let mut session = Session::new(link);
         let info = session.sync(Duration::from_millis(self.m.timeouts.boot_ms))?;
-        tracing::info!(port = %info.port, fw = %info.fw, tests = info.tests, boot = self.boots, "device synced");
+        tracing::info!(device = %self.spec.id, port = %info.port, fw = %info.fw, tests = info.tests, boot = self.boots, "device synced");
         Ok(Device {
             qemu,
             session,
@@ -313,11 +332,11 @@ pub fn list(opts: &Options) -> Result<Vec<String>, String> {
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let image = firmware::detect(&m.build.target)
         .and_then(|tc| firmware::build(&m, &tc, &out.join("build.log")))?;
-    let mut ctx = Ctx::new(&m, &image, &out, 1, 1)?;
-    let mut dev = ctx.boot()?;
+    let spec = device::specs(&m, Some(1))?.remove(0);
+    let mut ctx = Ctx::new(&m, &image, &out, spec, false, false)?;
+    let mut dev = ctx.boot_retrying(1)?;
     let listed = dev.session.list(Duration::from_secs(10));
-    dev.session.exit(0);
-    dev.qemu.finish(Duration::from_secs(3));
+    dev.close();
     let chosen = select(listed?, opts)?;
     let suites = Suites::builtin();
     let width = chosen.iter().map(|t| t.id.len()).max().unwrap_or(0).max(10);
@@ -372,8 +391,13 @@ struct Work {
 }
 
 fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut Run) {
-    let devices = opts.devices.max(1);
-    let mut first = match Ctx::new(m, image, out, 1, devices) {
+    let mut specs = match device::specs(m, opts.devices) {
+        Ok(s) => s.into_iter(),
+        Err(e) => return run.infrastructure_errors.push(e),
+    };
+    let pool = specs.len() > 1;
+    let first_spec = specs.next().expect("at least one device");
+    let mut first = match Ctx::new(m, image, out, first_spec, pool, opts.progress) {
         Ok(c) => c,
         Err(e) => return run.infrastructure_errors.push(e),
     };
@@ -415,16 +439,17 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
     let done: Vec<Work> = std::thread::scope(|scope| {
         let queue = &queue;
         let mut handles = vec![scope.spawn(move || work(&mut first, Some(dev), queue, opts))];
-        for k in 2..=devices {
-            handles.push(
-                scope.spawn(move || match Ctx::new(m, image, out, k, devices) {
+        for spec in specs {
+            handles.push(scope.spawn(move || {
+                let id = spec.id.clone();
+                match Ctx::new(m, image, out, spec, pool, opts.progress) {
                     Ok(mut ctx) => work(&mut ctx, None, queue, opts),
                     Err(e) => Work {
-                        errors: vec![format!("device {k}: {e}")],
+                        errors: vec![format!("device {id}: {e}")],
                         ..Work::default()
                     },
-                }),
-            );
+                }
+            }));
         }
         handles
             .into_iter()
@@ -539,7 +564,6 @@ fn work(
             Some(_) => {}
             None => w.errors.push(format!("the device did not answer SUMMARY at the end of the run; see {log}")),
         }
-        d.session.exit(0);
         if d.session.corrupt_lines > 0 {
             tracing::warn!(
                 corrupt = d.session.corrupt_lines,
@@ -547,8 +571,7 @@ fn work(
                 "damaged protocol lines were detected and ignored"
             );
         }
-        let status = d.qemu.finish(Duration::from_secs(3));
-        tracing::debug!(?status, "QEMU ended");
+        d.close();
     }
     w
 }

@@ -1,0 +1,188 @@
+//! `fqp doctor` and `fqp devices`: what this machine can do, before a run finds out the slow
+//! way. The doctor checks each thing a qualification needs (for a port, the things *its*
+//! manifest needs) and says how to fix what is missing; `devices` lists the debug probes and
+//! serial ports in view, and searches probe-rs's chip database.
+
+use crate::manifest::{self, Manifest};
+use std::path::Path;
+use std::process::Command;
+
+/// One finding.
+pub struct Finding {
+    pub ok: bool,
+    pub what: String,
+    pub detail: String,
+}
+
+fn found(ok: bool, what: &str, detail: impl Into<String>) -> Finding {
+    Finding {
+        ok,
+        what: what.into(),
+        detail: detail.into(),
+    }
+}
+
+/// Whether `program` runs (`--version`); its first line of output when it does.
+fn version(program: &str) -> Result<String, String> {
+    let o = Command::new(program)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    let text = String::from_utf8_lossy(&o.stdout);
+    Ok(text.lines().next().unwrap_or("").trim().to_string())
+}
+
+/// Runs every check that applies to the port at `port` (or to the reference setup without
+/// one).
+pub fn doctor(port: Option<&Path>, lab: Option<&Path>) -> Vec<Finding> {
+    let mut f = Vec::new();
+    let m: Option<Manifest> = match port {
+        Some(p) => match manifest::load(p) {
+            Ok(m) => {
+                f.push(found(true, "manifest", m.path.display().to_string()));
+                Some(m)
+            }
+            Err(e) => {
+                f.push(found(false, "manifest", e.to_string()));
+                None
+            }
+        },
+        None => None,
+    };
+    let target = m
+        .as_ref()
+        .map_or("thumbv7m-none-eabi", |m| m.build.target.as_str());
+    f.push(match crate::firmware::detect(target) {
+        Ok(tc) => found(true, "toolchain", format!("{target}: {}", tc.describe())),
+        Err(e) => found(false, "toolchain", e),
+    });
+    let method = m.as_ref().map_or("qemu", |m| m.flash.method.as_str());
+    match method {
+        "qemu" => {
+            let bin = m
+                .as_ref()
+                .and_then(|m| m.flash.qemu.as_ref())
+                .map_or("qemu-system-arm".to_string(), |q| q.binary.clone());
+            f.push(match version(&bin) {
+                Ok(v) => found(true, "emulator", v),
+                Err(e) => found(
+                    false,
+                    "emulator",
+                    format!("{e}\n  fix: run scripts/setup.sh, or apt-get install qemu-system-arm"),
+                ),
+            });
+        }
+        "probe-rs" => {
+            let p = m.as_ref().and_then(|m| m.flash.probe_rs.as_ref());
+            if let Some(p) = p {
+                f.push(match crate::probe::check_chip(&p.chip) {
+                    Ok(name) => found(true, "chip", format!("{name} is in probe-rs's database")),
+                    Err(e) => found(false, "chip", e),
+                });
+                let wanted = p
+                    .probe
+                    .as_deref()
+                    .and_then(|s| crate::probe::parse_selector(s).ok());
+                f.push(
+                    match crate::probe::choose(wanted.as_ref(), &crate::probe::list_probes()) {
+                        Ok(sel) => found(true, "probe", sel.to_string()),
+                        Err(e) => found(false, "probe", e),
+                    },
+                );
+            }
+        }
+        _ => {
+            if let Some(c) = m.as_ref().and_then(|m| m.flash.command.as_ref()) {
+                let tool = &c.flash[0];
+                let on_path = Command::new("sh")
+                    .args(["-c", "command -v \"$1\"", "sh", tool])
+                    .output()
+                    .is_ok_and(|o| o.status.success());
+                f.push(if on_path {
+                    found(true, "flash tool", tool.clone())
+                } else {
+                    found(
+                        false,
+                        "flash tool",
+                        format!("{tool} is not installed or not on PATH\n  fix: install the vendor's flash tool, or correct flash.command.flash"),
+                    )
+                });
+            }
+        }
+    }
+    if let Some(m) = m.as_ref().filter(|m| m.flash.method != "qemu") {
+        f.push(console_finding(m));
+    }
+    let dir = crate::verify::lab_dir(lab);
+    let none_yet = ["lab-key.pem", "lab-cert.pem"]
+        .iter()
+        .all(|f| !dir.join(f).exists());
+    f.push(if none_yet {
+        found(
+            true,
+            "signing key",
+            format!(
+                "none in {} yet: a self-signed one is made on the first run",
+                dir.display()
+            ),
+        )
+    } else {
+        match fqp_reports::sign::LabKey::load_or_create(&dir, "unused") {
+            Ok(_) => found(true, "signing key", dir.display().to_string()),
+            Err(e) => found(false, "signing key", e),
+        }
+    });
+    f
+}
+
+fn console_finding(m: &Manifest) -> Finding {
+    if let Some(addr) = &m.serial.tcp {
+        use std::net::ToSocketAddrs;
+        return match addr.to_socket_addrs() {
+            Ok(_) => found(true, "console", format!("TCP {addr}")),
+            Err(e) => found(
+                false,
+                "console",
+                format!("TCP {addr}: {e}\n  fix: check serial.tcp"),
+            ),
+        };
+    }
+    if let Some(usb) = &m.serial.usb {
+        return match crate::serial::find_usb_port(usb, None, &crate::serial::list_ports()) {
+            Ok(p) => found(true, "console", p),
+            Err(e) => found(false, "console", e),
+        };
+    }
+    match &m.serial.path {
+        Some(p) if m.relative(p).exists() => found(true, "console", p.clone()),
+        Some(p) => found(
+            false,
+            "console",
+            format!("{p} does not exist\n  fix: plug the board in, or correct serial.path (`fqp devices` lists the ports)"),
+        ),
+        None => found(true, "console", "per device ([[devices]])"),
+    }
+}
+
+/// `fqp devices`: the probes and serial ports in view.
+pub fn devices() -> Vec<String> {
+    let mut out = Vec::new();
+    let probes = crate::probe::list_probes();
+    out.push(format!("debug probes ({}):", probes.len()));
+    #[cfg(target_os = "linux")]
+    if !Path::new("/sys/bus/usb/devices").exists() {
+        out.push(
+            "  (no USB bus is visible on this machine: a container or VM without USB passthrough)"
+                .into(),
+        );
+    }
+    for p in &probes {
+        out.push(format!("  {}  {}", p.selector, p.name));
+    }
+    let ports = crate::serial::list_ports();
+    out.push(format!("serial ports ({}):", ports.len()));
+    for p in &ports {
+        out.push(format!("  {p}"));
+    }
+    out
+}
