@@ -10,6 +10,7 @@ mod doctor;
 mod firmware;
 mod manifest;
 mod probe;
+mod progress;
 mod qemu;
 mod qualify;
 mod serial;

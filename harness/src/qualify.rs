@@ -5,6 +5,7 @@
 use crate::device::{self, Running, Spec};
 use crate::firmware::{self, Image};
 use crate::manifest::{self, Manifest};
+use crate::progress::Progress;
 use crate::qemu::Qemu;
 use crate::serial::{self, Link, Transcript};
 use crate::session::{DeviceInfo, Listed, Session};
@@ -135,7 +136,7 @@ impl<'a> Ctx<'a> {
         self.flashed = true;
         let mut session = Session::new(link);
         let info = session.sync(Duration::from_millis(self.m.timeouts.boot_ms))?;
-        tracing::info!(device = %self.spec.id, port = %info.port, fw = %info.fw, tests = info.tests, boot = self.boots, "device synced");
+        tracing::debug!(device = %self.spec.id, port = %info.port, fw = %info.fw, tests = info.tests, boot = self.boots, "device synced");
         Ok(Device {
             qemu,
             session,
@@ -417,6 +418,7 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
         Ok(c) => c,
         Err(e) => return run.infrastructure_errors.push(e),
     };
+    let progress = Progress::new(opts.progress, chosen.len());
     // Tests needing a capability the port does not declare are reported, not run.
     let suites = Suites::builtin();
     let caps = &m.capabilities;
@@ -430,20 +432,19 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
             "needs capability {}, which the port does not declare (`capabilities` in port.toml)",
             suites.missing(&l.id, caps).join(", ")
         ));
-        if opts.progress {
-            print_result(&t);
-        }
+        progress.result(&t);
         run.push(group_of(&l.id), t);
     }
     let queue = Mutex::new(units(chosen));
     let done: Vec<Work> = std::thread::scope(|scope| {
-        let queue = &queue;
-        let mut handles = vec![scope.spawn(move || work(&mut first, Some(dev), queue, opts))];
+        let (queue, progress) = (&queue, &progress);
+        let mut handles =
+            vec![scope.spawn(move || work(&mut first, Some(dev), queue, opts, progress))];
         for spec in specs {
             handles.push(scope.spawn(move || {
                 let id = spec.id.clone();
                 match Ctx::new(m, image, out, spec, pool, opts.progress) {
-                    Ok(mut ctx) => work(&mut ctx, None, queue, opts),
+                    Ok(mut ctx) => work(&mut ctx, None, queue, opts, progress),
                     Err(e) => Work {
                         errors: vec![format!("device {id}: {e}")],
                         ..Work::default()
@@ -456,6 +457,7 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
             .map(|h| h.join().unwrap_or_default())
             .collect()
     });
+    progress.finish();
     for w in done {
         run.infrastructure_errors.extend(w.errors);
         for (group, t) in w.tests {
@@ -483,7 +485,9 @@ fn work(
     booted: Option<Device>,
     queue: &Mutex<VecDeque<Vec<Listed>>>,
     opts: &Options,
+    progress: &Progress,
 ) -> Work {
+    let line = progress.device(&ctx.spec.id);
     let mut w = Work::default();
     let t = &ctx.m.timeouts;
     let mut device = booted;
@@ -497,6 +501,9 @@ fn work(
                 Duration::from_millis((test.timeout_ms as f64 * t.factor) as u64 + t.grace_ms);
             let mut attempts = Vec::new();
             loop {
+                if device.is_none() {
+                    line.set(format!("starting (boot {})", ctx.boots + 1));
+                }
                 let d = match device.as_mut() {
                     Some(d) => d,
                     None => match ctx.boot_retrying(opts.retries) {
@@ -521,6 +528,10 @@ fn work(
                         }
                     },
                 };
+                line.set(match attempts.len() {
+                    0 => test.id.clone(),
+                    k => format!("{} (attempt {})", test.id, k + 1),
+                });
                 let mut outcome = d.session.run(&test.id, timeout);
                 outcome.test.index = Some(test.index);
                 match outcome.test.status {
@@ -549,9 +560,7 @@ fn work(
                 );
             }
             let result = combine(attempts);
-            if opts.progress {
-                print_result(&result);
-            }
+            progress.result(&result);
             w.tests.push((group_of(&test.id).to_string(), result));
         }
     }
@@ -574,34 +583,6 @@ fn work(
         d.close();
     }
     w
-}
-
-fn print_result(t: &Test) {
-    let (tag, extra) = match t.status {
-        Status::Passed => ("PASS", String::new()),
-        Status::Flaky => ("FLAKY", format!(": {}", t.message.as_deref().unwrap_or(""))),
-        Status::Skipped => ("SKIP", format!(": {}", t.message.as_deref().unwrap_or(""))),
-        Status::Failed => (
-            "FAIL",
-            format!(
-                ": {} ({})",
-                t.message.as_deref().unwrap_or(""),
-                t.location.as_deref().unwrap_or("?")
-            ),
-        ),
-        Status::Error => (
-            "ERROR",
-            format!(
-                " [{}]: {}",
-                t.error_kind.map_or("error", |k| k.as_str()),
-                t.message.as_deref().unwrap_or("")
-            ),
-        ),
-    };
-    let time = t.device_us.map_or(format!("{} ms wall", t.wall_ms), |us| {
-        format!("{:.1} ms", us as f64 / 1000.0)
-    });
-    crate::out_line(&format!("{tag:>5} {} ({time}){extra}", t.id));
 }
 
 fn finish(mut run: Run, out: &Path, t0: Instant, opts: &Options) -> Run {
