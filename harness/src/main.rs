@@ -8,6 +8,7 @@
 mod device;
 mod doctor;
 mod firmware;
+mod init;
 mod manifest;
 mod probe;
 mod progress;
@@ -147,6 +148,26 @@ enum Cmd {
         #[arg(long, value_name = "PREFIX")]
         chips: Option<String>,
     },
+    /// Create a new port from the port template, named for your board, with the chosen
+    /// libraries' test suites wired in. It builds (and qualifies on the template's emulated
+    /// board) as generated; then follow the PORT: markers and PORTING.md.
+    Init {
+        /// Directory to create (must not exist, or be empty).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// The board, as a human reads it (port.board).
+        #[arg(long)]
+        board: String,
+        /// Short port name (default: the directory's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Who makes the port (port.vendor).
+        #[arg(long)]
+        vendor: Option<String>,
+        /// Libraries to include, comma-separated (kernel is always included).
+        #[arg(long, value_delimiter = ',', value_name = "LIB,…")]
+        libs: Vec<String>,
+    },
     /// Build the port's firmware and print the image path.
     Build {
         /// Directory of the port (holds port.toml), or the manifest file itself.
@@ -262,6 +283,41 @@ fn main() -> ExitCode {
                     for l in lines {
                         out_line(&l);
                     }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Cmd::Init {
+            dir,
+            board,
+            name,
+            vendor,
+            libs,
+        } => {
+            let root = init::fqp_root();
+            let made = init::init(&init::Request {
+                dir: &dir,
+                name: name.as_deref(),
+                board: &board,
+                vendor: vendor.as_deref(),
+                libs: &libs,
+                fqp_root: &root,
+            });
+            match made {
+                Ok(files) => {
+                    out_line(&format!(
+                        "created {} ({} files)",
+                        dir.display(),
+                        files.len()
+                    ));
+                    out_line(&format!(
+                        "next:\n  fqp qualify --port {0}     # builds and qualifies it (the template's emulated board)\n  then follow the PORT: markers; {0}/PORTING.md explains each step",
+                        dir.display()
+                    ));
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -1,0 +1,265 @@
+//! `fqp init`: a new port from `port-template/`, named for the vendor's board, with the chosen
+//! libraries' test suites wired in, that builds (and, on the template's emulated board,
+//! qualifies) as generated. The vendor then follows the `PORT:` markers and `PORTING.md`.
+
+use std::path::{Component, Path, PathBuf};
+
+/// A library a port can include: its test-suite crate and the capability it qualifies.
+pub struct Library {
+    pub name: &'static str,
+    pub capability: &'static str,
+    pub about: &'static str,
+}
+
+/// The libraries this fqp ships with suites for.
+pub const LIBRARIES: &[Library] = &[Library {
+    name: "kernel",
+    capability: "kernel",
+    about: "the RTOS kernel (always included)",
+}];
+
+/// What to create.
+pub struct Request<'a> {
+    pub dir: &'a Path,
+    /// Port name (letters, digits, `-`, `_`); default: the directory's name.
+    pub name: Option<&'a str>,
+    pub board: &'a str,
+    pub vendor: Option<&'a str>,
+    pub libs: &'a [String],
+    /// The fqp tree (holds `port-template/`, `kernel/`, `test-suites/`).
+    pub fqp_root: &'a Path,
+}
+
+/// The fqp tree this binary was built from.
+pub fn fqp_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_path_buf()
+}
+
+/// `to` relative to the directory `from` (both absolute), or `to` itself when they share no
+/// root.
+fn relative(to: &Path, from: &Path) -> PathBuf {
+    let (t, f): (Vec<Component>, Vec<Component>) =
+        (to.components().collect(), from.components().collect());
+    let common = t.iter().zip(&f).take_while(|(a, b)| a == b).count();
+    if common == 0 {
+        return to.to_path_buf();
+    }
+    let mut out = PathBuf::new();
+    for _ in common..f.len() {
+        out.push("..");
+    }
+    for c in &t[common..] {
+        out.push(c);
+    }
+    out
+}
+
+fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Creates the port; returns the files written (relative to `dir`).
+pub fn init(r: &Request<'_>) -> Result<Vec<PathBuf>, String> {
+    let dir_name = r
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let name = r.name.unwrap_or(&dir_name);
+    if !valid_name(name) {
+        return Err(format!(
+            "{name:?} is not a valid port name\n  fix: use letters, digits, `-` and `_` (pass --name, or name the directory so)"
+        ));
+    }
+    for lib in r.libs {
+        if !LIBRARIES.iter().any(|l| l.name == lib) {
+            return Err(format!(
+                "unknown library {lib:?}\n  fix: choose from {}",
+                LIBRARIES
+                    .iter()
+                    .map(|l| format!("{} ({})", l.name, l.about))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    if r.dir.exists()
+        && std::fs::read_dir(r.dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        return Err(format!(
+            "{} exists and is not empty\n  fix: choose a new directory; fqp init never overwrites",
+            r.dir.display()
+        ));
+    }
+    let template = r.fqp_root.join("port-template");
+    if !template.join("port.toml").is_file() {
+        return Err(format!(
+            "no port template at {}\n  fix: run the fqp built from a complete fqp tree",
+            template.display()
+        ));
+    }
+    std::fs::create_dir_all(r.dir).map_err(|e| format!("{}: {e}", r.dir.display()))?;
+    let dir = std::path::absolute(r.dir).map_err(|e| e.to_string())?;
+    let root = std::path::absolute(r.fqp_root).map_err(|e| e.to_string())?;
+    let mut written = Vec::new();
+    copy_tree(&template, &dir, Path::new(""), &mut written)?;
+
+    // Cargo.toml: the package and binary named for the port, path dependencies into this tree.
+    let cargo = dir.join("Cargo.toml");
+    let mut text = read(&cargo)?;
+    let package = format!("fqp-port-{name}");
+    text = text
+        .replace("fqp-port-lm3s6965", &package)
+        .replace(
+            "description = \"fqp port template: TI LM3S6965 (Cortex-M3), as emulated by QEMU lm3s6965evb\"",
+            &format!("description = \"fqp port: {}\"", toml_escape(r.board)),
+        );
+    for (dep, sub) in [
+        ("../kernel", "kernel"),
+        ("../test-suites/testkit", "test-suites/testkit"),
+        ("../test-suites/cortex-m", "test-suites/cortex-m"),
+        ("../test-suites/kernel", "test-suites/kernel"),
+    ] {
+        let to = relative(&root.join(sub), &dir);
+        text = text.replace(
+            &format!("path = \"{dep}\""),
+            &format!("path = {:?}", to.display().to_string()),
+        );
+    }
+    write(&cargo, &text)?;
+    // The template's lock file pins the same dependencies (a build needs no new resolution);
+    // only the package's own name changes.
+    let lock = dir.join("Cargo.lock");
+    if lock.exists() {
+        let text = read(&lock)?.replace("\"fqp-port-lm3s6965\"", &format!("\"{package}\""));
+        write(&lock, &text)?;
+    }
+
+    // port.toml: name, board, vendor, capabilities of the chosen libraries.
+    let manifest = dir.join("port.toml");
+    let mut text = read(&manifest)?;
+    text = text
+        .replace("name = \"lm3s6965\"", &format!("name = \"{name}\""))
+        .replace(
+            "board = \"TI LM3S6965 (Cortex-M3), emulated by QEMU\"",
+            &format!("board = \"{}\"", toml_escape(r.board)),
+        )
+        .replace(
+            "vendor = \"fqp project\"",
+            &format!(
+                "vendor = \"{}\"",
+                toml_escape(r.vendor.unwrap_or("(your company)"))
+            ),
+        );
+    let mut caps = vec!["kernel", "test-irq", "heap"];
+    for lib in r.libs {
+        if let Some(l) = LIBRARIES.iter().find(|l| l.name == lib) {
+            if !caps.contains(&l.capability) {
+                caps.push(l.capability);
+            }
+        }
+    }
+    text = text.replace(
+        "capabilities = [\"kernel\", \"test-irq\", \"heap\"]",
+        &format!(
+            "capabilities = [{}]",
+            caps.iter()
+                .map(|c| format!("\"{c}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
+    write(&manifest, &text)?;
+
+    // The name the device reports at sync.
+    let board_rs = dir.join("src/board.rs");
+    let text = read(&board_rs)?.replace("\"lm3s6965\"", &format!("\"{name}\""));
+    write(&board_rs, &text)?;
+    Ok(written)
+}
+
+fn toml_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+fn read(p: &Path) -> Result<String, String> {
+    std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+fn write(p: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(p, text).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// Copies the template (without build output) into `to`.
+fn copy_tree(from: &Path, to: &Path, rel: &Path, written: &mut Vec<PathBuf>) -> Result<(), String> {
+    let entries =
+        std::fs::read_dir(from.join(rel)).map_err(|e| format!("{}: {e}", from.display()))?;
+    for e in entries {
+        let e = e.map_err(|e| e.to_string())?;
+        let name = e.file_name();
+        if name == "target" {
+            continue;
+        }
+        let r = rel.join(&name);
+        let kind = e.file_type().map_err(|e| e.to_string())?;
+        if kind.is_dir() {
+            std::fs::create_dir_all(to.join(&r)).map_err(|e| e.to_string())?;
+            copy_tree(from, to, &r, written)?;
+        } else {
+            std::fs::copy(from.join(&r), to.join(&r))
+                .map_err(|e| format!("{}: {e}", to.join(&r).display()))?;
+            written.push(r);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_climb_to_the_common_root() {
+        assert_eq!(
+            relative(Path::new("/fqp/kernel"), Path::new("/work/ports/acme")),
+            PathBuf::from("../../../fqp/kernel")
+        );
+        assert_eq!(
+            relative(Path::new("/fqp/kernel"), Path::new("/fqp/ports/acme")),
+            PathBuf::from("../../kernel")
+        );
+    }
+
+    #[test]
+    fn bad_requests_are_refused_before_anything_is_written() {
+        let dir = std::env::temp_dir().join(format!("fqp-init-{}", std::process::id()));
+        let root = fqp_root();
+        let none: Vec<String> = Vec::new();
+        let mqtt = vec!["mqtt".to_string()];
+        let mut req = Request {
+            dir: &dir,
+            name: Some("my board"),
+            board: "B",
+            vendor: None,
+            libs: &none,
+            fqp_root: &root,
+        };
+        let e = init(&req).unwrap_err();
+        assert!(e.contains("not a valid port name"), "{e}");
+        req.name = Some("ok");
+        req.libs = &mqtt;
+        let e = init(&req).unwrap_err();
+        assert!(
+            e.contains("unknown library \"mqtt\"") && e.contains("kernel ("),
+            "{e}"
+        );
+        assert!(!dir.exists(), "nothing was written");
+    }
+}

@@ -1,0 +1,59 @@
+//! `fqp init` makes a port that builds and qualifies as generated, and refuses to overwrite.
+
+mod common;
+
+use common::{fqp, qualify, repo};
+
+#[test]
+fn a_generated_port_builds_and_qualifies_as_is() {
+    let base = repo().join("target/fqp-tests/init");
+    let _ = std::fs::remove_dir_all(&base);
+    let dir = base.join("acme-m3");
+    let o = fqp()
+        .arg("init")
+        .arg(&dir)
+        .args([
+            "--board",
+            "Acme \"M3\" devkit",
+            "--vendor",
+            "Acme",
+            "--libs",
+            "kernel",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let manifest = std::fs::read_to_string(dir.join("port.toml")).unwrap();
+    assert!(manifest.contains("name = \"acme-m3\""), "{manifest}");
+    assert!(
+        manifest.contains("board = \"Acme \\\"M3\\\" devkit\""),
+        "{manifest}"
+    );
+    let cargo = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    assert!(cargo.contains("name = \"fqp-port-acme-m3\""), "{cargo}");
+    assert!(dir.join("PORTING.md").exists());
+    // It builds and runs on the template's emulated board, reporting its own name.
+    let q = qualify(&dir, "init-acme", &["--group", "queue"]);
+    assert_eq!(q.code, 0, "{}", q.explain());
+    assert_eq!(q.results["port"]["name"], "acme-m3");
+    let serial = std::fs::read_to_string(q.out.join("serial.log")).unwrap();
+    assert!(
+        serial.contains("port=acme-m3"),
+        "the device names the new port"
+    );
+
+    // Never over an existing port.
+    let again = fqp()
+        .arg("init")
+        .arg(&dir)
+        .args(["--board", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists and is not empty"));
+}
