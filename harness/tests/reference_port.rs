@@ -26,6 +26,20 @@ fn check_reports_agree(o: &Outcome, port: &str) {
         tests_of(o).len(),
         "JUnit and results.json list the same tests"
     );
+    // results.json follows the published JSON Schema.
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("docs/results.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&o.results)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "results.json vs docs/results.schema.json: {errors:?}"
+    );
     let transcript = std::fs::read_to_string(o.out.join("serial.log")).unwrap();
     assert!(transcript.contains(&format!("@FQP READY proto=1 port={port}")));
     assert!(transcript.contains("@FQP SUMMARY passed="));

@@ -79,3 +79,50 @@ mod tests {
         assert!(doc.contains(&format!("schema {}", crate::SCHEMA_VERSION)));
     }
 }
+
+/// `docs/results.schema.json`: the JSON Schema of `results.json`, generated from the model.
+#[cfg(test)]
+mod schema {
+    use std::path::Path;
+
+    fn committed() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/results.schema.json")
+    }
+
+    fn generated() -> String {
+        let mut schema = serde_json::to_value(schemars::schema_for!(crate::Run)).unwrap();
+        schema["title"] = "fqp results.json".into();
+        schema["$comment"] = format!(
+            "schema version {}; generated from fqp-reports' model by `FQP_BLESS=1 cargo test -p fqp-reports`",
+            crate::SCHEMA_VERSION
+        )
+        .into();
+        serde_json::to_string_pretty(&schema).unwrap() + "\n"
+    }
+
+    #[test]
+    fn the_committed_schema_is_the_models() {
+        let path = committed();
+        if std::env::var_os("FQP_BLESS").is_some() {
+            std::fs::write(&path, generated()).unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            text == generated(),
+            "docs/results.schema.json is not the model's schema: run FQP_BLESS=1 cargo test -p fqp-reports, and review the change (an incompatible one needs a new SCHEMA_VERSION)"
+        );
+    }
+
+    #[test]
+    fn results_validate_against_the_schema() {
+        let schema: serde_json::Value = serde_json::from_str(&generated()).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let mut run = crate::sample::run();
+        run.partition = Some(crate::Partition { index: 1, count: 2 });
+        let good = serde_json::to_value(&run).unwrap();
+        assert!(validator.is_valid(&good));
+        let mut bad = good.clone();
+        bad["groups"][0]["tests"][0]["status"] = "sort of".into();
+        assert!(!validator.is_valid(&bad), "an unknown status is caught");
+    }
+}

@@ -8,6 +8,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// One qualification run of one port.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Run {
     pub schema: u32,
     pub harness: String,
@@ -30,6 +31,7 @@ pub struct Run {
 
 /// The qualification statement of a run.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Qualification {
     pub qualified: bool,
     /// The capabilities the port declared, and so qualified for.
@@ -40,6 +42,7 @@ pub struct Qualification {
 
 /// One part of a selection split for parallel CI jobs (`--partition index/count`).
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Partition {
     /// 1-based.
     pub index: usize,
@@ -47,6 +50,7 @@ pub struct Partition {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Port {
     pub name: String,
     pub board: String,
@@ -57,6 +61,7 @@ pub struct Port {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Firmware {
     pub image: String,
     pub sha256: String,
@@ -69,6 +74,7 @@ pub struct Firmware {
 
 /// The overall result, and the exit code that goes with it.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Every selected test passed (or was skipped with a reason).
@@ -98,12 +104,14 @@ impl Verdict {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Group {
     pub name: String,
     pub tests: Vec<Test>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Passed,
@@ -119,6 +127,7 @@ pub enum Status {
 
 /// What kind of error ended a test with [`Status::Error`].
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     Fault,
@@ -155,6 +164,7 @@ impl ErrorKind {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Metric {
     pub name: String,
     pub value: f64,
@@ -163,6 +173,7 @@ pub struct Metric {
 
 /// One test's result.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Test {
     /// `group/name`.
     pub id: String,
@@ -194,6 +205,7 @@ pub struct Test {
 
 /// A failed run of a test that was then run again.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 pub struct Attempt {
     /// `failed` or `error`.
     pub status: Status,
