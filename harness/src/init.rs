@@ -40,7 +40,7 @@ pub fn fqp_root() -> PathBuf {
 
 /// `to` relative to the directory `from` (both absolute), or `to` itself when they share no
 /// root.
-fn relative(to: &Path, from: &Path) -> PathBuf {
+pub(crate) fn relative(to: &Path, from: &Path) -> PathBuf {
     let (t, f): (Vec<Component>, Vec<Component>) =
         (to.components().collect(), from.components().collect());
     let common = t.iter().zip(&f).take_while(|(a, b)| a == b).count();

@@ -639,25 +639,11 @@ machine = "mps2-an385"
         )
         .unwrap();
         let cwd = std::env::current_dir().unwrap();
-        let rel = pathdiff(&dir, &cwd);
+        let rel = crate::init::relative(&dir, &cwd);
         let m = load(&rel).unwrap();
         assert!(m.path.is_absolute(), "{}", m.path.display());
         assert_eq!(m.crate_dir(), dir.join("fw").canonicalize().unwrap());
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    /// `path` relative to `base` (both absolute), with `..` as needed.
-    fn pathdiff(path: &Path, base: &Path) -> PathBuf {
-        let (p, b): (Vec<_>, Vec<_>) = (path.components().collect(), base.components().collect());
-        let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
-        let mut out = PathBuf::new();
-        for _ in common..b.len() {
-            out.push("..");
-        }
-        for c in &p[common..] {
-            out.push(c);
-        }
-        out
     }
 
     #[test]
