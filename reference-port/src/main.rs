@@ -7,6 +7,7 @@
 #![no_std]
 #![no_main]
 
+mod lan9118;
 #[cfg(feature = "selftest")]
 mod selftest;
 mod uart;
@@ -33,6 +34,14 @@ static UART0: Uart = unsafe { Uart::new(0x4000_4000) };
 /// The console UART.
 pub fn console_uart() -> &'static Uart {
     &UART0
+}
+
+// SAFETY: 0x4020_0000 is the AN385's LAN9118 and only this driver touches it.
+static ETH: lan9118::Lan9118 = unsafe { lan9118::Lan9118::new(0x4020_0000) };
+
+/// The Ethernet controller.
+pub fn ethernet() -> &'static lan9118::Lan9118 {
+    &ETH
 }
 
 struct An385;
@@ -70,7 +79,19 @@ impl Board for An385 {
 static BOARD: An385 = An385;
 
 #[cfg(not(feature = "selftest"))]
-static GROUPS: &[&Group] = fqp_suite_kernel::GROUPS;
+static GROUPS: &[&Group] = &{
+    let k = fqp_suite_kernel::GROUPS;
+    let mut all: [&Group; KERNEL_GROUPS + 1] = [k[0]; KERNEL_GROUPS + 1];
+    let mut i = 0;
+    while i < KERNEL_GROUPS {
+        all[i] = k[i];
+        i += 1;
+    }
+    all[KERNEL_GROUPS] = &fqp_suite_net::NETWORK;
+    all
+};
+#[cfg(not(feature = "selftest"))]
+const KERNEL_GROUPS: usize = fqp_suite_kernel::GROUPS.len();
 #[cfg(feature = "selftest")]
 static GROUPS: &[&Group] = &[&selftest::SELFTEST];
 
@@ -94,6 +115,9 @@ fn main() -> ! {
         HEAP.add_region(lo2, hi2 - lo2 as usize);
     }
     UART0.init(CPU_HZ, 115_200);
+    if ETH.init() {
+        fqp_suite_net::set_device(&ETH);
+    }
     let mut cp = cortex_m::Peripherals::take().expect("peripherals taken once, at start-up");
     vectors::enable(&mut cp.NVIC);
     #[cfg(feature = "selftest")]

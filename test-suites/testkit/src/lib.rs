@@ -165,6 +165,12 @@ macro_rules! check_range {
     };
 }
 
+/// A [`Failure`] at this place, for `?` and `map_err` (`Err(fail!("…"))`).
+#[macro_export]
+macro_rules! fail {
+    ($($arg:tt)+) => { $crate::Failure::new(file!(), line!(), format_args!($($arg)+)) };
+}
+
 /// Ends the test as skipped, with a reason.
 #[macro_export]
 macro_rules! skip {

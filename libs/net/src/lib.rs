@@ -1,0 +1,372 @@
+//! # fqp-net: TCP/IP over the port's Ethernet device
+//!
+//! The port implements [`EthernetDevice`] (send a frame, take a received frame, its MAC
+//! address) and calls [`on_interrupt`] from its receive interrupt; this crate does the rest
+//! with `smoltcp`: one kernel task owns the interface and polls it whenever a frame arrives,
+//! a socket needs service, or a protocol timer is due. DHCP configures the address.
+//! Applications use [`TcpStream`]: connect, write, read with timeouts, close.
+//!
+//! Memory is static: [`MAX_TCP`] sockets with fixed buffers, no heap.
+
+#![no_std]
+
+use core::net::Ipv4Addr;
+use fqp_kernel::mutex::Mutex;
+use fqp_kernel::semaphore::Semaphore;
+use fqp_kernel::task;
+use fqp_kernel::time::ms_to_ticks;
+use fqp_kernel::Timeout;
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet, SocketStorage};
+use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
+use smoltcp::socket::{dhcpv4, tcp};
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, IpEndpoint};
+
+/// The port's Ethernet controller.
+pub trait EthernetDevice: Sync {
+    /// The controller's MAC address.
+    fn mac(&self) -> [u8; 6];
+    /// Queues one frame (without FCS) for sending; false when there is no room now.
+    fn send(&self, frame: &[u8]) -> bool;
+    /// Moves the next received frame (without FCS) into `buf`; its length, or `None`.
+    fn receive(&self, buf: &mut [u8]) -> Option<usize>;
+}
+
+/// TCP sockets available at once.
+pub const MAX_TCP: usize = 4;
+/// Receive and send buffer of each TCP socket.
+pub const TCP_BUFFER: usize = 8 * 1024;
+const MTU: usize = 1514;
+
+/// What went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// The stack is not started, or has no address yet.
+    NotReady,
+    /// Every socket is in use.
+    NoSocket,
+    /// The peer refused the connection (reset).
+    Refused,
+    /// Nothing happened within the time given.
+    Timeout,
+    /// The connection is closed (by the peer, or reset).
+    Closed,
+    /// The address or port is not usable.
+    Invalid,
+}
+
+/// The address DHCP gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub address: Ipv4Addr,
+    pub prefix: u8,
+    pub router: Option<Ipv4Addr>,
+    pub dns: Option<Ipv4Addr>,
+}
+
+/// The device, with one receive and one transmit frame buffer (kept here, in the stack's
+/// static state, rather than on the network task's stack).
+struct Nic {
+    dev: &'static dyn EthernetDevice,
+    rx: [u8; MTU],
+    tx: [u8; MTU],
+}
+
+struct Rx<'a>(&'a [u8]);
+struct Tx<'a>(&'static dyn EthernetDevice, &'a mut [u8; MTU]);
+
+impl RxToken for Rx<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(self.0)
+    }
+}
+
+impl TxToken for Tx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let frame = &mut self.1[..len];
+        let r = f(frame);
+        // A full transmit FIFO drops the frame; TCP retransmits, DHCP retries.
+        let _ = self.0.send(frame);
+        r
+    }
+}
+
+impl Device for Nic {
+    type RxToken<'a> = Rx<'a>;
+    type TxToken<'a> = Tx<'a>;
+
+    fn receive(&mut self, _: Instant) -> Option<(Rx<'_>, Tx<'_>)> {
+        let n = self.dev.receive(&mut self.rx)?;
+        Some((Rx(&self.rx[..n]), Tx(self.dev, &mut self.tx)))
+    }
+
+    fn transmit(&mut self, _: Instant) -> Option<Tx<'_>> {
+        Some(Tx(self.dev, &mut self.tx))
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = MTU;
+        caps.max_burst_size = Some(1);
+        caps
+    }
+}
+
+struct Stack {
+    nic: Nic,
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    dhcp: SocketHandle,
+    tcp: [SocketHandle; MAX_TCP],
+    in_use: [bool; MAX_TCP],
+    lease: Option<Lease>,
+    next_port: u16,
+}
+
+static STACK: Mutex<Option<Stack>> = Mutex::new(None);
+/// Given when the network task has work: a frame arrived, or a socket changed.
+static WORK: Semaphore = Semaphore::binary();
+
+fn now() -> Instant {
+    Instant::from_micros(fqp_kernel::time::uptime_us() as i64)
+}
+
+/// Wakes the network task: a socket has work.
+fn kick() {
+    let _ = WORK.give();
+}
+
+/// Call from the Ethernet controller's receive interrupt (interrupt-safe).
+pub fn on_interrupt() {
+    let _ = WORK.give();
+}
+
+/// Starts the stack on `nic` (once; later calls do nothing) with its task at `priority`.
+pub fn start(nic: &'static dyn EthernetDevice, priority: u8) -> Result<(), Error> {
+    let mut stack = STACK.lock();
+    if stack.is_some() {
+        return Ok(());
+    }
+    static mut STORAGE: [SocketStorage<'static>; MAX_TCP + 1] = [SocketStorage::EMPTY; MAX_TCP + 1];
+    static mut BUFFERS: [[u8; TCP_BUFFER]; 2 * MAX_TCP] = [[0; TCP_BUFFER]; 2 * MAX_TCP];
+    // SAFETY: reached once (the stack is created under the mutex, only while it is None), so
+    // these are borrowed mutably exactly once, for the life of the program.
+    let (storage, buffers) = unsafe {
+        (
+            &mut *core::ptr::addr_of_mut!(STORAGE),
+            &mut *core::ptr::addr_of_mut!(BUFFERS),
+        )
+    };
+    let mut nic = Nic {
+        dev: nic,
+        rx: [0; MTU],
+        tx: [0; MTU],
+    };
+    let mac = EthernetAddress(nic.dev.mac());
+    let mut iface = Interface::new(Config::new(HardwareAddress::Ethernet(mac)), &mut nic, now());
+    iface.update_ip_addrs(|a| a.clear());
+    let mut sockets = SocketSet::new(&mut storage[..]);
+    let dhcp = sockets.add(dhcpv4::Socket::new());
+    let mut bufs = buffers.iter_mut();
+    let tcp = core::array::from_fn(|_| {
+        let rx = bufs.next().expect("two buffers per socket");
+        let tx = bufs.next().expect("two buffers per socket");
+        sockets.add(tcp::Socket::new(
+            tcp::SocketBuffer::new(&mut rx[..]),
+            tcp::SocketBuffer::new(&mut tx[..]),
+        ))
+    });
+    *stack = Some(Stack {
+        nic,
+        iface,
+        sockets,
+        dhcp,
+        tcp,
+        in_use: [false; MAX_TCP],
+        lease: None,
+        next_port: 49152,
+    });
+    drop(stack);
+    task::Builder::new("net")
+        .priority(priority)
+        .stack_words(2048)
+        .spawn_fn(net_task, 0)
+        .map_err(|_| Error::NotReady)?;
+    Ok(())
+}
+
+fn net_task(_: usize) {
+    loop {
+        let wait = {
+            let mut guard = STACK.lock();
+            let s = guard.as_mut().expect("started before the task");
+            let t = now();
+            s.iface.poll(t, &mut s.nic, &mut s.sockets);
+            let event = s.sockets.get_mut::<dhcpv4::Socket>(s.dhcp).poll();
+            match event {
+                Some(dhcpv4::Event::Configured(c)) => {
+                    s.iface.update_ip_addrs(|a| {
+                        a.clear();
+                        let _ = a.push(IpCidr::Ipv4(c.address));
+                    });
+                    match c.router {
+                        Some(r) => {
+                            let _ = s.iface.routes_mut().add_default_ipv4_route(r);
+                        }
+                        None => {
+                            s.iface.routes_mut().remove_default_ipv4_route();
+                        }
+                    }
+                    s.lease = Some(Lease {
+                        address: c.address.address(),
+                        prefix: c.address.prefix_len(),
+                        router: c.router,
+                        dns: c.dns_servers.first().copied(),
+                    });
+                }
+                Some(dhcpv4::Event::Deconfigured) => {
+                    s.iface.update_ip_addrs(|a| a.clear());
+                    s.iface.routes_mut().remove_default_ipv4_route();
+                    s.lease = None;
+                }
+                None => {}
+            }
+            s.iface
+                .poll_delay(now(), &s.sockets)
+                .map_or(100, |d| d.total_millis().clamp(1, 100) as u32)
+        };
+        let _ = WORK.take(Timeout::ticks(ms_to_ticks(wait)));
+    }
+}
+
+/// The DHCP lease, waiting up to `timeout_ms` for one.
+pub fn lease(timeout_ms: u32) -> Option<Lease> {
+    let end = fqp_kernel::time::now().wrapping_add(ms_to_ticks(timeout_ms));
+    loop {
+        if let Some(l) = STACK.lock().as_ref().and_then(|s| s.lease) {
+            return Some(l);
+        }
+        if deadline_passed(end) {
+            return None;
+        }
+        task::delay(1);
+    }
+}
+
+fn deadline_passed(end: u32) -> bool {
+    (fqp_kernel::time::now().wrapping_sub(end) as i32) >= 0
+}
+
+/// A TCP connection.
+pub struct TcpStream {
+    slot: usize,
+}
+
+impl TcpStream {
+    /// Connects to `addr:port`, waiting up to `timeout_ms` for the handshake.
+    pub fn connect(addr: Ipv4Addr, port: u16, timeout_ms: u32) -> Result<TcpStream, Error> {
+        if port == 0 || addr.is_unspecified() {
+            return Err(Error::Invalid);
+        }
+        let slot = {
+            let mut guard = STACK.lock();
+            let s = guard.as_mut().ok_or(Error::NotReady)?;
+            if s.lease.is_none() {
+                return Err(Error::NotReady);
+            }
+            let slot = s.in_use.iter().position(|u| !u).ok_or(Error::NoSocket)?;
+            let local = s.next_port;
+            s.next_port = if local == 65535 { 49152 } else { local + 1 };
+            let h = s.tcp[slot];
+            let sock = s.sockets.get_mut::<tcp::Socket>(h);
+            sock.abort();
+            sock.connect(s.iface.context(), IpEndpoint::new(addr.into(), port), local)
+                .map_err(|_| Error::Invalid)?;
+            s.in_use[slot] = true;
+            slot
+        };
+        kick();
+        let stream = TcpStream { slot };
+        let r = stream.wait(timeout_ms, |sock| match sock.state() {
+            tcp::State::Established => Some(Ok(())),
+            tcp::State::Closed => Some(Err(Error::Refused)),
+            _ => None,
+        });
+        r.map(|()| stream)
+    }
+
+    /// Runs `check` on the socket under the stack's lock until it gives an answer, or
+    /// `timeout_ms` passes.
+    fn wait<T>(
+        &self,
+        timeout_ms: u32,
+        mut check: impl FnMut(&mut tcp::Socket<'static>) -> Option<Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let end = fqp_kernel::time::now().wrapping_add(ms_to_ticks(timeout_ms));
+        loop {
+            let answer = {
+                let mut guard = STACK.lock();
+                let s = guard.as_mut().ok_or(Error::NotReady)?;
+                let h = s.tcp[self.slot];
+                check(s.sockets.get_mut::<tcp::Socket>(h))
+            };
+            if let Some(a) = answer {
+                kick();
+                return a;
+            }
+            if deadline_passed(end) {
+                return Err(Error::Timeout);
+            }
+            task::delay(1);
+        }
+    }
+
+    /// Sends all of `data`, waiting up to `timeout_ms` for buffer room.
+    pub fn write_all(&mut self, mut data: &[u8], timeout_ms: u32) -> Result<(), Error> {
+        while !data.is_empty() {
+            let n = self.wait(timeout_ms, |sock| {
+                if !sock.may_send() {
+                    return Some(Err(Error::Closed));
+                }
+                match sock.send_slice(data) {
+                    Ok(0) => None,
+                    Ok(n) => Some(Ok(n)),
+                    Err(_) => Some(Err(Error::Closed)),
+                }
+            })?;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    /// Reads what has arrived into `buf`, waiting up to `timeout_ms` for something; `Ok(0)`
+    /// when the peer closed its side.
+    pub fn read(&mut self, buf: &mut [u8], timeout_ms: u32) -> Result<usize, Error> {
+        self.wait(timeout_ms, |sock| {
+            if sock.can_recv() {
+                return Some(sock.recv_slice(buf).map_err(|_| Error::Closed));
+            }
+            if !sock.may_recv() {
+                return Some(Ok(0));
+            }
+            None
+        })
+    }
+
+    /// Closes the connection (FIN) and frees the socket.
+    pub fn close(self) {}
+}
+
+impl Drop for TcpStream {
+    fn drop(&mut self) {
+        let mut guard = STACK.lock();
+        if let Some(s) = guard.as_mut() {
+            let h = s.tcp[self.slot];
+            s.sockets.get_mut::<tcp::Socket>(h).close();
+            s.in_use[self.slot] = false;
+        }
+        drop(guard);
+        kick();
+    }
+}

@@ -1,0 +1,199 @@
+//! Network qualification tests: the port's Ethernet device carries the stack to an address
+//! (DHCP) and TCP works both ways through the lab network.
+//!
+//! The lab network (for the reference port, QEMU's user networking) provides a DHCP server,
+//! a host at the router address that refuses connections on port 1, and a TCP echo service
+//! at [`ECHO`]. The port registers its Ethernet device with [`set_device`] before the runner
+//! starts; the stack is started by the first test that needs it.
+
+#![no_std]
+
+use core::net::Ipv4Addr;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use fqp_net::{Error, EthernetDevice, TcpStream};
+use fqp_testkit::{check, check_eq, check_range, group, log, TestResult};
+
+/// The lab network's TCP echo service.
+pub const ECHO: (Ipv4Addr, u16) = (Ipv4Addr::new(10, 0, 2, 100), 7);
+/// How long DHCP may take.
+const DHCP_MS: u32 = 5_000;
+
+static DEVICE: spin_free::Slot = spin_free::Slot::new();
+
+/// Registers the port's Ethernet device (before `fqp_testkit::run`).
+pub fn set_device(dev: &'static dyn EthernetDevice) {
+    DEVICE.set(dev);
+}
+
+mod spin_free {
+    //! A write-once slot for a `&'static dyn` (two words), written before any task runs.
+    use super::*;
+    use core::cell::UnsafeCell;
+
+    pub struct Slot {
+        set: AtomicUsize,
+        value: UnsafeCell<Option<&'static dyn EthernetDevice>>,
+    }
+
+    // SAFETY: `value` is written once, before `set` is published with Release; readers
+    // load `set` with Acquire before reading it, and it is never written again.
+    unsafe impl Sync for Slot {}
+
+    impl Slot {
+        pub const fn new() -> Self {
+            Slot {
+                set: AtomicUsize::new(0),
+                value: UnsafeCell::new(None),
+            }
+        }
+
+        pub fn set(&self, dev: &'static dyn EthernetDevice) {
+            if self.set.load(Ordering::Acquire) == 0 {
+                // SAFETY: not yet published; only the start-up code calls `set`.
+                unsafe { *self.value.get() = Some(dev) };
+                self.set.store(1, Ordering::Release);
+            }
+        }
+
+        pub fn get(&self) -> Option<&'static dyn EthernetDevice> {
+            if self.set.load(Ordering::Acquire) == 0 {
+                return None;
+            }
+            // SAFETY: published and never written again (see `set`).
+            unsafe { *self.value.get() }
+        }
+    }
+}
+
+/// Starts the stack (once) and waits for the lease.
+fn up() -> Result<fqp_net::Lease, fqp_testkit::Failure> {
+    let dev = match DEVICE.get() {
+        Some(d) => d,
+        None => fqp_testkit::skip!("the port registered no Ethernet device"),
+    };
+    check!(
+        fqp_net::start(dev, fqp_testkit::TEST_PRIORITY + 2).is_ok(),
+        "the network task could not be started"
+    );
+    match fqp_net::lease(DHCP_MS) {
+        Some(l) => Ok(l),
+        None => Err(fqp_testkit::fail!("no DHCP lease within {} ms", DHCP_MS)),
+    }
+}
+
+group!(pub NETWORK, "network", [
+    dhcp_gives_an_address => 10_000,
+    tcp_round_trip_through_the_echo_service => 10_000,
+    large_transfer_keeps_every_byte => 30_000,
+    connect_to_a_closed_port_is_refused => 10_000,
+    read_times_out_when_nothing_arrives => 10_000,
+]);
+
+fn dhcp_gives_an_address() -> TestResult {
+    let l = up()?;
+    log!(
+        "lease {}/{} router {:?} dns {:?}",
+        l.address,
+        l.prefix,
+        l.router,
+        l.dns
+    );
+    check!(!l.address.is_unspecified(), "DHCP gave no address");
+    check!(
+        (8..=30).contains(&l.prefix),
+        "prefix /{} is not a LAN's",
+        l.prefix
+    );
+    let router = l
+        .router
+        .ok_or_else(|| fqp_testkit::fail!("DHCP gave no router"))?;
+    let mask = u32::MAX << (32 - l.prefix);
+    check!(
+        u32::from(l.address) & mask == u32::from(router) & mask,
+        "router {} is not on the leased subnet {}/{}",
+        router,
+        l.address,
+        l.prefix
+    );
+    Ok(())
+}
+
+fn echo() -> Result<TcpStream, fqp_testkit::Failure> {
+    up()?;
+    TcpStream::connect(ECHO.0, ECHO.1, 3_000)
+        .map_err(|e| fqp_testkit::fail!("connect to the echo service: {:?}", e))
+}
+
+/// Sends `data` and reads the same number of bytes back, comparing them.
+fn round_trip(s: &mut TcpStream, data: &[u8]) -> TestResult {
+    s.write_all(data, 3_000)
+        .map_err(|e| fqp_testkit::fail!("write: {:?}", e))?;
+    let mut got = 0;
+    let mut buf = [0u8; 512];
+    while got < data.len() {
+        let want = (data.len() - got).min(buf.len());
+        let n = s.read(&mut buf[..want], 3_000).map_err(|e| {
+            fqp_testkit::fail!("read after {} of {} bytes: {:?}", got, data.len(), e)
+        })?;
+        check!(
+            n > 0,
+            "the echo service closed after {} of {} bytes",
+            got,
+            data.len()
+        );
+        check!(
+            buf[..n] == data[got..got + n],
+            "bytes {}..{} came back changed",
+            got,
+            got + n
+        );
+        got += n;
+    }
+    Ok(())
+}
+
+fn tcp_round_trip_through_the_echo_service() -> TestResult {
+    let mut s = echo()?;
+    round_trip(&mut s, b"hello, lab network\n")
+}
+
+fn large_transfer_keeps_every_byte() -> TestResult {
+    let mut s = echo()?;
+    let mut block = [0u8; 1024];
+    let total = 256 * 1024;
+    let t0 = fqp_kernel::time::uptime_us();
+    for k in 0..total / block.len() {
+        for (i, b) in block.iter_mut().enumerate() {
+            *b = (k * 31 + i * 7) as u8;
+        }
+        round_trip(&mut s, &block)?;
+    }
+    let us = (fqp_kernel::time::uptime_us() - t0).max(1);
+    fqp_testkit::metric("echo_round_trip", total as u64 * 1_000_000 / us, "B/s");
+    Ok(())
+}
+
+fn connect_to_a_closed_port_is_refused() -> TestResult {
+    let l = up()?;
+    let router = l
+        .router
+        .ok_or_else(|| fqp_testkit::fail!("DHCP gave no router"))?;
+    match TcpStream::connect(router, 1, 3_000) {
+        Err(Error::Refused) => Ok(()),
+        Err(e) => Err(fqp_testkit::fail!("expected Refused, got {:?}", e)),
+        Ok(_) => Err(fqp_testkit::fail!(
+            "a connection to port 1 of the router was accepted"
+        )),
+    }
+}
+
+fn read_times_out_when_nothing_arrives() -> TestResult {
+    let mut s = echo()?;
+    let t0 = fqp_kernel::time::now();
+    let mut buf = [0u8; 16];
+    let r = s.read(&mut buf, 200);
+    let waited = fqp_kernel::time::now().wrapping_sub(t0);
+    check_eq!(r, Err(Error::Timeout));
+    check_range!(waited, 200, 260);
+    Ok(())
+}
