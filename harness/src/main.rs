@@ -9,6 +9,7 @@ mod device;
 mod doctor;
 mod firmware;
 mod init;
+mod lab;
 mod manifest;
 mod probe;
 mod progress;

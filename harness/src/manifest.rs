@@ -35,6 +35,8 @@ pub struct Manifest {
     pub timeouts: Timeouts,
     #[serde(default)]
     pub capabilities: Vec<String>,
+    #[serde(default)]
+    pub network: NetworkSection,
     /// A pool of identical boards (`[[devices]]`); QEMU pools are sized with `--devices`.
     #[serde(default)]
     pub devices: Vec<DeviceEntry>,
@@ -222,6 +224,16 @@ pub struct SerialSection {
     /// "none" (default), "software" or "hardware".
     #[serde(default)]
     pub flow_control: Option<String>,
+}
+
+/// How the device reaches the machine running fqp (for the lab services: echo server, …).
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    /// This machine's address as the device sees it (default with QEMU: its user network's
+    /// host, 10.0.2.2).
+    #[serde(default)]
+    pub host: Option<String>,
 }
 
 /// Which USB serial port is the console.
@@ -569,6 +581,14 @@ impl Manifest {
     /// directory.
     pub fn relative(&self, p: &str) -> PathBuf {
         self.path.parent().unwrap_or(Path::new(".")).join(p)
+    }
+
+    /// The address at which the device reaches this machine, if known.
+    pub fn lab_host(&self) -> Option<String> {
+        self.network
+            .host
+            .clone()
+            .or_else(|| (self.flash.method == "qemu").then(|| "10.0.2.2".to_string()))
     }
 
     /// `FQP_*` environment for the build from `[kernel]`.

@@ -4,6 +4,7 @@
 
 use crate::device::{self, Running, Spec};
 use crate::firmware::{self, Image};
+use crate::lab::Lab;
 use crate::manifest::{self, Manifest};
 use crate::progress::Progress;
 use crate::qemu::Qemu;
@@ -82,6 +83,8 @@ struct Ctx<'a> {
     /// The image is on the device (boards are flashed once, then only reset).
     flashed: bool,
     progress: bool,
+    /// Settings provisioned after every boot (the lab services' addresses).
+    settings: &'a [(String, String)],
 }
 
 impl<'a> Ctx<'a> {
@@ -92,6 +95,7 @@ impl<'a> Ctx<'a> {
         spec: Spec,
         pool: bool,
         progress: bool,
+        settings: &'a [(String, String)],
     ) -> Result<Self, String> {
         let suffix = if pool {
             format!("-{}", spec.id)
@@ -117,6 +121,7 @@ impl<'a> Ctx<'a> {
             boots: 0,
             flashed: false,
             progress,
+            settings,
         })
     }
 
@@ -136,6 +141,9 @@ impl<'a> Ctx<'a> {
         self.flashed = true;
         let mut session = Session::new(link);
         let info = session.sync(Duration::from_millis(self.m.timeouts.boot_ms))?;
+        for (key, value) in self.settings {
+            session.set(key, value.as_bytes(), Duration::from_secs(2))?;
+        }
         tracing::debug!(device = %self.spec.id, port = %info.port, fw = %info.fw, tests = info.tests, boot = self.boots, "device synced");
         Ok(Device {
             qemu,
@@ -334,7 +342,7 @@ pub fn list(opts: &Options) -> Result<Vec<String>, String> {
     let image = firmware::detect(&m.build.target)
         .and_then(|tc| firmware::build(&m, &tc, &out.join("build.log")))?;
     let spec = device::specs(&m, Some(1))?.remove(0);
-    let mut ctx = Ctx::new(&m, &image, &out, spec, false, false)?;
+    let mut ctx = Ctx::new(&m, &image, &out, spec, false, false, &[])?;
     let mut dev = ctx.boot_retrying(1)?;
     let listed = dev.session.list(Duration::from_secs(10));
     dev.close();
@@ -397,8 +405,16 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
         Err(e) => return run.infrastructure_errors.push(e),
     };
     let pool = specs.len() > 1;
+    let lab = match m.lab_host() {
+        Some(host) => match Lab::start(&host, m.flash.method == "qemu") {
+            Ok(l) => l.settings,
+            Err(e) => return run.infrastructure_errors.push(e),
+        },
+        None => Vec::new(),
+    };
+    let settings = &lab[..];
     let first_spec = specs.next().expect("at least one device");
-    let mut first = match Ctx::new(m, image, out, first_spec, pool, opts.progress) {
+    let mut first = match Ctx::new(m, image, out, first_spec, pool, opts.progress, settings) {
         Ok(c) => c,
         Err(e) => return run.infrastructure_errors.push(e),
     };
@@ -443,7 +459,7 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
         for spec in specs {
             handles.push(scope.spawn(move || {
                 let id = spec.id.clone();
-                match Ctx::new(m, image, out, spec, pool, opts.progress) {
+                match Ctx::new(m, image, out, spec, pool, opts.progress, settings) {
                     Ok(mut ctx) => work(&mut ctx, None, queue, opts, progress),
                     Err(e) => Work {
                         errors: vec![format!("device {id}: {e}")],

@@ -43,6 +43,8 @@ pub struct Outcome {
 const RECENT: usize = 20;
 /// How often SYNC is repeated while the device does not answer.
 const SYNC_EVERY: Duration = Duration::from_millis(300);
+/// Bytes of a setting per `SET` line (escaped, it stays within the device's 256-byte line).
+const SET_CHUNK: usize = 64;
 /// Corrupt lines tolerated per test before giving up on asking again.
 const MAX_AGAIN: usize = 3;
 
@@ -369,6 +371,61 @@ impl<L: Link> Session<L> {
                     }
                 }
                 Recv::Timeout | Recv::Closed => return None,
+            }
+        }
+    }
+
+    /// Provisions setting `key` = `value` on the device (in pieces that fit a command line),
+    /// waiting for each piece to be acknowledged.
+    pub fn set(&mut self, key: &str, value: &[u8], timeout: Duration) -> Result<(), String> {
+        let pieces: Vec<&[u8]> = if value.is_empty() {
+            vec![&[][..]]
+        } else {
+            value.chunks(SET_CHUNK).collect()
+        };
+        let mut sent = 0;
+        for (n, piece) in pieces.iter().enumerate() {
+            let text = String::from_utf8_lossy(piece);
+            let append = if n == 0 { "0" } else { "1" };
+            sent += piece.len();
+            // A damaged line is answered by ERR or nothing: try each piece a few times.
+            let mut tries = 0;
+            loop {
+                self.send(&command(
+                    Kind::Set,
+                    &[("key", key), ("value", &text), ("append", append)],
+                ))?;
+                match self.wait_ok(key, timeout) {
+                    Ok(len) if len == sent as u64 => break,
+                    Ok(len) => {
+                        return Err(format!(
+                            "provisioning {key}: the device holds {len} bytes, {sent} were sent"
+                        ))
+                    }
+                    Err(e) if tries >= 2 => return Err(format!("provisioning {key}: {e}")),
+                    Err(_) => tries += 1,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn wait_ok(&mut self, key: &str, timeout: Duration) -> Result<u64, String> {
+        let end = Instant::now() + timeout;
+        loop {
+            match self.link.recv(end) {
+                Recv::Line(l) => match fqp_protocol::parse(&l) {
+                    Ok(Some(f)) if f.kind == Kind::Ok && f.get("key").as_deref() == Some(key) => {
+                        return f.num("len").ok_or_else(|| "OK without len".to_string())
+                    }
+                    Ok(Some(f)) if f.kind == Kind::Err => {
+                        return Err(format!("device: {}", f.get("msg").unwrap_or_default()))
+                    }
+                    Ok(None) => self.remember(&l),
+                    _ => {}
+                },
+                Recv::Timeout => return Err("no answer".into()),
+                Recv::Closed => return Err("the console closed".into()),
             }
         }
     }

@@ -21,7 +21,7 @@ type Res = std::io::Result<()>;
 
 /// Seconds with millisecond resolution, as the schema's time type allows.
 fn secs(device_us: Option<u64>, wall_ms: u64) -> String {
-    let us = device_us.unwrap_or(wall_ms * 1000);
+    let us = device_us.unwrap_or(wall_ms.saturating_mul(1000));
     format!("{:.3}", us as f64 / 1e6)
 }
 
@@ -185,10 +185,10 @@ fn suite<T: Write>(
 ) -> Res {
     let tests = g.map_or(&[][..], |g| &g.tests);
     let count = |s: Status| tests.iter().filter(|t| t.status == s).count();
-    let total_us: u64 = tests
-        .iter()
-        .map(|t| t.device_us.unwrap_or(t.wall_ms * 1000))
-        .sum();
+    // Device figures are data, not trusted: a wild one must not break the report.
+    let total_us = tests.iter().fold(0u64, |acc, t| {
+        acc.saturating_add(t.device_us.unwrap_or(t.wall_ms.saturating_mul(1000)))
+    });
     let attrs = [
         ("name", name.to_string()),
         ("tests", (tests.len() + extra.len()).to_string()),

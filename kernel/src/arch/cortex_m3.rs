@@ -21,6 +21,8 @@ pub const TEST_IRQ_PRIORITY: u8 = 0x80;
 const LOWEST_PRIORITY: u8 = 0xFF;
 
 const ICSR: *mut u32 = 0xE000_ED04 as *mut u32;
+/// ICSR: the SysTick exception is pending.
+const ICSR_PENDSTSET: u32 = 1 << 26;
 const PENDSVSET: u32 = 1 << 28;
 const VTOR: *const u32 = 0xE000_ED08 as *const u32;
 const SHPR3: *mut u32 = 0xE000_ED20 as *mut u32;
@@ -148,8 +150,22 @@ impl Port for CortexM3 {
 
     #[inline(always)]
     fn cycles_into_tick() -> u32 {
-        // SAFETY: SysTick registers are always readable.
-        unsafe { read_volatile(SYST_RVR).wrapping_sub(read_volatile(SYST_CVR)) }
+        // Called with the tick interrupt masked: when the counter has wrapped but the tick
+        // is still pending, the tick count is one behind, so the cycles since the counted
+        // tick are a whole period plus the counter's progress. The pending bit is read
+        // between two counter reads so that a wrap at any moment is seen consistently.
+        // SAFETY: SysTick and ICSR are always readable.
+        unsafe {
+            let reload = read_volatile(SYST_RVR);
+            let before = read_volatile(SYST_CVR);
+            let pending = read_volatile(ICSR) & ICSR_PENDSTSET != 0;
+            if pending {
+                let after = read_volatile(SYST_CVR);
+                (reload + 1) + reload.wrapping_sub(after)
+            } else {
+                reload.wrapping_sub(before)
+            }
+        }
     }
 
     #[inline(always)]

@@ -3,7 +3,7 @@
 use crate::util::{helper, since, spin_ticks, Counter};
 use fqp_kernel::queue::Queue;
 use fqp_kernel::{task, time, Timeout};
-use fqp_testkit::{check, check_eq, group, TestResult, TEST_PRIORITY};
+use fqp_testkit::{check, check_eq, group, log, TestResult, TEST_PRIORITY};
 
 group!(pub DELAYS, "delay", [
     delay_blocks_for_ticks,
@@ -11,6 +11,7 @@ group!(pub DELAYS, "delay", [
     delay_until_late_does_not_block,
     delay_zero_yields,
     millisecond_timeouts_become_ticks,
+    uptime_never_goes_back => 10_000,
 ]);
 
 static FLAG: Counter = Counter::new();
@@ -69,5 +70,27 @@ fn millisecond_timeouts_become_ticks() -> TestResult {
     let t0 = time::now();
     check!(Q.receive(Timeout::ms(10)).is_err());
     check_eq!(since(t0), Timeout::ms(10).as_ticks().unwrap_or(0));
+    Ok(())
+}
+
+/// Microsecond uptime is the tick count plus the tick timer's progress: read just as the
+/// timer wraps, before the tick interrupt is taken, it must not step back by a tick.
+fn uptime_never_goes_back() -> TestResult {
+    let t0 = time::now();
+    let mut last = time::uptime_us();
+    let mut reads = 0u32;
+    while time::now().wrapping_sub(t0) < 300 {
+        let now = time::uptime_us();
+        check!(
+            now >= last,
+            "uptime went back from {} to {} us after {} reads",
+            last,
+            now,
+            reads
+        );
+        last = now;
+        reads += 1;
+    }
+    log!("{} reads over 300 ticks", reads);
     Ok(())
 }

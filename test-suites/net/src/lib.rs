@@ -1,10 +1,11 @@
 //! Network qualification tests: the port's Ethernet device carries the stack to an address
 //! (DHCP) and TCP works both ways through the lab network.
 //!
-//! The lab network (for the reference port, QEMU's user networking) provides a DHCP server,
-//! a host at the router address that refuses connections on port 1, and a TCP echo service
-//! at [`ECHO`]. The port registers its Ethernet device with [`set_device`] before the runner
-//! starts; the stack is started by the first test that needs it.
+//! The lab network (for the reference port, QEMU's user networking) provides a DHCP server;
+//! the harness runs the lab services on its machine and provisions their addresses after
+//! boot: `echo` (a TCP echo server) and `closer` (says `bye` and closes). Port 1 of the same
+//! machine is closed. The port registers its Ethernet device with [`set_device`] before the
+//! runner starts; the stack is started by the first test that needs it.
 
 #![no_std]
 
@@ -13,8 +14,6 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use fqp_net::{Error, EthernetDevice, TcpStream};
 use fqp_testkit::{check, check_eq, check_range, group, log, TestResult};
 
-/// The lab network's TCP echo service.
-pub const ECHO: (Ipv4Addr, u16) = (Ipv4Addr::new(10, 0, 2, 100), 7);
 /// How long DHCP may take.
 const DHCP_MS: u32 = 5_000;
 
@@ -84,7 +83,8 @@ fn up() -> Result<fqp_net::Lease, fqp_testkit::Failure> {
 group!(pub NETWORK, "network", [
     dhcp_gives_an_address => 10_000,
     tcp_round_trip_through_the_echo_service => 10_000,
-    large_transfer_keeps_every_byte => 30_000,
+    large_transfer_keeps_every_byte => 60_000,
+    peer_close_ends_the_stream => 10_000,
     connect_to_a_closed_port_is_refused => 10_000,
     read_times_out_when_nothing_arrives => 10_000,
 ]);
@@ -118,10 +118,30 @@ fn dhcp_gives_an_address() -> TestResult {
     Ok(())
 }
 
-fn echo() -> Result<TcpStream, fqp_testkit::Failure> {
+/// The lab service `key` (`a.b.c.d:port`), as the host provisioned it.
+fn service(key: &str) -> Result<(Ipv4Addr, u16), fqp_testkit::Failure> {
+    let Some(text) = fqp_testkit::config::get_str(key) else {
+        fqp_testkit::skip!(
+            "the host provisioned no {} service (network.host in port.toml says where the device reaches it)",
+            key
+        )
+    };
+    let parsed = text
+        .rsplit_once(':')
+        .and_then(|(ip, port)| Some((ip.parse().ok()?, port.parse().ok()?)));
+    parsed.ok_or_else(|| fqp_testkit::fail!("setting {} = {:?} is not ipv4:port", key, text))
+}
+
+fn connect(key: &str) -> Result<TcpStream, fqp_testkit::Failure> {
     up()?;
-    TcpStream::connect(ECHO.0, ECHO.1, 3_000)
-        .map_err(|e| fqp_testkit::fail!("connect to the echo service: {:?}", e))
+    let (ip, port) = service(key)?;
+    TcpStream::connect(ip, port, 3_000).map_err(|e| {
+        fqp_testkit::fail!("connect to the {} service at {}:{}: {:?}", key, ip, port, e)
+    })
+}
+
+fn echo() -> Result<TcpStream, fqp_testkit::Failure> {
+    connect("echo")
 }
 
 /// Sends `data` and reads the same number of bytes back, comparing them.
@@ -160,7 +180,7 @@ fn tcp_round_trip_through_the_echo_service() -> TestResult {
 fn large_transfer_keeps_every_byte() -> TestResult {
     let mut s = echo()?;
     let mut block = [0u8; 1024];
-    let total = 256 * 1024;
+    let total = 1024 * 1024;
     let t0 = fqp_kernel::time::uptime_us();
     for k in 0..total / block.len() {
         for (i, b) in block.iter_mut().enumerate() {
@@ -173,16 +193,32 @@ fn large_transfer_keeps_every_byte() -> TestResult {
     Ok(())
 }
 
+fn peer_close_ends_the_stream() -> TestResult {
+    let mut s = connect("closer")?;
+    let mut got = [0u8; 8];
+    let mut n = 0;
+    while n < 4 {
+        let k = s
+            .read(&mut got[n..], 3_000)
+            .map_err(|e| fqp_testkit::fail!("read: {:?}", e))?;
+        check!(k > 0, "closed after {} bytes, before \"bye\\n\"", n);
+        n += k;
+    }
+    check!(&got[..4] == b"bye\n", "got {:?}", &got[..n]);
+    // Then the peer's FIN: end of stream, not a timeout.
+    check_eq!(s.read(&mut got, 3_000), Ok(0));
+    Ok(())
+}
+
 fn connect_to_a_closed_port_is_refused() -> TestResult {
-    let l = up()?;
-    let router = l
-        .router
-        .ok_or_else(|| fqp_testkit::fail!("DHCP gave no router"))?;
-    match TcpStream::connect(router, 1, 3_000) {
+    up()?;
+    let (host, _) = service("echo")?;
+    match TcpStream::connect(host, 1, 3_000) {
         Err(Error::Refused) => Ok(()),
         Err(e) => Err(fqp_testkit::fail!("expected Refused, got {:?}", e)),
         Ok(_) => Err(fqp_testkit::fail!(
-            "a connection to port 1 of the router was accepted"
+            "a connection to port 1 of {} was accepted",
+            host
         )),
     }
 }

@@ -73,9 +73,14 @@ pub enum Kind {
     Reset,
     /// Host: end the emulated run with exit `code`.
     Exit,
+    /// Host: provision a setting for the tests: `key`, `value`, `append=1` to add to it
+    /// (values longer than a line are sent in pieces).
+    Set,
+    /// Device: a setting was stored: `key`, `len` (its length so far).
+    Ok,
 }
 
-const KINDS: [(Kind, &str); 20] = [
+const KINDS: [(Kind, &str); 22] = [
     (Kind::Hello, "HELLO"),
     (Kind::Ready, "READY"),
     (Kind::Test, "TEST"),
@@ -96,6 +101,8 @@ const KINDS: [(Kind, &str); 20] = [
     (Kind::Again, "AGAIN"),
     (Kind::Reset, "RESET"),
     (Kind::Exit, "EXIT"),
+    (Kind::Set, "SET"),
+    (Kind::Ok, "OK"),
 ];
 
 impl Kind {

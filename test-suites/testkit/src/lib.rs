@@ -16,6 +16,7 @@
 extern crate alloc;
 
 pub mod board;
+pub mod config;
 pub mod console;
 pub mod irq;
 mod runner;

@@ -1,0 +1,42 @@
+//! Settings the host provisions for the tests at run time (`SET key=… value=…`): where the
+//! lab's services are, and later credentials. Kept in RAM: the host sends them again after
+//! every boot, so one image serves every device and lab.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+use fqp_kernel::mutex::Mutex;
+
+/// Longest value accepted (a certificate chain fits).
+pub const MAX_VALUE: usize = 16 * 1024;
+/// Most settings kept.
+pub const MAX_KEYS: usize = 32;
+
+static SETTINGS: Mutex<BTreeMap<String, Vec<u8>>> = Mutex::new(BTreeMap::new());
+
+/// Stores `value` under `key` (appending when `append`); the value's length, or why not.
+pub(crate) fn set(key: &str, value: &[u8], append: bool) -> Result<usize, &'static str> {
+    let mut s = SETTINGS.lock();
+    if !s.contains_key(key) && s.len() >= MAX_KEYS {
+        return Err("too many settings");
+    }
+    let v = s.entry(String::from(key)).or_default();
+    if !append {
+        v.clear();
+    }
+    if v.len() + value.len() > MAX_VALUE {
+        return Err("value too long");
+    }
+    v.extend_from_slice(value);
+    Ok(v.len())
+}
+
+/// The setting `key`, if the host provisioned it.
+pub fn get(key: &str) -> Option<Vec<u8>> {
+    SETTINGS.lock().get(key).cloned()
+}
+
+/// The setting `key` as text.
+pub fn get_str(key: &str) -> Option<String> {
+    get(key).map(|v| String::from_utf8_lossy(&v).into_owned())
+}
