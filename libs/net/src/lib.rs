@@ -323,21 +323,11 @@ impl TcpStream {
     }
 
     /// Sends all of `data`, waiting up to `timeout_ms` for buffer room.
-    pub fn write_all(&mut self, mut data: &[u8], timeout_ms: u32) -> Result<(), Error> {
-        while !data.is_empty() {
-            let n = self.wait(timeout_ms, |sock| {
-                if !sock.may_send() {
-                    return Some(Err(Error::Closed));
-                }
-                match sock.send_slice(data) {
-                    Ok(0) => None,
-                    Ok(n) => Some(Ok(n)),
-                    Err(_) => Some(Err(Error::Closed)),
-                }
-            })?;
-            data = &data[n..];
-        }
-        Ok(())
+    pub fn write_all(&mut self, data: &[u8], timeout_ms: u32) -> Result<(), Error> {
+        fqp_transport::Transport::send_all(self, data, timeout_ms).map_err(|e| match e {
+            fqp_transport::Error::Timeout => Error::Timeout,
+            _ => Error::Closed,
+        })
     }
 
     /// Reads what has arrived into `buf`, waiting up to `timeout_ms` for something; `Ok(0)`
@@ -356,6 +346,41 @@ impl TcpStream {
 
     /// Closes the connection (FIN) and frees the socket.
     pub fn close(self) {}
+}
+
+impl From<Error> for fqp_transport::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::NotReady => fqp_transport::Error::NoNetwork,
+            Error::NoSocket => fqp_transport::Error::Exhausted,
+            Error::Refused => fqp_transport::Error::Refused,
+            Error::Timeout => fqp_transport::Error::Timeout,
+            Error::Closed => fqp_transport::Error::Closed,
+            Error::Invalid => fqp_transport::Error::Invalid,
+        }
+    }
+}
+
+impl fqp_transport::Transport for TcpStream {
+    fn send(&mut self, data: &[u8], timeout_ms: u32) -> Result<usize, fqp_transport::Error> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        Ok(self.wait(timeout_ms, |sock| {
+            if !sock.may_send() {
+                return Some(Err(Error::Closed));
+            }
+            match sock.send_slice(data) {
+                Ok(0) => None,
+                Ok(n) => Some(Ok(n)),
+                Err(_) => Some(Err(Error::Closed)),
+            }
+        })?)
+    }
+
+    fn recv(&mut self, buf: &mut [u8], timeout_ms: u32) -> Result<usize, fqp_transport::Error> {
+        Ok(self.read(buf, timeout_ms)?)
+    }
 }
 
 impl Drop for TcpStream {
