@@ -231,8 +231,8 @@ fn main() -> ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FQP_LOG")
                 // probe-rs reports each probe driver it could not list with: say it once, in
-                // `fqp devices`, instead.
-                .unwrap_or_else(|_| format!("{level},probe_rs=error").into()),
+                // `fqp devices`, instead. The lab broker's own log is for FQP_LOG=rumqttd=….
+                .unwrap_or_else(|_| format!("{level},probe_rs=error,rumqttd=off").into()),
         )
         .with_writer(std::io::stderr)
         .with_target(false)

@@ -186,6 +186,11 @@ pub struct QemuSection {
     /// `-icount shift=N`: deterministic virtual time, one instruction = 2^N ns.
     #[serde(default)]
     pub icount_shift: Option<u32>,
+    /// With `icount_shift`: an idle device waits in real time (`sleep=on`) instead of
+    /// skipping to its next timer. Needed when tests talk to the outside world (a network),
+    /// whose answers come in real time.
+    #[serde(default)]
+    pub icount_sleep: bool,
     /// Arguments the firmware reads through semihosting (after the image name).
     #[serde(default)]
     pub semihosting_args: Vec<String>,

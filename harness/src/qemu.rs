@@ -37,7 +37,8 @@ impl Qemu {
         ])
         .args(["-semihosting-config", &semihosting]);
         if let Some(shift) = cfg.icount_shift {
-            cmd.args(["-icount", &format!("shift={shift},align=off,sleep=off")]);
+            let sleep = if cfg.icount_sleep { "on" } else { "off" };
+            cmd.args(["-icount", &format!("shift={shift},align=off,sleep={sleep}")]);
         }
         cmd.arg("-kernel").arg(image).args(&cfg.extra_args);
         let logf = std::fs::OpenOptions::new()

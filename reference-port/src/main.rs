@@ -81,13 +81,14 @@ static BOARD: An385 = An385;
 #[cfg(not(feature = "selftest"))]
 static GROUPS: &[&Group] = &{
     let k = fqp_suite_kernel::GROUPS;
-    let mut all: [&Group; KERNEL_GROUPS + 1] = [k[0]; KERNEL_GROUPS + 1];
+    let mut all: [&Group; KERNEL_GROUPS + 2] = [k[0]; KERNEL_GROUPS + 2];
     let mut i = 0;
     while i < KERNEL_GROUPS {
         all[i] = k[i];
         i += 1;
     }
     all[KERNEL_GROUPS] = &fqp_suite_net::NETWORK;
+    all[KERNEL_GROUPS + 1] = &fqp_suite_net::MQTT;
     all
 };
 #[cfg(not(feature = "selftest"))]

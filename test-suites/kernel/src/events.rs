@@ -76,6 +76,9 @@ fn timeout_returns_the_bits_seen() -> TestResult {
 
 fn one_set_wakes_every_satisfied_waiter() -> TestResult {
     fresh();
+    // The waiters have equal priority: a tick while they run would rotate them (time
+    // slicing). Start just after a tick, so the test ends well before the next one.
+    task::delay(1);
     for n in 1..=3u32 {
         helper("waiter", HIGH, move || {
             if EG.wait(WaitFor::any(1), Timeout::FOREVER).is_ok() {

@@ -3,11 +3,16 @@
 //!
 //! The lab network (for the reference port, QEMU's user networking) provides a DHCP server;
 //! the harness runs the lab services on its machine and provisions their addresses after
-//! boot: `echo` (a TCP echo server) and `closer` (says `bye` and closes). Port 1 of the same
+//! boot: `echo` (a TCP echo server) and `closer` (answers `bye` and closes). Port 1 of the same
 //! machine is closed. The port registers its Ethernet device with [`set_device`] before the
 //! runner starts; the stack is started by the first test that needs it.
 
 #![no_std]
+
+extern crate alloc;
+
+mod mqtt;
+pub use mqtt::MQTT;
 
 use core::net::Ipv4Addr;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -65,7 +70,7 @@ mod spin_free {
 }
 
 /// Starts the stack (once) and waits for the lease.
-fn up() -> Result<fqp_net::Lease, fqp_testkit::Failure> {
+pub(crate) fn up() -> Result<fqp_net::Lease, fqp_testkit::Failure> {
     let dev = match DEVICE.get() {
         Some(d) => d,
         None => fqp_testkit::skip!("the port registered no Ethernet device"),
@@ -119,7 +124,7 @@ fn dhcp_gives_an_address() -> TestResult {
 }
 
 /// The lab service `key` (`a.b.c.d:port`), as the host provisioned it.
-fn service(key: &str) -> Result<(Ipv4Addr, u16), fqp_testkit::Failure> {
+pub(crate) fn service(key: &str) -> Result<(Ipv4Addr, u16), fqp_testkit::Failure> {
     let Some(text) = fqp_testkit::config::get_str(key) else {
         fqp_testkit::skip!(
             "the host provisioned no {} service (network.host in port.toml says where the device reaches it)",
@@ -195,6 +200,8 @@ fn large_transfer_keeps_every_byte() -> TestResult {
 
 fn peer_close_ends_the_stream() -> TestResult {
     let mut s = connect("closer")?;
+    s.write_all(b"hello\n", 3_000)
+        .map_err(|e| fqp_testkit::fail!("write: {:?}", e))?;
     let mut got = [0u8; 8];
     let mut n = 0;
     while n < 4 {

@@ -1,0 +1,215 @@
+//! MQTT through the lab's broker (address and credentials provisioned by the host as `mqtt`,
+//! `mqtt_user`, `mqtt_password`), with fqp-mqtt over fqp-net: connect, round trips at QoS 0
+//! and 1, a 64 KiB payload, an idle connection kept alive by pings, wrong credentials refused.
+
+use crate::{service, up};
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use fqp_mqtt::{Client, Connect, Error, QoS};
+use fqp_net::TcpStream;
+use fqp_testkit::{check, check_eq, group, log, TestResult};
+
+group!(pub MQTT, "mqtt", [
+    connects_with_the_lab_credentials => 15_000,
+    round_trip_at_qos0_and_qos1 => 15_000,
+    payload_of_64_kib_round_trips => 30_000,
+    idle_connection_is_kept_alive => 30_000,
+    wrong_password_is_refused => 15_000,
+]);
+
+fn ms() -> u64 {
+    fqp_kernel::time::uptime_us() / 1000
+}
+
+fn setting(key: &str) -> Result<String, fqp_testkit::Failure> {
+    match fqp_testkit::config::get_str(key) {
+        Some(v) => Ok(v),
+        None => fqp_testkit::skip!("the host provisioned no {} setting", key),
+    }
+}
+
+fn transport() -> Result<TcpStream, fqp_testkit::Failure> {
+    up()?;
+    let (ip, port) = service("mqtt")?;
+    TcpStream::connect(ip, port, 3_000)
+        .map_err(|e| fqp_testkit::fail!("connect to the broker at {}:{}: {:?}", ip, port, e))
+}
+
+type Inbox = RefCell<Vec<(String, Vec<u8>, QoS)>>;
+
+/// Connects a client with `password` (the lab's when `None`) and `keep_alive` seconds.
+fn session<'b>(
+    tx: &'b mut [u8],
+    rx: &'b mut [u8],
+    inbox: &'b Inbox,
+    client_id: &str,
+    keep_alive: u16,
+    password: Option<&str>,
+) -> Result<Client<'b, TcpStream, impl FnMut(&fqp_mqtt::Message<'_>) + 'b>, fqp_testkit::Failure> {
+    let user = setting("mqtt_user")?;
+    let lab_password = setting("mqtt_password")?;
+    let mut c = Client::new(tx, rx, ms, move |m: &fqp_mqtt::Message<'_>| {
+        inbox
+            .borrow_mut()
+            .push((String::from(m.topic), m.payload.to_vec(), m.qos))
+    });
+    let t = transport()?;
+    c.connect(
+        t,
+        &Connect {
+            client_id,
+            clean_session: true,
+            keep_alive,
+            username: Some(&user),
+            password: Some(password.unwrap_or(&lab_password).as_bytes()),
+            will: None,
+        },
+        5_000,
+    )
+    .map_err(|e| fqp_testkit::fail!("CONNECT: {:?}", e))?;
+    Ok(c)
+}
+
+/// Polls until `n` messages are in `inbox` or `ms` pass.
+fn await_messages<T: fqp_transport::Transport, H: FnMut(&fqp_mqtt::Message<'_>)>(
+    c: &mut Client<'_, T, H>,
+    inbox: &Inbox,
+    n: usize,
+    within_ms: u64,
+) -> TestResult {
+    let end = ms() + within_ms;
+    while inbox.borrow().len() < n {
+        check!(
+            ms() < end,
+            "{} of {} messages within {} ms",
+            inbox.borrow().len(),
+            n,
+            within_ms
+        );
+        c.poll(100)
+            .map_err(|e| fqp_testkit::fail!("poll: {:?}", e))?;
+    }
+    Ok(())
+}
+
+fn connects_with_the_lab_credentials() -> TestResult {
+    let (mut tx, mut rx) = (vec![0u8; 1024], vec![0u8; 1024]);
+    let inbox = Inbox::default();
+    let mut c = session(&mut tx, &mut rx, &inbox, "fqp-connect", 30, None)?;
+    check!(c.is_connected());
+    c.disconnect()
+        .map_err(|e| fqp_testkit::fail!("DISCONNECT: {:?}", e))?;
+    Ok(())
+}
+
+fn round_trip_at_qos0_and_qos1() -> TestResult {
+    let (mut tx, mut rx) = (vec![0u8; 1024], vec![0u8; 1024]);
+    let inbox = Inbox::default();
+    let mut c = session(&mut tx, &mut rx, &inbox, "fqp-round-trip", 30, None)?;
+    let granted = c
+        .subscribe(&[("fqp/round-trip/+", QoS::AtLeastOnce)])
+        .map_err(|e| fqp_testkit::fail!("SUBSCRIBE: {:?}", e))?;
+    check_eq!(granted[0], Some(QoS::AtLeastOnce));
+    let t0 = ms();
+    c.publish(
+        "fqp/round-trip/zero",
+        b"at most once",
+        QoS::AtMostOnce,
+        false,
+    )
+    .map_err(|e| fqp_testkit::fail!("PUBLISH QoS 0: {:?}", e))?;
+    c.publish(
+        "fqp/round-trip/one",
+        b"at least once",
+        QoS::AtLeastOnce,
+        false,
+    )
+    .map_err(|e| fqp_testkit::fail!("PUBLISH QoS 1: {:?}", e))?;
+    await_messages(&mut c, &inbox, 2, 5_000)?;
+    fqp_testkit::metric("round_trip_2_messages", ms() - t0, "ms");
+    let got = inbox.borrow();
+    check!(
+        got.iter()
+            .any(|(t, p, _)| t == "fqp/round-trip/zero" && p == b"at most once"),
+        "the QoS 0 message did not come back: {:?}",
+        got.iter().map(|m| &m.0).collect::<Vec<_>>()
+    );
+    check!(
+        got.iter().any(|(t, p, q)| t == "fqp/round-trip/one"
+            && p == b"at least once"
+            && *q == QoS::AtLeastOnce),
+        "the QoS 1 message did not come back at QoS 1"
+    );
+    Ok(())
+}
+
+fn payload_of_64_kib_round_trips() -> TestResult {
+    let (mut tx, mut rx) = (vec![0u8; 66 * 1024], vec![0u8; 66 * 1024]);
+    let inbox = Inbox::default();
+    let mut c = session(&mut tx, &mut rx, &inbox, "fqp-large", 30, None)?;
+    c.subscribe(&[("fqp/large", QoS::AtLeastOnce)])
+        .map_err(|e| fqp_testkit::fail!("SUBSCRIBE: {:?}", e))?;
+    let payload: Vec<u8> = (0..64 * 1024).map(|i| (i * 13 % 251) as u8).collect();
+    c.publish("fqp/large", &payload, QoS::AtLeastOnce, false)
+        .map_err(|e| fqp_testkit::fail!("PUBLISH: {:?}", e))?;
+    await_messages(&mut c, &inbox, 1, 10_000)?;
+    check!(
+        inbox.borrow()[0].1 == payload,
+        "the 64 KiB payload came back changed"
+    );
+    Ok(())
+}
+
+fn idle_connection_is_kept_alive() -> TestResult {
+    let (mut tx, mut rx) = (vec![0u8; 1024], vec![0u8; 1024]);
+    let inbox = Inbox::default();
+    // Keep-alive 1 s: idle for 3 keep-alive periods, the client's pings must hold it (the
+    // broker drops a client silent for 1.5 keep-alive periods).
+    let mut c = session(&mut tx, &mut rx, &inbox, "fqp-idle", 1, None)?;
+    c.subscribe(&[("fqp/idle", QoS::AtLeastOnce)])
+        .map_err(|e| fqp_testkit::fail!("SUBSCRIBE: {:?}", e))?;
+    let end = ms() + 3_000;
+    while ms() < end {
+        c.poll(250)
+            .map_err(|e| fqp_testkit::fail!("the idle connection failed: {:?}", e))?;
+    }
+    c.publish("fqp/idle", b"still here", QoS::AtLeastOnce, false)
+        .map_err(|e| fqp_testkit::fail!("PUBLISH after idling: {:?}", e))?;
+    await_messages(&mut c, &inbox, 1, 5_000)?;
+    log!("idle 3 s with keep-alive 1 s: connection held");
+    Ok(())
+}
+
+fn wrong_password_is_refused() -> TestResult {
+    let user = setting("mqtt_user")?;
+    let (mut tx, mut rx) = (vec![0u8; 1024], vec![0u8; 1024]);
+    let mut c = Client::new(&mut tx, &mut rx, ms, |_: &fqp_mqtt::Message<'_>| {});
+    let r = c.connect(
+        transport()?,
+        &Connect {
+            client_id: "fqp-intruder",
+            clean_session: true,
+            keep_alive: 30,
+            username: Some(&user),
+            password: Some(b"wrong-password"),
+            will: None,
+        },
+        5_000,
+    );
+    // The broker refuses: CONNACK 4 (bad user name or password) or 5 (not authorized), or,
+    // as rumqttd does, by closing the connection before any CONNACK (the same connection
+    // with the right password succeeds: see connects_with_the_lab_credentials).
+    check!(
+        matches!(
+            r,
+            Err(Error::Refused(4 | 5)) | Err(Error::Transport(fqp_transport::Error::Closed))
+        ),
+        "expected a refusal (CONNACK 4/5 or the connection closed), got {:?}",
+        r
+    );
+    log!("refused with {:?}", r);
+    check!(!c.is_connected());
+    Ok(())
+}
