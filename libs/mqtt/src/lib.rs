@@ -248,10 +248,11 @@ impl<'b, T: Transport, H: FnMut(&Message<'_>)> Client<'b, T, H> {
         Err(Error::NoAck)
     }
 
-    /// Handles what arrives for up to `timeout_ms` (messages go to the handler), and keeps
-    /// the connection alive. Call it regularly.
+    /// Waits up to `timeout_ms` for a packet and handles it (a message goes to the handler);
+    /// returns as soon as one was handled, or when the time is up. Keeps the connection
+    /// alive: call it regularly.
     pub fn poll(&mut self, timeout_ms: u32) -> Result<(), Error> {
-        match self.wait(timeout_ms, |_| false) {
+        match self.wait(timeout_ms, |_| true) {
             Err(Error::Transport(fqp_transport::Error::Timeout)) => Ok(()),
             Err(e) => Err(e),
             Ok(_) => Ok(()),
@@ -508,6 +509,8 @@ mod tests {
         c.connect(b, &opts(0), 1000).unwrap();
         let granted = c.subscribe(&[("s/+", QoS::AtLeastOnce)]).unwrap();
         assert_eq!(granted[0], Some(QoS::AtLeastOnce));
+        // Each poll handles one packet as soon as it is there.
+        c.poll(200).unwrap();
         c.poll(200).unwrap();
         let sent = c.transport.as_ref().unwrap().sent.clone();
         assert_eq!(

@@ -281,6 +281,9 @@ impl TcpStream {
             let h = s.tcp[slot];
             let sock = s.sockets.get_mut::<tcp::Socket>(h);
             sock.abort();
+            // Request/response protocols (MQTT, TLS handshakes) wait on each small segment:
+            // no Nagle delay behind unacknowledged data.
+            sock.set_nagle_enabled(false);
             sock.connect(s.iface.context(), IpEndpoint::new(addr.into(), port), local)
                 .map_err(|_| Error::Invalid)?;
             s.in_use[slot] = true;

@@ -16,6 +16,9 @@ group!(pub MQTT, "mqtt", [
     round_trip_at_qos0_and_qos1 => 15_000,
     payload_of_64_kib_round_trips => 30_000,
     idle_connection_is_kept_alive => 30_000,
+    will_is_published_when_a_client_vanishes => 20_000,
+    persistent_session_gets_what_it_missed => 20_000,
+    round_trips_per_second => 60_000,
     wrong_password_is_refused => 15_000,
 ]);
 
@@ -48,6 +51,28 @@ fn session<'b>(
     keep_alive: u16,
     password: Option<&str>,
 ) -> Result<Client<'b, TcpStream, impl FnMut(&fqp_mqtt::Message<'_>) + 'b>, fqp_testkit::Failure> {
+    session_with(tx, rx, inbox, client_id, keep_alive, password, true, None).map(|(c, _)| c)
+}
+
+/// A client connected with the given session and will; also whether the broker had a
+/// session for it.
+#[allow(clippy::too_many_arguments)]
+fn session_with<'b>(
+    tx: &'b mut [u8],
+    rx: &'b mut [u8],
+    inbox: &'b Inbox,
+    client_id: &str,
+    keep_alive: u16,
+    password: Option<&str>,
+    clean_session: bool,
+    will: Option<fqp_mqtt::Will<'_>>,
+) -> Result<
+    (
+        Client<'b, TcpStream, impl FnMut(&fqp_mqtt::Message<'_>) + 'b>,
+        bool,
+    ),
+    fqp_testkit::Failure,
+> {
     let user = setting("mqtt_user")?;
     let lab_password = setting("mqtt_password")?;
     let mut c = Client::new(tx, rx, ms, move |m: &fqp_mqtt::Message<'_>| {
@@ -56,20 +81,21 @@ fn session<'b>(
             .push((String::from(m.topic), m.payload.to_vec(), m.qos))
     });
     let t = transport()?;
-    c.connect(
-        t,
-        &Connect {
-            client_id,
-            clean_session: true,
-            keep_alive,
-            username: Some(&user),
-            password: Some(password.unwrap_or(&lab_password).as_bytes()),
-            will: None,
-        },
-        5_000,
-    )
-    .map_err(|e| fqp_testkit::fail!("CONNECT: {:?}", e))?;
-    Ok(c)
+    let present = c
+        .connect(
+            t,
+            &Connect {
+                client_id,
+                clean_session,
+                keep_alive,
+                username: Some(&user),
+                password: Some(password.unwrap_or(&lab_password).as_bytes()),
+                will,
+            },
+            5_000,
+        )
+        .map_err(|e| fqp_testkit::fail!("CONNECT: {:?}", e))?;
+    Ok((c, present))
 }
 
 /// Polls until `n` messages are in `inbox` or `ms` pass.
@@ -179,6 +205,141 @@ fn idle_connection_is_kept_alive() -> TestResult {
         .map_err(|e| fqp_testkit::fail!("PUBLISH after idling: {:?}", e))?;
     await_messages(&mut c, &inbox, 1, 5_000)?;
     log!("idle 3 s with keep-alive 1 s: connection held");
+    Ok(())
+}
+
+fn will_is_published_when_a_client_vanishes() -> TestResult {
+    let (mut tx, mut rx) = (vec![0u8; 1024], vec![0u8; 1024]);
+    let inbox = Inbox::default();
+    let mut watcher = session(&mut tx, &mut rx, &inbox, "fqp-watcher", 30, None)?;
+    watcher
+        .subscribe(&[("fqp/will/+", QoS::AtLeastOnce)])
+        .map_err(|e| fqp_testkit::fail!("SUBSCRIBE: {:?}", e))?;
+    {
+        let (mut tx2, mut rx2) = (vec![0u8; 512], vec![0u8; 512]);
+        let other = Inbox::default();
+        let will = fqp_mqtt::Will {
+            topic: "fqp/will/gone",
+            payload: b"device vanished",
+            qos: QoS::AtLeastOnce,
+            retain: false,
+        };
+        let (c, _) = session_with(
+            &mut tx2,
+            &mut rx2,
+            &other,
+            "fqp-mortal",
+            30,
+            None,
+            true,
+            Some(will),
+        )?;
+        // Dropped without DISCONNECT: the connection just closes.
+        drop(c);
+    }
+    await_messages(&mut watcher, &inbox, 1, 10_000)?;
+    let got = inbox.borrow();
+    check!(
+        got[0].0 == "fqp/will/gone" && got[0].1 == b"device vanished",
+        "expected the will, got {:?}",
+        got[0].0
+    );
+    Ok(())
+}
+
+fn persistent_session_gets_what_it_missed() -> TestResult {
+    let (mut tx, mut rx) = (vec![0u8; 1024], vec![0u8; 1024]);
+    let inbox = Inbox::default();
+    // First visit: subscribe in a persistent session, then leave properly.
+    {
+        let (mut c, _) = session_with(
+            &mut tx,
+            &mut rx,
+            &inbox,
+            "fqp-persistent",
+            30,
+            None,
+            false,
+            None,
+        )?;
+        c.subscribe(&[("fqp/persistent", QoS::AtLeastOnce)])
+            .map_err(|e| fqp_testkit::fail!("SUBSCRIBE: {:?}", e))?;
+        c.disconnect()
+            .map_err(|e| fqp_testkit::fail!("DISCONNECT: {:?}", e))?;
+    }
+    // Meanwhile, another client publishes at QoS 1.
+    {
+        let (mut tx2, mut rx2) = (vec![0u8; 512], vec![0u8; 512]);
+        let other = Inbox::default();
+        let mut p = session(&mut tx2, &mut rx2, &other, "fqp-publisher", 30, None)?;
+        p.publish(
+            "fqp/persistent",
+            b"while you were away",
+            QoS::AtLeastOnce,
+            false,
+        )
+        .map_err(|e| fqp_testkit::fail!("PUBLISH: {:?}", e))?;
+        p.disconnect()
+            .map_err(|e| fqp_testkit::fail!("DISCONNECT: {:?}", e))?;
+    }
+    // Back in the same session: the broker kept it and delivers what was missed.
+    let (mut c, present) = session_with(
+        &mut tx,
+        &mut rx,
+        &inbox,
+        "fqp-persistent",
+        30,
+        None,
+        false,
+        None,
+    )?;
+    check!(present, "the broker kept no session for the client");
+    await_messages(&mut c, &inbox, 1, 10_000)?;
+    check!(
+        inbox.borrow()[0].1 == b"while you were away",
+        "got {:?}",
+        inbox.borrow()[0].0
+    );
+    // Leave a clean slate for the next run.
+    drop(c);
+    let (mut c, _) = session_with(
+        &mut tx,
+        &mut rx,
+        &inbox,
+        "fqp-persistent",
+        30,
+        None,
+        true,
+        None,
+    )?;
+    let _ = c.disconnect();
+    Ok(())
+}
+
+fn round_trips_per_second() -> TestResult {
+    let (mut tx, mut rx) = (vec![0u8; 1024], vec![0u8; 1024]);
+    let inbox = Inbox::default();
+    let mut c = session(&mut tx, &mut rx, &inbox, "fqp-rate", 30, None)?;
+    c.subscribe(&[("fqp/rate", QoS::AtLeastOnce)])
+        .map_err(|e| fqp_testkit::fail!("SUBSCRIBE: {:?}", e))?;
+    let n = 200;
+    let t0 = fqp_kernel::time::uptime_us();
+    for i in 0..n {
+        let before = inbox.borrow().len();
+        c.publish(
+            "fqp/rate",
+            &(i as u32).to_le_bytes(),
+            QoS::AtLeastOnce,
+            false,
+        )
+        .map_err(|e| fqp_testkit::fail!("PUBLISH {}: {:?}", i, e))?;
+        await_messages(&mut c, &inbox, before + 1, 5_000)?;
+    }
+    let us = (fqp_kernel::time::uptime_us() - t0).max(1);
+    check_eq!(inbox.borrow().len(), n);
+    let rate = n as u64 * 1_000_000 / us;
+    fqp_testkit::metric("qos1_round_trips_per_s", rate, "1/s");
+    log!("{} QoS 1 publish-and-receive round trips in {} us", n, us);
     Ok(())
 }
 
