@@ -6,7 +6,7 @@
 #
 # With --test, also what the test command needs: xmllint and the common JUnit schema
 # (junit-10.xsd, from pytest's source distribution on PyPI) to validate our JUnit output,
-# and Chromium to render the HTML report headless.
+# Chromium to render the HTML report headless, and mosquitto (the second MQTT broker).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +35,7 @@ fi
 if $for_tests; then
   command -v xmllint >/dev/null || need+=(libxml2-utils)
   command -v chromium >/dev/null || need+=(chromium)
+  command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 fi
 
 # The JUnit schema CI systems (Jenkins, GitLab) follow. Not committed: fetched from PyPI.

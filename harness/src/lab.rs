@@ -8,10 +8,77 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 
-/// Services of one run (they live until the harness exits).
+/// Services of one run (threads live until the harness exits; a broker process until the
+/// `Lab` is dropped).
 pub struct Lab {
     /// Settings to provision: `(key, value)`.
     pub settings: Vec<(String, String)>,
+    /// A broker process the lab started.
+    broker: Option<std::process::Child>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut b) = self.broker.take() {
+            let _ = b.kill();
+            let _ = b.wait();
+        }
+    }
+}
+
+/// Which MQTT broker the tests use.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Broker {
+    /// rumqttd, in the harness's process.
+    #[default]
+    Embedded,
+    /// Debian's mosquitto, started with a generated configuration.
+    Mosquitto,
+    /// A broker somebody else runs: `mqtt://[user:password@]host:port`.
+    External {
+        host: String,
+        port: u16,
+        user: String,
+        password: String,
+    },
+}
+
+impl std::str::FromStr for Broker {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Broker, String> {
+        match s {
+            "embedded" => return Ok(Broker::Embedded),
+            "mosquitto" => return Ok(Broker::Mosquitto),
+            _ => {}
+        }
+        let bad = || {
+            format!("{s:?} is not a broker: write embedded, mosquitto, or mqtt://[user:password@]host:port")
+        };
+        let rest = s.strip_prefix("mqtt://").ok_or_else(bad)?;
+        let (cred, addr) = match rest.rsplit_once('@') {
+            Some((c, a)) => (Some(c), a),
+            None => (None, rest),
+        };
+        let (user, password) = match cred {
+            Some(c) => {
+                let (u, p) = c.split_once(':').ok_or_else(bad)?;
+                (u.to_string(), p.to_string())
+            }
+            None => (String::new(), String::new()),
+        };
+        let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+        let port = port.parse().map_err(|_| bad())?;
+        if host.is_empty() {
+            return Err(bad());
+        }
+        Ok(Broker::External {
+            host: host.to_string(),
+            port,
+            user,
+            password,
+        })
+    }
 }
 
 fn serve(listener: TcpListener, each: fn(TcpStream)) {
@@ -51,7 +118,12 @@ fn closer(mut c: TcpStream) {
 impl Lab {
     /// Starts the services, listening where a device at `host` can reach them (loopback for
     /// an emulator's user network, every interface for boards).
-    pub fn start(host: &str, emulated: bool) -> Result<Lab, String> {
+    pub fn start(
+        host: &str,
+        emulated: bool,
+        broker: &Broker,
+        dir: &std::path::Path,
+    ) -> Result<Lab, String> {
         let bind = if emulated { "127.0.0.1:0" } else { "0.0.0.0:0" };
         let mut settings = Vec::new();
         for (key, each) in [("echo", echo as fn(TcpStream)), ("closer", closer)] {
@@ -61,12 +133,124 @@ impl Lab {
             serve(l, each);
             settings.push((key.to_string(), format!("{host}:{port}")));
         }
-        let mqtt = start_broker(if emulated { "127.0.0.1" } else { "0.0.0.0" })?;
-        settings.push(("mqtt".into(), format!("{host}:{mqtt}")));
-        settings.push(("mqtt_user".into(), BROKER_USER.into()));
-        settings.push(("mqtt_password".into(), BROKER_PASSWORD.into()));
-        Ok(Lab { settings })
+        let ip = if emulated { "127.0.0.1" } else { "0.0.0.0" };
+        let mut process = None;
+        let (addr, user, password) = match broker {
+            Broker::Embedded => (
+                format!("{host}:{}", start_broker(ip)?),
+                BROKER_USER.to_string(),
+                BROKER_PASSWORD.to_string(),
+            ),
+            Broker::Mosquitto => {
+                let (child, port) = start_mosquitto(ip, dir)?;
+                process = Some(child);
+                (
+                    format!("{host}:{port}"),
+                    BROKER_USER.to_string(),
+                    BROKER_PASSWORD.to_string(),
+                )
+            }
+            Broker::External {
+                host: h,
+                port,
+                user,
+                password,
+            } => {
+                use std::net::ToSocketAddrs;
+                // The device has no name service of the lab's: give it the address. A broker
+                // on this machine is reached where the device reaches this machine.
+                let v4 = (h.as_str(), *port)
+                    .to_socket_addrs()
+                    .map_err(|e| format!("broker {h}: {e}"))?
+                    .find(|a| a.is_ipv4())
+                    .ok_or_else(|| format!("broker {h} has no IPv4 address"))?;
+                let ip = if v4.ip().is_loopback() {
+                    host.to_string()
+                } else {
+                    v4.ip().to_string()
+                };
+                (format!("{ip}:{port}"), user.clone(), password.clone())
+            }
+        };
+        settings.push(("mqtt".into(), addr));
+        settings.push(("mqtt_user".into(), user));
+        settings.push(("mqtt_password".into(), password));
+        Ok(Lab {
+            settings,
+            broker: process,
+        })
     }
+}
+
+/// Starts mosquitto on a free port with a password file and a configuration in `dir`.
+fn start_mosquitto(ip: &str, dir: &std::path::Path) -> Result<(std::process::Child, u16), String> {
+    use std::process::{Command, Stdio};
+    let dir = dir.join("mosquitto");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let passwd = dir.join("passwd");
+    let _ = std::fs::remove_file(&passwd);
+    let made = Command::new("mosquitto_passwd")
+        .arg("-b")
+        .arg("-c")
+        .arg(&passwd)
+        .args([BROKER_USER, BROKER_PASSWORD])
+        .output()
+        .map_err(|e| {
+            format!("cannot run mosquitto_passwd: {e}\n  fix: apt-get install mosquitto (or scripts/setup.sh --test)")
+        })?;
+    if !made.status.success() {
+        return Err(format!(
+            "mosquitto_passwd failed: {}",
+            String::from_utf8_lossy(&made.stderr)
+        ));
+    }
+    let port = TcpListener::bind(format!("{ip}:0"))
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("cannot find a port for mosquitto: {e}"))?
+        .port();
+    let conf = dir.join("mosquitto.conf");
+    let log = dir.join("mosquitto.log");
+    std::fs::write(
+        &conf,
+        format!(
+            "# written by fqp for one qualification run\nlistener {port} {ip}\nallow_anonymous false\npassword_file {}\npersistence false\nlog_dest file {}\nlog_type error\nlog_type warning\nlog_type notice\n",
+            passwd.display(),
+            log.display()
+        ),
+    )
+    .map_err(|e| format!("{}: {e}", conf.display()))?;
+    // Debian installs it in /usr/sbin, which a user's PATH may not hold.
+    let program = ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("mosquitto");
+    let mut child = Command::new(program)
+        .arg("-c")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            format!("cannot start mosquitto: {e}\n  fix: apt-get install mosquitto (or scripts/setup.sh --test)")
+        })?;
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!(
+                "mosquitto exited ({status}); its log: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ));
+        }
+        if std::time::Instant::now() > end {
+            let _ = child.kill();
+            return Err(format!(
+                "mosquitto did not listen on port {port} within 5 s"
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Ok((child, port))
 }
 
 /// The broker's one account (tests also try a wrong password).
@@ -129,8 +313,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn broker_choices_parse() {
+        assert_eq!("embedded".parse(), Ok(Broker::Embedded));
+        assert_eq!("mosquitto".parse(), Ok(Broker::Mosquitto));
+        assert_eq!(
+            "mqtt://dev:s3cr@t@broker.lab:1883".parse(),
+            Ok(Broker::External {
+                host: "broker.lab".into(),
+                port: 1883,
+                user: "dev".into(),
+                password: "s3cr@t".into()
+            })
+        );
+        let e = "tcp://x:1".parse::<Broker>().unwrap_err();
+        assert!(e.contains("mqtt://[user:password@]host:port"), "{e}");
+        assert!("mqtt://x".parse::<Broker>().is_err());
+    }
+
+    #[test]
     fn echo_and_closer_behave() {
-        let lab = Lab::start("127.0.0.1", true).unwrap();
+        let lab = Lab::start("127.0.0.1", true, &Broker::Embedded, &std::env::temp_dir()).unwrap();
         let addr = |k: &str| {
             lab.settings
                 .iter()
@@ -191,7 +393,7 @@ mod tests {
     #[test]
     fn our_mqtt_client_works_against_the_lab_broker() {
         use fqp_mqtt::{Client, Connect, QoS};
-        let lab = Lab::start("127.0.0.1", true).unwrap();
+        let lab = Lab::start("127.0.0.1", true, &Broker::Embedded, &std::env::temp_dir()).unwrap();
         let get = |k: &str| {
             lab.settings
                 .iter()

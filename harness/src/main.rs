@@ -82,6 +82,10 @@ enum Cmd {
         /// made, self-signed, on first use). Default: $FQP_LAB, else ~/.config/fqp/lab.
         #[arg(long, value_name = "DIR")]
         lab: Option<PathBuf>,
+        /// MQTT broker for the network tests: embedded (rumqttd in fqp), mosquitto (Debian's,
+        /// started with a generated configuration), or mqtt://[user:password@]host:port.
+        #[arg(long, value_name = "BROKER", default_value = "embedded")]
+        broker: lab::Broker,
     },
     /// List the tests of the port's image: timeouts, required capabilities, whether each is
     /// required for qualification and whether it runs on this port.
@@ -248,6 +252,7 @@ fn main() -> ExitCode {
             devices,
             retries,
             lab,
+            broker,
         } => {
             let opts = qualify::Options {
                 port,
@@ -259,6 +264,7 @@ fn main() -> ExitCode {
                 devices: devices.map(usize::from),
                 retries,
                 lab,
+                broker,
                 progress: !cli.quiet,
             };
             let run = qualify::qualify(&opts);

@@ -39,6 +39,8 @@ pub struct Options {
     pub retries: u32,
     /// Lab directory holding the results-signing key (see `verify::lab_dir`).
     pub lab: Option<PathBuf>,
+    /// The MQTT broker of the network tests.
+    pub broker: crate::lab::Broker,
     /// Print each test's result as it ends.
     pub progress: bool,
 }
@@ -405,14 +407,15 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
         Err(e) => return run.infrastructure_errors.push(e),
     };
     let pool = specs.len() > 1;
+    // The lab lives until the run ends (a broker process with it).
     let lab = match m.lab_host() {
-        Some(host) => match Lab::start(&host, m.flash.method == "qemu") {
-            Ok(l) => l.settings,
+        Some(host) => match Lab::start(&host, m.flash.method == "qemu", &opts.broker, out) {
+            Ok(l) => Some(l),
             Err(e) => return run.infrastructure_errors.push(e),
         },
-        None => Vec::new(),
+        None => None,
     };
-    let settings = &lab[..];
+    let settings = lab.as_ref().map_or(&[][..], |l| &l.settings[..]);
     let first_spec = specs.next().expect("at least one device");
     let mut first = match Ctx::new(m, image, out, first_spec, pool, opts.progress, settings) {
         Ok(c) => c,
