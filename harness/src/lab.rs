@@ -13,15 +13,126 @@ use std::net::{TcpListener, TcpStream};
 pub struct Lab {
     /// Settings to provision: `(key, value)`.
     pub settings: Vec<(String, String)>,
-    /// A broker process the lab started.
-    broker: Option<std::process::Child>,
+    broker: Running,
+}
+
+/// The broker as the lab runs it, for restarts.
+enum Running {
+    /// rumqttd cannot be stopped in process: it sits behind a proxy that can cut every
+    /// connection and turn new ones away for a while, which is what clients see of a restart.
+    Embedded(std::sync::Arc<Proxy>),
+    /// A mosquitto process and its configuration, restarted for real.
+    Mosquitto(
+        std::sync::Mutex<std::process::Child>,
+        std::path::PathBuf,
+        u16,
+    ),
+    External,
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        if let Some(mut b) = self.broker.take() {
-            let _ = b.kill();
-            let _ = b.wait();
+        if let Running::Mosquitto(child, ..) = &self.broker {
+            if let Ok(mut c) = child.lock() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+impl Lab {
+    /// Carries out what a test asks (`ASK action=…`).
+    pub fn act(&self, action: &str) -> Result<(), String> {
+        match action {
+            "restart-broker" => self.restart_broker(),
+            other => Err(format!("unknown lab action {other:?}")),
+        }
+    }
+
+    fn restart_broker(&self) -> Result<(), String> {
+        match &self.broker {
+            Running::Embedded(proxy) => {
+                proxy.restart(std::time::Duration::from_secs(1));
+                Ok(())
+            }
+            Running::Mosquitto(child, conf, port) => {
+                let mut c = child.lock().map_err(|_| "broker lock poisoned")?;
+                let _ = c.kill();
+                let _ = c.wait();
+                *c = spawn_mosquitto(conf, *port)?;
+                Ok(())
+            }
+            Running::External => Err("fqp does not restart a broker it does not run".into()),
+        }
+    }
+}
+
+/// A TCP proxy in front of the embedded broker.
+struct Proxy {
+    /// Both ends of every proxied connection, to cut them.
+    conns: std::sync::Mutex<Vec<TcpStream>>,
+    /// New connections are closed at once until then.
+    down_until: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Proxy {
+    /// Listens on `ip`, forwarding to `127.0.0.1:target`; returns the port.
+    fn start(ip: &str, target: u16) -> Result<(std::sync::Arc<Proxy>, u16), String> {
+        let l = TcpListener::bind(format!("{ip}:0")).map_err(|e| format!("MQTT proxy: {e}"))?;
+        let port = l.local_addr().map_err(|e| e.to_string())?.port();
+        let proxy = std::sync::Arc::new(Proxy {
+            conns: Default::default(),
+            down_until: Default::default(),
+        });
+        let p = proxy.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming().flatten() {
+                let down = p
+                    .down_until
+                    .lock()
+                    .ok()
+                    .and_then(|d| *d)
+                    .is_some_and(|t| std::time::Instant::now() < t);
+                if down {
+                    let _ = conn.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
+                let Ok(up) = TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                let _ = (conn.set_nodelay(true), up.set_nodelay(true));
+                if let (Ok(mut list), Ok(a), Ok(b)) =
+                    (p.conns.lock(), conn.try_clone(), up.try_clone())
+                {
+                    list.push(a);
+                    list.push(b);
+                }
+                for (mut from, mut to) in [
+                    (conn.try_clone(), up.try_clone()),
+                    (up.try_clone(), conn.try_clone()),
+                ]
+                .into_iter()
+                .filter_map(|(a, b)| Some((a.ok()?, b.ok()?)))
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Ok((proxy, port))
+    }
+
+    fn restart(&self, down: std::time::Duration) {
+        if let Ok(mut d) = self.down_until.lock() {
+            *d = Some(std::time::Instant::now() + down);
+        }
+        if let Ok(mut list) = self.conns.lock() {
+            for c in list.drain(..) {
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            }
         }
     }
 }
@@ -134,16 +245,20 @@ impl Lab {
             settings.push((key.to_string(), format!("{host}:{port}")));
         }
         let ip = if emulated { "127.0.0.1" } else { "0.0.0.0" };
-        let mut process = None;
+        let running;
         let (addr, user, password) = match broker {
-            Broker::Embedded => (
-                format!("{host}:{}", start_broker(ip)?),
-                BROKER_USER.to_string(),
-                BROKER_PASSWORD.to_string(),
-            ),
+            Broker::Embedded => {
+                let (proxy, port) = Proxy::start(ip, start_broker("127.0.0.1")?)?;
+                running = Running::Embedded(proxy);
+                (
+                    format!("{host}:{port}"),
+                    BROKER_USER.to_string(),
+                    BROKER_PASSWORD.to_string(),
+                )
+            }
             Broker::Mosquitto => {
-                let (child, port) = start_mosquitto(ip, dir)?;
-                process = Some(child);
+                let (child, conf, port) = start_mosquitto(ip, dir)?;
+                running = Running::Mosquitto(std::sync::Mutex::new(child), conf, port);
                 (
                     format!("{host}:{port}"),
                     BROKER_USER.to_string(),
@@ -169,6 +284,7 @@ impl Lab {
                 } else {
                     v4.ip().to_string()
                 };
+                running = Running::External;
                 (format!("{ip}:{port}"), user.clone(), password.clone())
             }
         };
@@ -177,14 +293,17 @@ impl Lab {
         settings.push(("mqtt_password".into(), password));
         Ok(Lab {
             settings,
-            broker: process,
+            broker: running,
         })
     }
 }
 
 /// Starts mosquitto on a free port with a password file and a configuration in `dir`.
-fn start_mosquitto(ip: &str, dir: &std::path::Path) -> Result<(std::process::Child, u16), String> {
-    use std::process::{Command, Stdio};
+fn start_mosquitto(
+    ip: &str,
+    dir: &std::path::Path,
+) -> Result<(std::process::Child, std::path::PathBuf, u16), String> {
+    use std::process::Command;
     let dir = dir.join("mosquitto");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let passwd = dir.join("passwd");
@@ -219,6 +338,13 @@ fn start_mosquitto(ip: &str, dir: &std::path::Path) -> Result<(std::process::Chi
         ),
     )
     .map_err(|e| format!("{}: {e}", conf.display()))?;
+    let child = spawn_mosquitto(&conf, port)?;
+    Ok((child, conf, port))
+}
+
+/// Starts mosquitto with `conf` and waits until it listens on `port`.
+fn spawn_mosquitto(conf: &std::path::Path, port: u16) -> Result<std::process::Child, String> {
+    use std::process::{Command, Stdio};
     // Debian installs it in /usr/sbin, which a user's PATH may not hold.
     let program = ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"]
         .into_iter()
@@ -226,7 +352,7 @@ fn start_mosquitto(ip: &str, dir: &std::path::Path) -> Result<(std::process::Chi
         .unwrap_or("mosquitto");
     let mut child = Command::new(program)
         .arg("-c")
-        .arg(&conf)
+        .arg(conf)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -234,6 +360,7 @@ fn start_mosquitto(ip: &str, dir: &std::path::Path) -> Result<(std::process::Chi
         .map_err(|e| {
             format!("cannot start mosquitto: {e}\n  fix: apt-get install mosquitto (or scripts/setup.sh --test)")
         })?;
+    let log = conf.with_file_name("mosquitto.log");
     let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Ok(Some(status)) = child.try_wait() {
@@ -250,7 +377,7 @@ fn start_mosquitto(ip: &str, dir: &std::path::Path) -> Result<(std::process::Chi
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    Ok((child, port))
+    Ok(child)
 }
 
 /// The broker's one account (tests also try a wrong password).

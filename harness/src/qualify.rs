@@ -85,8 +85,15 @@ struct Ctx<'a> {
     /// The image is on the device (boards are flashed once, then only reset).
     flashed: bool,
     progress: bool,
-    /// Settings provisioned after every boot (the lab services' addresses).
+    /// Settings provisioned after every boot, and the lab actions tests may ask for.
+    lab: LabAccess<'a>,
+}
+
+/// What a device's tests get of the lab.
+#[derive(Clone, Default)]
+struct LabAccess<'a> {
     settings: &'a [(String, String)],
+    actions: Option<crate::session::Actions>,
 }
 
 impl<'a> Ctx<'a> {
@@ -97,7 +104,7 @@ impl<'a> Ctx<'a> {
         spec: Spec,
         pool: bool,
         progress: bool,
-        settings: &'a [(String, String)],
+        lab: LabAccess<'a>,
     ) -> Result<Self, String> {
         let suffix = if pool {
             format!("-{}", spec.id)
@@ -123,7 +130,7 @@ impl<'a> Ctx<'a> {
             boots: 0,
             flashed: false,
             progress,
-            settings,
+            lab,
         })
     }
 
@@ -143,9 +150,10 @@ impl<'a> Ctx<'a> {
         self.flashed = true;
         let mut session = Session::new(link);
         let info = session.sync(Duration::from_millis(self.m.timeouts.boot_ms))?;
-        for (key, value) in self.settings {
+        for (key, value) in self.lab.settings {
             session.set(key, value.as_bytes(), Duration::from_secs(2))?;
         }
+        session.actions = self.lab.actions.clone();
         tracing::debug!(device = %self.spec.id, port = %info.port, fw = %info.fw, tests = info.tests, boot = self.boots, "device synced");
         Ok(Device {
             qemu,
@@ -344,7 +352,7 @@ pub fn list(opts: &Options) -> Result<Vec<String>, String> {
     let image = firmware::detect(&m.build.target)
         .and_then(|tc| firmware::build(&m, &tc, &out.join("build.log")))?;
     let spec = device::specs(&m, Some(1))?.remove(0);
-    let mut ctx = Ctx::new(&m, &image, &out, spec, false, false, &[])?;
+    let mut ctx = Ctx::new(&m, &image, &out, spec, false, false, LabAccess::default())?;
     let mut dev = ctx.boot_retrying(1)?;
     let listed = dev.session.list(Duration::from_secs(10));
     dev.close();
@@ -410,14 +418,27 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
     // The lab lives until the run ends (a broker process with it).
     let lab = match m.lab_host() {
         Some(host) => match Lab::start(&host, m.flash.method == "qemu", &opts.broker, out) {
-            Ok(l) => Some(l),
+            Ok(l) => Some(std::sync::Arc::new(l)),
             Err(e) => return run.infrastructure_errors.push(e),
         },
         None => None,
     };
-    let settings = lab.as_ref().map_or(&[][..], |l| &l.settings[..]);
+    let access = LabAccess {
+        settings: lab.as_ref().map_or(&[][..], |l| &l.settings[..]),
+        actions: lab.clone().map(|l| {
+            std::sync::Arc::new(move |action: &str| l.act(action)) as crate::session::Actions
+        }),
+    };
     let first_spec = specs.next().expect("at least one device");
-    let mut first = match Ctx::new(m, image, out, first_spec, pool, opts.progress, settings) {
+    let mut first = match Ctx::new(
+        m,
+        image,
+        out,
+        first_spec,
+        pool,
+        opts.progress,
+        access.clone(),
+    ) {
         Ok(c) => c,
         Err(e) => return run.infrastructure_errors.push(e),
     };
@@ -460,9 +481,10 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
         let mut handles =
             vec![scope.spawn(move || work(&mut first, Some(dev), queue, opts, progress))];
         for spec in specs {
+            let access = access.clone();
             handles.push(scope.spawn(move || {
                 let id = spec.id.clone();
-                match Ctx::new(m, image, out, spec, pool, opts.progress, settings) {
+                match Ctx::new(m, image, out, spec, pool, opts.progress, access) {
                     Ok(mut ctx) => work(&mut ctx, None, queue, opts, progress),
                     Err(e) => Work {
                         errors: vec![format!("device {id}: {e}")],

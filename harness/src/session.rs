@@ -48,12 +48,17 @@ const SET_CHUNK: usize = 64;
 /// Corrupt lines tolerated per test before giving up on asking again.
 const MAX_AGAIN: usize = 3;
 
+/// Carries out what a test asks of the lab (`ASK action=…`).
+pub type Actions = std::sync::Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
 pub struct Session<L: Link> {
     link: L,
     nonce: u64,
     recent: VecDeque<String>,
     /// Protocol lines that failed their checksum (all tests).
     pub corrupt_lines: usize,
+    /// What tests may ask of the lab; none: every request is refused.
+    pub actions: Option<Actions>,
 }
 
 fn command(kind: Kind, fields: &[(&str, &str)]) -> Vec<u8> {
@@ -71,6 +76,7 @@ impl<L: Link> Session<L> {
             nonce: std::process::id() as u64 * 1000,
             recent: VecDeque::new(),
             corrupt_lines: 0,
+            actions: None,
         }
     }
 
@@ -348,6 +354,25 @@ impl<L: Link> Session<L> {
                             format!("device: {}", f.get("msg").unwrap_or_default()),
                         );
                         break 'run false;
+                    }
+                    Kind::Ask if ours => {
+                        let action = f.get("action").unwrap_or_default();
+                        let done = match &self.actions {
+                            Some(act) => act(&action),
+                            None => Err("this lab takes no requests".into()),
+                        };
+                        t.output.push(format!(
+                            "[fqp: {action}: {}]",
+                            done.as_ref().map_or_else(|e| e.as_str(), |()| "done")
+                        ));
+                        let (ok, msg) = match &done {
+                            Ok(()) => ("1", String::new()),
+                            Err(e) => ("0", e.clone()),
+                        };
+                        let _ = self.send(&command(
+                            Kind::Done,
+                            &[("action", &action), ("ok", ok), ("msg", &msg)],
+                        ));
                     }
                     _ => {} // START, stale ENDs of earlier tests, READY repeats
                 }

@@ -292,9 +292,11 @@ impl TcpStream {
         kick();
         let stream = TcpStream { slot };
         let r = stream.wait(timeout_ms, |sock| match sock.state() {
-            tcp::State::Established => Some(Ok(())),
-            tcp::State::Closed => Some(Err(Error::Refused)),
-            _ => None,
+            tcp::State::SynSent | tcp::State::SynReceived | tcp::State::Listen => None,
+            // Reset before the handshake completed.
+            tcp::State::Closed | tcp::State::TimeWait => Some(Err(Error::Refused)),
+            // Connected (the peer may already have closed its side: reads will say so).
+            _ => Some(Ok(())),
         });
         r.map(|()| stream)
     }

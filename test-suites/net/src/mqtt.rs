@@ -19,6 +19,7 @@ group!(pub MQTT, "mqtt", [
     will_is_published_when_a_client_vanishes => 20_000,
     persistent_session_gets_what_it_missed => 20_000,
     round_trips_per_second => 60_000,
+    reconnects_after_the_broker_restarts => 60_000,
     wrong_password_is_refused => 15_000,
 ]);
 
@@ -340,6 +341,59 @@ fn round_trips_per_second() -> TestResult {
     let rate = n as u64 * 1_000_000 / us;
     fqp_testkit::metric("qos1_round_trips_per_s", rate, "1/s");
     log!("{} QoS 1 publish-and-receive round trips in {} us", n, us);
+    Ok(())
+}
+
+fn reconnects_after_the_broker_restarts() -> TestResult {
+    let (mut tx, mut rx) = (vec![0u8; 1024], vec![0u8; 1024]);
+    let inbox = Inbox::default();
+    let mut c = session(&mut tx, &mut rx, &inbox, "fqp-reconnect", 30, None)?;
+    fqp_testkit::ask("restart-broker", 20_000)?;
+    // The connection breaks: the next packet exchange fails.
+    let broke = (0..50).any(|_| c.poll(100).is_err() || !c.is_connected());
+    check!(broke, "the connection survived the broker's restart");
+    // Back off and retry until the broker takes us again.
+    let user = setting("mqtt_user")?;
+    let password = setting("mqtt_password")?;
+    let seed = fqp_kernel::time::uptime_us() as u32;
+    let mut backoff = fqp_mqtt::Backoff::new(100, 2_000, seed);
+    let t0 = ms();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        check!(
+            attempts <= 12,
+            "no reconnection after {} attempts",
+            attempts - 1
+        );
+        fqp_kernel::task::delay(fqp_kernel::time::ms_to_ticks(backoff.next_delay_ms()));
+        let Ok(t) = transport() else { continue };
+        let r = c.connect(
+            t,
+            &Connect {
+                client_id: "fqp-reconnect",
+                clean_session: true,
+                keep_alive: 30,
+                username: Some(&user),
+                password: Some(password.as_bytes()),
+                will: None,
+            },
+            3_000,
+        );
+        match r {
+            Ok(_) => break,
+            Err(e) => log!("attempt {}: {:?}", attempts, e),
+        }
+    }
+    backoff.reset();
+    fqp_testkit::metric("reconnect_ms", ms() - t0, "ms");
+    fqp_testkit::metric("reconnect_attempts", attempts, "");
+    // The new connection works end to end.
+    c.subscribe(&[("fqp/reconnect", QoS::AtLeastOnce)])
+        .map_err(|e| fqp_testkit::fail!("SUBSCRIBE after reconnecting: {:?}", e))?;
+    c.publish("fqp/reconnect", b"back", QoS::AtLeastOnce, false)
+        .map_err(|e| fqp_testkit::fail!("PUBLISH after reconnecting: {:?}", e))?;
+    await_messages(&mut c, &inbox, 1, 5_000)?;
     Ok(())
 }
 

@@ -78,9 +78,14 @@ pub enum Kind {
     Set,
     /// Device: a setting was stored: `key`, `len` (its length so far).
     Ok,
+    /// Device: the running test asks the host to act on the lab: `id`, `action`
+    /// (`restart-broker`).
+    Ask,
+    /// Host: answer to `ASK`: `action`, `ok` (1 done, 0 not), `msg`.
+    Done,
 }
 
-const KINDS: [(Kind, &str); 22] = [
+const KINDS: [(Kind, &str); 24] = [
     (Kind::Hello, "HELLO"),
     (Kind::Ready, "READY"),
     (Kind::Test, "TEST"),
@@ -103,6 +108,8 @@ const KINDS: [(Kind, &str); 22] = [
     (Kind::Exit, "EXIT"),
     (Kind::Set, "SET"),
     (Kind::Ok, "OK"),
+    (Kind::Ask, "ASK"),
+    (Kind::Done, "DONE"),
 ];
 
 impl Kind {

@@ -40,13 +40,35 @@ pub fn send_line(mut line: LineBuf<LINE>) {
 
 /// Reads one line (without its end) into `buf`; overlong lines are cut.
 pub(crate) fn read_line(buf: &mut [u8]) -> &[u8] {
+    loop {
+        if let Some(n) = read_line_until(buf, None) {
+            return &buf[..n];
+        }
+    }
+}
+
+/// Reads one line into `buf` until tick `deadline` (none: forever); its length.
+pub(crate) fn read_line_until(buf: &mut [u8], deadline: Option<u32>) -> Option<usize> {
     let mut n = 0;
     loop {
-        let Ok(b) = RX.receive(Timeout::FOREVER) else {
+        let timeout = match deadline {
+            None => Timeout::FOREVER,
+            Some(end) => {
+                let left = end.wrapping_sub(fqp_kernel::time::now()) as i32;
+                if left <= 0 {
+                    return None;
+                }
+                Timeout::ticks(left as u32)
+            }
+        };
+        let Ok(b) = RX.receive(timeout) else {
+            if deadline.is_some() {
+                return None;
+            }
             continue;
         };
         match b {
-            b'\n' | b'\r' if n > 0 => return &buf[..n],
+            b'\n' | b'\r' if n > 0 => return Some(n),
             b'\n' | b'\r' => {}
             _ if n < buf.len() => {
                 buf[n] = b;
@@ -77,6 +99,39 @@ pub fn log(args: fmt::Arguments<'_>) {
             .field("id", test_id())
             .field("msg", args),
     );
+}
+
+/// Asks the host to do `action` to the lab for the running test (`ASK`), and waits up to
+/// `timeout_ms` for its `DONE`: `Ok` when it was done, else the host's reason.
+pub fn ask(action: &str, timeout_ms: u32) -> Result<(), alloc::string::String> {
+    send_line(
+        LineBuf::new(Kind::Ask)
+            .field("id", test_id())
+            .field("action", action),
+    );
+    let end = fqp_kernel::time::now().wrapping_add(fqp_kernel::time::ms_to_ticks(timeout_ms));
+    let mut line = [0u8; 256];
+    loop {
+        let Some(n) = read_line_until(&mut line, Some(end)) else {
+            return Err(alloc::format!(
+                "no answer from the host within {timeout_ms} ms"
+            ));
+        };
+        let Ok(text) = core::str::from_utf8(&line[..n]) else {
+            continue;
+        };
+        if let Ok(Some(f)) = fqp_protocol::parse(text) {
+            if f.kind == Kind::Done && f.raw("action") == Some(action) {
+                return if f.num("ok") == Some(1) {
+                    Ok(())
+                } else {
+                    let mut msg = [0u8; 160];
+                    let msg = f.get_into("msg", &mut msg).unwrap_or(&[]);
+                    Err(alloc::string::String::from_utf8_lossy(msg).into_owned())
+                };
+            }
+        }
+    }
 }
 
 /// A `METRIC` line for the running test.

@@ -186,6 +186,17 @@ macro_rules! log {
     ($($arg:tt)+) => { $crate::console::log(format_args!($($arg)+)) };
 }
 
+/// Asks the host to act on the lab (`restart-broker`, …) and waits for it to be done.
+pub fn ask(action: &str, timeout_ms: u32) -> Result<(), Failure> {
+    console::ask(action, timeout_ms).map_err(|why| {
+        Failure::new(
+            file!(),
+            line!(),
+            format_args!("the host did not {action}: {why}"),
+        )
+    })
+}
+
 /// Reports a measured figure for the running test (`METRIC` line).
 pub fn metric(name: &str, value: impl fmt::Display, unit: &str) {
     console::metric(name, value, unit);
