@@ -11,6 +11,7 @@ mod firmware;
 mod init;
 mod lab;
 mod manifest;
+mod pki;
 mod probe;
 mod progress;
 mod qemu;
@@ -173,6 +174,20 @@ enum Cmd {
         #[arg(long, value_delimiter = ',', value_name = "LIB,…")]
         libs: Vec<String>,
     },
+    /// Make the lab's PKI with rcgen: a root CA, the broker's certificate (for broker.fqp.lab
+    /// and the given address), one client certificate per device, and the bad cases the TLS
+    /// tests use (untrusted CA, expired, wrong host name, malformed, foreign client).
+    Pki {
+        /// Directory for the .crt/.key files.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The broker's address as the devices reach it (a certificate name).
+        #[arg(long, value_name = "IP", default_value = "10.0.2.2")]
+        broker_ip: String,
+        /// Device ids to make client certificates for.
+        #[arg(long = "device", value_name = "ID", default_values_t = vec!["1".to_string()])]
+        devices: Vec<String>,
+    },
     /// Build the port's firmware and print the image path.
     Build {
         /// Directory of the port (holds port.toml), or the manifest file itself.
@@ -333,6 +348,22 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Cmd::Pki {
+            out,
+            broker_ip,
+            devices,
+        } => match pki::Pki::make(&broker_ip, &devices).and_then(|p| p.write(&out)) {
+            Ok(files) => {
+                for f in files {
+                    out_line(&f.display().to_string());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Cmd::Doctor { port, lab } => {
             let findings = doctor::doctor(port.as_deref(), lab.as_deref());
             for f in &findings {

@@ -1,0 +1,263 @@
+//! The lab's PKI, made with `rcgen` for each run (nothing to install, nothing from a cloud
+//! account): a root CA; the broker's server certificate, valid for the names and address the
+//! device uses; a client certificate per device; and the bad cases the TLS tests need — a
+//! server certificate from a CA the device does not trust, an expired one, one for another
+//! host name, a malformed one, and a client certificate from another CA.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType, PKCS_ECDSA_P256_SHA256,
+};
+use std::path::{Path, PathBuf};
+use time::{Duration, OffsetDateTime};
+
+/// A certificate and its key, in PEM.
+#[derive(Clone)]
+pub struct Pair {
+    pub cert: String,
+    pub key: String,
+}
+
+/// Everything the TLS tests use.
+pub struct Pki {
+    pub root: Pair,
+    pub server: Pair,
+    /// One per device id.
+    pub devices: Vec<(String, Pair)>,
+    pub untrusted_server: Pair,
+    pub expired_server: Pair,
+    pub wrong_name_server: Pair,
+    pub malformed_server: Pair,
+    pub foreign_client: Pair,
+}
+
+/// A CA: its certificate, and what signs with it.
+struct Ca {
+    params: CertificateParams,
+    key: KeyPair,
+    pem: String,
+}
+
+fn key() -> Result<KeyPair, String> {
+    KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| format!("lab PKI key: {e}"))
+}
+
+fn validity(p: &mut CertificateParams, from_days: i64, to_days: i64) {
+    let now = OffsetDateTime::now_utc();
+    p.not_before = now + Duration::days(from_days);
+    p.not_after = now + Duration::days(to_days);
+}
+
+fn ca(name: &str) -> Result<Ca, String> {
+    let mut p = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+    p.distinguished_name.push(DnType::CommonName, name);
+    p.distinguished_name
+        .push(DnType::OrganizationName, "fqp qualification lab");
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    validity(&mut p, -1, 365);
+    let key = key()?;
+    let pem = p
+        .self_signed(&key)
+        .map_err(|e| format!("lab CA {name}: {e}"))?
+        .pem();
+    Ok(Ca {
+        params: p,
+        key,
+        pem,
+    })
+}
+
+/// A leaf certificate signed by `ca`.
+fn leaf(ca: &Ca, cn: &str, names: &[&str], server: bool, days: (i64, i64)) -> Result<Pair, String> {
+    let mut p = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+    p.distinguished_name.push(DnType::CommonName, cn);
+    for n in names {
+        p.subject_alt_names
+            .push(match n.parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName((*n).try_into().map_err(|e| format!("{n}: {e}"))?),
+            });
+    }
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = vec![if server {
+        ExtendedKeyUsagePurpose::ServerAuth
+    } else {
+        ExtendedKeyUsagePurpose::ClientAuth
+    }];
+    validity(&mut p, days.0, days.1);
+    let key = key()?;
+    let issuer = Issuer::from_params(&ca.params, &ca.key);
+    let cert = p
+        .signed_by(&key, &issuer)
+        .map_err(|e| format!("lab certificate {cn}: {e}"))?;
+    Ok(Pair {
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+    })
+}
+
+/// The broker's host name in the lab.
+pub const BROKER_NAME: &str = "broker.fqp.lab";
+
+impl Pki {
+    /// Makes the lab PKI; the broker's certificate names [`BROKER_NAME`] and `broker_ip` (the
+    /// address the device reaches it at).
+    pub fn make(broker_ip: &str, devices: &[String]) -> Result<Pki, String> {
+        let root = ca("fqp lab root CA")?;
+        let rogue = ca("untrusted CA")?;
+        let names = [BROKER_NAME, broker_ip];
+        let server = leaf(&root, BROKER_NAME, &names, true, (-1, 30))?;
+        let devices = devices
+            .iter()
+            .map(|id| {
+                Ok((
+                    id.clone(),
+                    leaf(&root, &format!("fqp device {id}"), &[], false, (-1, 30))?,
+                ))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let untrusted_server = leaf(&rogue, BROKER_NAME, &names, true, (-1, 30))?;
+        let expired_server = leaf(&root, BROKER_NAME, &names, true, (-30, -1))?;
+        let wrong_name_server = leaf(
+            &root,
+            "elsewhere.fqp.lab",
+            &["elsewhere.fqp.lab"],
+            true,
+            (-1, 30),
+        )?;
+        // A certificate whose DER is cut short: PEM armour around broken bytes.
+        let mut malformed = server.clone();
+        let body: String = malformed
+            .cert
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        let cut = &body[..body.len() / 2];
+        malformed.cert = format!("-----BEGIN CERTIFICATE-----\n{cut}\n-----END CERTIFICATE-----\n");
+        let foreign_client = leaf(&rogue, "fqp device from elsewhere", &[], false, (-1, 30))?;
+        Ok(Pki {
+            root: Pair {
+                cert: root.pem.clone(),
+                key: root.key.serialize_pem(),
+            },
+            server,
+            devices,
+            untrusted_server,
+            expired_server,
+            wrong_name_server,
+            malformed_server: malformed,
+            foreign_client,
+        })
+    }
+
+    /// Writes every certificate and key under `dir` (`<name>.crt`, `<name>.key`); the paths.
+    pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut all: Vec<(String, &Pair)> = vec![
+            ("root-ca".into(), &self.root),
+            ("broker".into(), &self.server),
+            ("untrusted-broker".into(), &self.untrusted_server),
+            ("expired-broker".into(), &self.expired_server),
+            ("wrong-name-broker".into(), &self.wrong_name_server),
+            ("malformed-broker".into(), &self.malformed_server),
+            ("foreign-device".into(), &self.foreign_client),
+        ];
+        for (id, p) in &self.devices {
+            all.push((format!("device-{id}"), p));
+        }
+        let mut written = Vec::new();
+        for (name, p) in all {
+            for (ext, text) in [("crt", &p.cert), ("key", &p.key)] {
+                let path = dir.join(format!("{name}.{ext}"));
+                std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+                written.push(path);
+            }
+        }
+        Ok(written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use x509_parser::prelude::*;
+
+    fn der(pem: &str) -> Vec<u8> {
+        x509_parser::pem::parse_x509_pem(pem.as_bytes())
+            .unwrap()
+            .1
+            .contents
+    }
+
+    /// Whether `cert` was signed by `issuer`'s key.
+    fn signed_by(cert: &str, issuer: &str) -> bool {
+        let (c, i) = (der(cert), der(issuer));
+        let c = X509Certificate::from_der(&c).unwrap().1;
+        let i = X509Certificate::from_der(&i).unwrap().1;
+        c.verify_signature(Some(i.public_key())).is_ok()
+    }
+
+    fn names(cert: &str) -> Vec<String> {
+        let d = der(cert);
+        let c = X509Certificate::from_der(&d).unwrap().1;
+        c.subject_alternative_name()
+            .ok()
+            .flatten()
+            .map(|s| {
+                s.value
+                    .general_names
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn valid_now(cert: &str) -> bool {
+        let d = der(cert);
+        X509Certificate::from_der(&d)
+            .unwrap()
+            .1
+            .validity()
+            .is_valid()
+    }
+
+    #[test]
+    fn the_lab_pki_has_each_good_and_bad_case() {
+        let pki = Pki::make("10.0.2.2", &["1".into(), "2".into()]).unwrap();
+        // Good chain: broker and devices signed by the root, valid now, right names.
+        assert!(signed_by(&pki.server.cert, &pki.root.cert));
+        assert!(valid_now(&pki.server.cert));
+        let n = names(&pki.server.cert);
+        assert!(
+            n.iter().any(|x| x.contains(BROKER_NAME)) && n.iter().any(|x| x.contains("0a:00:02:02")),
+            "{n:?}"
+        );
+        assert_eq!(pki.devices.len(), 2);
+        assert!(pki
+            .devices
+            .iter()
+            .all(|(_, d)| signed_by(&d.cert, &pki.root.cert)));
+        // Bad cases fail for exactly their one reason.
+        assert!(!signed_by(&pki.untrusted_server.cert, &pki.root.cert));
+        assert!(valid_now(&pki.untrusted_server.cert));
+        assert!(signed_by(&pki.expired_server.cert, &pki.root.cert));
+        assert!(!valid_now(&pki.expired_server.cert));
+        assert!(signed_by(&pki.wrong_name_server.cert, &pki.root.cert));
+        assert!(!names(&pki.wrong_name_server.cert)
+            .iter()
+            .any(|x| x.contains(BROKER_NAME)));
+        let broken = x509_parser::pem::parse_x509_pem(pki.malformed_server.cert.as_bytes());
+        assert!(
+            broken.map_or(true, |(_, p)| X509Certificate::from_der(&p.contents)
+                .is_err())
+        );
+        assert!(!signed_by(&pki.foreign_client.cert, &pki.root.cert));
+        // Files.
+        let dir = std::env::temp_dir().join(format!("fqp-pki-{}", std::process::id()));
+        let files = pki.write(&dir).unwrap();
+        assert_eq!(files.len(), 2 * (7 + 2));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
