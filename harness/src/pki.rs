@@ -231,7 +231,8 @@ mod tests {
         assert!(valid_now(&pki.server.cert));
         let n = names(&pki.server.cert);
         assert!(
-            n.iter().any(|x| x.contains(BROKER_NAME)) && n.iter().any(|x| x.contains("0a:00:02:02")),
+            n.iter().any(|x| x.contains(BROKER_NAME))
+                && n.iter().any(|x| x.contains("0a:00:02:02")),
             "{n:?}"
         );
         assert_eq!(pki.devices.len(), 2);
