@@ -99,6 +99,18 @@ fn session_with<'b>(
     Ok((c, present))
 }
 
+/// Subscribes to `filter` at QoS 1 and checks the broker granted it.
+fn subscribe_to<T: fqp_transport::Transport, H: FnMut(&fqp_mqtt::Message<'_>)>(
+    c: &mut Client<'_, T, H>,
+    filter: &str,
+) -> TestResult {
+    let granted = c
+        .subscribe(&[(filter, QoS::AtLeastOnce)])
+        .map_err(|e| fqp_testkit::fail!("SUBSCRIBE {}: {:?}", filter, e))?;
+    check_eq!(granted[0], Some(QoS::AtLeastOnce));
+    Ok(())
+}
+
 /// Polls until `n` messages are in `inbox` or `ms` pass.
 fn await_messages<T: fqp_transport::Transport, H: FnMut(&fqp_mqtt::Message<'_>)>(
     c: &mut Client<'_, T, H>,
@@ -135,10 +147,7 @@ fn round_trip_at_qos0_and_qos1() -> TestResult {
     let (mut tx, mut rx) = (vec![0u8; 1024], vec![0u8; 1024]);
     let inbox = Inbox::default();
     let mut c = session(&mut tx, &mut rx, &inbox, "fqp-round-trip", 30, None)?;
-    let granted = c
-        .subscribe(&[("fqp/round-trip/+", QoS::AtLeastOnce)])
-        .map_err(|e| fqp_testkit::fail!("SUBSCRIBE: {:?}", e))?;
-    check_eq!(granted[0], Some(QoS::AtLeastOnce));
+    subscribe_to(&mut c, "fqp/round-trip/+")?;
     let t0 = ms();
     c.publish(
         "fqp/round-trip/zero",
@@ -176,8 +185,7 @@ fn payload_of_64_kib_round_trips() -> TestResult {
     let (mut tx, mut rx) = (vec![0u8; 66 * 1024], vec![0u8; 66 * 1024]);
     let inbox = Inbox::default();
     let mut c = session(&mut tx, &mut rx, &inbox, "fqp-large", 30, None)?;
-    c.subscribe(&[("fqp/large", QoS::AtLeastOnce)])
-        .map_err(|e| fqp_testkit::fail!("SUBSCRIBE: {:?}", e))?;
+    subscribe_to(&mut c, "fqp/large")?;
     let payload: Vec<u8> = (0..64 * 1024).map(|i| (i * 13 % 251) as u8).collect();
     c.publish("fqp/large", &payload, QoS::AtLeastOnce, false)
         .map_err(|e| fqp_testkit::fail!("PUBLISH: {:?}", e))?;
@@ -195,8 +203,7 @@ fn idle_connection_is_kept_alive() -> TestResult {
     // Keep-alive 1 s: idle for 3 keep-alive periods, the client's pings must hold it (the
     // broker drops a client silent for 1.5 keep-alive periods).
     let mut c = session(&mut tx, &mut rx, &inbox, "fqp-idle", 1, None)?;
-    c.subscribe(&[("fqp/idle", QoS::AtLeastOnce)])
-        .map_err(|e| fqp_testkit::fail!("SUBSCRIBE: {:?}", e))?;
+    subscribe_to(&mut c, "fqp/idle")?;
     let end = ms() + 3_000;
     while ms() < end {
         c.poll(250)
@@ -213,9 +220,7 @@ fn will_is_published_when_a_client_vanishes() -> TestResult {
     let (mut tx, mut rx) = (vec![0u8; 1024], vec![0u8; 1024]);
     let inbox = Inbox::default();
     let mut watcher = session(&mut tx, &mut rx, &inbox, "fqp-watcher", 30, None)?;
-    watcher
-        .subscribe(&[("fqp/will/+", QoS::AtLeastOnce)])
-        .map_err(|e| fqp_testkit::fail!("SUBSCRIBE: {:?}", e))?;
+    subscribe_to(&mut watcher, "fqp/will/+")?;
     {
         let (mut tx2, mut rx2) = (vec![0u8; 512], vec![0u8; 512]);
         let other = Inbox::default();
@@ -263,8 +268,7 @@ fn persistent_session_gets_what_it_missed() -> TestResult {
             false,
             None,
         )?;
-        c.subscribe(&[("fqp/persistent", QoS::AtLeastOnce)])
-            .map_err(|e| fqp_testkit::fail!("SUBSCRIBE: {:?}", e))?;
+        subscribe_to(&mut c, "fqp/persistent")?;
         c.disconnect()
             .map_err(|e| fqp_testkit::fail!("DISCONNECT: {:?}", e))?;
     }
@@ -321,8 +325,7 @@ fn round_trips_per_second() -> TestResult {
     let (mut tx, mut rx) = (vec![0u8; 1024], vec![0u8; 1024]);
     let inbox = Inbox::default();
     let mut c = session(&mut tx, &mut rx, &inbox, "fqp-rate", 30, None)?;
-    c.subscribe(&[("fqp/rate", QoS::AtLeastOnce)])
-        .map_err(|e| fqp_testkit::fail!("SUBSCRIBE: {:?}", e))?;
+    subscribe_to(&mut c, "fqp/rate")?;
     let n = 200;
     let t0 = fqp_kernel::time::uptime_us();
     for i in 0..n {
@@ -389,8 +392,7 @@ fn reconnects_after_the_broker_restarts() -> TestResult {
     fqp_testkit::metric("reconnect_ms", ms() - t0, "ms");
     fqp_testkit::metric("reconnect_attempts", attempts, "");
     // The new connection works end to end.
-    c.subscribe(&[("fqp/reconnect", QoS::AtLeastOnce)])
-        .map_err(|e| fqp_testkit::fail!("SUBSCRIBE after reconnecting: {:?}", e))?;
+    subscribe_to(&mut c, "fqp/reconnect")?;
     c.publish("fqp/reconnect", b"back", QoS::AtLeastOnce, false)
         .map_err(|e| fqp_testkit::fail!("PUBLISH after reconnecting: {:?}", e))?;
     await_messages(&mut c, &inbox, 1, 5_000)?;
