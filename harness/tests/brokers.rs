@@ -37,3 +37,89 @@ fn a_bad_broker_choice_is_refused_with_the_forms_allowed() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("mqtt://[user:password@]host:port"), "{err}");
 }
+
+/// A broker someone else runs (here a mosquitto this test starts on loopback): `fqp` only
+/// provisions its address (loopback becomes the address the device reaches this machine at)
+/// and credentials, and refuses to restart it.
+#[test]
+fn an_external_broker_is_used_as_given() {
+    use std::process::{Command, Stdio};
+    let dir = repo().join("target/fqp-tests/external-broker");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let passwd = dir.join("passwd");
+    let made = Command::new("mosquitto_passwd")
+        .arg("-b")
+        .arg("-c")
+        .arg(&passwd)
+        .args(["someone", "their-password"])
+        .status()
+        .expect("mosquitto_passwd runs (scripts/setup.sh --test installs mosquitto)");
+    assert!(made.success());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\n",
+            passwd.display()
+        ),
+    )
+    .unwrap();
+    let program = if std::path::Path::new("/usr/sbin/mosquitto").exists() {
+        "/usr/sbin/mosquitto"
+    } else {
+        "mosquitto"
+    };
+    let mut broker = Command::new(program)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < end, "mosquitto did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let url = format!("mqtt://someone:their-password@127.0.0.1:{port}");
+    let o = qualify(
+        &repo().join("reference-port"),
+        "external-broker",
+        &[
+            "--group",
+            "mqtt",
+            "--test",
+            "round_trip_at_qos0",
+            "--test",
+            "reconnects",
+            "--broker",
+            &url,
+            "--retries",
+            "0",
+        ],
+    );
+    let _ = broker.kill();
+    let _ = broker.wait();
+    assert_eq!(
+        o.test("mqtt/round_trip_at_qos0_and_qos1")["status"],
+        "passed",
+        "{}",
+        o.explain()
+    );
+    // fqp does not restart what it does not run: the test asking for it fails, saying so.
+    let r = o.test("mqtt/reconnects_after_the_broker_restarts");
+    assert_eq!(r["status"], "failed", "{r}");
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not restart a broker it does not run"),
+        "{r}"
+    );
+}
