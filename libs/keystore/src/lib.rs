@@ -1,0 +1,430 @@
+//! # fqp-keystore: keys that never leave, PKCS#11 in spirit
+//!
+//! Objects are addressed by label: EC P-256 key pairs generated inside the keystore (only
+//! the public half and signatures come out; there is no call that returns a private key) and
+//! certificates imported in DER. Random numbers come from a ChaCha20 DRBG seeded with the
+//! port's [`Entropy`]. A port with storage persists the objects through [`Storage`]; without,
+//! they live until reset.
+//!
+//! [`Keystore::signer`] lends a key as a `signature::SignerMut`, which is how a TLS client
+//! signs its handshake with a key it cannot read.
+
+#![no_std]
+
+#[cfg(test)]
+extern crate std;
+
+use heapless::{String, Vec};
+use p256::ecdsa::signature::hazmat::PrehashSigner;
+use p256::ecdsa::{Signature, SigningKey};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use sha2::{Digest, Sha256};
+
+/// Objects held at once.
+pub const MAX_OBJECTS: usize = 8;
+/// Longest label.
+pub const MAX_LABEL: usize = 32;
+/// Largest certificate (DER).
+pub const MAX_CERT: usize = 2048;
+
+/// What went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// No object has this label (or not of the kind asked for).
+    NotFound,
+    /// An object already has this label.
+    Exists,
+    /// Every slot is used.
+    Full,
+    /// A label, certificate or stored image is too long.
+    TooLong,
+    /// The entropy source failed, or stored data is damaged.
+    Failed,
+}
+
+/// The port's source of true randomness (a TRNG; on an emulated board, what the host gives).
+pub trait Entropy {
+    /// Fills `buf` with unpredictable bytes.
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), Error>;
+}
+
+/// Where a port keeps the keystore across resets (flash, EEPROM, a file on a host).
+pub trait Storage {
+    /// Reads the saved image into `buf`; its length (0 when nothing was saved).
+    fn load(&mut self, buf: &mut [u8]) -> Result<usize, Error>;
+    /// Replaces the saved image.
+    fn store(&mut self, data: &[u8]) -> Result<(), Error>;
+}
+
+// A fixed table without a heap: every slot must be able to hold a certificate, so the size
+// difference between the variants cannot be boxed away.
+#[allow(clippy::large_enum_variant)]
+enum Object {
+    Key(String<MAX_LABEL>, SigningKey),
+    Cert(String<MAX_LABEL>, Vec<u8, MAX_CERT>),
+}
+
+impl Object {
+    fn label(&self) -> &str {
+        match self {
+            Object::Key(l, _) | Object::Cert(l, _) => l,
+        }
+    }
+}
+
+/// The keystore.
+pub struct Keystore {
+    objects: Vec<Object, MAX_OBJECTS>,
+    rng: ChaCha20Rng,
+}
+
+/// SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
+fn label(s: &str) -> Result<String<MAX_LABEL>, Error> {
+    String::try_from(s).map_err(|_| Error::TooLong)
+}
+
+impl Keystore {
+    /// An empty keystore whose DRBG is seeded from `entropy`.
+    pub fn new(entropy: &mut impl Entropy) -> Result<Keystore, Error> {
+        let mut seed = [0u8; 32];
+        entropy.fill(&mut seed)?;
+        Ok(Keystore {
+            objects: Vec::new(),
+            rng: ChaCha20Rng::from_seed(seed),
+        })
+    }
+
+    fn find(&self, l: &str) -> Option<usize> {
+        self.objects.iter().position(|o| o.label() == l)
+    }
+
+    fn add(&mut self, o: Object) -> Result<(), Error> {
+        if self.find(o.label()).is_some() {
+            return Err(Error::Exists);
+        }
+        self.objects.push(o).map_err(|_| Error::Full)
+    }
+
+    /// Random bytes from the DRBG.
+    pub fn random(&mut self, buf: &mut [u8]) {
+        self.rng.fill_bytes(buf);
+    }
+
+    /// Generates a P-256 key pair under `l`; returns its public key (SEC1, uncompressed, 65
+    /// bytes).
+    pub fn generate_p256(&mut self, l: &str) -> Result<[u8; 65], Error> {
+        let name = label(l)?;
+        let key = SigningKey::random(&mut self.rng);
+        let public = encode_public(&key);
+        self.add(Object::Key(name, key))?;
+        Ok(public)
+    }
+
+    fn key(&self, l: &str) -> Result<&SigningKey, Error> {
+        match self.find(l).map(|i| &self.objects[i]) {
+            Some(Object::Key(_, k)) => Ok(k),
+            _ => Err(Error::NotFound),
+        }
+    }
+
+    /// The public key of key pair `l` (SEC1, uncompressed).
+    pub fn public_key(&self, l: &str) -> Result<[u8; 65], Error> {
+        self.key(l).map(encode_public)
+    }
+
+    /// Signs the SHA-256 digest `digest` with key `l`: ECDSA, `r || s` (64 bytes).
+    pub fn sign_digest(&self, l: &str, digest: &[u8; 32]) -> Result<[u8; 64], Error> {
+        let sig: Signature = self
+            .key(l)?
+            .sign_prehash(digest)
+            .map_err(|_| Error::Failed)?;
+        Ok(sig.to_bytes().into())
+    }
+
+    /// Hashes `msg` with SHA-256 and signs it with key `l`.
+    pub fn sign(&self, l: &str, msg: &[u8]) -> Result<[u8; 64], Error> {
+        self.sign_digest(l, &sha256(msg))
+    }
+
+    /// Lends key `l` as a signer (for a TLS client's certificate verify).
+    pub fn signer(&self, l: &str) -> Result<KeySigner<'_>, Error> {
+        self.key(l).map(KeySigner)
+    }
+
+    /// Stores certificate `der` under `l`.
+    pub fn import_certificate(&mut self, l: &str, der: &[u8]) -> Result<(), Error> {
+        let name = label(l)?;
+        let v = Vec::from_slice(der).map_err(|_| Error::TooLong)?;
+        self.add(Object::Cert(name, v))
+    }
+
+    /// The certificate under `l` (DER).
+    pub fn certificate(&self, l: &str) -> Result<&[u8], Error> {
+        match self.find(l).map(|i| &self.objects[i]) {
+            Some(Object::Cert(_, c)) => Ok(c),
+            _ => Err(Error::NotFound),
+        }
+    }
+
+    /// Removes object `l`.
+    pub fn delete(&mut self, l: &str) -> Result<(), Error> {
+        let i = self.find(l).ok_or(Error::NotFound)?;
+        self.objects.swap_remove(i);
+        Ok(())
+    }
+
+    /// The labels held, in no particular order.
+    pub fn labels(&self) -> impl Iterator<Item = &str> {
+        self.objects.iter().map(Object::label)
+    }
+
+    /// Saves every object to `storage`: a count byte, then per object a kind byte, the label
+    /// and the data, each length-prefixed.
+    pub fn save(&self, storage: &mut impl Storage, buf: &mut [u8]) -> Result<(), Error> {
+        let mut w = Writer { buf, n: 0 };
+        w.put(&[self.objects.len() as u8])?;
+        for o in &self.objects {
+            match o {
+                Object::Key(l, k) => {
+                    w.put(&[1])?;
+                    w.field(l.as_bytes())?;
+                    w.field(&k.to_bytes())?;
+                }
+                Object::Cert(l, c) => {
+                    w.put(&[2])?;
+                    w.field(l.as_bytes())?;
+                    w.field(c)?;
+                }
+            }
+        }
+        let n = w.n;
+        storage.store(&w.buf[..n])
+    }
+
+    /// Loads the objects saved in `storage` (replacing those held).
+    pub fn load(&mut self, storage: &mut impl Storage, buf: &mut [u8]) -> Result<(), Error> {
+        let n = storage.load(buf)?;
+        let mut r = Reader {
+            buf: &buf[..n],
+            at: 0,
+        };
+        self.objects.clear();
+        if n == 0 {
+            return Ok(());
+        }
+        let count = r.take(1)?[0];
+        for _ in 0..count {
+            let kind = r.take(1)?[0];
+            let l = core::str::from_utf8(r.field()?).map_err(|_| Error::Failed)?;
+            let data = r.field()?;
+            let o = match kind {
+                1 => Object::Key(
+                    label(l)?,
+                    SigningKey::from_slice(data).map_err(|_| Error::Failed)?,
+                ),
+                2 => Object::Cert(
+                    label(l)?,
+                    Vec::from_slice(data).map_err(|_| Error::TooLong)?,
+                ),
+                _ => return Err(Error::Failed),
+            };
+            self.add(o)?;
+        }
+        Ok(())
+    }
+}
+
+fn encode_public(k: &SigningKey) -> [u8; 65] {
+    let point = k.verifying_key().to_encoded_point(false);
+    let mut out = [0u8; 65];
+    out.copy_from_slice(point.as_bytes());
+    out
+}
+
+struct Writer<'a> {
+    buf: &'a mut [u8],
+    n: usize,
+}
+
+impl Writer<'_> {
+    fn put(&mut self, b: &[u8]) -> Result<(), Error> {
+        let end = self.n + b.len();
+        self.buf
+            .get_mut(self.n..end)
+            .ok_or(Error::TooLong)?
+            .copy_from_slice(b);
+        self.n = end;
+        Ok(())
+    }
+
+    fn field(&mut self, b: &[u8]) -> Result<(), Error> {
+        let len = u16::try_from(b.len()).map_err(|_| Error::TooLong)?;
+        self.put(&len.to_le_bytes())?;
+        self.put(b)
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
+        let s = self.buf.get(self.at..self.at + n).ok_or(Error::Failed)?;
+        self.at += n;
+        Ok(s)
+    }
+
+    fn field(&mut self) -> Result<&'a [u8], Error> {
+        let len = self.take(2)?;
+        let len = u16::from_le_bytes([len[0], len[1]]) as usize;
+        self.take(len)
+    }
+}
+
+/// A key lent for signing: it signs, and that is all it does.
+pub struct KeySigner<'a>(&'a SigningKey);
+
+impl signature::Signer<Signature> for KeySigner<'_> {
+    fn try_sign(&self, msg: &[u8]) -> Result<Signature, signature::Error> {
+        self.0.sign_prehash(&sha256(msg))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p256::ecdsa::signature::hazmat::PrehashVerifier;
+    use p256::ecdsa::VerifyingKey;
+    use std::vec;
+
+    /// Test entropy: a counter (deterministic, distinct per seed value).
+    struct Counter(u8);
+    impl Entropy for Counter {
+        fn fill(&mut self, buf: &mut [u8]) -> Result<(), Error> {
+            for b in buf {
+                self.0 = self.0.wrapping_add(1);
+                *b = self.0;
+            }
+            Ok(())
+        }
+    }
+
+    struct Ram(std::vec::Vec<u8>);
+    impl Storage for Ram {
+        fn load(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+            buf[..self.0.len()].copy_from_slice(&self.0);
+            Ok(self.0.len())
+        }
+        fn store(&mut self, data: &[u8]) -> Result<(), Error> {
+            self.0 = data.to_vec();
+            Ok(())
+        }
+    }
+
+    fn verify(public: &[u8; 65], msg: &[u8], sig: &[u8; 64]) -> bool {
+        let vk = VerifyingKey::from_sec1_bytes(public).unwrap();
+        let sig = Signature::from_slice(sig).unwrap();
+        vk.verify_prehash(&sha256(msg), &sig).is_ok()
+    }
+
+    #[test]
+    fn generated_keys_sign_what_their_public_key_verifies() {
+        let mut ks = Keystore::new(&mut Counter(0)).unwrap();
+        let public = ks.generate_p256("device").unwrap();
+        assert_eq!(public[0], 0x04, "uncompressed SEC1");
+        assert_eq!(ks.public_key("device").unwrap(), public);
+        let sig = ks.sign("device", b"challenge").unwrap();
+        assert!(verify(&public, b"challenge", &sig));
+        assert!(!verify(&public, b"other message", &sig));
+        // Through the signer a TLS client would use.
+        let s: Signature = signature::Signer::sign(&ks.signer("device").unwrap(), b"handshake");
+        assert!(VerifyingKey::from_sec1_bytes(&public)
+            .unwrap()
+            .verify_prehash(&sha256(b"handshake"), &s)
+            .is_ok());
+    }
+
+    #[test]
+    fn labels_are_checked() {
+        let mut ks = Keystore::new(&mut Counter(7)).unwrap();
+        ks.generate_p256("a").unwrap();
+        assert_eq!(ks.generate_p256("a"), Err(Error::Exists));
+        assert_eq!(ks.sign("missing", b"x"), Err(Error::NotFound));
+        assert_eq!(
+            ks.generate_p256(&"x".repeat(MAX_LABEL + 1)),
+            Err(Error::TooLong)
+        );
+        ks.import_certificate("cert", b"\x30\x03\x02\x01\x01")
+            .unwrap();
+        assert_eq!(
+            ks.sign("cert", b"x"),
+            Err(Error::NotFound),
+            "a certificate does not sign"
+        );
+        assert_eq!(ks.certificate("a"), Err(Error::NotFound));
+        assert_eq!(
+            ks.import_certificate("big", &vec![0u8; MAX_CERT + 1]),
+            Err(Error::TooLong)
+        );
+        for i in 2..MAX_OBJECTS {
+            ks.generate_p256(&std::format!("k{i}")).unwrap();
+        }
+        assert_eq!(ks.generate_p256("one-too-many"), Err(Error::Full));
+        ks.delete("a").unwrap();
+        assert!(ks.generate_p256("one-too-many").is_ok());
+    }
+
+    #[test]
+    fn objects_survive_a_save_and_load() {
+        let mut ks = Keystore::new(&mut Counter(1)).unwrap();
+        let public = ks.generate_p256("device").unwrap();
+        ks.import_certificate("root", b"\x30\x03\x02\x01\x05")
+            .unwrap();
+        let mut storage = Ram(std::vec::Vec::new());
+        let mut buf = [0u8; 4096];
+        ks.save(&mut storage, &mut buf).unwrap();
+        let mut after_reset = Keystore::new(&mut Counter(99)).unwrap();
+        after_reset.load(&mut storage, &mut buf).unwrap();
+        assert_eq!(after_reset.public_key("device").unwrap(), public);
+        assert!(verify(
+            &public,
+            b"m",
+            &after_reset.sign("device", b"m").unwrap()
+        ));
+        assert_eq!(
+            after_reset.certificate("root").unwrap(),
+            b"\x30\x03\x02\x01\x05"
+        );
+        // Damaged storage is refused, not half-loaded into garbage keys.
+        storage.0.truncate(storage.0.len() - 3);
+        assert_eq!(after_reset.load(&mut storage, &mut buf), Err(Error::Failed));
+    }
+
+    #[test]
+    fn random_bytes_pass_the_monobit_and_runs_tests() {
+        // FIPS 140-2 style checks on 20 000 bits.
+        let mut ks = Keystore::new(&mut Counter(3)).unwrap();
+        let mut bytes = [0u8; 2500];
+        ks.random(&mut bytes);
+        let ones: u32 = bytes.iter().map(|b| b.count_ones()).sum();
+        assert!((9_725..=10_275).contains(&ones), "monobit: {ones} ones");
+        let bits: std::vec::Vec<bool> = bytes
+            .iter()
+            .flat_map(|b| (0..8).map(move |i| b >> i & 1 == 1))
+            .collect();
+        let runs = 1 + bits.windows(2).filter(|w| w[0] != w[1]).count();
+        assert!((9_500..=10_500).contains(&runs), "runs: {runs}");
+        // Different seeds give different streams.
+        let mut other = Keystore::new(&mut Counter(4)).unwrap();
+        let mut b2 = [0u8; 32];
+        other.random(&mut b2);
+        assert_ne!(&bytes[..32], &b2);
+    }
+}
