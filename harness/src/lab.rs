@@ -380,6 +380,44 @@ fn spawn_mosquitto(conf: &std::path::Path, port: u16) -> Result<std::process::Ch
     Ok(child)
 }
 
+/// 32 bytes from this machine's random source, hex: the seed of a device without entropy.
+pub fn entropy_hex() -> String {
+    use ring::rand::SecureRandom;
+    let mut seed = [0u8; 32];
+    // The system source does not fail on supported hosts; a zero seed would be caught by the
+    // device's statistical tests.
+    let _ = ring::rand::SystemRandom::new().fill(&mut seed);
+    seed.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// `verify-signature`: checks, on the host, an ECDSA P-256 signature made on the device:
+/// fields `public` (SEC1, hex), `msg` (text) and `sig` (`r || s`, hex).
+pub fn verify_signature(fields: &[(String, String)]) -> Result<(), String> {
+    let get = |k: &str| {
+        fields
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| format!("verify-signature needs the field {k}"))
+    };
+    let public = unhex(get("public")?).ok_or("public is not hex")?;
+    let sig = unhex(get("sig")?).ok_or("sig is not hex")?;
+    let msg = get("msg")?;
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, &public)
+        .verify(msg.as_bytes(), &sig)
+        .map_err(|_| "the signature does not verify with that public key".to_string())
+}
+
 /// The broker's one account (tests also try a wrong password).
 const BROKER_USER: &str = "fqp-device";
 const BROKER_PASSWORD: &str = "lab-secret";
@@ -438,6 +476,31 @@ dynamic_filters = true
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signatures_made_elsewhere_are_checked() {
+        use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
+        let sig = key.sign(&rng, b"fqp").unwrap();
+        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        let fields = |msg: &str| {
+            vec![
+                ("public".to_string(), hex(key.public_key().as_ref())),
+                ("msg".to_string(), msg.to_string()),
+                ("sig".to_string(), hex(sig.as_ref())),
+            ]
+        };
+        assert_eq!(verify_signature(&fields("fqp")), Ok(()));
+        assert!(verify_signature(&fields("tampered")).is_err());
+        assert!(verify_signature(&fields("fqp")[..2])
+            .unwrap_err()
+            .contains("sig"));
+        assert_eq!(entropy_hex().len(), 64);
+        assert_ne!(entropy_hex(), entropy_hex());
+    }
 
     #[test]
     fn broker_choices_parse() {

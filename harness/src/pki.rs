@@ -21,6 +21,8 @@ pub struct Pair {
 /// Everything the TLS tests use.
 pub struct Pki {
     pub root: Pair,
+    /// The root CA certificate in DER (what a device imports).
+    pub root_der: Vec<u8>,
     pub server: Pair,
     /// One per device id.
     pub devices: Vec<(String, Pair)>,
@@ -36,6 +38,7 @@ struct Ca {
     params: CertificateParams,
     key: KeyPair,
     pem: String,
+    der: Vec<u8>,
 }
 
 fn key() -> Result<KeyPair, String> {
@@ -57,14 +60,14 @@ fn ca(name: &str) -> Result<Ca, String> {
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     validity(&mut p, -1, 365);
     let key = key()?;
-    let pem = p
+    let cert = p
         .self_signed(&key)
-        .map_err(|e| format!("lab CA {name}: {e}"))?
-        .pem();
+        .map_err(|e| format!("lab CA {name}: {e}"))?;
     Ok(Ca {
         params: p,
         key,
-        pem,
+        pem: cert.pem(),
+        der: cert.der().to_vec(),
     })
 }
 
@@ -141,6 +144,7 @@ impl Pki {
                 cert: root.pem.clone(),
                 key: root.key.serialize_pem(),
             },
+            root_der: root.der.clone(),
             server,
             devices,
             untrusted_server,

@@ -423,11 +423,44 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
         },
         None => None,
     };
+    // What every device is given after boot: the lab's settings and fresh entropy (a board
+    // may have no entropy source of its own; an emulated one certainly has none).
+    let mut settings: Vec<(String, String)> =
+        lab.as_ref().map_or_else(Vec::new, |l| l.settings.clone());
+    settings.push(("entropy".into(), crate::lab::entropy_hex()));
+    // The lab PKI of this run (also written to <out>/pki): devices import its root CA.
+    let ids: Vec<String> = specs.clone().map(|s| s.id).collect();
+    match crate::pki::Pki::make(&m.lab_host().unwrap_or_else(|| "10.0.2.2".into()), &ids)
+        .and_then(|p| p.write(&out.join("pki")).map(|_| p))
+    {
+        Ok(p) => {
+            use sha2::Digest;
+            let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+            settings.push(("root_ca".into(), hex(&p.root_der)));
+            settings.push((
+                "root_ca_sha256".into(),
+                hex(&sha2::Sha256::digest(&p.root_der)),
+            ));
+        }
+        Err(e) => return run.infrastructure_errors.push(e),
+    }
+    let actions: crate::session::Actions = {
+        let lab = lab.clone();
+        std::sync::Arc::new(
+            move |action: &str, fields: &[(String, String)]| match action {
+                "verify-signature" => crate::lab::verify_signature(fields),
+                other => match &lab {
+                    Some(l) => l.act(other),
+                    None => Err(format!(
+                        "no lab services for {other}: set network.host in port.toml"
+                    )),
+                },
+            },
+        )
+    };
     let access = LabAccess {
-        settings: lab.as_ref().map_or(&[][..], |l| &l.settings[..]),
-        actions: lab.clone().map(|l| {
-            std::sync::Arc::new(move |action: &str| l.act(action)) as crate::session::Actions
-        }),
+        settings: &settings[..],
+        actions: Some(actions),
     };
     let first_spec = specs.next().expect("at least one device");
     let mut first = match Ctx::new(

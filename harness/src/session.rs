@@ -48,8 +48,10 @@ const SET_CHUNK: usize = 64;
 /// Corrupt lines tolerated per test before giving up on asking again.
 const MAX_AGAIN: usize = 3;
 
-/// Carries out what a test asks of the lab (`ASK action=…`).
-pub type Actions = std::sync::Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+/// Carries out what a test asks of the host (`ASK action=…`): the action and its other
+/// fields.
+pub type Actions =
+    std::sync::Arc<dyn Fn(&str, &[(String, String)]) -> Result<(), String> + Send + Sync>;
 
 pub struct Session<L: Link> {
     link: L,
@@ -357,8 +359,13 @@ impl<L: Link> Session<L> {
                     }
                     Kind::Ask if ours => {
                         let action = f.get("action").unwrap_or_default();
+                        let fields: Vec<(String, String)> = f
+                            .fields()
+                            .filter(|(k, _)| !matches!(*k, "id" | "action"))
+                            .map(|(k, _)| (k.to_string(), f.get(k).unwrap_or_default()))
+                            .collect();
                         let done = match &self.actions {
-                            Some(act) => act(&action),
+                            Some(act) => act(&action, &fields),
                             None => Err("this lab takes no requests".into()),
                         };
                         t.output.push(format!(

@@ -63,7 +63,7 @@ fn reference_port_qualifies() {
     );
     assert!(o
         .stdout
-        .contains("QUALIFIED for capabilities [kernel, test-irq, heap, network]"));
+        .contains("QUALIFIED for capabilities [kernel, test-irq, heap, network, keystore]"));
     // The certification report loads in a browser and leads with the verdict.
     let dom = o.rendered_report();
     assert!(
@@ -84,8 +84,8 @@ fn a_missing_capability_skips_its_tests_and_qualifies_the_smaller_set() {
     let text = std::fs::read_to_string(repo().join("reference-port/port.toml")).unwrap();
     let text = text
         .replace(
-            "capabilities = [\"kernel\", \"test-irq\", \"heap\", \"network\"]",
-            "capabilities = [\"kernel\", \"heap\", \"network\"]",
+            "capabilities = [\"kernel\", \"test-irq\", \"heap\", \"network\", \"keystore\"]",
+            "capabilities = [\"kernel\", \"heap\", \"network\", \"keystore\"]",
         )
         .replace(
             "crate = \".\"",
@@ -116,7 +116,7 @@ fn a_missing_capability_skips_its_tests_and_qualifies_the_smaller_set() {
     );
     assert_eq!(
         o.results["qualification"]["capabilities"],
-        serde_json::json!(["kernel", "heap", "network"])
+        serde_json::json!(["kernel", "heap", "network", "keystore"])
     );
 }
 
@@ -164,6 +164,6 @@ fn list_shows_tests_with_their_requirements() {
     );
     assert_eq!(
         *lines.last().unwrap(),
-        "10 tests in 2 groups; 10 run on mps2-an385 (capabilities: kernel, test-irq, heap, network)"
+        "10 tests in 2 groups; 10 run on mps2-an385 (capabilities: kernel, test-irq, heap, network, keystore)"
     );
 }

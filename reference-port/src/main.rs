@@ -81,7 +81,7 @@ static BOARD: An385 = An385;
 #[cfg(not(feature = "selftest"))]
 static GROUPS: &[&Group] = &{
     let k = fqp_suite_kernel::GROUPS;
-    let mut all: [&Group; KERNEL_GROUPS + 2] = [k[0]; KERNEL_GROUPS + 2];
+    let mut all: [&Group; KERNEL_GROUPS + 3] = [k[0]; KERNEL_GROUPS + 3];
     let mut i = 0;
     while i < KERNEL_GROUPS {
         all[i] = k[i];
@@ -89,6 +89,7 @@ static GROUPS: &[&Group] = &{
     }
     all[KERNEL_GROUPS] = &fqp_suite_net::NETWORK;
     all[KERNEL_GROUPS + 1] = &fqp_suite_net::MQTT;
+    all[KERNEL_GROUPS + 2] = &fqp_suite_security::KEYSTORE;
     all
 };
 #[cfg(not(feature = "selftest"))]

@@ -2,7 +2,8 @@
 //!
 //! Objects are addressed by label: EC P-256 key pairs generated inside the keystore (only
 //! the public half and signatures come out; there is no call that returns a private key) and
-//! certificates imported in DER. Random numbers come from a ChaCha20 DRBG seeded with the
+//! certificates imported in DER, kept in an arena the port gives (so the keystore itself is
+//! small enough for a task's stack, and certificate space is the port's choice). Random numbers come from a ChaCha20 DRBG seeded with the
 //! port's [`Entropy`]. A port with storage persists the objects through [`Storage`]; without,
 //! they live until reset.
 //!
@@ -21,12 +22,12 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use sha2::{Digest, Sha256};
 
-/// Objects held at once.
-pub const MAX_OBJECTS: usize = 8;
+/// Key pairs held at once.
+pub const MAX_KEYS: usize = 8;
+/// Certificates held at once.
+pub const MAX_CERTS: usize = 8;
 /// Longest label.
 pub const MAX_LABEL: usize = 32;
-/// Largest certificate (DER).
-pub const MAX_CERT: usize = 2048;
 
 /// What went wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,9 +36,9 @@ pub enum Error {
     NotFound,
     /// An object already has this label.
     Exists,
-    /// Every slot is used.
+    /// Every slot, or the certificate arena, is used.
     Full,
-    /// A label, certificate or stored image is too long.
+    /// A label or a stored image is too long.
     TooLong,
     /// The entropy source failed, or stored data is damaged.
     Failed,
@@ -57,25 +58,19 @@ pub trait Storage {
     fn store(&mut self, data: &[u8]) -> Result<(), Error>;
 }
 
-// A fixed table without a heap: every slot must be able to hold a certificate, so the size
-// difference between the variants cannot be boxed away.
-#[allow(clippy::large_enum_variant)]
-enum Object {
-    Key(String<MAX_LABEL>, SigningKey),
-    Cert(String<MAX_LABEL>, Vec<u8, MAX_CERT>),
+/// A certificate: its label and where it lies in the arena.
+struct Cert {
+    label: String<MAX_LABEL>,
+    start: usize,
+    len: usize,
 }
 
-impl Object {
-    fn label(&self) -> &str {
-        match self {
-            Object::Key(l, _) | Object::Cert(l, _) => l,
-        }
-    }
-}
-
-/// The keystore.
-pub struct Keystore {
-    objects: Vec<Object, MAX_OBJECTS>,
+/// The keystore; certificates live in the arena it borrows.
+pub struct Keystore<'a> {
+    keys: Vec<(String<MAX_LABEL>, SigningKey), MAX_KEYS>,
+    certs: Vec<Cert, MAX_CERTS>,
+    arena: &'a mut [u8],
+    used: usize,
     rng: ChaCha20Rng,
 }
 
@@ -88,26 +83,22 @@ fn label(s: &str) -> Result<String<MAX_LABEL>, Error> {
     String::try_from(s).map_err(|_| Error::TooLong)
 }
 
-impl Keystore {
-    /// An empty keystore whose DRBG is seeded from `entropy`.
-    pub fn new(entropy: &mut impl Entropy) -> Result<Keystore, Error> {
+impl<'a> Keystore<'a> {
+    /// An empty keystore whose DRBG is seeded from `entropy`, keeping certificates in `arena`.
+    pub fn new(entropy: &mut (impl Entropy + ?Sized), arena: &'a mut [u8]) -> Result<Self, Error> {
         let mut seed = [0u8; 32];
         entropy.fill(&mut seed)?;
         Ok(Keystore {
-            objects: Vec::new(),
+            keys: Vec::new(),
+            certs: Vec::new(),
+            arena,
+            used: 0,
             rng: ChaCha20Rng::from_seed(seed),
         })
     }
 
-    fn find(&self, l: &str) -> Option<usize> {
-        self.objects.iter().position(|o| o.label() == l)
-    }
-
-    fn add(&mut self, o: Object) -> Result<(), Error> {
-        if self.find(o.label()).is_some() {
-            return Err(Error::Exists);
-        }
-        self.objects.push(o).map_err(|_| Error::Full)
+    fn taken(&self, l: &str) -> bool {
+        self.keys.iter().any(|(k, _)| k == l) || self.certs.iter().any(|c| c.label == l)
     }
 
     /// Random bytes from the DRBG.
@@ -119,17 +110,24 @@ impl Keystore {
     /// bytes).
     pub fn generate_p256(&mut self, l: &str) -> Result<[u8; 65], Error> {
         let name = label(l)?;
+        if self.taken(l) {
+            return Err(Error::Exists);
+        }
+        if self.keys.is_full() {
+            return Err(Error::Full);
+        }
         let key = SigningKey::random(&mut self.rng);
         let public = encode_public(&key);
-        self.add(Object::Key(name, key))?;
+        self.keys.push((name, key)).map_err(|_| Error::Full)?;
         Ok(public)
     }
 
     fn key(&self, l: &str) -> Result<&SigningKey, Error> {
-        match self.find(l).map(|i| &self.objects[i]) {
-            Some(Object::Key(_, k)) => Ok(k),
-            _ => Err(Error::NotFound),
-        }
+        self.keys
+            .iter()
+            .find(|(k, _)| k == l)
+            .map(|(_, key)| key)
+            .ok_or(Error::NotFound)
     }
 
     /// The public key of key pair `l` (SEC1, uncompressed).
@@ -159,81 +157,120 @@ impl Keystore {
     /// Stores certificate `der` under `l`.
     pub fn import_certificate(&mut self, l: &str, der: &[u8]) -> Result<(), Error> {
         let name = label(l)?;
-        let v = Vec::from_slice(der).map_err(|_| Error::TooLong)?;
-        self.add(Object::Cert(name, v))
+        if self.taken(l) {
+            return Err(Error::Exists);
+        }
+        let end = self.used + der.len();
+        if end > self.arena.len() || self.certs.is_full() {
+            return Err(Error::Full);
+        }
+        self.arena[self.used..end].copy_from_slice(der);
+        self.certs
+            .push(Cert {
+                label: name,
+                start: self.used,
+                len: der.len(),
+            })
+            .map_err(|_| Error::Full)?;
+        self.used = end;
+        Ok(())
     }
 
     /// The certificate under `l` (DER).
     pub fn certificate(&self, l: &str) -> Result<&[u8], Error> {
-        match self.find(l).map(|i| &self.objects[i]) {
-            Some(Object::Cert(_, c)) => Ok(c),
-            _ => Err(Error::NotFound),
-        }
+        let c = self
+            .certs
+            .iter()
+            .find(|c| c.label == l)
+            .ok_or(Error::NotFound)?;
+        Ok(&self.arena[c.start..c.start + c.len])
     }
 
-    /// Removes object `l`.
+    /// Removes object `l` (a certificate's space is given back).
     pub fn delete(&mut self, l: &str) -> Result<(), Error> {
-        let i = self.find(l).ok_or(Error::NotFound)?;
-        self.objects.swap_remove(i);
+        if let Some(i) = self.keys.iter().position(|(k, _)| k == l) {
+            self.keys.swap_remove(i);
+            return Ok(());
+        }
+        let i = self
+            .certs
+            .iter()
+            .position(|c| c.label == l)
+            .ok_or(Error::NotFound)?;
+        let gone = self.certs.remove(i);
+        let end = gone.start + gone.len;
+        self.arena.copy_within(end..self.used, gone.start);
+        self.used -= gone.len;
+        for c in self.certs.iter_mut().filter(|c| c.start > gone.start) {
+            c.start -= gone.len;
+        }
         Ok(())
     }
 
-    /// The labels held, in no particular order.
+    /// The labels held, keys first.
     pub fn labels(&self) -> impl Iterator<Item = &str> {
-        self.objects.iter().map(Object::label)
+        self.keys
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .chain(self.certs.iter().map(|c| c.label.as_str()))
     }
 
     /// Saves every object to `storage`: a count byte, then per object a kind byte, the label
     /// and the data, each length-prefixed.
     pub fn save(&self, storage: &mut impl Storage, buf: &mut [u8]) -> Result<(), Error> {
         let mut w = Writer { buf, n: 0 };
-        w.put(&[self.objects.len() as u8])?;
-        for o in &self.objects {
-            match o {
-                Object::Key(l, k) => {
-                    w.put(&[1])?;
-                    w.field(l.as_bytes())?;
-                    w.field(&k.to_bytes())?;
-                }
-                Object::Cert(l, c) => {
-                    w.put(&[2])?;
-                    w.field(l.as_bytes())?;
-                    w.field(c)?;
-                }
-            }
+        w.put(&[(self.keys.len() + self.certs.len()) as u8])?;
+        for (l, k) in &self.keys {
+            w.put(&[1])?;
+            w.field(l.as_bytes())?;
+            w.field(&k.to_bytes())?;
+        }
+        for c in &self.certs {
+            w.put(&[2])?;
+            w.field(c.label.as_bytes())?;
+            w.field(&self.arena[c.start..c.start + c.len])?;
         }
         let n = w.n;
         storage.store(&w.buf[..n])
     }
 
-    /// Loads the objects saved in `storage` (replacing those held).
+    /// Loads the objects saved in `storage` (replacing those held). A damaged image is
+    /// refused and leaves the keystore empty.
     pub fn load(&mut self, storage: &mut impl Storage, buf: &mut [u8]) -> Result<(), Error> {
+        self.keys.clear();
+        self.certs.clear();
+        self.used = 0;
         let n = storage.load(buf)?;
-        let mut r = Reader {
-            buf: &buf[..n],
-            at: 0,
-        };
-        self.objects.clear();
         if n == 0 {
             return Ok(());
         }
+        let r = self.parse(&buf[..n]);
+        if r.is_err() {
+            self.keys.clear();
+            self.certs.clear();
+            self.used = 0;
+        }
+        r
+    }
+
+    fn parse(&mut self, image: &[u8]) -> Result<(), Error> {
+        let mut r = Reader { buf: image, at: 0 };
         let count = r.take(1)?[0];
         for _ in 0..count {
             let kind = r.take(1)?[0];
             let l = core::str::from_utf8(r.field()?).map_err(|_| Error::Failed)?;
             let data = r.field()?;
-            let o = match kind {
-                1 => Object::Key(
-                    label(l)?,
-                    SigningKey::from_slice(data).map_err(|_| Error::Failed)?,
-                ),
-                2 => Object::Cert(
-                    label(l)?,
-                    Vec::from_slice(data).map_err(|_| Error::TooLong)?,
-                ),
+            match kind {
+                1 => {
+                    let key = SigningKey::from_slice(data).map_err(|_| Error::Failed)?;
+                    if self.taken(l) {
+                        return Err(Error::Failed);
+                    }
+                    self.keys.push((label(l)?, key)).map_err(|_| Error::Full)?;
+                }
+                2 => self.import_certificate(l, data)?,
                 _ => return Err(Error::Failed),
-            };
-            self.add(o)?;
+            }
         }
         Ok(())
     }
@@ -302,7 +339,6 @@ mod tests {
     use super::*;
     use p256::ecdsa::signature::hazmat::PrehashVerifier;
     use p256::ecdsa::VerifyingKey;
-    use std::vec;
 
     /// Test entropy: a counter (deterministic, distinct per seed value).
     struct Counter(u8);
@@ -336,7 +372,8 @@ mod tests {
 
     #[test]
     fn generated_keys_sign_what_their_public_key_verifies() {
-        let mut ks = Keystore::new(&mut Counter(0)).unwrap();
+        let mut arena = [0u8; 64];
+        let mut ks = Keystore::new(&mut Counter(0), &mut arena).unwrap();
         let public = ks.generate_p256("device").unwrap();
         assert_eq!(public[0], 0x04, "uncompressed SEC1");
         assert_eq!(ks.public_key("device").unwrap(), public);
@@ -353,7 +390,8 @@ mod tests {
 
     #[test]
     fn labels_are_checked() {
-        let mut ks = Keystore::new(&mut Counter(7)).unwrap();
+        let mut arena = [0u8; 16];
+        let mut ks = Keystore::new(&mut Counter(7), &mut arena).unwrap();
         ks.generate_p256("a").unwrap();
         assert_eq!(ks.generate_p256("a"), Err(Error::Exists));
         assert_eq!(ks.sign("missing", b"x"), Err(Error::NotFound));
@@ -370,10 +408,17 @@ mod tests {
         );
         assert_eq!(ks.certificate("a"), Err(Error::NotFound));
         assert_eq!(
-            ks.import_certificate("big", &vec![0u8; MAX_CERT + 1]),
-            Err(Error::TooLong)
+            ks.import_certificate("big", &[0u8; 12]),
+            Err(Error::Full),
+            "the arena is 16 bytes"
         );
-        for i in 2..MAX_OBJECTS {
+        ks.import_certificate("small", b"\x30\x01\x00").unwrap();
+        // Deleting a certificate gives its space back and keeps the others intact.
+        ks.delete("cert").unwrap();
+        assert_eq!(ks.certificate("small").unwrap(), b"\x30\x01\x00");
+        ks.import_certificate("big", &[7u8; 12]).unwrap();
+        assert_eq!(ks.certificate("big").unwrap(), &[7u8; 12]);
+        for i in 1..MAX_KEYS {
             ks.generate_p256(&std::format!("k{i}")).unwrap();
         }
         assert_eq!(ks.generate_p256("one-too-many"), Err(Error::Full));
@@ -383,14 +428,16 @@ mod tests {
 
     #[test]
     fn objects_survive_a_save_and_load() {
-        let mut ks = Keystore::new(&mut Counter(1)).unwrap();
+        let mut arena = [0u8; 64];
+        let mut ks = Keystore::new(&mut Counter(1), &mut arena).unwrap();
         let public = ks.generate_p256("device").unwrap();
         ks.import_certificate("root", b"\x30\x03\x02\x01\x05")
             .unwrap();
         let mut storage = Ram(std::vec::Vec::new());
         let mut buf = [0u8; 4096];
         ks.save(&mut storage, &mut buf).unwrap();
-        let mut after_reset = Keystore::new(&mut Counter(99)).unwrap();
+        let mut arena2 = [0u8; 64];
+        let mut after_reset = Keystore::new(&mut Counter(99), &mut arena2).unwrap();
         after_reset.load(&mut storage, &mut buf).unwrap();
         assert_eq!(after_reset.public_key("device").unwrap(), public);
         assert!(verify(
@@ -405,12 +452,13 @@ mod tests {
         // Damaged storage is refused, not half-loaded into garbage keys.
         storage.0.truncate(storage.0.len() - 3);
         assert_eq!(after_reset.load(&mut storage, &mut buf), Err(Error::Failed));
+        assert_eq!(after_reset.labels().count(), 0, "nothing half-loaded");
     }
 
     #[test]
     fn random_bytes_pass_the_monobit_and_runs_tests() {
         // FIPS 140-2 style checks on 20 000 bits.
-        let mut ks = Keystore::new(&mut Counter(3)).unwrap();
+        let mut ks = Keystore::new(&mut Counter(3), &mut []).unwrap();
         let mut bytes = [0u8; 2500];
         ks.random(&mut bytes);
         let ones: u32 = bytes.iter().map(|b| b.count_ones()).sum();
@@ -422,7 +470,7 @@ mod tests {
         let runs = 1 + bits.windows(2).filter(|w| w[0] != w[1]).count();
         assert!((9_500..=10_500).contains(&runs), "runs: {runs}");
         // Different seeds give different streams.
-        let mut other = Keystore::new(&mut Counter(4)).unwrap();
+        let mut other = Keystore::new(&mut Counter(4), &mut []).unwrap();
         let mut b2 = [0u8; 32];
         other.random(&mut b2);
         assert_ne!(&bytes[..32], &b2);

@@ -351,7 +351,7 @@ fn reconnects_after_the_broker_restarts() -> TestResult {
     let (mut tx, mut rx) = (vec![0u8; 1024], vec![0u8; 1024]);
     let inbox = Inbox::default();
     let mut c = session(&mut tx, &mut rx, &inbox, "fqp-reconnect", 30, None)?;
-    fqp_testkit::ask("restart-broker", 20_000)?;
+    fqp_testkit::ask("restart-broker", &[], 20_000)?;
     // The connection breaks: the next packet exchange fails.
     let broke = (0..50).any(|_| c.poll(100).is_err() || !c.is_connected());
     check!(broke, "the connection survived the broker's restart");

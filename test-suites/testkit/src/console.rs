@@ -14,7 +14,7 @@ static RX: Queue<u8, 256> = Queue::new();
 static TX_LOCK: Mutex<()> = Mutex::new(());
 
 /// Longest protocol line built on the device.
-pub const LINE: usize = 320;
+pub const LINE: usize = 512;
 
 /// Called by the port's UART receive interrupt for each byte. A byte that finds the buffer
 /// full is dropped (the host's checksums catch the damage and it retries).
@@ -101,14 +101,20 @@ pub fn log(args: fmt::Arguments<'_>) {
     );
 }
 
-/// Asks the host to do `action` to the lab for the running test (`ASK`), and waits up to
-/// `timeout_ms` for its `DONE`: `Ok` when it was done, else the host's reason.
-pub fn ask(action: &str, timeout_ms: u32) -> Result<(), alloc::string::String> {
-    send_line(
-        LineBuf::new(Kind::Ask)
-            .field("id", test_id())
-            .field("action", action),
-    );
+/// Asks the host to do `action` (with `fields`) for the running test (`ASK`), and waits up
+/// to `timeout_ms` for its `DONE`: `Ok` when it was done, else the host's reason.
+pub fn ask(
+    action: &str,
+    fields: &[(&str, &str)],
+    timeout_ms: u32,
+) -> Result<(), alloc::string::String> {
+    let mut line = LineBuf::new(Kind::Ask)
+        .field("id", test_id())
+        .field("action", action);
+    for (k, v) in fields {
+        line = line.field(k, v);
+    }
+    send_line(line);
     let end = fqp_kernel::time::now().wrapping_add(fqp_kernel::time::ms_to_ticks(timeout_ms));
     let mut line = [0u8; 256];
     loop {

@@ -186,9 +186,10 @@ macro_rules! log {
     ($($arg:tt)+) => { $crate::console::log(format_args!($($arg)+)) };
 }
 
-/// Asks the host to act on the lab (`restart-broker`, …) and waits for it to be done.
-pub fn ask(action: &str, timeout_ms: u32) -> Result<(), Failure> {
-    console::ask(action, timeout_ms).map_err(|why| {
+/// Asks the host to act (`restart-broker`, `verify-signature`, …) with `fields`, and waits
+/// for it to be done.
+pub fn ask(action: &str, fields: &[(&str, &str)], timeout_ms: u32) -> Result<(), Failure> {
+    console::ask(action, fields, timeout_ms).map_err(|why| {
         Failure::new(
             file!(),
             line!(),

@@ -1,0 +1,225 @@
+//! Keystore qualification tests. Signatures made on the device are checked by the host
+//! (`ASK action=verify-signature`), certificates are imported from what the host provisions
+//! (the lab's root CA), random numbers are tested statistically.
+//!
+//! Entropy: a port with a TRNG registers it with [`set_entropy`]. Without one (the emulated
+//! reference board has none), the keystore is seeded from the `entropy` setting the host
+//! provisions after every boot, mixed with the cycle counter; the report says so through the
+//! test's log.
+
+#![no_std]
+
+extern crate alloc;
+
+use alloc::string::String;
+use core::fmt::Write;
+use fqp_keystore::{Entropy, Error, Keystore};
+use fqp_testkit::{check, check_eq, check_range, group, log, TestResult};
+
+/// A port's entropy source, if it registered one.
+static TRNG: fqp_kernel::mutex::Mutex<Option<&'static mut (dyn Entropy + Send)>> =
+    fqp_kernel::mutex::Mutex::new(None);
+
+/// Registers the port's true random number generator.
+pub fn set_entropy(trng: &'static mut (dyn Entropy + Send)) {
+    *TRNG.lock() = Some(trng);
+}
+
+/// The host-provisioned seed, mixed with the cycle counter.
+struct Provisioned([u8; 32]);
+
+impl Entropy for Provisioned {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), Error> {
+        let mix = fqp_kernel::time::uptime_cycles().to_le_bytes();
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = self.0[i % 32] ^ mix[i % 8];
+        }
+        Ok(())
+    }
+}
+
+fn unhex(s: &str) -> Option<alloc::vec::Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn hex(b: &[u8]) -> String {
+    let mut s = String::new();
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
+
+/// A keystore seeded from the port's TRNG, or else from the host's entropy, keeping its
+/// certificates in `arena`.
+fn keystore(arena: &mut [u8]) -> Result<Keystore<'_>, fqp_testkit::Failure> {
+    if let Some(trng) = TRNG.lock().as_mut() {
+        return Keystore::new(&mut **trng, arena).map_err(|e| fqp_testkit::fail!("TRNG: {:?}", e));
+    }
+    let Some(text) = fqp_testkit::config::get_str("entropy") else {
+        fqp_testkit::skip!(
+            "no entropy: the port registered no TRNG and the host provisioned no seed"
+        )
+    };
+    let seed = unhex(&text)
+        .filter(|s| s.len() == 32)
+        .ok_or_else(|| fqp_testkit::fail!("the entropy setting is not 32 bytes of hex"))?;
+    let mut e = Provisioned([0; 32]);
+    e.0.copy_from_slice(&seed);
+    log!("entropy from the host (this board has no TRNG registered)");
+    Keystore::new(&mut e, arena).map_err(|e| fqp_testkit::fail!("seeding: {:?}", e))
+}
+
+/// Stack of the task the keystore tests run in: P-256 arithmetic needs more than the test
+/// runner's own stack (which a port with little RAM keeps small).
+const CRYPTO_STACK_WORDS: usize = 6 * 1024;
+
+static DONE: fqp_kernel::semaphore::Semaphore = fqp_kernel::semaphore::Semaphore::binary();
+static RESULT: fqp_kernel::mutex::Mutex<Option<TestResult>> = fqp_kernel::mutex::Mutex::new(None);
+
+/// Runs `body` in a helper task with a stack big enough for the cryptography, and returns
+/// its result.
+fn with_crypto_stack(body: fn() -> TestResult) -> TestResult {
+    let _ = DONE.try_take();
+    fqp_testkit::spawn(
+        "crypto",
+        fqp_testkit::TEST_PRIORITY - 1,
+        CRYPTO_STACK_WORDS,
+        move || {
+            let r = body();
+            *RESULT.lock() = Some(r);
+            let _ = DONE.give();
+        },
+    )
+    .map_err(|e| fqp_testkit::fail!("cannot start the crypto task: {:?}", e))?;
+    check!(
+        DONE.take(fqp_kernel::Timeout::ms(15_000)).is_ok(),
+        "the crypto task did not finish within 15 s"
+    );
+    RESULT
+        .lock()
+        .take()
+        .unwrap_or_else(|| Err(fqp_testkit::fail!("the crypto task left no result")))
+}
+
+group!(pub KEYSTORE, "keystore", [
+    generated_key_signs_what_the_host_verifies => 20_000,
+    imported_certificate_reads_back_intact => 20_000,
+    objects_are_addressed_by_label => 20_000,
+    random_numbers_pass_statistical_tests => 20_000,
+]);
+
+const MSG: &str = "fqp keystore qualification";
+
+fn generated_key_signs_what_the_host_verifies() -> TestResult {
+    with_crypto_stack(generated_key_signs_what_the_host_verifies_body)
+}
+
+fn generated_key_signs_what_the_host_verifies_body() -> TestResult {
+    let mut ks = keystore(&mut [])?;
+    let public = ks
+        .generate_p256("device")
+        .map_err(|e| fqp_testkit::fail!("generate: {:?}", e))?;
+    let sig = ks
+        .sign("device", MSG.as_bytes())
+        .map_err(|e| fqp_testkit::fail!("sign: {:?}", e))?;
+    let (public, sig) = (hex(&public), hex(&sig));
+    fqp_testkit::ask(
+        "verify-signature",
+        &[("public", &public), ("msg", MSG), ("sig", &sig)],
+        5_000,
+    )?;
+    // The host's check discriminates: the same signature over another message is refused.
+    let refused = fqp_testkit::ask(
+        "verify-signature",
+        &[
+            ("public", &public),
+            ("msg", "another message"),
+            ("sig", &sig),
+        ],
+        5_000,
+    );
+    check!(
+        refused.is_err(),
+        "the host accepted a signature over another message"
+    );
+    Ok(())
+}
+
+fn imported_certificate_reads_back_intact() -> TestResult {
+    with_crypto_stack(imported_certificate_reads_back_intact_body)
+}
+
+fn imported_certificate_reads_back_intact_body() -> TestResult {
+    let Some(der) = fqp_testkit::config::get_str("root_ca") else {
+        fqp_testkit::skip!("the host provisioned no root_ca")
+    };
+    let der = unhex(&der).ok_or_else(|| fqp_testkit::fail!("root_ca is not hex"))?;
+    let want = fqp_testkit::config::get_str("root_ca_sha256").unwrap_or_default();
+    let mut arena = alloc::vec![0u8; 4096];
+    let mut ks = keystore(&mut arena)?;
+    ks.import_certificate("root-ca", &der)
+        .map_err(|e| fqp_testkit::fail!("import {} bytes: {:?}", der.len(), e))?;
+    let back = ks
+        .certificate("root-ca")
+        .map_err(|e| fqp_testkit::fail!("read back: {:?}", e))?;
+    check_eq!(hex(&fqp_keystore::sha256(back)), want);
+    log!(
+        "{} byte certificate provisioned in pieces and imported",
+        der.len()
+    );
+    Ok(())
+}
+
+fn objects_are_addressed_by_label() -> TestResult {
+    with_crypto_stack(objects_are_addressed_by_label_body)
+}
+
+fn objects_are_addressed_by_label_body() -> TestResult {
+    let mut ks = keystore(&mut [])?;
+    let a = ks
+        .generate_p256("a")
+        .map_err(|e| fqp_testkit::fail!("{:?}", e))?;
+    let b = ks
+        .generate_p256("b")
+        .map_err(|e| fqp_testkit::fail!("{:?}", e))?;
+    check!(a != b, "two generated keys are the same");
+    check_eq!(ks.generate_p256("a"), Err(Error::Exists));
+    check_eq!(ks.public_key("a"), Ok(a));
+    check_eq!(ks.sign("missing", b"x"), Err(Error::NotFound));
+    // A key is not a certificate: nothing reads a key's bytes out.
+    check_eq!(ks.certificate("a"), Err(Error::NotFound));
+    ks.delete("a").map_err(|e| fqp_testkit::fail!("{:?}", e))?;
+    check_eq!(ks.public_key("a"), Err(Error::NotFound));
+    Ok(())
+}
+
+fn random_numbers_pass_statistical_tests() -> TestResult {
+    with_crypto_stack(random_numbers_pass_statistical_tests_body)
+}
+
+fn random_numbers_pass_statistical_tests_body() -> TestResult {
+    let mut ks = keystore(&mut [])?;
+    let mut bytes = alloc::vec![0u8; 2500];
+    ks.random(&mut bytes);
+    let ones: u32 = bytes.iter().map(|b| b.count_ones()).sum();
+    // FIPS 140-2 monobit and runs bounds on 20 000 bits.
+    check_range!(ones, 9_725, 10_275);
+    let mut runs = 1u32;
+    let mut prev = bytes[0] & 1;
+    for i in 1..20_000 {
+        let bit = (bytes[i / 8] >> (i % 8)) & 1;
+        if bit != prev {
+            runs += 1;
+        }
+        prev = bit;
+    }
+    check_range!(runs, 9_500, 10_500);
+    Ok(())
+}
