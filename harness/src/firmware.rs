@@ -326,11 +326,7 @@ pub fn write_raw_binary(elf: &Path, out: &Path) -> Result<(), String> {
 /// SHA-256 of a file, lowercase hex.
 pub fn file_sha256(path: &Path) -> Result<String, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(hex(&Sha256::digest(&bytes)))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(hex::encode(Sha256::digest(&bytes)))
 }
 
 #[cfg(test)]
@@ -375,10 +371,5 @@ mod tests {
         assert!(e.contains("rustup target add thumbv7m-none-eabi"), "{e}");
         assert!(e.contains("scripts/setup.sh"), "{e}");
         assert!(!e.contains("rustc-web/cargo-web"), "{e}");
-    }
-
-    #[test]
-    fn hex_is_lowercase_pairs() {
-        assert_eq!(hex(&[0, 0xAB, 0x10]), "00ab10");
     }
 }

@@ -323,10 +323,7 @@ fn start_mosquitto(
             String::from_utf8_lossy(&made.stderr)
         ));
     }
-    let port = TcpListener::bind(format!("{ip}:0"))
-        .and_then(|l| l.local_addr())
-        .map_err(|e| format!("cannot find a port for mosquitto: {e}"))?
-        .port();
+    let port = free_port(ip, "mosquitto")?;
     let conf = dir.join("mosquitto.conf");
     let log = dir.join("mosquitto.log");
     std::fs::write(
@@ -361,21 +358,18 @@ fn spawn_mosquitto(conf: &std::path::Path, port: u16) -> Result<std::process::Ch
             format!("cannot start mosquitto: {e}\n  fix: apt-get install mosquitto (or scripts/setup.sh --test)")
         })?;
     let log = conf.with_file_name("mosquitto.log");
-    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!(
-                "mosquitto exited ({status}); its log: {}",
+    let listening = wait_listening(port, "mosquitto", || {
+        child.try_wait().ok().flatten().map(|status| {
+            format!(
+                "mosquitto exited ({status}); its log ({}):\n{}",
+                log.display(),
                 std::fs::read_to_string(&log).unwrap_or_default()
-            ));
-        }
-        if std::time::Instant::now() > end {
-            let _ = child.kill();
-            return Err(format!(
-                "mosquitto did not listen on port {port} within 5 s"
-            ));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+            )
+        })
+    });
+    if let Err(e) = listening {
+        let _ = child.kill();
+        return Err(e);
     }
     Ok(child)
 }
@@ -387,17 +381,7 @@ pub fn entropy_hex() -> String {
     // The system source does not fail on supported hosts; a zero seed would be caught by the
     // device's statistical tests.
     let _ = ring::rand::SystemRandom::new().fill(&mut seed);
-    seed.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    hex::encode(seed)
 }
 
 /// `verify-signature`: checks, on the host, an ECDSA P-256 signature made on the device:
@@ -410,8 +394,8 @@ pub fn verify_signature(fields: &[(String, String)]) -> Result<(), String> {
             .map(|(_, v)| v.as_str())
             .ok_or_else(|| format!("verify-signature needs the field {k}"))
     };
-    let public = unhex(get("public")?).ok_or("public is not hex")?;
-    let sig = unhex(get("sig")?).ok_or("sig is not hex")?;
+    let public = hex::decode(get("public")?).map_err(|_| "public is not hex")?;
+    let sig = hex::decode(get("sig")?).map_err(|_| "sig is not hex")?;
     let msg = get("msg")?;
     ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, &public)
         .verify(msg.as_bytes(), &sig)
@@ -424,10 +408,7 @@ const BROKER_PASSWORD: &str = "lab-secret";
 
 /// Starts rumqttd on a free port of `ip`; returns the port once it accepts connections.
 fn start_broker(ip: &str) -> Result<u16, String> {
-    let port = TcpListener::bind(format!("{ip}:0"))
-        .and_then(|l| l.local_addr())
-        .map_err(|e| format!("cannot find a port for the MQTT broker: {e}"))?
-        .port();
+    let port = free_port(ip, "the MQTT broker")?;
     let config = format!(
         r#"id = 0
 [router]
@@ -461,16 +442,38 @@ dynamic_filters = true
             }
         })
         .map_err(|e| format!("cannot start the MQTT broker: {e}"))?;
+    wait_listening(port, "the lab's MQTT broker", || None)?;
+    Ok(port)
+}
+
+/// A port nothing listens on now, on `ip` (for `what`, named in the error).
+fn free_port(ip: &str, what: &str) -> Result<u16, String> {
+    TcpListener::bind(format!("{ip}:0"))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("cannot find a free port on {ip} for {what}: {e}"))
+}
+
+/// Waits up to 5 s for `what` to accept connections on `port` of this machine; `gone` says
+/// why, if the server ended meanwhile.
+fn wait_listening(
+    port: u16,
+    what: &str,
+    mut gone: impl FnMut() -> Option<String>,
+) -> Result<(), String> {
     let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while TcpStream::connect((ip.replace("0.0.0.0", "127.0.0.1").as_str(), port)).is_err() {
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(why) = gone() {
+            return Err(why);
+        }
         if std::time::Instant::now() > end {
             return Err(format!(
-                "the lab's MQTT broker did not listen on port {port} within 5 s"
+                "{what} did not listen on port {port} within 5 s: the machine may be overloaded, or something blocks connections to 127.0.0.1"
             ));
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    Ok(port)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -485,12 +488,11 @@ mod tests {
         let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
             .unwrap();
         let sig = key.sign(&rng, b"fqp").unwrap();
-        let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
         let fields = |msg: &str| {
             vec![
-                ("public".to_string(), hex(key.public_key().as_ref())),
+                ("public".to_string(), hex::encode(key.public_key())),
                 ("msg".to_string(), msg.to_string()),
-                ("sig".to_string(), hex(sig.as_ref())),
+                ("sig".to_string(), hex::encode(sig)),
             ]
         };
         assert_eq!(verify_signature(&fields("fqp")), Ok(()));

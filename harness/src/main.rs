@@ -48,24 +48,15 @@ struct Cli {
 enum Cmd {
     /// Build the port's firmware, run its test suites on the device, write the reports.
     ///
-    /// Reports go to --out (default out/<port name>): results.json, junit.xml, serial.log
-    /// (the raw console), build.log and, for emulated devices, qemu.log.
+    /// Reports go to --out (default out/<port name>): results.json and its signature,
+    /// junit.xml, report.html, summary.md, serial.log (the raw console), build.log, and
+    /// qemu.log (emulators) or flash.log (flash commands).
     Qualify {
-        /// Directory of the port (holds port.toml), or the manifest file itself.
-        #[arg(long, value_name = "DIR")]
-        port: PathBuf,
+        #[command(flatten)]
+        selection: Selection,
         /// Directory for the reports.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
-        /// Run only this test group (repeatable).
-        #[arg(long = "group", value_name = "NAME")]
-        groups: Vec<String>,
-        /// Run only tests whose `group/name` contains this text (repeatable).
-        #[arg(long = "test", value_name = "PATTERN")]
-        tests: Vec<String>,
-        /// Run only tests that need this capability (repeatable).
-        #[arg(long = "capability", value_name = "NAME")]
-        capabilities: Vec<String>,
         /// Run only part I of N of the selection (CI sharding; `fqp merge` joins the parts).
         #[arg(long, value_name = "I/N", value_parser = parse_partition)]
         partition: Option<fqp_reports::Partition>,
@@ -93,18 +84,8 @@ enum Cmd {
     ///
     /// Builds the image and boots the device once to ask it.
     List {
-        /// Directory of the port (holds port.toml), or the manifest file itself.
-        #[arg(long, value_name = "DIR")]
-        port: PathBuf,
-        /// Only this test group (repeatable).
-        #[arg(long = "group", value_name = "NAME")]
-        groups: Vec<String>,
-        /// Only tests whose `group/name` contains this text (repeatable).
-        #[arg(long = "test", value_name = "PATTERN")]
-        tests: Vec<String>,
-        /// Only tests that need this capability (repeatable).
-        #[arg(long = "capability", value_name = "NAME")]
-        capabilities: Vec<String>,
+        #[command(flatten)]
+        selection: Selection,
     },
     /// Merge results of partial runs (for example CI partitions) into one report.
     ///
@@ -196,6 +177,23 @@ enum Cmd {
     },
 }
 
+/// The port and which of its tests: shared by `qualify` and `list`.
+#[derive(clap::Args)]
+struct Selection {
+    /// Directory of the port (holds port.toml), or the manifest file itself.
+    #[arg(long, value_name = "DIR")]
+    port: PathBuf,
+    /// Only this test group (repeatable).
+    #[arg(long = "group", value_name = "NAME")]
+    groups: Vec<String>,
+    /// Only tests whose `group/name` contains this text (repeatable).
+    #[arg(long = "test", value_name = "PATTERN")]
+    tests: Vec<String>,
+    /// Only tests that need this capability (repeatable).
+    #[arg(long = "capability", value_name = "NAME")]
+    capabilities: Vec<String>,
+}
+
 /// Writes one line to stdout. A reader that went away (`fqp … | head`) is not an error of
 /// the run: the exit status still tells the verdict.
 pub(crate) fn out_line(text: &str) {
@@ -258,11 +256,14 @@ fn main() -> ExitCode {
         .init();
     match cli.cmd {
         Cmd::Qualify {
-            port,
+            selection:
+                Selection {
+                    port,
+                    groups,
+                    tests,
+                    capabilities,
+                },
             out,
-            groups,
-            tests,
-            capabilities,
             partition,
             devices,
             retries,
@@ -288,10 +289,13 @@ fn main() -> ExitCode {
             ExitCode::from(run.verdict.exit_code() as u8)
         }
         Cmd::List {
-            port,
-            groups,
-            tests,
-            capabilities,
+            selection:
+                Selection {
+                    port,
+                    groups,
+                    tests,
+                    capabilities,
+                },
         } => {
             let opts = qualify::Options {
                 port,

@@ -10,9 +10,7 @@ use crate::progress::Progress;
 use crate::qemu::Qemu;
 use crate::serial::{self, Link, Transcript};
 use crate::session::{DeviceInfo, Listed, Session};
-use fqp_reports::{
-    Attempt, ErrorKind, Firmware, Partition, Port, Run, Status, Test, Verdict, SCHEMA_VERSION,
-};
+use fqp_reports::{Attempt, ErrorKind, Firmware, Partition, Port, Run, Status, Test, Verdict};
 use fqp_suites::Suites;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -213,19 +211,7 @@ fn now_rfc3339() -> String {
 }
 
 fn empty_run(port: Port) -> Run {
-    Run {
-        schema: SCHEMA_VERSION,
-        harness: env!("CARGO_PKG_VERSION").to_string(),
-        port,
-        firmware: None,
-        started: now_rfc3339(),
-        duration_ms: 0,
-        verdict: Verdict::InfrastructureError,
-        infrastructure_errors: Vec::new(),
-        partition: None,
-        qualification: None,
-        groups: Vec::new(),
-    }
+    Run::new(env!("CARGO_PKG_VERSION"), port, &now_rfc3339())
 }
 
 /// The tests the options select, in listing order: groups and patterns first, then the
@@ -435,11 +421,10 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
     {
         Ok(p) => {
             use sha2::Digest;
-            let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-            settings.push(("root_ca".into(), hex(&p.root_der)));
+            settings.push(("root_ca".into(), hex::encode(&p.root_der)));
             settings.push((
                 "root_ca_sha256".into(),
-                hex(&sha2::Sha256::digest(&p.root_der)),
+                hex::encode(sha2::Sha256::digest(&p.root_der)),
             ));
         }
         Err(e) => return run.infrastructure_errors.push(e),

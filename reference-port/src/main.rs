@@ -7,6 +7,8 @@
 #![no_std]
 #![no_main]
 
+extern crate alloc;
+
 mod lan9118;
 #[cfg(feature = "selftest")]
 mod selftest;
@@ -78,24 +80,26 @@ impl Board for An385 {
 
 static BOARD: An385 = An385;
 
+/// The groups in the image: every kernel group, then networking, MQTT and the keystore.
 #[cfg(not(feature = "selftest"))]
-static GROUPS: &[&Group] = &{
-    let k = fqp_suite_kernel::GROUPS;
-    let mut all: [&Group; KERNEL_GROUPS + 3] = [k[0]; KERNEL_GROUPS + 3];
-    let mut i = 0;
-    while i < KERNEL_GROUPS {
-        all[i] = k[i];
-        i += 1;
-    }
-    all[KERNEL_GROUPS] = &fqp_suite_net::NETWORK;
-    all[KERNEL_GROUPS + 1] = &fqp_suite_net::MQTT;
-    all[KERNEL_GROUPS + 2] = &fqp_suite_security::KEYSTORE;
-    all
-};
-#[cfg(not(feature = "selftest"))]
-const KERNEL_GROUPS: usize = fqp_suite_kernel::GROUPS.len();
+fn groups() -> &'static [&'static Group] {
+    let all: alloc::vec::Vec<&'static Group> = fqp_suite_kernel::GROUPS
+        .iter()
+        .copied()
+        .chain([
+            &fqp_suite_net::NETWORK,
+            &fqp_suite_net::MQTT,
+            &fqp_suite_security::KEYSTORE,
+        ])
+        .collect();
+    all.leak()
+}
+
 #[cfg(feature = "selftest")]
-static GROUPS: &[&Group] = &[&selftest::SELFTEST];
+fn groups() -> &'static [&'static Group] {
+    static SELFTEST: [&Group; 1] = [&selftest::SELFTEST];
+    &SELFTEST
+}
 
 extern "C" {
     static mut __sheap: u8;
@@ -124,5 +128,5 @@ fn main() -> ! {
     vectors::enable(&mut cp.NVIC);
     #[cfg(feature = "selftest")]
     selftest::boot();
-    fqp_testkit::run(&BOARD, GROUPS, env!("CARGO_PKG_VERSION"), CPU_HZ)
+    fqp_testkit::run(&BOARD, groups(), env!("CARGO_PKG_VERSION"), CPU_HZ)
 }

@@ -68,29 +68,20 @@ mod tests {
     use crate::model::*;
 
     fn run(part: usize, tests: &[(usize, &str, Status)]) -> Run {
-        let mut r = Run {
-            schema: SCHEMA_VERSION,
-            harness: "0".into(),
-            port: Port {
-                name: "p".into(),
-                board: "b".into(),
-                vendor: None,
-                description: None,
-                capabilities: vec![],
-                manifest: "m".into(),
-            },
-            firmware: None,
-            started: format!("2026-01-01T00:00:0{part}Z"),
-            duration_ms: 10 * part as u64,
-            verdict: Verdict::Passed,
-            infrastructure_errors: vec![],
-            partition: Some(Partition {
-                index: part,
-                count: 2,
-            }),
-            qualification: None,
-            groups: vec![],
+        let port = Port {
+            name: "p".into(),
+            board: "b".into(),
+            vendor: None,
+            description: None,
+            capabilities: vec![],
+            manifest: "m".into(),
         };
+        let mut r = Run::new("0", port, &format!("2026-01-01T00:00:0{part}Z"));
+        r.duration_ms = 10 * part as u64;
+        r.partition = Some(Partition {
+            index: part,
+            count: 2,
+        });
         for &(i, id, status) in tests {
             let mut t = Test::new(id, status);
             t.index = Some(i);

@@ -280,6 +280,25 @@ pub struct Summary {
 }
 
 impl Run {
+    /// A run of `port` by harness version `harness`, started at `started` (RFC 3339), that
+    /// has not got anywhere yet: no image, no tests, and an infrastructure-error verdict until
+    /// [`Run::decide`] is asked again.
+    pub fn new(harness: &str, port: Port, started: &str) -> Run {
+        Run {
+            schema: SCHEMA_VERSION,
+            harness: harness.to_string(),
+            port,
+            firmware: None,
+            started: started.to_string(),
+            duration_ms: 0,
+            verdict: Verdict::InfrastructureError,
+            infrastructure_errors: Vec::new(),
+            partition: None,
+            qualification: None,
+            groups: Vec::new(),
+        }
+    }
+
     pub fn summary(&self) -> Summary {
         let mut s = Summary::default();
         for t in self.groups.iter().flat_map(|g| &g.tests) {

@@ -53,22 +53,8 @@ pub struct LabKey {
     cert_pem: String,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 fn sha256(bytes: &[u8]) -> String {
-    hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
 }
 
 /// The DER of the first certificate in `pem`.
@@ -187,7 +173,7 @@ impl LabKey {
             format: SIGNATURE_FORMAT.into(),
             algorithm: ALGORITHM.into(),
             sha256: sha256(bytes),
-            signature: hex(&sig),
+            signature: hex::encode(&sig),
             certificate: self.cert_pem.clone(),
         })
     }
@@ -240,7 +226,7 @@ pub fn verify(bytes: &[u8], sig: &Signature, trusted: Option<&str>) -> Result<Si
     }
     let der = cert_der(&sig.certificate, "the signature's certificate")?;
     let cert = parse_cert(&der, "the signature's certificate")?;
-    let raw = unhex(&sig.signature).ok_or("the signature is not hex")?;
+    let raw = hex::decode(&sig.signature).map_err(|_| "the signature is not hex")?;
     if !check(&cert, bytes, &raw) {
         return Err(
             "the signature does not match the file and the certificate: the file or the \

@@ -163,7 +163,7 @@ impl Suites {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use fqp_reports::{Port, Test, Verdict, SCHEMA_VERSION};
+    use fqp_reports::{Port, Test};
 
     #[test]
     fn builtin_descriptions_parse_and_name_declared_capabilities() {
@@ -221,26 +221,15 @@ required = false
     }
 
     fn run(caps: &[&str], tests: &[(&str, Status)]) -> Run {
-        let mut r = Run {
-            schema: SCHEMA_VERSION,
-            harness: "0".into(),
-            port: Port {
-                name: "p".into(),
-                board: "b".into(),
-                vendor: None,
-                description: None,
-                capabilities: caps.iter().map(|c| c.to_string()).collect(),
-                manifest: "m".into(),
-            },
-            firmware: None,
-            started: String::new(),
-            duration_ms: 0,
-            verdict: Verdict::Passed,
-            infrastructure_errors: vec![],
-            partition: None,
-            qualification: None,
-            groups: vec![],
+        let port = Port {
+            name: "p".into(),
+            board: "b".into(),
+            vendor: None,
+            description: None,
+            capabilities: caps.iter().map(|c| c.to_string()).collect(),
+            manifest: "m".into(),
         };
+        let mut r = Run::new("0", port, "");
         for (id, st) in tests {
             r.push(split(id).0, Test::new(id, *st));
         }

@@ -100,6 +100,9 @@ fn one_set_wakes_every_satisfied_waiter() -> TestResult {
 
 fn sync_is_a_rendezvous() -> TestResult {
     fresh();
+    // The parties have equal priority: start just after a tick so that time slicing cannot
+    // rotate them while they record their order.
+    task::delay(1);
     for (n, bit) in [(1u32, 0b001u32), (2, 0b010)] {
         helper("party", HIGH, move || {
             if EG.sync(bit, 0b111, Timeout::FOREVER).is_ok() {

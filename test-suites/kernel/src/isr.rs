@@ -1,11 +1,11 @@
 //! The kernel from real interrupt handlers: waking tasks, preemption on return, and calls that
 //! must not block.
 
-use crate::util::{helper, park, Counter, HIGH, LOW};
+use crate::util::{helper, let_lower_run, park, Counter, HIGH, LOW};
 use fqp_kernel::arch::{Active, Port};
 use fqp_kernel::queue::Queue;
 use fqp_kernel::semaphore::Semaphore;
-use fqp_kernel::{task, time, Timeout};
+use fqp_kernel::{time, Timeout};
 use fqp_testkit::{check_eq, group, irq, TestResult};
 
 group!(pub ISR, "isr", [
@@ -84,10 +84,10 @@ fn woken_lower_task_waits_for_the_test() -> TestResult {
         }
         park()
     });
-    task::delay(1); // let it block
+    let_lower_run(); // until it blocks
     irq::trigger(1);
     check_eq!(FLAG.get(), 0);
-    task::delay(1);
+    let_lower_run();
     check_eq!(FLAG.get(), 1);
     Ok(())
 }

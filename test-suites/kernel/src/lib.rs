@@ -8,7 +8,8 @@
 //!
 //! A test starts at an arbitrary point of a tick period (when the host's command arrives). A
 //! test whose outcome depends on where the next tick falls (time slicing, exact tick counts)
-//! first aligns itself with `task::delay(1)`, which returns just after a tick.
+//! first aligns itself with `task::delay(1)`, which returns just after a tick. A test that
+//! waits for lower-priority helpers to run blocks a whole tick period (`util::let_lower_run`).
 
 #![no_std]
 

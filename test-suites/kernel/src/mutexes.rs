@@ -1,6 +1,6 @@
 //! Mutexes (priority inheritance, hand-over, timeouts) and recursive mutexes.
 
-use crate::util::{helper, park, since, Counter, Trace, HIGH, LOW};
+use crate::util::{helper, let_lower_run, park, since, Counter, Trace, HIGH, LOW};
 use alloc::boxed::Box;
 use core::cell::Cell;
 use fqp_kernel::event_group::{EventGroup, WaitFor};
@@ -104,7 +104,7 @@ fn holder_inherits_the_waiters_priority() -> TestResult {
     // "low" ran above us, released M (dropping back to LOW), "high" got M at once.
     check_eq!(task::priority(low), Ok(LOW));
     check_eq!(TRACE.events(), [1, 3]);
-    task::delay(1);
+    let_lower_run();
     check_eq!(TRACE.events(), [1, 3, 2]);
     Ok(())
 }
@@ -129,7 +129,7 @@ fn inheritance_ends_when_the_waiter_gives_up() -> TestResult {
     check_eq!(task::priority(low), Ok(LOW));
     check!(M.is_locked());
     let _ = RELEASE.give();
-    task::delay(1);
+    let_lower_run();
     check!(!M.is_locked());
     Ok(())
 }

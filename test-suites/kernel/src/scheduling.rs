@@ -1,7 +1,7 @@
 //! Scheduling: highest priority first, round robin by yield and by time slice among equals,
 //! no preemption by equals.
 
-use crate::util::{helper, Counter, Trace, HIGH, LOW};
+use crate::util::{helper, let_lower_run, Counter, Trace, HIGH, LOW};
 use fqp_kernel::event_group::{EventGroup, WaitFor};
 use fqp_kernel::semaphore::Semaphore;
 use fqp_kernel::task;
@@ -89,7 +89,7 @@ fn highest_priority_first() -> TestResult {
     }
     drop(lock);
     check_eq!(TRACE.events(), [31, 20, 12]);
-    task::delay(1);
+    let_lower_run();
     check_eq!(TRACE.events(), [31, 20, 12, 2]);
     Ok(())
 }

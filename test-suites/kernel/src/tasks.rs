@@ -1,7 +1,7 @@
 //! Tasks: creation, ending, deletion, suspension, priorities, names, handles, stacks,
 //! statistics, scheduler lock and hooks.
 
-use crate::util::{helper, park, since, spin_ticks, Counter, HIGH, LOW, STACK};
+use crate::util::{helper, let_lower_run, park, since, spin_ticks, Counter, HIGH, LOW, STACK};
 use alloc::vec::Vec;
 use fqp_kernel::config::MAX_TASKS;
 use fqp_kernel::task::{self, Builder, SpawnError, TaskGone};
@@ -43,7 +43,7 @@ fn lower_priority_runs_when_test_blocks() -> TestResult {
     FLAG.set(0);
     helper("low", LOW, || FLAG.set(7));
     check_eq!(FLAG.get(), 0);
-    task::delay(1);
+    let_lower_run();
     check_eq!(FLAG.get(), 7);
     Ok(())
 }

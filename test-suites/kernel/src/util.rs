@@ -1,7 +1,7 @@
 //! Small helpers shared by the kernel tests.
 
 use core::sync::atomic::{AtomicU32, Ordering};
-use fqp_kernel::task::TaskId;
+use fqp_kernel::task::{self, TaskId};
 use fqp_kernel::time;
 
 /// Above the test: runs as soon as it is ready.
@@ -106,4 +106,12 @@ impl<const N: usize> PartialEq<[u32; N]> for Events {
     fn eq(&self, other: &[u32; N]) -> bool {
         self.ev[..self.len] == other[..]
     }
+}
+
+/// Blocks the test for at least one whole tick period, so that ready tasks below it run
+/// (until they block) whatever the tick phase. (`delay(1)` only waits for the *next* tick,
+/// which may be a few microseconds away: a helper that just became ready might not get to
+/// its first instruction before the test preempts it again.)
+pub fn let_lower_run() {
+    task::delay(2);
 }

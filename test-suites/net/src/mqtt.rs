@@ -43,28 +43,56 @@ fn transport() -> Result<TcpStream, fqp_testkit::Failure> {
 
 type Inbox = RefCell<Vec<(String, Vec<u8>, QoS)>>;
 
-/// Connects a client with `password` (the lab's when `None`) and `keep_alive` seconds.
+/// The broker account the host provisioned: user name and password.
+struct Credentials(String, String);
+
+impl Credentials {
+    fn provisioned() -> Result<Credentials, fqp_testkit::Failure> {
+        Ok(Credentials(
+            setting("mqtt_user")?,
+            setting("mqtt_password")?,
+        ))
+    }
+
+    /// CONNECT options with these credentials (the password replaced by `password` if given).
+    fn options<'a>(
+        &'a self,
+        client_id: &'a str,
+        keep_alive: u16,
+        clean_session: bool,
+        will: Option<fqp_mqtt::Will<'a>>,
+        password: Option<&'a [u8]>,
+    ) -> Connect<'a> {
+        Connect {
+            client_id,
+            clean_session,
+            keep_alive,
+            username: Some(&self.0),
+            password: Some(password.unwrap_or(self.1.as_bytes())),
+            will,
+        }
+    }
+}
+
+/// Connects a client with the lab's credentials, a clean session and `keep_alive` seconds.
 fn session<'b>(
     tx: &'b mut [u8],
     rx: &'b mut [u8],
     inbox: &'b Inbox,
     client_id: &str,
     keep_alive: u16,
-    password: Option<&str>,
 ) -> Result<Client<'b, TcpStream, impl FnMut(&fqp_mqtt::Message<'_>) + 'b>, fqp_testkit::Failure> {
-    session_with(tx, rx, inbox, client_id, keep_alive, password, true, None).map(|(c, _)| c)
+    session_with(tx, rx, inbox, client_id, keep_alive, true, None).map(|(c, _)| c)
 }
 
-/// A client connected with the given session and will; also whether the broker had a
-/// session for it.
-#[allow(clippy::too_many_arguments)]
+/// A client connected with the lab's credentials, the given session and will; also whether
+/// the broker had a session for it.
 fn session_with<'b>(
     tx: &'b mut [u8],
     rx: &'b mut [u8],
     inbox: &'b Inbox,
     client_id: &str,
     keep_alive: u16,
-    password: Option<&str>,
     clean_session: bool,
     will: Option<fqp_mqtt::Will<'_>>,
 ) -> Result<
@@ -74,8 +102,7 @@ fn session_with<'b>(
     ),
     fqp_testkit::Failure,
 > {
-    let user = setting("mqtt_user")?;
-    let lab_password = setting("mqtt_password")?;
+    let creds = Credentials::provisioned()?;
     let mut c = Client::new(tx, rx, ms, move |m: &fqp_mqtt::Message<'_>| {
         inbox
             .borrow_mut()
@@ -85,14 +112,7 @@ fn session_with<'b>(
     let present = c
         .connect(
             t,
-            &Connect {
-                client_id,
-                clean_session,
-                keep_alive,
-                username: Some(&user),
-                password: Some(password.unwrap_or(&lab_password).as_bytes()),
-                will,
-            },
+            &creds.options(client_id, keep_alive, clean_session, will, None),
             5_000,
         )
         .map_err(|e| fqp_testkit::fail!("CONNECT: {:?}", e))?;
@@ -109,6 +129,17 @@ fn subscribe_to<T: fqp_transport::Transport, H: FnMut(&fqp_mqtt::Message<'_>)>(
         .map_err(|e| fqp_testkit::fail!("SUBSCRIBE {}: {:?}", filter, e))?;
     check_eq!(granted[0], Some(QoS::AtLeastOnce));
     Ok(())
+}
+
+/// Publishes (not retained), failing the test with the topic and the error.
+fn publish<T: fqp_transport::Transport, H: FnMut(&fqp_mqtt::Message<'_>)>(
+    c: &mut Client<'_, T, H>,
+    topic: &str,
+    payload: &[u8],
+    qos: QoS,
+) -> TestResult {
+    c.publish(topic, payload, qos, false)
+        .map_err(|e| fqp_testkit::fail!("PUBLISH to {} at {:?}: {:?}", topic, qos, e))
 }
 
 /// Polls until `n` messages are in `inbox` or `ms` pass.
@@ -136,7 +167,7 @@ fn await_messages<T: fqp_transport::Transport, H: FnMut(&fqp_mqtt::Message<'_>)>
 fn connects_with_the_lab_credentials() -> TestResult {
     let (mut tx, mut rx) = (vec![0u8; 1024], vec![0u8; 1024]);
     let inbox = Inbox::default();
-    let mut c = session(&mut tx, &mut rx, &inbox, "fqp-connect", 30, None)?;
+    let mut c = session(&mut tx, &mut rx, &inbox, "fqp-connect", 30)?;
     check!(c.is_connected());
     c.disconnect()
         .map_err(|e| fqp_testkit::fail!("DISCONNECT: {:?}", e))?;
@@ -146,23 +177,21 @@ fn connects_with_the_lab_credentials() -> TestResult {
 fn round_trip_at_qos0_and_qos1() -> TestResult {
     let (mut tx, mut rx) = (vec![0u8; 1024], vec![0u8; 1024]);
     let inbox = Inbox::default();
-    let mut c = session(&mut tx, &mut rx, &inbox, "fqp-round-trip", 30, None)?;
+    let mut c = session(&mut tx, &mut rx, &inbox, "fqp-round-trip", 30)?;
     subscribe_to(&mut c, "fqp/round-trip/+")?;
     let t0 = ms();
-    c.publish(
+    publish(
+        &mut c,
         "fqp/round-trip/zero",
         b"at most once",
         QoS::AtMostOnce,
-        false,
-    )
-    .map_err(|e| fqp_testkit::fail!("PUBLISH QoS 0: {:?}", e))?;
-    c.publish(
+    )?;
+    publish(
+        &mut c,
         "fqp/round-trip/one",
         b"at least once",
         QoS::AtLeastOnce,
-        false,
-    )
-    .map_err(|e| fqp_testkit::fail!("PUBLISH QoS 1: {:?}", e))?;
+    )?;
     await_messages(&mut c, &inbox, 2, 5_000)?;
     fqp_testkit::metric("round_trip_2_messages", ms() - t0, "ms");
     let got = inbox.borrow();
@@ -184,11 +213,10 @@ fn round_trip_at_qos0_and_qos1() -> TestResult {
 fn payload_of_64_kib_round_trips() -> TestResult {
     let (mut tx, mut rx) = (vec![0u8; 66 * 1024], vec![0u8; 66 * 1024]);
     let inbox = Inbox::default();
-    let mut c = session(&mut tx, &mut rx, &inbox, "fqp-large", 30, None)?;
+    let mut c = session(&mut tx, &mut rx, &inbox, "fqp-large", 30)?;
     subscribe_to(&mut c, "fqp/large")?;
     let payload: Vec<u8> = (0..64 * 1024).map(|i| (i * 13 % 251) as u8).collect();
-    c.publish("fqp/large", &payload, QoS::AtLeastOnce, false)
-        .map_err(|e| fqp_testkit::fail!("PUBLISH: {:?}", e))?;
+    publish(&mut c, "fqp/large", &payload, QoS::AtLeastOnce)?;
     await_messages(&mut c, &inbox, 1, 10_000)?;
     check!(
         inbox.borrow()[0].1 == payload,
@@ -202,15 +230,14 @@ fn idle_connection_is_kept_alive() -> TestResult {
     let inbox = Inbox::default();
     // Keep-alive 1 s: idle for 3 keep-alive periods, the client's pings must hold it (the
     // broker drops a client silent for 1.5 keep-alive periods).
-    let mut c = session(&mut tx, &mut rx, &inbox, "fqp-idle", 1, None)?;
+    let mut c = session(&mut tx, &mut rx, &inbox, "fqp-idle", 1)?;
     subscribe_to(&mut c, "fqp/idle")?;
     let end = ms() + 3_000;
     while ms() < end {
         c.poll(250)
             .map_err(|e| fqp_testkit::fail!("the idle connection failed: {:?}", e))?;
     }
-    c.publish("fqp/idle", b"still here", QoS::AtLeastOnce, false)
-        .map_err(|e| fqp_testkit::fail!("PUBLISH after idling: {:?}", e))?;
+    publish(&mut c, "fqp/idle", b"still here", QoS::AtLeastOnce)?;
     await_messages(&mut c, &inbox, 1, 5_000)?;
     log!("idle 3 s with keep-alive 1 s: connection held");
     Ok(())
@@ -219,7 +246,7 @@ fn idle_connection_is_kept_alive() -> TestResult {
 fn will_is_published_when_a_client_vanishes() -> TestResult {
     let (mut tx, mut rx) = (vec![0u8; 1024], vec![0u8; 1024]);
     let inbox = Inbox::default();
-    let mut watcher = session(&mut tx, &mut rx, &inbox, "fqp-watcher", 30, None)?;
+    let mut watcher = session(&mut tx, &mut rx, &inbox, "fqp-watcher", 30)?;
     subscribe_to(&mut watcher, "fqp/will/+")?;
     {
         let (mut tx2, mut rx2) = (vec![0u8; 512], vec![0u8; 512]);
@@ -236,7 +263,6 @@ fn will_is_published_when_a_client_vanishes() -> TestResult {
             &other,
             "fqp-mortal",
             30,
-            None,
             true,
             Some(will),
         )?;
@@ -258,16 +284,7 @@ fn persistent_session_gets_what_it_missed() -> TestResult {
     let inbox = Inbox::default();
     // First visit: subscribe in a persistent session, then leave properly.
     {
-        let (mut c, _) = session_with(
-            &mut tx,
-            &mut rx,
-            &inbox,
-            "fqp-persistent",
-            30,
-            None,
-            false,
-            None,
-        )?;
+        let (mut c, _) = session_with(&mut tx, &mut rx, &inbox, "fqp-persistent", 30, false, None)?;
         subscribe_to(&mut c, "fqp/persistent")?;
         c.disconnect()
             .map_err(|e| fqp_testkit::fail!("DISCONNECT: {:?}", e))?;
@@ -276,28 +293,19 @@ fn persistent_session_gets_what_it_missed() -> TestResult {
     {
         let (mut tx2, mut rx2) = (vec![0u8; 512], vec![0u8; 512]);
         let other = Inbox::default();
-        let mut p = session(&mut tx2, &mut rx2, &other, "fqp-publisher", 30, None)?;
-        p.publish(
+        let mut p = session(&mut tx2, &mut rx2, &other, "fqp-publisher", 30)?;
+        publish(
+            &mut p,
             "fqp/persistent",
             b"while you were away",
             QoS::AtLeastOnce,
-            false,
-        )
-        .map_err(|e| fqp_testkit::fail!("PUBLISH: {:?}", e))?;
+        )?;
         p.disconnect()
             .map_err(|e| fqp_testkit::fail!("DISCONNECT: {:?}", e))?;
     }
     // Back in the same session: the broker kept it and delivers what was missed.
-    let (mut c, present) = session_with(
-        &mut tx,
-        &mut rx,
-        &inbox,
-        "fqp-persistent",
-        30,
-        None,
-        false,
-        None,
-    )?;
+    let (mut c, present) =
+        session_with(&mut tx, &mut rx, &inbox, "fqp-persistent", 30, false, None)?;
     check!(present, "the broker kept no session for the client");
     await_messages(&mut c, &inbox, 1, 10_000)?;
     check!(
@@ -307,16 +315,7 @@ fn persistent_session_gets_what_it_missed() -> TestResult {
     );
     // Leave a clean slate for the next run.
     drop(c);
-    let (mut c, _) = session_with(
-        &mut tx,
-        &mut rx,
-        &inbox,
-        "fqp-persistent",
-        30,
-        None,
-        true,
-        None,
-    )?;
+    let (mut c, _) = session_with(&mut tx, &mut rx, &inbox, "fqp-persistent", 30, true, None)?;
     let _ = c.disconnect();
     Ok(())
 }
@@ -324,19 +323,18 @@ fn persistent_session_gets_what_it_missed() -> TestResult {
 fn round_trips_per_second() -> TestResult {
     let (mut tx, mut rx) = (vec![0u8; 1024], vec![0u8; 1024]);
     let inbox = Inbox::default();
-    let mut c = session(&mut tx, &mut rx, &inbox, "fqp-rate", 30, None)?;
+    let mut c = session(&mut tx, &mut rx, &inbox, "fqp-rate", 30)?;
     subscribe_to(&mut c, "fqp/rate")?;
     let n = 200;
     let t0 = fqp_kernel::time::uptime_us();
     for i in 0..n {
         let before = inbox.borrow().len();
-        c.publish(
+        publish(
+            &mut c,
             "fqp/rate",
             &(i as u32).to_le_bytes(),
             QoS::AtLeastOnce,
-            false,
-        )
-        .map_err(|e| fqp_testkit::fail!("PUBLISH {}: {:?}", i, e))?;
+        )?;
         await_messages(&mut c, &inbox, before + 1, 5_000)?;
     }
     let us = (fqp_kernel::time::uptime_us() - t0).max(1);
@@ -350,14 +348,13 @@ fn round_trips_per_second() -> TestResult {
 fn reconnects_after_the_broker_restarts() -> TestResult {
     let (mut tx, mut rx) = (vec![0u8; 1024], vec![0u8; 1024]);
     let inbox = Inbox::default();
-    let mut c = session(&mut tx, &mut rx, &inbox, "fqp-reconnect", 30, None)?;
+    let mut c = session(&mut tx, &mut rx, &inbox, "fqp-reconnect", 30)?;
     fqp_testkit::ask("restart-broker", &[], 20_000)?;
     // The connection breaks: the next packet exchange fails.
     let broke = (0..50).any(|_| c.poll(100).is_err() || !c.is_connected());
     check!(broke, "the connection survived the broker's restart");
     // Back off and retry until the broker takes us again.
-    let user = setting("mqtt_user")?;
-    let password = setting("mqtt_password")?;
+    let creds = Credentials::provisioned()?;
     let seed = fqp_kernel::time::uptime_us() as u32;
     let mut backoff = fqp_mqtt::Backoff::new(100, 2_000, seed);
     let t0 = ms();
@@ -373,14 +370,7 @@ fn reconnects_after_the_broker_restarts() -> TestResult {
         let Ok(t) = transport() else { continue };
         let r = c.connect(
             t,
-            &Connect {
-                client_id: "fqp-reconnect",
-                clean_session: true,
-                keep_alive: 30,
-                username: Some(&user),
-                password: Some(password.as_bytes()),
-                will: None,
-            },
+            &creds.options("fqp-reconnect", 30, true, None, None),
             3_000,
         );
         match r {
@@ -393,26 +383,18 @@ fn reconnects_after_the_broker_restarts() -> TestResult {
     fqp_testkit::metric("reconnect_attempts", attempts, "");
     // The new connection works end to end.
     subscribe_to(&mut c, "fqp/reconnect")?;
-    c.publish("fqp/reconnect", b"back", QoS::AtLeastOnce, false)
-        .map_err(|e| fqp_testkit::fail!("PUBLISH after reconnecting: {:?}", e))?;
+    publish(&mut c, "fqp/reconnect", b"back", QoS::AtLeastOnce)?;
     await_messages(&mut c, &inbox, 1, 5_000)?;
     Ok(())
 }
 
 fn wrong_password_is_refused() -> TestResult {
-    let user = setting("mqtt_user")?;
+    let creds = Credentials::provisioned()?;
     let (mut tx, mut rx) = (vec![0u8; 1024], vec![0u8; 1024]);
     let mut c = Client::new(&mut tx, &mut rx, ms, |_: &fqp_mqtt::Message<'_>| {});
     let r = c.connect(
         transport()?,
-        &Connect {
-            client_id: "fqp-intruder",
-            clean_session: true,
-            keep_alive: 30,
-            username: Some(&user),
-            password: Some(b"wrong-password"),
-            will: None,
-        },
+        &creds.options("fqp-intruder", 30, true, None, Some(b"wrong-password")),
         5_000,
     );
     // The broker refuses: CONNACK 4 (bad user name or password) or 5 (not authorized), or,

@@ -156,7 +156,8 @@ pub struct LineBuf<const N: usize> {
     truncated: bool,
 }
 
-/// Room kept at the end of a line for ` trunc=1 *XXXX\n`.
+/// Room kept at the end of a line for the truncation mark ` trunc=1`, then ` *`, the CRC-16
+/// in four hex digits and `\n` (15 bytes).
 const TAIL: usize = 16;
 
 impl<const N: usize> LineBuf<N> {
@@ -239,7 +240,7 @@ impl<const N: usize> fmt::Write for Escaper<'_, N> {
 /// Why a line that claims to be a protocol line was rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameError {
-    /// No ` *XXXX` checksum at the end.
+    /// The line does not end with ` *` and a four-hex-digit CRC-16.
     NoChecksum,
     /// The checksum does not match the content.
     BadChecksum { expected: u16, found: u16 },

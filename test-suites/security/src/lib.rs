@@ -11,8 +11,6 @@
 
 extern crate alloc;
 
-use alloc::string::String;
-use core::fmt::Write;
 use fqp_keystore::{Entropy, Error, Keystore};
 use fqp_testkit::{check, check_eq, check_range, group, log, TestResult};
 
@@ -38,24 +36,6 @@ impl Entropy for Provisioned {
     }
 }
 
-fn unhex(s: &str) -> Option<alloc::vec::Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
-fn hex(b: &[u8]) -> String {
-    let mut s = String::new();
-    for x in b {
-        let _ = write!(s, "{x:02x}");
-    }
-    s
-}
-
 /// A keystore seeded from the port's TRNG, or else from the host's entropy, keeping its
 /// certificates in `arena`.
 fn keystore(arena: &mut [u8]) -> Result<Keystore<'_>, fqp_testkit::Failure> {
@@ -67,7 +47,8 @@ fn keystore(arena: &mut [u8]) -> Result<Keystore<'_>, fqp_testkit::Failure> {
             "no entropy: the port registered no TRNG and the host provisioned no seed"
         )
     };
-    let seed = unhex(&text)
+    let seed = hex::decode(&text)
+        .ok()
         .filter(|s| s.len() == 32)
         .ok_or_else(|| fqp_testkit::fail!("the entropy setting is not 32 bytes of hex"))?;
     let mut e = Provisioned([0; 32]);
@@ -129,7 +110,7 @@ fn generated_key_signs_what_the_host_verifies_body() -> TestResult {
     let sig = ks
         .sign("device", MSG.as_bytes())
         .map_err(|e| fqp_testkit::fail!("sign: {:?}", e))?;
-    let (public, sig) = (hex(&public), hex(&sig));
+    let (public, sig) = (hex::encode(public), hex::encode(sig));
     fqp_testkit::ask(
         "verify-signature",
         &[("public", &public), ("msg", MSG), ("sig", &sig)],
@@ -160,7 +141,7 @@ fn imported_certificate_reads_back_intact_body() -> TestResult {
     let Some(der) = fqp_testkit::config::get_str("root_ca") else {
         fqp_testkit::skip!("the host provisioned no root_ca")
     };
-    let der = unhex(&der).ok_or_else(|| fqp_testkit::fail!("root_ca is not hex"))?;
+    let der = hex::decode(&der).map_err(|_| fqp_testkit::fail!("root_ca is not hex"))?;
     let want = fqp_testkit::config::get_str("root_ca_sha256").unwrap_or_default();
     let mut arena = alloc::vec![0u8; 4096];
     let mut ks = keystore(&mut arena)?;
@@ -169,7 +150,7 @@ fn imported_certificate_reads_back_intact_body() -> TestResult {
     let back = ks
         .certificate("root-ca")
         .map_err(|e| fqp_testkit::fail!("read back: {:?}", e))?;
-    check_eq!(hex(&fqp_keystore::sha256(back)), want);
+    check_eq!(hex::encode(fqp_keystore::sha256(back)), want);
     log!(
         "{} byte certificate provisioned in pieces and imported",
         der.len()
