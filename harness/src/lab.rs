@@ -14,7 +14,12 @@ pub struct Lab {
     /// Settings to provision: `(key, value)`.
     pub settings: Vec<(String, String)>,
     broker: Running,
+    /// How the TLS echo server (client certificates required) ended each connection.
+    tls_endings: Endings,
 }
+
+/// Connection endings of a TLS server, newest last: `closed`, or why it refused the client.
+type Endings = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
 /// The broker as the lab runs it, for restarts.
 enum Running {
@@ -43,10 +48,31 @@ impl Drop for Lab {
 
 impl Lab {
     /// Carries out what a test asks (`ASK action=…`).
-    pub fn act(&self, action: &str) -> Result<(), String> {
+    pub fn act(&self, action: &str, fields: &[(String, String)]) -> Result<(), String> {
         match action {
             "restart-broker" => self.restart_broker(),
+            "tls-refusal" => self.tls_refusal(field(fields, "expect")?),
             other => Err(format!("unknown lab action {other:?}")),
+        }
+    }
+
+    /// Whether the TLS echo server's latest connection ended refusing the client for a reason
+    /// that contains `expect` (rustls's words, e.g. `UnknownIssuer`, `no certificates`).
+    fn tls_refusal(&self, expect: &str) -> Result<(), String> {
+        // The device may see the refusal a moment before the server thread records it.
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            let last = self.tls_endings.lock().ok().and_then(|e| e.last().cloned());
+            match last {
+                Some(why) if why.contains(expect) => return Ok(()),
+                Some(why) if std::time::Instant::now() > end => {
+                    return Err(format!("the TLS server's last connection ended: {why}"))
+                }
+                None if std::time::Instant::now() > end => {
+                    return Err("the TLS server had no connection".into())
+                }
+                _ => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
         }
     }
 
@@ -192,6 +218,132 @@ impl std::str::FromStr for Broker {
     }
 }
 
+/// The value of a field of an `ASK`.
+pub fn field<'a>(fields: &'a [(String, String)], key: &str) -> Result<&'a str, String> {
+    fields
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .ok_or_else(|| format!("the request needs the field {key}"))
+}
+
+/// A TLS 1.3 echo server presenting `server` (its certificate DER, as is — a malformed one
+/// too — and key), requiring client certificates from `client_root` when given; returns the
+/// port. How each connection ended goes to `endings`.
+fn tls_echo(
+    bind: &str,
+    server: &crate::pki::Pair,
+    client_root: Option<&[u8]>,
+    endings: Endings,
+) -> Result<u16, String> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let builder = rustls::ServerConfig::builder_with_protocol_versions(&[&rustls::version::TLS13]);
+    let builder = match client_root {
+        Some(root) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots
+                .add(CertificateDer::from(root.to_vec()))
+                .map_err(|e| format!("lab TLS server: root CA: {e}"))?;
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder(std::sync::Arc::new(roots))
+                    .build()
+                    .map_err(|e| format!("lab TLS server: {e}"))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder
+        .with_single_cert(
+            vec![CertificateDer::from(server.der.clone())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server.key_der.clone())),
+        )
+        .map_err(|e| format!("lab TLS server: {e}"))?;
+    let config = std::sync::Arc::new(config);
+    let l = TcpListener::bind(bind).map_err(|e| format!("cannot start a lab TLS server: {e}"))?;
+    let port = l.local_addr().map_err(|e| e.to_string())?.port();
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            let (config, endings) = (config.clone(), endings.clone());
+            std::thread::spawn(move || {
+                let _ = c.set_nodelay(true);
+                let Ok(conn) = rustls::ServerConnection::new(config) else {
+                    return;
+                };
+                let mut s = rustls::StreamOwned::new(conn, c);
+                let mut buf = [0u8; 16 * 1024];
+                let ending = loop {
+                    match s.read(&mut buf) {
+                        Ok(0) => break "closed".to_string(),
+                        Ok(n) => {
+                            if let Err(e) = s.write_all(&buf[..n]) {
+                                break format!("refused: {e}");
+                            }
+                        }
+                        Err(e) => break format!("refused: {e}"),
+                    }
+                };
+                if let Ok(mut e) = endings.lock() {
+                    e.push(ending);
+                }
+            });
+        }
+    });
+    Ok(port)
+}
+
+/// A DNS server (UDP) answering the A query for [`crate::pki::BROKER_NAME`] with `address`
+/// and NXDOMAIN for every other name; returns its port.
+fn name_server(bind: &str, address: std::net::Ipv4Addr) -> Result<u16, String> {
+    let sock = std::net::UdpSocket::bind(bind)
+        .map_err(|e| format!("cannot start the lab's name server: {e}"))?;
+    let port = sock.local_addr().map_err(|e| e.to_string())?.port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            if let Some(reply) = dns_reply(&buf[..n], address) {
+                let _ = sock.send_to(&reply, from);
+            }
+        }
+    });
+    Ok(port)
+}
+
+/// The reply to DNS query `q`, or `None` for what is not a standard query of one question.
+fn dns_reply(q: &[u8], address: std::net::Ipv4Addr) -> Option<Vec<u8>> {
+    if q.len() < 12 || q[2] & 0xf8 != 0 || q[4..6] != [0, 1] {
+        return None;
+    }
+    // The question: labels up to the root, then type and class.
+    let mut at = 12;
+    let mut name = Vec::new();
+    loop {
+        let len = *q.get(at)? as usize;
+        if len == 0 {
+            break;
+        }
+        if len > 63 {
+            return None;
+        }
+        name.push(String::from_utf8_lossy(q.get(at + 1..at + 1 + len)?).to_lowercase());
+        at += 1 + len;
+    }
+    let question = q.get(12..at + 5)?;
+    let (kind, class) = (&q[at + 1..at + 3], &q[at + 3..at + 5]);
+    let known = name.join(".") == crate::pki::BROKER_NAME;
+    let answer = known && kind == [0, 1] && class == [0, 1];
+    let mut r = Vec::with_capacity(question.len() + 28);
+    r.extend_from_slice(&q[..2]);
+    // QR, RD as asked, RA; NXDOMAIN for names the lab does not have.
+    r.extend_from_slice(&[0x80 | (q[2] & 0x01), 0x80 | if known { 0 } else { 3 }]);
+    r.extend_from_slice(&[0, 1, 0, answer as u8, 0, 0, 0, 0]);
+    r.extend_from_slice(question);
+    if answer {
+        r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+        r.extend_from_slice(&address.octets());
+    }
+    Some(r)
+}
+
 fn serve(listener: TcpListener, each: fn(TcpStream)) {
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
@@ -229,11 +381,14 @@ fn closer(mut c: TcpStream) {
 impl Lab {
     /// Starts the services, listening where a device at `host` can reach them (loopback for
     /// an emulator's user network, every interface for boards).
+    /// `pki` is the run's lab PKI, written to `pki_dir`.
     pub fn start(
         host: &str,
         emulated: bool,
         broker: &Broker,
         dir: &std::path::Path,
+        pki: &crate::pki::Pki,
+        pki_dir: &std::path::Path,
     ) -> Result<Lab, String> {
         let bind = if emulated { "127.0.0.1:0" } else { "0.0.0.0:0" };
         let mut settings = Vec::new();
@@ -244,12 +399,34 @@ impl Lab {
             serve(l, each);
             settings.push((key.to_string(), format!("{host}:{port}")));
         }
+        // TLS: the good server (client certificates from the lab root required) and one
+        // server per way a server certificate can be bad.
+        let tls_endings = Endings::default();
+        let port = tls_echo(bind, &pki.server, Some(&pki.root_der), tls_endings.clone())?;
+        settings.push(("tls_echo".into(), format!("{host}:{port}")));
+        for (key, cert) in [
+            ("tls_untrusted", &pki.untrusted_server),
+            ("tls_expired", &pki.expired_server),
+            ("tls_wrong_name", &pki.wrong_name_server),
+            ("tls_malformed", &pki.malformed_server),
+        ] {
+            let port = tls_echo(bind, cert, None, Endings::default())?;
+            settings.push((key.into(), format!("{host}:{port}")));
+        }
+        settings.push(("tls_server_name".into(), crate::pki::BROKER_NAME.into()));
+        // A name server for the lab's names (a device's own, from DHCP, knows none of them).
+        if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
+            let port = name_server(bind, ip)?;
+            settings.push(("dns".into(), format!("{host}:{port}")));
+        }
         let ip = if emulated { "127.0.0.1" } else { "0.0.0.0" };
         let running;
         let (addr, user, password) = match broker {
             Broker::Embedded => {
-                let (proxy, port) = Proxy::start(ip, start_broker("127.0.0.1")?)?;
+                let (plain, tls) = start_broker("127.0.0.1", ip, pki_dir)?;
+                let (proxy, port) = Proxy::start(ip, plain)?;
                 running = Running::Embedded(proxy);
+                settings.push(("mqtts".into(), format!("{host}:{tls}")));
                 (
                     format!("{host}:{port}"),
                     BROKER_USER.to_string(),
@@ -257,8 +434,9 @@ impl Lab {
                 )
             }
             Broker::Mosquitto => {
-                let (child, conf, port) = start_mosquitto(ip, dir)?;
+                let (child, conf, port, tls) = start_mosquitto(ip, dir, pki_dir)?;
                 running = Running::Mosquitto(std::sync::Mutex::new(child), conf, port);
+                settings.push(("mqtts".into(), format!("{host}:{tls}")));
                 (
                     format!("{host}:{port}"),
                     BROKER_USER.to_string(),
@@ -294,15 +472,18 @@ impl Lab {
         Ok(Lab {
             settings,
             broker: running,
+            tls_endings,
         })
     }
 }
 
-/// Starts mosquitto on a free port with a password file and a configuration in `dir`.
+/// Starts mosquitto on free ports (plain and TLS with client certificates required) with a
+/// password file and a configuration in `dir`; the TLS listener uses the PKI in `pki_dir`.
 fn start_mosquitto(
     ip: &str,
     dir: &std::path::Path,
-) -> Result<(std::process::Child, std::path::PathBuf, u16), String> {
+    pki_dir: &std::path::Path,
+) -> Result<(std::process::Child, std::path::PathBuf, u16, u16), String> {
     use std::process::Command;
     let dir = dir.join("mosquitto");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -324,19 +505,28 @@ fn start_mosquitto(
         ));
     }
     let port = free_port(ip, "mosquitto")?;
+    let tls = free_port(ip, "mosquitto's TLS listener")?;
     let conf = dir.join("mosquitto.conf");
     let log = dir.join("mosquitto.log");
+    let pki = |name: &str| pki_dir.join(name).display().to_string();
     std::fs::write(
         &conf,
         format!(
-            "# written by fqp for one qualification run\nlistener {port} {ip}\nallow_anonymous false\npassword_file {}\npersistence false\nlog_dest file {}\nlog_type error\nlog_type warning\nlog_type notice\n",
+            "# written by fqp for one qualification run\n\
+             allow_anonymous false\npassword_file {}\npersistence false\n\
+             log_dest file {}\nlog_type error\nlog_type warning\nlog_type notice\n\
+             listener {port} {ip}\n\
+             listener {tls} {ip}\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
             passwd.display(),
-            log.display()
+            log.display(),
+            pki("root-ca.crt"),
+            pki("broker.crt"),
+            pki("broker.key"),
         ),
     )
     .map_err(|e| format!("{}: {e}", conf.display()))?;
     let child = spawn_mosquitto(&conf, port)?;
-    Ok((child, conf, port))
+    Ok((child, conf, port, tls))
 }
 
 /// Starts mosquitto with `conf` and waits until it listens on `port`.
@@ -387,13 +577,7 @@ pub fn entropy_hex() -> String {
 /// `verify-signature`: checks, on the host, an ECDSA P-256 signature made on the device:
 /// fields `public` (SEC1, hex), `msg` (text) and `sig` (`r || s`, hex).
 pub fn verify_signature(fields: &[(String, String)]) -> Result<(), String> {
-    let get = |k: &str| {
-        fields
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
-            .ok_or_else(|| format!("verify-signature needs the field {k}"))
-    };
+    let get = |k: &str| field(fields, k);
     let public = hex::decode(get("public")?).map_err(|_| "public is not hex")?;
     let sig = hex::decode(get("sig")?).map_err(|_| "sig is not hex")?;
     let msg = get("msg")?;
@@ -406,9 +590,14 @@ pub fn verify_signature(fields: &[(String, String)]) -> Result<(), String> {
 const BROKER_USER: &str = "fqp-device";
 const BROKER_PASSWORD: &str = "lab-secret";
 
-/// Starts rumqttd on a free port of `ip`; returns the port once it accepts connections.
-fn start_broker(ip: &str) -> Result<u16, String> {
+/// Starts rumqttd on a free port of `ip` and a TLS listener (client certificates from the
+/// lab root required, the PKI in `pki_dir`) on `tls_ip`; returns both ports once they accept
+/// connections.
+fn start_broker(ip: &str, tls_ip: &str, pki_dir: &std::path::Path) -> Result<(u16, u16), String> {
     let port = free_port(ip, "the MQTT broker")?;
+    let tls = free_port(tls_ip, "the MQTT broker's TLS listener")?;
+    let pki = |name: &str| pki_dir.join(name).display().to_string().replace('\\', "/");
+    let (ca, cert, key) = (pki("root-ca.crt"), pki("broker.crt"), pki("broker.key"));
     let config = format!(
         r#"id = 0
 [router]
@@ -429,6 +618,22 @@ max_inflight_count = 100
 dynamic_filters = true
 [v4.1.connections.auth]
 {BROKER_USER} = "{BROKER_PASSWORD}"
+
+[v4.2]
+name = "fqp-lab-tls"
+listen = "{tls_ip}:{tls}"
+next_connection_delay_ms = 1
+[v4.2.tls]
+capath = "{ca}"
+certpath = "{cert}"
+keypath = "{key}"
+[v4.2.connections]
+connection_timeout_ms = 10000
+max_payload_size = 131072
+max_inflight_count = 100
+dynamic_filters = true
+[v4.2.connections.auth]
+{BROKER_USER} = "{BROKER_PASSWORD}"
 "#
     );
     let config: rumqttd::Config =
@@ -443,7 +648,8 @@ dynamic_filters = true
         })
         .map_err(|e| format!("cannot start the MQTT broker: {e}"))?;
     wait_listening(port, "the lab's MQTT broker", || None)?;
-    Ok(port)
+    wait_listening(tls, "the lab's MQTT broker (TLS)", || None)?;
+    Ok((port, tls))
 }
 
 /// A port nothing listens on now, on `ip` (for `what`, named in the error).
@@ -478,6 +684,22 @@ fn wait_listening(
 
 #[cfg(test)]
 mod tests {
+    /// A lab for an emulator on this machine, with its PKI in a temporary directory.
+    fn test_lab() -> Lab {
+        let dir = std::env::temp_dir().join(format!("fqp-lab-{}", std::process::id()));
+        let pki = crate::pki::Pki::make("127.0.0.1", &["1".into()]).unwrap();
+        pki.write(&dir.join("pki")).unwrap();
+        Lab::start(
+            "127.0.0.1",
+            true,
+            &Broker::Embedded,
+            &dir,
+            &pki,
+            &dir.join("pki"),
+        )
+        .unwrap()
+    }
+
     use super::*;
 
     #[test]
@@ -524,7 +746,7 @@ mod tests {
 
     #[test]
     fn echo_and_closer_behave() {
-        let lab = Lab::start("127.0.0.1", true, &Broker::Embedded, &std::env::temp_dir()).unwrap();
+        let lab = test_lab();
         let addr = |k: &str| {
             lab.settings
                 .iter()
@@ -543,6 +765,35 @@ mod tests {
         let mut all = Vec::new();
         c.read_to_end(&mut all).unwrap();
         assert_eq!(all, b"bye\n");
+    }
+
+    #[test]
+    fn the_name_server_knows_the_lab_names_only() {
+        let lab = test_lab();
+        let dns = &lab.settings.iter().find(|(k, _)| k == "dns").unwrap().1;
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let ask = |name: &str| {
+            let mut q = vec![0xab, 0xcd, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+            for l in name.split('.') {
+                q.push(l.len() as u8);
+                q.extend_from_slice(l.as_bytes());
+            }
+            q.extend_from_slice(&[0, 0, 1, 0, 1]);
+            sock.send_to(&q, dns).unwrap();
+            let mut buf = [0u8; 512];
+            let n = sock.recv(&mut buf).unwrap();
+            buf[..n].to_vec()
+        };
+        let r = ask("Broker.fqp.lab");
+        assert_eq!(&r[..4], &[0xab, 0xcd, 0x81, 0x80]); // our id, a reply, no error
+        assert_eq!(&r[6..8], &[0, 1]); // one answer
+        assert_eq!(&r[r.len() - 4..], &[127, 0, 0, 1]);
+        let r = ask("elsewhere.fqp.lab");
+        assert_eq!((r[3] & 0x0f, &r[6..8]), (3, &[0u8, 0][..])); // NXDOMAIN
+                                                                 // Not a query: no answer.
+        assert!(dns_reply(&[0xab, 0xcd, 0x81, 0x80], std::net::Ipv4Addr::LOCALHOST).is_none());
     }
 
     /// fqp-mqtt's client over a host TCP socket.
@@ -585,7 +836,7 @@ mod tests {
     #[test]
     fn our_mqtt_client_works_against_the_lab_broker() {
         use fqp_mqtt::{Client, Connect, QoS};
-        let lab = Lab::start("127.0.0.1", true, &Broker::Embedded, &std::env::temp_dir()).unwrap();
+        let lab = test_lab();
         let get = |k: &str| {
             lab.settings
                 .iter()

@@ -16,6 +16,10 @@ use time::{Duration, OffsetDateTime};
 pub struct Pair {
     pub cert: String,
     pub key: String,
+    /// The certificate in DER.
+    pub der: Vec<u8>,
+    /// The key in PKCS#8 DER.
+    pub key_der: Vec<u8>,
 }
 
 /// Everything the TLS tests use.
@@ -31,6 +35,22 @@ pub struct Pki {
     pub wrong_name_server: Pair,
     pub malformed_server: Pair,
     pub foreign_client: Pair,
+    /// The root and the untrusted CA, to issue certificates for keys made on devices.
+    root_ca: Ca,
+    rogue_ca: Ca,
+}
+
+/// A public key made elsewhere (on a device): P-256, SEC1 uncompressed.
+struct DeviceKey(Vec<u8>);
+
+impl rcgen::PublicKeyData for DeviceKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &PKCS_ECDSA_P256_SHA256
+    }
 }
 
 /// A CA: its certificate, and what signs with it.
@@ -97,6 +117,8 @@ fn leaf(ca: &Ca, cn: &str, names: &[&str], server: bool, days: (i64, i64)) -> Re
     Ok(Pair {
         cert: cert.pem(),
         key: key.serialize_pem(),
+        der: cert.der().to_vec(),
+        key_der: key.serialize_der(),
     })
 }
 
@@ -138,11 +160,14 @@ impl Pki {
             .collect();
         let cut = &body[..body.len() / 2];
         malformed.cert = format!("-----BEGIN CERTIFICATE-----\n{cut}\n-----END CERTIFICATE-----\n");
+        malformed.der.truncate(malformed.der.len() / 2);
         let foreign_client = leaf(&rogue, "fqp device from elsewhere", &[], false, (-1, 30))?;
         Ok(Pki {
             root: Pair {
                 cert: root.pem.clone(),
                 key: root.key.serialize_pem(),
+                der: root.der.clone(),
+                key_der: root.key.serialize_der(),
             },
             root_der: root.der.clone(),
             server,
@@ -152,7 +177,43 @@ impl Pki {
             wrong_name_server,
             malformed_server: malformed,
             foreign_client,
+            root_ca: root,
+            rogue_ca: rogue,
         })
+    }
+
+    /// A client certificate (DER) for `public` (a P-256 key made on device `device`, SEC1),
+    /// from the lab root — or, `foreign`, from the CA no broker of the lab trusts.
+    pub fn issue_client(
+        &self,
+        device: &str,
+        public: &[u8],
+        foreign: bool,
+    ) -> Result<Vec<u8>, String> {
+        if public.len() != 65 || public[0] != 4 {
+            return Err(format!(
+                "a device key must be P-256, 65 bytes SEC1 uncompressed; got {} bytes",
+                public.len()
+            ));
+        }
+        let mut p = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+        p.distinguished_name
+            .push(DnType::CommonName, format!("fqp device {device}"));
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        validity(&mut p, -1, 30);
+        let ca = if foreign {
+            &self.rogue_ca
+        } else {
+            &self.root_ca
+        };
+        let cert = p
+            .signed_by(
+                &DeviceKey(public.to_vec()),
+                &Issuer::from_params(&ca.params, &ca.key),
+            )
+            .map_err(|e| format!("issuing a certificate for device {device}: {e}"))?;
+        Ok(cert.der().to_vec())
     }
 
     /// Writes every certificate and key under `dir` (`<name>.crt`, `<name>.key`); the paths.
@@ -259,6 +320,21 @@ mod tests {
                 .is_err())
         );
         assert!(!signed_by(&pki.foreign_client.cert, &pki.root.cert));
+        // Certificates for keys made on a device, from either CA.
+        let device_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let public = device_key.public_key_raw();
+        let issued_by = |der: &[u8], issuer: &[u8]| {
+            let c = X509Certificate::from_der(der).unwrap().1;
+            let i = X509Certificate::from_der(issuer).unwrap().1;
+            c.public_key().subject_public_key.data.as_ref() == public
+                && c.validity().is_valid()
+                && c.verify_signature(Some(i.public_key())).is_ok()
+        };
+        let lab = pki.issue_client("1", public, false).unwrap();
+        assert!(issued_by(&lab, &pki.root_der));
+        let foreign = pki.issue_client("1", public, true).unwrap();
+        assert!(!issued_by(&foreign, &pki.root_der) && issued_by(&foreign, &pki.rogue_ca.der));
+        assert!(pki.issue_client("1", &public[1..], false).is_err());
         // Files.
         let dir = std::env::temp_dir().join(format!("fqp-pki-{}", std::process::id()));
         let files = pki.write(&dir).unwrap();

@@ -395,47 +395,82 @@ struct Work {
     errors: Vec<String>,
 }
 
+/// `issue-certificate`: a client certificate for the key a device made (fields `device`,
+/// `public`: SEC1 hex, `ca`: `lab` or `foreign`), answered as the setting `device_cert` (DER,
+/// hex).
+fn issue_certificate(
+    pki: &crate::pki::Pki,
+    fields: &[(String, String)],
+) -> Result<Vec<(String, String)>, String> {
+    let public = hex::decode(crate::lab::field(fields, "public")?)
+        .map_err(|_| "public is not hex".to_string())?;
+    let foreign = match crate::lab::field(fields, "ca")? {
+        "lab" => false,
+        "foreign" => true,
+        other => return Err(format!("ca {other:?}: write lab or foreign")),
+    };
+    let device = crate::lab::field(fields, "device").unwrap_or("device");
+    let der = pki.issue_client(device, &public, foreign)?;
+    Ok(vec![("device_cert".into(), hex::encode(der))])
+}
+
 fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut Run) {
     let mut specs = match device::specs(m, opts.devices) {
         Ok(s) => s.into_iter(),
         Err(e) => return run.infrastructure_errors.push(e),
     };
     let pool = specs.len() > 1;
+    // The lab PKI of this run (also written to <out>/pki): devices import its root CA and
+    // get certificates for the keys they make; the lab's TLS servers use it.
+    let ids: Vec<String> = specs.clone().map(|s| s.id).collect();
+    let pki_dir = out.join("pki");
+    let pki = match crate::pki::Pki::make(&m.lab_host().unwrap_or_else(|| "10.0.2.2".into()), &ids)
+        .and_then(|p| p.write(&pki_dir).map(|_| p))
+    {
+        Ok(p) => std::sync::Arc::new(p),
+        Err(e) => return run.infrastructure_errors.push(e),
+    };
     // The lab lives until the run ends (a broker process with it).
     let lab = match m.lab_host() {
-        Some(host) => match Lab::start(&host, m.flash.method == "qemu", &opts.broker, out) {
+        Some(host) => match Lab::start(
+            &host,
+            m.flash.method == "qemu",
+            &opts.broker,
+            out,
+            &pki,
+            &pki_dir,
+        ) {
             Ok(l) => Some(std::sync::Arc::new(l)),
             Err(e) => return run.infrastructure_errors.push(e),
         },
         None => None,
     };
-    // What every device is given after boot: the lab's settings and fresh entropy (a board
-    // may have no entropy source of its own; an emulated one certainly has none).
+    // What every device is given after boot: the lab's settings, fresh entropy (a board may
+    // have no entropy source of its own; an emulated one certainly has none), the time (for
+    // certificate validity) and the root CA.
     let mut settings: Vec<(String, String)> =
         lab.as_ref().map_or_else(Vec::new, |l| l.settings.clone());
     settings.push(("entropy".into(), crate::lab::entropy_hex()));
-    // The lab PKI of this run (also written to <out>/pki): devices import its root CA.
-    let ids: Vec<String> = specs.clone().map(|s| s.id).collect();
-    match crate::pki::Pki::make(&m.lab_host().unwrap_or_else(|| "10.0.2.2".into()), &ids)
-        .and_then(|p| p.write(&out.join("pki")).map(|_| p))
+    settings.push((
+        "time".into(),
+        time::OffsetDateTime::now_utc().unix_timestamp().to_string(),
+    ));
     {
-        Ok(p) => {
-            use sha2::Digest;
-            settings.push(("root_ca".into(), hex::encode(&p.root_der)));
-            settings.push((
-                "root_ca_sha256".into(),
-                hex::encode(sha2::Sha256::digest(&p.root_der)),
-            ));
-        }
-        Err(e) => return run.infrastructure_errors.push(e),
+        use sha2::Digest;
+        settings.push(("root_ca".into(), hex::encode(&pki.root_der)));
+        settings.push((
+            "root_ca_sha256".into(),
+            hex::encode(sha2::Sha256::digest(&pki.root_der)),
+        ));
     }
     let actions: crate::session::Actions = {
         let lab = lab.clone();
         std::sync::Arc::new(
             move |action: &str, fields: &[(String, String)]| match action {
-                "verify-signature" => crate::lab::verify_signature(fields),
+                "verify-signature" => crate::lab::verify_signature(fields).map(|()| vec![]),
+                "issue-certificate" => issue_certificate(&pki, fields),
                 other => match &lab {
-                    Some(l) => l.act(other),
+                    Some(l) => l.act(other, fields).map(|()| vec![]),
                     None => Err(format!(
                         "no lab services for {other}: set network.host in port.toml"
                     )),

@@ -49,9 +49,10 @@ const SET_CHUNK: usize = 64;
 const MAX_AGAIN: usize = 3;
 
 /// Carries out what a test asks of the host (`ASK action=…`): the action and its other
-/// fields.
-pub type Actions =
-    std::sync::Arc<dyn Fn(&str, &[(String, String)]) -> Result<(), String> + Send + Sync>;
+/// fields. What it answers, if anything, are settings provisioned (`SET`) before `DONE`.
+pub type Actions = std::sync::Arc<
+    dyn Fn(&str, &[(String, String)]) -> Result<Vec<(String, String)>, String> + Send + Sync,
+>;
 
 pub struct Session<L: Link> {
     link: L,
@@ -367,7 +368,12 @@ impl<L: Link> Session<L> {
                         let done = match &self.actions {
                             Some(act) => act(&action, &fields),
                             None => Err("this lab takes no requests".into()),
-                        };
+                        }
+                        .and_then(|answer| {
+                            answer.iter().try_for_each(|(k, v)| {
+                                self.set(k, v.as_bytes(), Duration::from_secs(2))
+                            })
+                        });
                         t.output.push(format!(
                             "[fqp: {action}: {}]",
                             done.as_ref().map_or_else(|e| e.as_str(), |()| "done")

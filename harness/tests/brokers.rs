@@ -1,28 +1,45 @@
-//! The MQTT group against a second broker: Debian's mosquitto, started by `fqp` with a
-//! generated configuration (`--broker mosquitto`). Same tests, same verdict as with the
-//! embedded broker; a wrong password is refused with CONNACK 5 here.
+//! The MQTT and TLS groups against a second broker: Debian's mosquitto, started by `fqp`
+//! with a generated configuration (`--broker mosquitto`): a password listener and a TLS
+//! listener requiring client certificates from the run's lab PKI. Same tests, same verdict as
+//! with the embedded broker; a wrong password is refused with CONNACK 5 here.
 
 mod common;
 
 use common::{qualify, repo};
 
 #[test]
-fn the_mqtt_group_passes_against_mosquitto() {
+fn the_mqtt_and_tls_groups_pass_against_mosquitto() {
     let o = qualify(
         &repo().join("reference-port"),
         "mosquitto",
-        &["--group", "mqtt", "--broker", "mosquitto", "--retries", "0"],
+        &[
+            "--group",
+            "mqtt",
+            "--group",
+            "tls",
+            "--broker",
+            "mosquitto",
+            "--retries",
+            "0",
+        ],
     );
     assert_eq!(o.code, 0, "{}", o.explain());
-    let tests = o.results["groups"][0]["tests"].as_array().unwrap();
-    assert!(tests.len() >= 8, "{}", o.stdout);
+    let groups = o.results["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{}", o.stdout);
     let refused = o.test("mqtt/wrong_password_is_refused");
     let log = refused["output"].to_string();
     assert!(
         log.contains("Refused(5)"),
         "mosquitto answers CONNACK 5: {log}"
     );
-    assert!(o.out.join("mosquitto/mosquitto.conf").exists());
+    for t in [
+        "tls/mqtt_over_tls_with_client_certificate",
+        "tls/broker_refuses_a_client_certificate_from_another_ca",
+    ] {
+        assert_eq!(o.test(t)["status"], "passed", "{t}");
+    }
+    let conf = std::fs::read_to_string(o.out.join("mosquitto/mosquitto.conf")).unwrap();
+    assert!(conf.contains("require_certificate true"), "{conf}");
 }
 
 #[test]

@@ -138,7 +138,11 @@ fn port_template_qualifies_on_a_second_board() {
 
 #[test]
 fn list_shows_tests_with_their_requirements() {
+    // Listing boots the image, leaving its logs in out/<port> under the working directory.
+    let cwd = repo().join("target/fqp-tests/list");
+    std::fs::create_dir_all(&cwd).unwrap();
     let o = common::fqp()
+        .current_dir(&cwd)
         .args(["-q", "list", "--port"])
         .arg(repo().join("reference-port"))
         .args(["--group", "isr", "--group", "heap"])

@@ -80,7 +80,7 @@ impl Board for An385 {
 
 static BOARD: An385 = An385;
 
-/// The groups in the image: every kernel group, then networking, MQTT and the keystore.
+/// The groups in the image: every kernel group, then networking, MQTT, the keystore and TLS.
 #[cfg(not(feature = "selftest"))]
 fn groups() -> &'static [&'static Group] {
     let all: alloc::vec::Vec<&'static Group> = fqp_suite_kernel::GROUPS
@@ -90,6 +90,7 @@ fn groups() -> &'static [&'static Group] {
             &fqp_suite_net::NETWORK,
             &fqp_suite_net::MQTT,
             &fqp_suite_security::KEYSTORE,
+            &fqp_suite_security::TLS,
         ])
         .collect();
     all.leak()

@@ -3,12 +3,15 @@
 //! The port implements [`EthernetDevice`] (send a frame, take a received frame, its MAC
 //! address) and calls [`on_interrupt`] from its receive interrupt; this crate does the rest
 //! with `smoltcp`: one kernel task owns the interface and polls it whenever a frame arrives,
-//! a socket needs service, or a protocol timer is due. DHCP configures the address.
+//! a socket needs service, or a protocol timer is due. DHCP configures the address;
+//! [`resolve`] asks a name server (the lease's, or one given) for a host's address.
 //! Applications use [`TcpStream`]: connect, write, read with timeouts, close.
 //!
 //! Memory is static: [`MAX_TCP`] sockets with fixed buffers, no heap.
 
 #![no_std]
+
+mod dns;
 
 use core::net::Ipv4Addr;
 use fqp_kernel::mutex::Mutex;
@@ -18,7 +21,7 @@ use fqp_kernel::time::ms_to_ticks;
 use fqp_kernel::Timeout;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet, SocketStorage};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
-use smoltcp::socket::{dhcpv4, tcp};
+use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, IpEndpoint};
 
@@ -51,8 +54,12 @@ pub enum Error {
     Timeout,
     /// The connection is closed (by the peer, or reset).
     Closed,
-    /// The address or port is not usable.
+    /// The address or port is not usable (or the name is not a host name).
     Invalid,
+    /// The name server says the name does not exist or has no IPv4 address.
+    NameNotFound,
+    /// The name server failed, refused, or answered garbage.
+    NameServer,
 }
 
 /// The address DHCP gave.
@@ -120,6 +127,7 @@ struct Stack {
     dhcp: SocketHandle,
     tcp: [SocketHandle; MAX_TCP],
     in_use: [bool; MAX_TCP],
+    dns: SocketHandle,
     lease: Option<Lease>,
     next_port: u16,
 }
@@ -148,14 +156,18 @@ pub fn start(nic: &'static dyn EthernetDevice, priority: u8) -> Result<(), Error
     if stack.is_some() {
         return Ok(());
     }
-    static mut STORAGE: [SocketStorage<'static>; MAX_TCP + 1] = [SocketStorage::EMPTY; MAX_TCP + 1];
+    static mut STORAGE: [SocketStorage<'static>; MAX_TCP + 2] = [SocketStorage::EMPTY; MAX_TCP + 2];
+    static mut DNS_META: [[udp::PacketMetadata; 2]; 2] = [[udp::PacketMetadata::EMPTY; 2]; 2];
+    static mut DNS_DATA: [[u8; 1024]; 2] = [[0; 1024]; 2];
     static mut BUFFERS: [[u8; TCP_BUFFER]; 2 * MAX_TCP] = [[0; TCP_BUFFER]; 2 * MAX_TCP];
     // SAFETY: reached once (the stack is created under the mutex, only while it is None), so
     // these are borrowed mutably exactly once, for the life of the program.
-    let (storage, buffers) = unsafe {
+    let (storage, buffers, [dns_rx_meta, dns_tx_meta], [dns_rx, dns_tx]) = unsafe {
         (
             &mut *core::ptr::addr_of_mut!(STORAGE),
             &mut *core::ptr::addr_of_mut!(BUFFERS),
+            &mut *core::ptr::addr_of_mut!(DNS_META),
+            &mut *core::ptr::addr_of_mut!(DNS_DATA),
         )
     };
     let mut nic = Nic {
@@ -177,6 +189,10 @@ pub fn start(nic: &'static dyn EthernetDevice, priority: u8) -> Result<(), Error
             tcp::SocketBuffer::new(&mut tx[..]),
         ))
     });
+    let dns = sockets.add(udp::Socket::new(
+        udp::PacketBuffer::new(&mut dns_rx_meta[..], &mut dns_rx[..]),
+        udp::PacketBuffer::new(&mut dns_tx_meta[..], &mut dns_tx[..]),
+    ));
     *stack = Some(Stack {
         nic,
         iface,
@@ -184,6 +200,7 @@ pub fn start(nic: &'static dyn EthernetDevice, priority: u8) -> Result<(), Error
         dhcp,
         tcp,
         in_use: [false; MAX_TCP],
+        dns,
         lease: None,
         next_port: 49152,
     });
@@ -256,6 +273,91 @@ pub fn lease(timeout_ms: u32) -> Option<Lease> {
 
 fn deadline_passed(end: u32) -> bool {
     (fqp_kernel::time::now().wrapping_sub(end) as i32) >= 0
+}
+
+/// One name query at a time (there is one DNS socket); holds the last query id.
+static RESOLVING: Mutex<u16> = Mutex::new(0);
+
+/// Resolves `name` to an IPv4 address (an address in dotted form is returned as it is),
+/// asking `server` — the DHCP lease's name server on port 53 when `None` — and waiting up to
+/// `timeout_ms` in all; the query is sent again halfway, as UDP may lose it.
+pub fn resolve(
+    name: &str,
+    server: Option<(Ipv4Addr, u16)>,
+    timeout_ms: u32,
+) -> Result<Ipv4Addr, Error> {
+    if let Ok(ip) = name.parse::<Ipv4Addr>() {
+        return Ok(ip);
+    }
+    let mut last_id = RESOLVING.lock();
+    // Query ids differ between queries and boots (the cycle counter), so a late answer to an
+    // earlier query is not taken for this one's.
+    let id = (*last_id ^ fqp_kernel::time::uptime_cycles() as u16).wrapping_add(1);
+    *last_id = id;
+    let mut q = [0u8; dns::MAX_QUERY];
+    let len = dns::query(id, name, &mut q).map_err(|_| Error::Invalid)?;
+    let server = match server {
+        Some(s) => s,
+        None => (lease(0).and_then(|l| l.dns).ok_or(Error::NotReady)?, 53),
+    };
+    let to = IpEndpoint::new(server.0.into(), server.1);
+    let send = || -> Result<(), Error> {
+        let mut guard = STACK.lock();
+        let s = guard.as_mut().ok_or(Error::NotReady)?;
+        if s.lease.is_none() {
+            return Err(Error::NotReady);
+        }
+        let local = s.next_port;
+        s.next_port = if local == 65535 { 49152 } else { local + 1 };
+        let sock = s.sockets.get_mut::<udp::Socket>(s.dns);
+        if !sock.is_open() {
+            sock.bind(local).map_err(|_| Error::Invalid)?;
+        }
+        while sock.recv().is_ok() {} // what came late for earlier queries
+        sock.send_slice(&q[..len], to)
+            .map_err(|_| Error::NoSocket)?;
+        drop(guard);
+        kick();
+        Ok(())
+    };
+    send()?;
+    let start = fqp_kernel::time::now();
+    let end = start.wrapping_add(ms_to_ticks(timeout_ms));
+    let resend = start.wrapping_add(ms_to_ticks(timeout_ms / 2));
+    let mut resent = false;
+    loop {
+        let got = {
+            let mut guard = STACK.lock();
+            let s = guard.as_mut().ok_or(Error::NotReady)?;
+            let sock = s.sockets.get_mut::<udp::Socket>(s.dns);
+            let mut got = None;
+            while let Ok((data, meta)) = sock.recv() {
+                if meta.endpoint != to {
+                    continue;
+                }
+                got = match dns::answer(id, data) {
+                    Ok(None) => continue,
+                    Ok(Some(ip)) => Some(Ok(ip)),
+                    Err(dns::DnsError::NotFound) => Some(Err(Error::NameNotFound)),
+                    Err(dns::DnsError::BadName) => Some(Err(Error::Invalid)),
+                    Err(_) => Some(Err(Error::NameServer)),
+                };
+                break;
+            }
+            got
+        };
+        if let Some(r) = got {
+            return r;
+        }
+        if deadline_passed(end) {
+            return Err(Error::Timeout);
+        }
+        if !resent && deadline_passed(resend) {
+            resent = true;
+            send()?;
+        }
+        task::delay(1);
+    }
 }
 
 /// A TCP connection.
@@ -362,6 +464,7 @@ impl From<Error> for fqp_transport::Error {
             Error::Timeout => fqp_transport::Error::Timeout,
             Error::Closed => fqp_transport::Error::Closed,
             Error::Invalid => fqp_transport::Error::Invalid,
+            Error::NameNotFound | Error::NameServer => fqp_transport::Error::NameNotFound,
         }
     }
 }

@@ -69,8 +69,9 @@ mod spin_free {
     }
 }
 
-/// Starts the stack (once) and waits for the lease.
-pub(crate) fn up() -> Result<fqp_net::Lease, fqp_testkit::Failure> {
+/// Starts the stack (once) and waits for the lease (skips the test when the port has no
+/// Ethernet device).
+pub fn up() -> Result<fqp_net::Lease, fqp_testkit::Failure> {
     let dev = match DEVICE.get() {
         Some(d) => d,
         None => fqp_testkit::skip!("the port registered no Ethernet device"),
@@ -92,6 +93,9 @@ group!(pub NETWORK, "network", [
     peer_close_ends_the_stream => 10_000,
     connect_to_a_closed_port_is_refused => 10_000,
     read_times_out_when_nothing_arrives => 10_000,
+    name_resolves_through_the_lab_name_server => 10_000,
+    unknown_name_is_not_found => 10_000,
+    silent_name_server_times_out => 10_000,
 ]);
 
 fn dhcp_gives_an_address() -> TestResult {
@@ -124,7 +128,7 @@ fn dhcp_gives_an_address() -> TestResult {
 }
 
 /// The lab service `key` (`a.b.c.d:port`), as the host provisioned it.
-pub(crate) fn service(key: &str) -> Result<(Ipv4Addr, u16), fqp_testkit::Failure> {
+pub fn service(key: &str) -> Result<(Ipv4Addr, u16), fqp_testkit::Failure> {
     let Some(text) = fqp_testkit::config::get_str(key) else {
         fqp_testkit::skip!(
             "the host provisioned no {} service (network.host in port.toml says where the device reaches it)",
@@ -238,5 +242,65 @@ fn read_times_out_when_nothing_arrives() -> TestResult {
     let waited = fqp_kernel::time::now().wrapping_sub(t0);
     check_eq!(r, Err(Error::Timeout));
     check_range!(waited, 200, 260);
+    Ok(())
+}
+
+/// The lab's name server and the name it knows (the broker's, as the TLS tests use it).
+fn lab_names() -> Result<((Ipv4Addr, u16), alloc::string::String), fqp_testkit::Failure> {
+    up()?;
+    let server = service("dns")?;
+    let Some(name) = fqp_testkit::config::get_str("tls_server_name") else {
+        fqp_testkit::skip!("the host provisioned no tls_server_name")
+    };
+    Ok((server, name))
+}
+
+fn name_resolves_through_the_lab_name_server() -> TestResult {
+    let (server, name) = lab_names()?;
+    // The lab's names lead to the machine that runs the lab, as its services do.
+    let (host, _) = service("echo")?;
+    let t0 = fqp_kernel::time::now();
+    let got = fqp_net::resolve(&name, Some(server), 3_000);
+    log!(
+        "{} -> {:?} in {} ms",
+        name,
+        got,
+        fqp_kernel::time::now().wrapping_sub(t0)
+    );
+    check_eq!(got, Ok(host));
+    // Names are case-insensitive; an address needs no server.
+    check_eq!(
+        fqp_net::resolve(&name.to_uppercase(), Some(server), 3_000),
+        Ok(host)
+    );
+    check_eq!(
+        fqp_net::resolve("10.1.2.3", None, 0),
+        Ok(Ipv4Addr::new(10, 1, 2, 3))
+    );
+    Ok(())
+}
+
+fn unknown_name_is_not_found() -> TestResult {
+    let (server, _) = lab_names()?;
+    check_eq!(
+        fqp_net::resolve("no-such-host.fqp.lab", Some(server), 3_000),
+        Err(Error::NameNotFound)
+    );
+    check_eq!(
+        fqp_net::resolve("not a name", Some(server), 3_000),
+        Err(Error::Invalid)
+    );
+    Ok(())
+}
+
+fn silent_name_server_times_out() -> TestResult {
+    let (_, name) = lab_names()?;
+    // The echo service's port takes TCP only: nobody answers UDP there.
+    let (host, port) = service("echo")?;
+    let t0 = fqp_kernel::time::now();
+    let got = fqp_net::resolve(&name, Some((host, port)), 500);
+    let waited = fqp_kernel::time::now().wrapping_sub(t0);
+    check_eq!(got, Err(Error::Timeout));
+    check_range!(waited, 500, 560);
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Keystore qualification tests. Signatures made on the device are checked by the host
+//! Keystore and TLS qualification tests. Signatures made on the device are checked by the host
 //! (`ASK action=verify-signature`), certificates are imported from what the host provisions
 //! (the lab's root CA), random numbers are tested statistically.
 //!
@@ -10,6 +10,9 @@
 #![no_std]
 
 extern crate alloc;
+
+mod tls;
+pub use tls::TLS;
 
 use fqp_keystore::{Entropy, Error, Keystore};
 use fqp_testkit::{check, check_eq, check_range, group, log, TestResult};
@@ -57,9 +60,12 @@ fn keystore(arena: &mut [u8]) -> Result<Keystore<'_>, fqp_testkit::Failure> {
     Keystore::new(&mut e, arena).map_err(|e| fqp_testkit::fail!("seeding: {:?}", e))
 }
 
-/// Stack of the task the keystore tests run in: P-256 arithmetic needs more than the test
-/// runner's own stack (which a port with little RAM keeps small).
-const CRYPTO_STACK_WORDS: usize = 6 * 1024;
+/// Stack of the task the keystore and TLS tests run in: P-256 arithmetic and the TLS
+/// handshake need more than the test runner's own stack (which a port with little RAM keeps
+/// small).
+const CRYPTO_STACK_WORDS: usize = 8 * 1024;
+/// Longest a test body may take in the crypto task (below the groups' test timeouts).
+const CRYPTO_WAIT_MS: u32 = 25_000;
 
 static DONE: fqp_kernel::semaphore::Semaphore = fqp_kernel::semaphore::Semaphore::binary();
 static RESULT: fqp_kernel::mutex::Mutex<Option<TestResult>> = fqp_kernel::mutex::Mutex::new(None);
@@ -74,14 +80,19 @@ fn with_crypto_stack(body: fn() -> TestResult) -> TestResult {
         CRYPTO_STACK_WORDS,
         move || {
             let r = body();
+            // What the body needed: the figure a port sizes its own crypto task by.
+            if let Ok(free) = fqp_kernel::task::stack_high_water(fqp_kernel::task::current()) {
+                fqp_testkit::metric("crypto_stack_used", (CRYPTO_STACK_WORDS - free) * 4, "B");
+            }
             *RESULT.lock() = Some(r);
             let _ = DONE.give();
         },
     )
     .map_err(|e| fqp_testkit::fail!("cannot start the crypto task: {:?}", e))?;
     check!(
-        DONE.take(fqp_kernel::Timeout::ms(15_000)).is_ok(),
-        "the crypto task did not finish within 15 s"
+        DONE.take(fqp_kernel::Timeout::ms(CRYPTO_WAIT_MS)).is_ok(),
+        "the crypto task did not finish within {} ms",
+        CRYPTO_WAIT_MS
     );
     RESULT
         .lock()

@@ -127,6 +127,11 @@ pub fn ask(
             continue;
         };
         if let Ok(Some(f)) = fqp_protocol::parse(text) {
+            // The host may answer with settings first.
+            if f.kind == Kind::Set {
+                send_line(crate::runner::on_set(&f));
+                continue;
+            }
             if f.kind == Kind::Done && f.raw("action") == Some(action) {
                 return if f.num("ok") == Some(1) {
                     Ok(())

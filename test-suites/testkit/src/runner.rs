@@ -147,32 +147,7 @@ fn runner_main(_: usize) {
                 None => send_line(LineBuf::new(Kind::Err).field("msg", "no test has run")),
             },
             Kind::Summary => send_line(counts(Kind::Summary)),
-            Kind::Set => {
-                let mut key = [0u8; 48];
-                let key = frame.get_into("key", &mut key).unwrap_or(&[]);
-                let mut value = [0u8; 256];
-                let value = frame.get_into("value", &mut value).unwrap_or(&[]);
-                let append = frame.num("append") == Some(1);
-                match core::str::from_utf8(key)
-                    .map_err(|_| "key is not UTF-8")
-                    .and_then(|k| {
-                        if k.is_empty() {
-                            Err("no key")
-                        } else {
-                            crate::config::set(k, value, append)
-                        }
-                    }) {
-                    Ok(len) => send_line(
-                        LineBuf::new(Kind::Ok)
-                            .field("key", Lossy(key))
-                            .field("len", len),
-                    ),
-                    Err(e) => send_line(
-                        LineBuf::new(Kind::Err)
-                            .field("msg", format_args!("SET {}: {e}", Lossy(key))),
-                    ),
-                }
-            }
+            Kind::Set => send_line(on_set(&frame)),
             Kind::Reset => {
                 send_line(bye("reset"));
                 board().reset();
@@ -200,6 +175,30 @@ fn counts(kind: Kind) -> LineBuf<LINE> {
 
 fn bye(reason: &str) -> LineBuf<LINE> {
     counts(Kind::Bye).field("reason", reason)
+}
+
+/// Stores what a `SET` carries; the answer (`OK key len`, or `ERR`).
+pub(crate) fn on_set(frame: &fqp_protocol::Frame<'_>) -> LineBuf<LINE> {
+    let mut key = [0u8; 48];
+    let key = frame.get_into("key", &mut key).unwrap_or(&[]);
+    let mut value = [0u8; 256];
+    let value = frame.get_into("value", &mut value).unwrap_or(&[]);
+    let append = frame.num("append") == Some(1);
+    let stored = core::str::from_utf8(key)
+        .map_err(|_| "key is not UTF-8")
+        .and_then(|k| {
+            if k.is_empty() {
+                Err("no key")
+            } else {
+                crate::config::set(k, value, append)
+            }
+        });
+    match stored {
+        Ok(len) => LineBuf::new(Kind::Ok)
+            .field("key", Lossy(key))
+            .field("len", len),
+        Err(e) => LineBuf::new(Kind::Err).field("msg", format_args!("SET {}: {e}", Lossy(key))),
+    }
 }
 
 struct Lossy<'a>(&'a [u8]);
