@@ -79,6 +79,8 @@ pub struct Start<'a> {
     pub spec: &'a Spec,
     pub qemu_log: &'a Path,
     pub flash_log: &'a Path,
+    /// An emulator's persistent storage file.
+    pub storage: &'a Path,
     pub transcript: &'a Transcript,
     /// The image is already on the device: restart it, do not write it again.
     pub flashed: bool,
@@ -91,7 +93,7 @@ pub fn start(s: &Start<'_>) -> Result<Running, String> {
     match m.flash.method.as_str() {
         "qemu" => {
             let q = m.flash.qemu.as_ref().expect("validated: [flash.qemu]");
-            let qemu = Qemu::launch(q, &s.image.elf, s.qemu_log)?;
+            let qemu = Qemu::launch(q, &s.image.elf, s.qemu_log, s.storage)?;
             let path = m
                 .serial
                 .path

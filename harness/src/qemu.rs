@@ -18,12 +18,21 @@ pub struct Qemu {
 
 impl Qemu {
     /// Starts QEMU with `image`, its monitor output going to `log`, and waits for the console
-    /// pseudo-terminal to be announced.
-    pub fn launch(cfg: &QemuSection, image: &Path, log: &Path) -> Result<Qemu, String> {
+    /// pseudo-terminal to be announced. The firmware's semihosting command line carries
+    /// `storage=<path>`: a host file a port may keep persistent data in (the emulated board
+    /// has no flash that outlives QEMU).
+    pub fn launch(
+        cfg: &QemuSection,
+        image: &Path,
+        log: &Path,
+        storage: &Path,
+    ) -> Result<Qemu, String> {
         let mut semihosting = String::from("enable=on,target=native,arg=fw");
-        for a in &cfg.semihosting_args {
+        let storage = format!("storage={}", storage.display());
+        for a in cfg.semihosting_args.iter().chain([&storage]) {
             semihosting.push_str(",arg=");
-            semihosting.push_str(a);
+            // QEMU's option syntax: a comma inside a value is written twice.
+            semihosting.push_str(&a.replace(',', ",,"));
         }
         let mut cmd = Command::new(&cfg.binary);
         cmd.args([

@@ -78,6 +78,9 @@ struct Ctx<'a> {
     serial_log: PathBuf,
     qemu_log: PathBuf,
     flash_log: PathBuf,
+    /// An emulator's persistent storage (`storage.bin`, `storage-ID.bin`): kept across the
+    /// boots of a run, like a board's flash; new each run.
+    storage: PathBuf,
     transcript: Transcript,
     boots: u32,
     /// The image is on the device (boards are flashed once, then only reset).
@@ -112,7 +115,8 @@ impl<'a> Ctx<'a> {
         let serial_log = out.join(format!("serial{suffix}.log"));
         let qemu_log = out.join(format!("qemu{suffix}.log"));
         let flash_log = out.join(format!("flash{suffix}.log"));
-        for l in [&serial_log, &qemu_log, &flash_log] {
+        let storage = out.join(format!("storage{suffix}.bin"));
+        for l in [&serial_log, &qemu_log, &flash_log, &storage] {
             let _ = std::fs::remove_file(l);
         }
         let transcript = serial::transcript(&serial_log)
@@ -124,6 +128,7 @@ impl<'a> Ctx<'a> {
             serial_log,
             qemu_log,
             flash_log,
+            storage,
             transcript,
             boots: 0,
             flashed: false,
@@ -141,6 +146,7 @@ impl<'a> Ctx<'a> {
             spec: &self.spec,
             qemu_log: &self.qemu_log,
             flash_log: &self.flash_log,
+            storage: &self.storage,
             transcript: &self.transcript,
             flashed: self.flashed,
             progress: self.progress,

@@ -56,14 +56,20 @@ fn reference_port_qualifies() {
         assert_eq!(t["status"], "passed", "{t}");
     }
     check_reports_agree(&o, "mps2-an385");
+    // The keystore went to the emulated board's storage, a file the harness gave it.
+    let stored = std::fs::read(o.out.join("storage.bin")).expect("storage.bin");
+    assert!(
+        stored.windows(10).any(|w| w == b"persistent"),
+        "the keystore image holds the key's label"
+    );
     assert_eq!(
         o.results["qualification"]["qualified"], true,
         "{}",
         o.results["qualification"]
     );
-    assert!(o
-        .stdout
-        .contains("QUALIFIED for capabilities [kernel, test-irq, heap, network, keystore]"));
+    assert!(o.stdout.contains(
+        "QUALIFIED for capabilities [kernel, test-irq, heap, network, keystore, storage]"
+    ));
     // The certification report loads in a browser and leads with the verdict.
     let dom = o.rendered_report();
     assert!(
@@ -84,8 +90,8 @@ fn a_missing_capability_skips_its_tests_and_qualifies_the_smaller_set() {
     let text = std::fs::read_to_string(repo().join("reference-port/port.toml")).unwrap();
     let text = text
         .replace(
-            "capabilities = [\"kernel\", \"test-irq\", \"heap\", \"network\", \"keystore\"]",
-            "capabilities = [\"kernel\", \"heap\", \"network\", \"keystore\"]",
+            "capabilities = [\"kernel\", \"test-irq\", \"heap\", \"network\", \"keystore\", \"storage\"]",
+            "capabilities = [\"kernel\", \"heap\", \"network\", \"keystore\", \"storage\"]",
         )
         .replace(
             "crate = \".\"",
@@ -116,7 +122,7 @@ fn a_missing_capability_skips_its_tests_and_qualifies_the_smaller_set() {
     );
     assert_eq!(
         o.results["qualification"]["capabilities"],
-        serde_json::json!(["kernel", "heap", "network", "keystore"])
+        serde_json::json!(["kernel", "heap", "network", "keystore", "storage"])
     );
 }
 
@@ -168,6 +174,6 @@ fn list_shows_tests_with_their_requirements() {
     );
     assert_eq!(
         *lines.last().unwrap(),
-        "10 tests in 2 groups; 10 run on mps2-an385 (capabilities: kernel, test-irq, heap, network, keystore)"
+        "10 tests in 2 groups; 10 run on mps2-an385 (capabilities: kernel, test-irq, heap, network, keystore, storage)"
     );
 }

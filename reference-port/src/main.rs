@@ -12,6 +12,7 @@ extern crate alloc;
 mod lan9118;
 #[cfg(feature = "selftest")]
 mod selftest;
+mod storage;
 mod uart;
 mod vectors;
 
@@ -102,6 +103,18 @@ fn groups() -> &'static [&'static Group] {
     &SELFTEST
 }
 
+/// The firmware's semihosting command line (what `fqp` passes QEMU: `fw`, `storage=<path>`,
+/// the manifest's `semihosting_args`), in `buf`. (This board always runs under QEMU, which
+/// answers semihosting; on silicon without a debugger attached the call would fault.)
+fn cmdline(buf: &mut [u8]) -> &[u8] {
+    let mut block = [buf.as_mut_ptr() as usize, buf.len()];
+    // SAFETY: SYS_GET_CMDLINE writes at most `buf.len()` bytes into `buf` and the length into
+    // block[1]; both live across the call.
+    let ok = unsafe { cortex_m_semihosting::syscall1(0x15, block.as_mut_ptr() as usize) } == 0;
+    let n = if ok { block[1].min(buf.len()) } else { 0 };
+    &buf[..n]
+}
+
 extern "C" {
     static mut __sheap: u8;
     static mut _stack_start: u8;
@@ -127,7 +140,12 @@ fn main() -> ! {
     }
     let mut cp = cortex_m::Peripherals::take().expect("peripherals taken once, at start-up");
     vectors::enable(&mut cp.NVIC);
+    let mut line = [0u8; 256];
+    let cmdline = cmdline(&mut line);
+    if let Some(file) = storage::HostFile::from_cmdline(cmdline) {
+        fqp_suite_security::set_storage(file);
+    }
     #[cfg(feature = "selftest")]
-    selftest::boot();
+    selftest::boot(cmdline);
     fqp_testkit::run(&BOARD, groups(), env!("CARGO_PKG_VERSION"), CPU_HZ)
 }

@@ -15,66 +15,35 @@ mod mqtt;
 pub use mqtt::MQTT;
 
 use core::net::Ipv4Addr;
-use core::sync::atomic::{AtomicUsize, Ordering};
 use fqp_net::{Error, EthernetDevice, TcpStream};
 use fqp_testkit::{check, check_eq, check_range, group, log, TestResult};
 
 /// How long DHCP may take.
 const DHCP_MS: u32 = 5_000;
 
-static DEVICE: spin_free::Slot = spin_free::Slot::new();
+/// The port's Ethernet device, as registered; then kept under a lock by the tests.
+static DEVICE_GIVEN: fqp_testkit::Handoff<&'static dyn EthernetDevice> =
+    fqp_testkit::Handoff::new();
+static DEVICE: fqp_kernel::mutex::Mutex<Option<&'static dyn EthernetDevice>> =
+    fqp_kernel::mutex::Mutex::new(None);
 
-/// Registers the port's Ethernet device (before `fqp_testkit::run`).
+/// Registers the port's Ethernet device (in `main`, before `fqp_testkit::run`).
 pub fn set_device(dev: &'static dyn EthernetDevice) {
-    DEVICE.set(dev);
-}
-
-mod spin_free {
-    //! A write-once slot for a `&'static dyn` (two words), written before any task runs.
-    use super::*;
-    use core::cell::UnsafeCell;
-
-    pub struct Slot {
-        set: AtomicUsize,
-        value: UnsafeCell<Option<&'static dyn EthernetDevice>>,
-    }
-
-    // SAFETY: `value` is written once, before `set` is published with Release; readers
-    // load `set` with Acquire before reading it, and it is never written again.
-    unsafe impl Sync for Slot {}
-
-    impl Slot {
-        pub const fn new() -> Self {
-            Slot {
-                set: AtomicUsize::new(0),
-                value: UnsafeCell::new(None),
-            }
-        }
-
-        pub fn set(&self, dev: &'static dyn EthernetDevice) {
-            if self.set.load(Ordering::Acquire) == 0 {
-                // SAFETY: not yet published; only the start-up code calls `set`.
-                unsafe { *self.value.get() = Some(dev) };
-                self.set.store(1, Ordering::Release);
-            }
-        }
-
-        pub fn get(&self) -> Option<&'static dyn EthernetDevice> {
-            if self.set.load(Ordering::Acquire) == 0 {
-                return None;
-            }
-            // SAFETY: published and never written again (see `set`).
-            unsafe { *self.value.get() }
-        }
-    }
+    DEVICE_GIVEN.put(dev);
 }
 
 /// Starts the stack (once) and waits for the lease (skips the test when the port has no
 /// Ethernet device).
 pub fn up() -> Result<fqp_net::Lease, fqp_testkit::Failure> {
-    let dev = match DEVICE.get() {
-        Some(d) => d,
-        None => fqp_testkit::skip!("the port registered no Ethernet device"),
+    let dev = {
+        let mut d = DEVICE.lock();
+        if d.is_none() {
+            *d = DEVICE_GIVEN.take();
+        }
+        match *d {
+            Some(d) => d,
+            None => fqp_testkit::skip!("the port registered no Ethernet device"),
+        }
     };
     check!(
         fqp_net::start(dev, fqp_testkit::TEST_PRIORITY + 2).is_ok(),

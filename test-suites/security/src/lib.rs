@@ -14,16 +14,44 @@ extern crate alloc;
 mod tls;
 pub use tls::TLS;
 
-use fqp_keystore::{Entropy, Error, Keystore};
+use fqp_keystore::{Entropy, Error, Keystore, Storage};
 use fqp_testkit::{check, check_eq, check_range, group, log, TestResult};
 
-/// A port's entropy source, if it registered one.
-static TRNG: fqp_kernel::mutex::Mutex<Option<&'static mut (dyn Entropy + Send)>> =
+type Device<T> = &'static mut T;
+
+/// A port's entropy source, as registered; then kept under a lock by the tests.
+static TRNG_GIVEN: fqp_testkit::Handoff<Device<dyn Entropy + Send>> = fqp_testkit::Handoff::new();
+static TRNG: fqp_kernel::mutex::Mutex<Option<Device<dyn Entropy + Send>>> =
     fqp_kernel::mutex::Mutex::new(None);
 
-/// Registers the port's true random number generator.
+/// Registers the port's true random number generator (in `main`, before the runner starts).
 pub fn set_entropy(trng: &'static mut (dyn Entropy + Send)) {
-    *TRNG.lock() = Some(trng);
+    TRNG_GIVEN.put(trng);
+}
+
+/// Where the port keeps the keystore across resets, as registered; then under a lock.
+static STORAGE_GIVEN: fqp_testkit::Handoff<Device<dyn Storage + Send>> =
+    fqp_testkit::Handoff::new();
+static STORAGE: fqp_kernel::mutex::Mutex<Option<Device<dyn Storage + Send>>> =
+    fqp_kernel::mutex::Mutex::new(None);
+
+/// Registers the port's persistent storage for the keystore (flash, EEPROM, a host file; in
+/// `main`, before the runner starts).
+pub fn set_storage(storage: &'static mut (dyn Storage + Send)) {
+    STORAGE_GIVEN.put(storage);
+}
+
+/// A registered storage, borrowed.
+struct Borrowed<'a>(&'a mut (dyn Storage + Send));
+
+impl Storage for Borrowed<'_> {
+    fn load(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        self.0.load(buf)
+    }
+
+    fn store(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.0.store(data)
+    }
 }
 
 /// The host-provisioned seed, mixed with the cycle counter.
@@ -42,7 +70,11 @@ impl Entropy for Provisioned {
 /// A keystore seeded from the port's TRNG, or else from the host's entropy, keeping its
 /// certificates in `arena`.
 fn keystore(arena: &mut [u8]) -> Result<Keystore<'_>, fqp_testkit::Failure> {
-    if let Some(trng) = TRNG.lock().as_mut() {
+    let mut trng = TRNG.lock();
+    if trng.is_none() {
+        *trng = TRNG_GIVEN.take();
+    }
+    if let Some(trng) = trng.as_mut() {
         return Keystore::new(&mut **trng, arena).map_err(|e| fqp_testkit::fail!("TRNG: {:?}", e));
     }
     let Some(text) = fqp_testkit::config::get_str("entropy") else {
@@ -104,6 +136,7 @@ group!(pub KEYSTORE, "keystore", [
     generated_key_signs_what_the_host_verifies => 20_000,
     imported_certificate_reads_back_intact => 20_000,
     objects_are_addressed_by_label => 20_000,
+    keys_persist_through_the_ports_storage => 20_000,
     random_numbers_pass_statistical_tests => 20_000,
 ]);
 
@@ -190,6 +223,59 @@ fn objects_are_addressed_by_label_body() -> TestResult {
     ks.delete("a").map_err(|e| fqp_testkit::fail!("{:?}", e))?;
     check_eq!(ks.public_key("a"), Err(Error::NotFound));
     Ok(())
+}
+
+fn keys_persist_through_the_ports_storage() -> TestResult {
+    with_crypto_stack(keys_persist_through_the_ports_storage_body)
+}
+
+fn keys_persist_through_the_ports_storage_body() -> TestResult {
+    let mut guard = STORAGE.lock();
+    if guard.is_none() {
+        *guard = STORAGE_GIVEN.take();
+    }
+    let Some(storage) = guard.as_mut() else {
+        fqp_testkit::skip!("the port registered no storage (fqp_suite_security::set_storage)")
+    };
+    let mut storage = Borrowed(&mut **storage);
+    let Some(root) = fqp_testkit::config::get_str("root_ca") else {
+        fqp_testkit::skip!("the host provisioned no root_ca")
+    };
+    let root = hex::decode(&root).map_err(|_| fqp_testkit::fail!("root_ca is not hex"))?;
+    let mut image = alloc::vec![0u8; 4096];
+    let public = {
+        let mut arena = alloc::vec![0u8; 4096];
+        let mut ks = keystore(&mut arena)?;
+        let public = ks
+            .generate_p256("persistent")
+            .map_err(|e| fqp_testkit::fail!("generate: {:?}", e))?;
+        ks.import_certificate("root-ca", &root)
+            .map_err(|e| fqp_testkit::fail!("import: {:?}", e))?;
+        ks.save(&mut storage, &mut image)
+            .map_err(|e| fqp_testkit::fail!("save: {:?}", e))?;
+        public
+    };
+    // A keystore in fresh memory, as after a reset: only the storage carries objects over.
+    let mut arena = alloc::vec![0u8; 4096];
+    let mut ks = keystore(&mut arena)?;
+    check_eq!(ks.public_key("persistent"), Err(Error::NotFound));
+    ks.load(&mut storage, &mut image)
+        .map_err(|e| fqp_testkit::fail!("load: {:?}", e))?;
+    check_eq!(ks.public_key("persistent"), Ok(public));
+    check!(
+        ks.certificate("root-ca") == Ok(&root[..]),
+        "the certificate came back changed"
+    );
+    // The key itself came back, not just its public half: the host checks a new signature.
+    let sig = ks
+        .sign("persistent", MSG.as_bytes())
+        .map_err(|e| fqp_testkit::fail!("sign: {:?}", e))?;
+    let (public, sig) = (hex::encode(public), hex::encode(sig));
+    fqp_testkit::ask(
+        "verify-signature",
+        &[("public", &public), ("msg", MSG), ("sig", &sig)],
+        5_000,
+    )
 }
 
 fn random_numbers_pass_statistical_tests() -> TestResult {

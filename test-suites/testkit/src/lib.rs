@@ -18,10 +18,12 @@ extern crate alloc;
 pub mod board;
 pub mod config;
 pub mod console;
+mod handoff;
 pub mod irq;
 mod runner;
 
 pub use board::Board;
+pub use handoff::Handoff;
 pub use runner::{run, try_board};
 
 use core::fmt::{self, Write};

@@ -1,0 +1,117 @@
+//! Persistent storage for the keystore: the emulated board has no flash that outlives QEMU,
+//! so the port keeps its keystore image in a host file through semihosting. `fqp` names the
+//! file on the semihosting command line (`storage=<path>`, one per device, kept across the
+//! boots of a run). A store writes a temporary file and renames it over the old one, so a
+//! reset in the middle leaves the previous image whole.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+use fqp_keystore::{Error, Storage};
+
+const SYS_OPEN: usize = 0x01;
+const SYS_CLOSE: usize = 0x02;
+const SYS_WRITE: usize = 0x05;
+const SYS_READ: usize = 0x06;
+const SYS_FLEN: usize = 0x0c;
+const SYS_RENAME: usize = 0x0f;
+/// `fopen` modes as semihosting numbers them.
+const MODE_RB: usize = 1;
+const MODE_WB: usize = 5;
+
+/// Longest path (with the `.tmp` suffix and the terminating NUL).
+const PATH: usize = 200;
+
+/// The keystore's file on the host.
+pub struct HostFile {
+    path: [u8; PATH],
+    len: usize,
+}
+
+fn syscall(op: usize, args: &[usize]) -> isize {
+    // SAFETY: every operation used here reads `args` as its parameter block (never writes
+    // it) and only touches the memory the block points to (path and data buffers that live
+    // across the call).
+    unsafe { cortex_m_semihosting::syscall1(op, args.as_ptr() as usize) as isize }
+}
+
+impl HostFile {
+    /// The file named by `storage=<path>` on the firmware's command line (taken once).
+    pub fn from_cmdline(cmdline: &[u8]) -> Option<&'static mut HostFile> {
+        static TAKEN: AtomicBool = AtomicBool::new(false);
+        static mut FILE: HostFile = HostFile {
+            path: [0; PATH],
+            len: 0,
+        };
+        let value = cmdline
+            .split(|&c| c == b' ')
+            .find_map(|w| w.strip_prefix(b"storage="))?;
+        if value.is_empty() || value.len() + 5 > PATH || TAKEN.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        // SAFETY: TAKEN makes this the only reference ever made to FILE.
+        let file = unsafe { &mut *core::ptr::addr_of_mut!(FILE) };
+        file.path[..value.len()].copy_from_slice(value);
+        file.len = value.len();
+        Some(file)
+    }
+
+    /// The path (`tmp`: with `.tmp` appended), NUL-terminated, and its length without NUL.
+    fn path(&self, tmp: bool) -> ([u8; PATH], usize) {
+        let mut p = [0u8; PATH];
+        p[..self.len].copy_from_slice(&self.path[..self.len]);
+        let mut n = self.len;
+        if tmp {
+            p[n..n + 4].copy_from_slice(b".tmp");
+            n += 4;
+        }
+        (p, n)
+    }
+
+    fn open(&self, tmp: bool, mode: usize) -> Option<usize> {
+        let (p, n) = self.path(tmp);
+        let fd = syscall(SYS_OPEN, &[p.as_ptr() as usize, mode, n]);
+        (fd >= 0).then_some(fd as usize)
+    }
+}
+
+impl Storage for HostFile {
+    fn load(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        let Some(fd) = self.open(false, MODE_RB) else {
+            return Ok(0); // nothing saved yet
+        };
+        let len = syscall(SYS_FLEN, &[fd]);
+        let read = if len < 0 {
+            Err(Error::Failed)
+        } else if len as usize > buf.len() {
+            Err(Error::TooLong)
+        } else {
+            let left = syscall(SYS_READ, &[fd, buf.as_mut_ptr() as usize, len as usize]);
+            if left == 0 {
+                Ok(len as usize)
+            } else {
+                Err(Error::Failed)
+            }
+        };
+        syscall(SYS_CLOSE, &[fd]);
+        read
+    }
+
+    fn store(&mut self, data: &[u8]) -> Result<(), Error> {
+        let fd = self.open(true, MODE_WB).ok_or(Error::Failed)?;
+        let left = syscall(SYS_WRITE, &[fd, data.as_ptr() as usize, data.len()]);
+        let closed = syscall(SYS_CLOSE, &[fd]);
+        if left != 0 || closed != 0 {
+            return Err(Error::Failed);
+        }
+        let (tmp, tmp_len) = self.path(true);
+        let (path, len) = self.path(false);
+        let renamed = syscall(
+            SYS_RENAME,
+            &[tmp.as_ptr() as usize, tmp_len, path.as_ptr() as usize, len],
+        );
+        if renamed == 0 {
+            Ok(())
+        } else {
+            Err(Error::Failed)
+        }
+    }
+}
