@@ -171,12 +171,14 @@ pub enum Broker {
     Embedded,
     /// Debian's mosquitto, started with a generated configuration.
     Mosquitto,
-    /// A broker somebody else runs: `mqtt://[user:password@]host:port`.
+    /// A broker somebody else runs: `mqtt://[user:password@]host:port`, or `mqtts://…` for
+    /// TLS.
     External {
         host: String,
         port: u16,
         user: String,
         password: String,
+        tls: bool,
     },
 }
 
@@ -190,9 +192,13 @@ impl std::str::FromStr for Broker {
             _ => {}
         }
         let bad = || {
-            format!("{s:?} is not a broker: write embedded, mosquitto, or mqtt://[user:password@]host:port")
+            format!("{s:?} is not a broker: write embedded, mosquitto, mqtt://[user:password@]host:port or mqtts://[user:password@]host:port")
         };
-        let rest = s.strip_prefix("mqtt://").ok_or_else(bad)?;
+        let (tls, rest) = match (s.strip_prefix("mqtt://"), s.strip_prefix("mqtts://")) {
+            (Some(rest), _) => (false, rest),
+            (_, Some(rest)) => (true, rest),
+            _ => return Err(bad()),
+        };
         let (cred, addr) = match rest.rsplit_once('@') {
             Some((c, a)) => (Some(c), a),
             None => (None, rest),
@@ -214,8 +220,25 @@ impl std::str::FromStr for Broker {
             port,
             user,
             password,
+            tls,
         })
     }
+}
+
+/// A CA certificate file, PEM or DER; its DER.
+fn read_ca(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("--broker-ca {}: {e}", path.display()))?;
+    let der = match x509_parser::pem::parse_x509_pem(&bytes) {
+        Ok((_, pem)) => pem.contents,
+        Err(_) => bytes,
+    };
+    x509_parser::parse_x509_certificate(&der).map_err(|e| {
+        format!(
+            "--broker-ca {}: not an X.509 certificate (PEM or DER): {e}",
+            path.display()
+        )
+    })?;
+    Ok(der)
 }
 
 /// The value of a field of an `ASK`.
@@ -381,11 +404,13 @@ fn closer(mut c: TcpStream) {
 impl Lab {
     /// Starts the services, listening where a device at `host` can reach them (loopback for
     /// an emulator's user network, every interface for boards).
-    /// `pki` is the run's lab PKI, written to `pki_dir`.
+    /// `pki` is the run's lab PKI, written to `pki_dir`; `broker_ca` the CA certificate an
+    /// external TLS broker's certificate chains to.
     pub fn start(
         host: &str,
         emulated: bool,
         broker: &Broker,
+        broker_ca: Option<&std::path::Path>,
         dir: &std::path::Path,
         pki: &crate::pki::Pki,
         pki_dir: &std::path::Path,
@@ -448,6 +473,7 @@ impl Lab {
                 port,
                 user,
                 password,
+                tls,
             } => {
                 use std::net::ToSocketAddrs;
                 // The device has no name service of the lab's: give it the address. A broker
@@ -463,9 +489,36 @@ impl Lab {
                     v4.ip().to_string()
                 };
                 running = Running::External;
+                if *tls {
+                    // The name its certificate is checked against: as given, unless it is
+                    // this machine, which the device knows by its own address for it.
+                    let name = if v4.ip().is_loopback() {
+                        host
+                    } else {
+                        h.as_str()
+                    };
+                    settings.push(("mqtts".into(), format!("{ip}:{port}")));
+                    settings.push(("mqtts_name".into(), name.to_string()));
+                    if let Some(ca) = broker_ca {
+                        settings.push(("mqtts_ca".into(), hex::encode(read_ca(ca)?)));
+                    }
+                    settings.push(("mqtt_user".into(), user.clone()));
+                    settings.push(("mqtt_password".into(), password.clone()));
+                    return Ok(Lab {
+                        settings,
+                        broker: running,
+                        tls_endings,
+                    });
+                }
                 (format!("{ip}:{port}"), user.clone(), password.clone())
             }
         };
+        if broker_ca.is_some() {
+            return Err(
+                "--broker-ca is for an mqtts:// broker; the lab's own brokers use the lab root"
+                    .into(),
+            );
+        }
         settings.push(("mqtt".into(), addr));
         settings.push(("mqtt_user".into(), user));
         settings.push(("mqtt_password".into(), password));
@@ -687,12 +740,13 @@ mod tests {
     /// A lab for an emulator on this machine, with its PKI in a temporary directory.
     fn test_lab() -> Lab {
         let dir = std::env::temp_dir().join(format!("fqp-lab-{}", std::process::id()));
-        let pki = crate::pki::Pki::make("127.0.0.1", &["1".into()]).unwrap();
+        let pki = crate::pki::Pki::make("127.0.0.1", &["1".into()], None).unwrap();
         pki.write(&dir.join("pki")).unwrap();
         Lab::start(
             "127.0.0.1",
             true,
             &Broker::Embedded,
+            None,
             &dir,
             &pki,
             &dir.join("pki"),
@@ -736,7 +790,18 @@ mod tests {
                 host: "broker.lab".into(),
                 port: 1883,
                 user: "dev".into(),
-                password: "s3cr@t".into()
+                password: "s3cr@t".into(),
+                tls: false,
+            })
+        );
+        assert_eq!(
+            "mqtts://a.iot.example:8883".parse(),
+            Ok(Broker::External {
+                host: "a.iot.example".into(),
+                port: 8883,
+                user: String::new(),
+                password: String::new(),
+                tls: true,
             })
         );
         let e = "tcp://x:1".parse::<Broker>().unwrap_err();

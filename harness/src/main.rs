@@ -75,9 +75,15 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         lab: Option<PathBuf>,
         /// MQTT broker for the network tests: embedded (rumqttd in fqp), mosquitto (Debian's,
-        /// started with a generated configuration), or mqtt://[user:password@]host:port.
+        /// started with a generated configuration), mqtt://[user:password@]host:port, or
+        /// mqtts://[user:password@]host:port (TLS; devices present certificates from the lab
+        /// root, pki-root.crt in the lab directory, which the broker must trust).
         #[arg(long, value_name = "BROKER", default_value = "embedded")]
         broker: lab::Broker,
+        /// The CA certificate (PEM or DER) an mqtts:// broker's certificate chains to
+        /// (default: the lab root, for a broker given a certificate by `fqp pki`).
+        #[arg(long, value_name = "FILE")]
+        broker_ca: Option<PathBuf>,
     },
     /// List the tests of the port's image: timeouts, required capabilities, whether each is
     /// required for qualification and whether it runs on this port.
@@ -168,6 +174,9 @@ enum Cmd {
         /// Device ids to make client certificates for.
         #[arg(long = "device", value_name = "ID", default_values_t = vec!["1".to_string()])]
         devices: Vec<String>,
+        /// Lab directory whose root CA signs (made there on first use; as for qualify).
+        #[arg(long, value_name = "DIR")]
+        lab: Option<PathBuf>,
     },
     /// Build the port's firmware and print the image path.
     Build {
@@ -269,6 +278,7 @@ fn main() -> ExitCode {
             retries,
             lab,
             broker,
+            broker_ca,
         } => {
             let opts = qualify::Options {
                 port,
@@ -281,6 +291,7 @@ fn main() -> ExitCode {
                 retries,
                 lab,
                 broker,
+                broker_ca,
                 progress: !cli.quiet,
             };
             let run = qualify::qualify(&opts);
@@ -356,7 +367,10 @@ fn main() -> ExitCode {
             out,
             broker_ip,
             devices,
-        } => match pki::Pki::make(&broker_ip, &devices).and_then(|p| p.write(&out)) {
+            lab,
+        } => match pki::Pki::make(&broker_ip, &devices, Some(&verify::lab_dir(lab.as_deref())))
+            .and_then(|p| p.write(&out))
+        {
             Ok(files) => {
                 for f in files {
                     out_line(&f.display().to_string());

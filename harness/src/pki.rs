@@ -1,5 +1,7 @@
-//! The lab's PKI, made with `rcgen` for each run (nothing to install, nothing from a cloud
-//! account): a root CA; the broker's server certificate, valid for the names and address the
+//! The lab's PKI, made with `rcgen` (nothing to install, nothing from a cloud account): a
+//! root CA, kept in the lab directory so that a broker set up once (mosquitto's `cafile`, a
+//! cloud account's registered CA) keeps trusting the devices of every run; made for each run:
+//! the broker's server certificate, valid for the names and address the
 //! device uses; a client certificate per device; and the bad cases the TLS tests need — a
 //! server certificate from a CA the device does not trust, an expired one, one for another
 //! host name, a malformed one, and a client certificate from another CA.
@@ -55,8 +57,7 @@ impl rcgen::PublicKeyData for DeviceKey {
 
 /// A CA: its certificate, and what signs with it.
 struct Ca {
-    params: CertificateParams,
-    key: KeyPair,
+    issuer: Issuer<'static, KeyPair>,
     pem: String,
     der: Vec<u8>,
 }
@@ -84,10 +85,9 @@ fn ca(name: &str) -> Result<Ca, String> {
         .self_signed(&key)
         .map_err(|e| format!("lab CA {name}: {e}"))?;
     Ok(Ca {
-        params: p,
-        key,
         pem: cert.pem(),
         der: cert.der().to_vec(),
+        issuer: Issuer::new(p, key),
     })
 }
 
@@ -110,9 +110,8 @@ fn leaf(ca: &Ca, cn: &str, names: &[&str], server: bool, days: (i64, i64)) -> Re
     }];
     validity(&mut p, days.0, days.1);
     let key = key()?;
-    let issuer = Issuer::from_params(&ca.params, &ca.key);
     let cert = p
-        .signed_by(&key, &issuer)
+        .signed_by(&key, &ca.issuer)
         .map_err(|e| format!("lab certificate {cn}: {e}"))?;
     Ok(Pair {
         cert: cert.pem(),
@@ -125,11 +124,72 @@ fn leaf(ca: &Ca, cn: &str, names: &[&str], server: bool, days: (i64, i64)) -> Re
 /// The broker's host name in the lab.
 pub const BROKER_NAME: &str = "broker.fqp.lab";
 
+/// The lab's root CA kept in `dir` (`pki-root.crt`, `pki-root.key`): loaded, or made and
+/// saved when there is none or it has expired.
+fn lab_root(dir: &Path) -> Result<Ca, String> {
+    let (crt, key_path) = (dir.join("pki-root.crt"), dir.join("pki-root.key"));
+    if let (Ok(pem), Ok(key_pem)) = (
+        std::fs::read_to_string(&crt),
+        std::fs::read_to_string(&key_path),
+    ) {
+        let bad = |e: String| {
+            format!(
+                "the lab root CA in {}: {e}\n  fix: delete pki-root.crt and pki-root.key there to make a new one (brokers set up with the old one must then be given the new pki-root.crt)",
+                dir.display()
+            )
+        };
+        let der = pem_der(&pem).map_err(bad)?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| bad(e.to_string()))?;
+        let (_, cert) =
+            x509_parser::parse_x509_certificate(&der).map_err(|e| bad(e.to_string()))?;
+        if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+            return Err(bad("the key is not the certificate's".into()));
+        }
+        let until = cert.validity().not_after.timestamp();
+        if until > (OffsetDateTime::now_utc() + Duration::days(31)).unix_timestamp() {
+            let issuer = Issuer::from_ca_cert_der(&der.as_slice().into(), key)
+                .map_err(|e| bad(e.to_string()))?;
+            return Ok(Ca { issuer, pem, der });
+        }
+        tracing::warn!(
+            "the lab root CA in {} expires within a month: making a new one",
+            dir.display()
+        );
+    }
+    let root = ca("fqp lab root CA")?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // Written aside, then moved in: a reader never sees half a file.
+    for (path, text) in [
+        (&key_path, root.issuer.key().serialize_pem()),
+        (&crt, root.pem.clone()),
+    ] {
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(root)
+}
+
+fn pem_der(pem: &str) -> Result<Vec<u8>, String> {
+    let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+        .map_err(|e| format!("not a PEM certificate: {e}"))?;
+    Ok(p.contents)
+}
+
 impl Pki {
-    /// Makes the lab PKI; the broker's certificate names [`BROKER_NAME`] and `broker_ip` (the
-    /// address the device reaches it at).
-    pub fn make(broker_ip: &str, devices: &[String]) -> Result<Pki, String> {
-        let root = ca("fqp lab root CA")?;
+    /// Makes the lab PKI with the root CA kept in `root_dir` (a new one each time without);
+    /// the broker's certificate names [`BROKER_NAME`] and `broker_ip` (the address the device
+    /// reaches it at).
+    pub fn make(
+        broker_ip: &str,
+        devices: &[String],
+        root_dir: Option<&Path>,
+    ) -> Result<Pki, String> {
+        let root = match root_dir {
+            Some(dir) => lab_root(dir)?,
+            None => ca("fqp lab root CA")?,
+        };
         let rogue = ca("untrusted CA")?;
         let names = [BROKER_NAME, broker_ip];
         let server = leaf(&root, BROKER_NAME, &names, true, (-1, 30))?;
@@ -165,9 +225,9 @@ impl Pki {
         Ok(Pki {
             root: Pair {
                 cert: root.pem.clone(),
-                key: root.key.serialize_pem(),
+                key: root.issuer.key().serialize_pem(),
                 der: root.der.clone(),
-                key_der: root.key.serialize_der(),
+                key_der: root.issuer.key().serialize_der(),
             },
             root_der: root.der.clone(),
             server,
@@ -208,10 +268,7 @@ impl Pki {
             &self.root_ca
         };
         let cert = p
-            .signed_by(
-                &DeviceKey(public.to_vec()),
-                &Issuer::from_params(&ca.params, &ca.key),
-            )
+            .signed_by(&DeviceKey(public.to_vec()), &ca.issuer)
             .map_err(|e| format!("issuing a certificate for device {device}: {e}"))?;
         Ok(cert.der().to_vec())
     }
@@ -289,8 +346,27 @@ mod tests {
     }
 
     #[test]
+    fn the_lab_root_is_kept_in_the_lab_directory() {
+        let dir = std::env::temp_dir().join(format!("fqp-lab-root-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let a = Pki::make("10.0.2.2", &["1".into()], Some(&dir)).unwrap();
+        let b = Pki::make("10.0.2.2", &["1".into()], Some(&dir)).unwrap();
+        assert_eq!(
+            a.root_der, b.root_der,
+            "the second run uses the first's root"
+        );
+        // Certificates of the second run chain to the kept root.
+        assert!(signed_by(&b.server.cert, &a.root.cert));
+        // A damaged root is refused with the way out, not silently replaced.
+        std::fs::write(dir.join("pki-root.key"), "garbage").unwrap();
+        let err = Pki::make("10.0.2.2", &[], Some(&dir)).err().unwrap();
+        assert!(err.contains("fix: delete pki-root.crt"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn the_lab_pki_has_each_good_and_bad_case() {
-        let pki = Pki::make("10.0.2.2", &["1".into(), "2".into()]).unwrap();
+        let pki = Pki::make("10.0.2.2", &["1".into(), "2".into()], None).unwrap();
         // Good chain: broker and devices signed by the root, valid now, right names.
         assert!(signed_by(&pki.server.cert, &pki.root.cert));
         assert!(valid_now(&pki.server.cert));

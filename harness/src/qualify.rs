@@ -39,6 +39,8 @@ pub struct Options {
     pub lab: Option<PathBuf>,
     /// The MQTT broker of the network tests.
     pub broker: crate::lab::Broker,
+    /// The CA an external TLS broker's certificate chains to.
+    pub broker_ca: Option<PathBuf>,
     /// Print each test's result as it ends.
     pub progress: bool,
 }
@@ -430,8 +432,12 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
     // get certificates for the keys they make; the lab's TLS servers use it.
     let ids: Vec<String> = specs.clone().map(|s| s.id).collect();
     let pki_dir = out.join("pki");
-    let pki = match crate::pki::Pki::make(&m.lab_host().unwrap_or_else(|| "10.0.2.2".into()), &ids)
-        .and_then(|p| p.write(&pki_dir).map(|_| p))
+    let pki = match crate::pki::Pki::make(
+        &m.lab_host().unwrap_or_else(|| "10.0.2.2".into()),
+        &ids,
+        Some(&crate::verify::lab_dir(opts.lab.as_deref())),
+    )
+    .and_then(|p| p.write(&pki_dir).map(|_| p))
     {
         Ok(p) => std::sync::Arc::new(p),
         Err(e) => return run.infrastructure_errors.push(e),
@@ -442,6 +448,7 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
             &host,
             m.flash.method == "qemu",
             &opts.broker,
+            opts.broker_ca.as_deref(),
             out,
             &pki,
             &pki_dir,

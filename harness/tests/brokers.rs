@@ -58,52 +58,73 @@ fn a_bad_broker_choice_is_refused_with_the_forms_allowed() {
 /// A broker someone else runs (here a mosquitto this test starts on loopback): `fqp` only
 /// provisions its address (loopback becomes the address the device reaches this machine at)
 /// and credentials, and refuses to restart it.
+/// A broker somebody else runs: mosquitto with the account someone/their-password, listening
+/// on 127.0.0.1 with `extra` configuration lines; its directory is `dir` (emptied first).
+struct Mosquitto {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Mosquitto {
+    fn start(dir: &std::path::Path, extra: &str) -> Mosquitto {
+        use std::process::{Command, Stdio};
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).unwrap();
+        let passwd = dir.join("passwd");
+        let made = Command::new("mosquitto_passwd")
+            .arg("-b")
+            .arg("-c")
+            .arg(&passwd)
+            .args(["someone", "their-password"])
+            .status()
+            .expect("mosquitto_passwd runs (scripts/setup.sh --test installs mosquitto)");
+        assert!(made.success());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\n{extra}",
+                passwd.display()
+            ),
+        )
+        .unwrap();
+        let program = if std::path::Path::new("/usr/sbin/mosquitto").exists() {
+            "/usr/sbin/mosquitto"
+        } else {
+            "mosquitto"
+        };
+        let child = Command::new(program)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < end, "mosquitto did not start");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Mosquitto { child, port }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn an_external_broker_is_used_as_given() {
-    use std::process::{Command, Stdio};
-    let dir = repo().join("target/fqp-tests/external-broker");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let passwd = dir.join("passwd");
-    let made = Command::new("mosquitto_passwd")
-        .arg("-b")
-        .arg("-c")
-        .arg(&passwd)
-        .args(["someone", "their-password"])
-        .status()
-        .expect("mosquitto_passwd runs (scripts/setup.sh --test installs mosquitto)");
-    assert!(made.success());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\n",
-            passwd.display()
-        ),
-    )
-    .unwrap();
-    let program = if std::path::Path::new("/usr/sbin/mosquitto").exists() {
-        "/usr/sbin/mosquitto"
-    } else {
-        "mosquitto"
-    };
-    let mut broker = Command::new(program)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < end, "mosquitto did not start");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let broker = Mosquitto::start(&repo().join("target/fqp-tests/external-broker"), "");
+    let port = broker.port;
     let url = format!("mqtt://someone:their-password@127.0.0.1:{port}");
     let o = qualify(
         &repo().join("reference-port"),
@@ -121,8 +142,7 @@ fn an_external_broker_is_used_as_given() {
             "0",
         ],
     );
-    let _ = broker.kill();
-    let _ = broker.wait();
+    drop(broker);
     assert_eq!(
         o.test("mqtt/round_trip_at_qos0_and_qos1")["status"],
         "passed",
@@ -138,5 +158,71 @@ fn an_external_broker_is_used_as_given() {
             .unwrap()
             .contains("does not restart a broker it does not run"),
         "{r}"
+    );
+}
+
+#[test]
+fn an_external_tls_broker_trusts_the_lab_root_and_is_checked_against_its_ca() {
+    // The broker is set up once with the lab's files: its certificate from `fqp pki`, and the
+    // lab root (kept in the lab directory) as the CA of its clients.
+    let dir = repo().join("target/fqp-tests/external-tls-broker");
+    let pki = repo().join("target/fqp-tests/external-tls-pki");
+    let made = common::fqp()
+        .args(["pki", "--broker-ip", "10.0.2.2", "--out"])
+        .arg(&pki)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let f = |n: &str| pki.join(n).display().to_string();
+    let broker = Mosquitto::start(
+        &dir,
+        &format!(
+            "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+            f("root-ca.crt"),
+            f("broker.crt"),
+            f("broker.key")
+        ),
+    );
+    let url = format!("mqtts://someone:their-password@127.0.0.1:{}", broker.port);
+    let o = qualify(
+        &repo().join("reference-port"),
+        "external-tls-broker",
+        &[
+            "--group",
+            "tls",
+            "--test",
+            "mqtt_over_tls",
+            "--test",
+            "broker_refuses",
+            "--broker",
+            &url,
+            "--broker-ca",
+            &f("root-ca.crt"),
+            "--retries",
+            "0",
+        ],
+    );
+    drop(broker);
+    for t in [
+        "tls/mqtt_over_tls_with_client_certificate",
+        "tls/broker_refuses_a_client_certificate_from_another_ca",
+    ] {
+        assert_eq!(o.test(t)["status"], "passed", "{t}: {}", o.explain());
+    }
+    // --broker-ca belongs to an mqtts:// broker only.
+    let wrong = common::fqp()
+        .args(["qualify", "--port"])
+        .arg(repo().join("reference-port"))
+        .args(["--group", "tls", "--broker-ca"])
+        .arg(f("root-ca.crt"))
+        .arg("--out")
+        .arg(dir.join("refused"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&wrong.stdout).to_string()
+        + &String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        text.contains("--broker-ca is for an mqtts:// broker"),
+        "{text}"
     );
 }

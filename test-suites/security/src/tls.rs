@@ -91,9 +91,11 @@ fn now() -> Option<u64> {
 fn tcp(service: &str) -> Result<TcpStream, Failure> {
     fqp_suite_net::up()?;
     let (mut ip, port) = fqp_suite_net::service(service)?;
-    // The broker is reached by its name, through the lab's name server, as a device reaches
-    // a real one (by address where the lab has no name server).
-    if service == "mqtts" && fqp_testkit::config::get("dns").is_some() {
+    // The lab's broker is reached by its name, through the lab's name server, as a device
+    // reaches a real one (by address where the lab has no name server, or the broker is not
+    // the lab's: `mqtts_name`).
+    let external = fqp_testkit::config::get("mqtts_name").is_some();
+    if service == "mqtts" && !external && fqp_testkit::config::get("dns").is_some() {
         let name = setting("tls_server_name")?;
         let dns = fqp_suite_net::service("dns")?;
         ip = fqp_net::resolve(&name, Some(dns), 3_000)
@@ -110,12 +112,27 @@ fn open<'b>(
     service: &str,
     buffers: &'b mut Buffers<'_>,
 ) -> Result<(Result<Session<'b, TcpStream>, Error>, u64), Failure> {
-    let server_name = setting("tls_server_name")?;
+    // A broker of someone else's has its own name and may chain to another CA.
+    let external = service == "mqtts" && fqp_testkit::config::get("mqtts_name").is_some();
+    let server_name = setting(if external {
+        "mqtts_name"
+    } else {
+        "tls_server_name"
+    })?;
+    let mut root_label = "root-ca";
+    if let (true, Some(ca)) = (external, fqp_testkit::config::get_str("mqtts_ca")) {
+        let der = hex::decode(ca).map_err(|_| fqp_testkit::fail!("mqtts_ca is not hex"))?;
+        if ks.certificate("broker-ca").is_err() {
+            ks.import_certificate("broker-ca", &der)
+                .map_err(|e| fqp_testkit::fail!("import the broker's CA: {:?}", e))?;
+        }
+        root_label = "broker-ca";
+    }
     let t = tcp(service)?;
     let mut seed = [0u8; 32];
     ks.random(&mut seed);
     let root = ks
-        .certificate("root-ca")
+        .certificate(root_label)
         .map_err(|e| fqp_testkit::fail!("root CA: {:?}", e))?;
     let signer = ks.signer("device").ok();
     let certificate = ks.certificate("device-cert").ok();
