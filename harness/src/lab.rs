@@ -651,6 +651,19 @@ fn start_broker(ip: &str, tls_ip: &str, pki_dir: &std::path::Path) -> Result<(u1
     let tls = free_port(tls_ip, "the MQTT broker's TLS listener")?;
     let pki = |name: &str| pki_dir.join(name).display().to_string().replace('\\', "/");
     let (ca, cert, key) = (pki("root-ca.crt"), pki("broker.crt"), pki("broker.key"));
+    // The same connection settings and account on both listeners.
+    let connections = |listener: &str| {
+        format!(
+            r#"[{listener}.connections]
+connection_timeout_ms = 10000
+max_payload_size = 131072
+max_inflight_count = 100
+dynamic_filters = true
+[{listener}.connections.auth]
+{BROKER_USER} = "{BROKER_PASSWORD}"
+"#
+        )
+    };
     let config = format!(
         r#"id = 0
 [router]
@@ -664,14 +677,7 @@ max_segment_count = 10
 name = "fqp-lab"
 listen = "{ip}:{port}"
 next_connection_delay_ms = 1
-[v4.1.connections]
-connection_timeout_ms = 10000
-max_payload_size = 131072
-max_inflight_count = 100
-dynamic_filters = true
-[v4.1.connections.auth]
-{BROKER_USER} = "{BROKER_PASSWORD}"
-
+{}
 [v4.2]
 name = "fqp-lab-tls"
 listen = "{tls_ip}:{tls}"
@@ -680,14 +686,9 @@ next_connection_delay_ms = 1
 capath = "{ca}"
 certpath = "{cert}"
 keypath = "{key}"
-[v4.2.connections]
-connection_timeout_ms = 10000
-max_payload_size = 131072
-max_inflight_count = 100
-dynamic_filters = true
-[v4.2.connections.auth]
-{BROKER_USER} = "{BROKER_PASSWORD}"
-"#
+{}"#,
+        connections("v4.1"),
+        connections("v4.2"),
     );
     let config: rumqttd::Config =
         toml::from_str(&config).map_err(|e| format!("MQTT broker configuration: {e}"))?;

@@ -314,11 +314,22 @@ impl TlsVerifier<Aes128GcmSha256> for Verifier<'_> {
 
 impl Verifier<'_> {
     fn refuse(&mut self, why: Error) -> Result<(), TlsError> {
+        use embedded_tls::alert::AlertDescription as A;
         self.refused = Some(why);
-        // bad_certificate (42) tells the server why the client hung up.
+        // The alert tells the server why the client hung up (RFC 8446 §6.2).
+        let alert = match why {
+            Error::Certificate(CertError::UnknownIssuer | CertError::NotCa) => A::UnknownCa,
+            Error::Certificate(CertError::Expired | CertError::NotYetValid) => {
+                A::CertificateExpired
+            }
+            Error::Certificate(CertError::Unsupported) => A::UnsupportedCertificate,
+            Error::BadServerSignature => A::DecryptError,
+            Error::Protocol => A::UnexpectedMessage,
+            _ => A::BadCertificate,
+        };
         Err(TlsError::AbortHandshake(
             embedded_tls::alert::AlertLevel::Fatal,
-            embedded_tls::alert::AlertDescription::BadCertificate,
+            alert,
         ))
     }
 }

@@ -151,15 +151,8 @@ fn generated_key_signs_what_the_host_verifies_body() -> TestResult {
     let public = ks
         .generate_p256("device")
         .map_err(|e| fqp_testkit::fail!("generate: {:?}", e))?;
-    let sig = ks
-        .sign("device", MSG.as_bytes())
-        .map_err(|e| fqp_testkit::fail!("sign: {:?}", e))?;
-    let (public, sig) = (hex::encode(public), hex::encode(sig));
-    fqp_testkit::ask(
-        "verify-signature",
-        &[("public", &public), ("msg", MSG), ("sig", &sig)],
-        5_000,
-    )?;
+    let sig = host_verifies(&ks, "device", &public)?;
+    let public = hex::encode(public);
     // The host's check discriminates: the same signature over another message is refused.
     let refused = fqp_testkit::ask(
         "verify-signature",
@@ -267,15 +260,26 @@ fn keys_persist_through_the_ports_storage_body() -> TestResult {
         "the certificate came back changed"
     );
     // The key itself came back, not just its public half: the host checks a new signature.
+    host_verifies(&ks, "persistent", &public).map(drop)
+}
+
+/// Signs [`MSG`] with the key `label` and has the host verify it with `public`; the
+/// signature (hex).
+fn host_verifies(
+    ks: &Keystore<'_>,
+    label: &str,
+    public: &[u8; 65],
+) -> Result<alloc::string::String, fqp_testkit::Failure> {
     let sig = ks
-        .sign("persistent", MSG.as_bytes())
+        .sign(label, MSG.as_bytes())
         .map_err(|e| fqp_testkit::fail!("sign: {:?}", e))?;
     let (public, sig) = (hex::encode(public), hex::encode(sig));
     fqp_testkit::ask(
         "verify-signature",
         &[("public", &public), ("msg", MSG), ("sig", &sig)],
         5_000,
-    )
+    )?;
+    Ok(sig)
 }
 
 fn random_numbers_pass_statistical_tests() -> TestResult {

@@ -161,44 +161,53 @@ fn record_buffers() -> (Vec<u8>, Vec<u8>) {
     (vec![0u8; RECORD_BUFFER], vec![0u8; 4096])
 }
 
+/// Opens a session to `service` as a device with `issuer`'s certificate and gives `f` the
+/// outcome and the handshake's duration in ms.
+fn with_session<R>(
+    issuer: Issuer,
+    service: &str,
+    f: impl for<'s> FnOnce(Result<Session<'s, TcpStream>, Error>, u64) -> Result<R, Failure>,
+) -> Result<R, Failure> {
+    let mut arena = vec![0u8; 4096];
+    let mut ks = identity(&mut arena, issuer)?;
+    let (mut r, mut w) = record_buffers();
+    let mut bufs = Buffers::new(&mut r, &mut w);
+    let (session, took) = open(&mut ks, service, &mut bufs)?;
+    f(session, took)
+}
+
 fn handshake_with_the_lab_credentials() -> TestResult {
     with_crypto_stack(|| {
-        let mut arena = vec![0u8; 4096];
-        let mut ks = identity(&mut arena, Issuer::Lab)?;
-        let (mut r, mut w) = record_buffers();
-        let mut bufs = Buffers::new(&mut r, &mut w);
-        let (session, took) = open(&mut ks, "tls_echo", &mut bufs)?;
-        let mut s = session.map_err(|e| fqp_testkit::fail!("handshake: {:?}", e))?;
-        fqp_testkit::metric("tls_handshake", took, "ms");
-        // 32 KiB each way, in several records.
-        let data: Vec<u8> = (0..32 * 1024u32)
-            .map(|i| (i * 31 + i / 253) as u8)
-            .collect();
-        let mut back = vec![0u8; data.len()];
-        let t0 = ms();
-        for (out, into) in data.chunks(4096).zip(back.chunks_mut(4096)) {
-            s.send_all(out, 5_000)
-                .map_err(|e| fqp_testkit::fail!("send: {:?} ({:?})", e, s.ended()))?;
-            s.recv_exact(into, 5_000)
-                .map_err(|e| fqp_testkit::fail!("receive: {:?} ({:?})", e, s.ended()))?;
-        }
-        check!(back == data, "the echo differs from what was sent");
-        log!("handshake {} ms; 32 KiB echoed in {} ms", took, ms() - t0);
-        s.close()
-            .map_err(|e| fqp_testkit::fail!("close: {:?}", e))?;
-        Ok(())
+        with_session(Issuer::Lab, "tls_echo", |session, took| {
+            let mut s = session.map_err(|e| fqp_testkit::fail!("handshake: {:?}", e))?;
+            fqp_testkit::metric("tls_handshake", took, "ms");
+            // 32 KiB each way, in several records.
+            let data: Vec<u8> = (0..32 * 1024u32)
+                .map(|i| (i * 31 + i / 253) as u8)
+                .collect();
+            let mut back = vec![0u8; data.len()];
+            let t0 = ms();
+            for (out, into) in data.chunks(4096).zip(back.chunks_mut(4096)) {
+                s.send_all(out, 5_000)
+                    .map_err(|e| fqp_testkit::fail!("send: {:?} ({:?})", e, s.ended()))?;
+                s.recv_exact(into, 5_000)
+                    .map_err(|e| fqp_testkit::fail!("receive: {:?} ({:?})", e, s.ended()))?;
+            }
+            check!(back == data, "the echo differs from what was sent");
+            log!("handshake {} ms; 32 KiB echoed in {} ms", took, ms() - t0);
+            s.close()
+                .map_err(|e| fqp_testkit::fail!("close: {:?}", e))?;
+            Ok(())
+        })
     })
 }
 
 /// A session to the bad server `service` must fail with `want`.
 fn refused_as(service: &'static str, want: CertError) -> TestResult {
-    let mut arena = vec![0u8; 4096];
-    let mut ks = identity(&mut arena, Issuer::None)?;
-    let (mut r, mut w) = record_buffers();
-    let mut bufs = Buffers::new(&mut r, &mut w);
-    let (session, _) = open(&mut ks, service, &mut bufs)?;
-    check_eq!(session.err(), Some(Error::Certificate(want)));
-    Ok(())
+    with_session(Issuer::None, service, |session, _| {
+        check_eq!(session.err(), Some(Error::Certificate(want)));
+        Ok(())
+    })
 }
 
 fn untrusted_server_is_refused() -> TestResult {
@@ -236,16 +245,13 @@ fn is_refusal(e: &Error) -> bool {
 /// With the client certificate from `issuer`, the lab's TLS server must refuse the client,
 /// and say (to the host) why: `reason`.
 fn client_refused(issuer: Issuer, reason: &str) -> TestResult {
-    let mut arena = vec![0u8; 4096];
-    let mut ks = identity(&mut arena, issuer)?;
-    let (mut r, mut w) = record_buffers();
-    let mut bufs = Buffers::new(&mut r, &mut w);
-    let (session, _) = open(&mut ks, "tls_echo", &mut bufs)?;
-    let got = session.and_then(|mut s| {
-        s.write(b"hello", 5_000)?;
-        let mut buf = [0u8; 16];
-        s.read(&mut buf, 5_000)
-    });
+    let got = with_session(issuer, "tls_echo", |session, _| {
+        Ok(session.and_then(|mut s| {
+            s.write(b"hello", 5_000)?;
+            let mut buf = [0u8; 16];
+            s.read(&mut buf, 5_000)
+        }))
+    })?;
     match got {
         Err(e) if is_refusal(&e) => log!("refused: {:?}", e),
         other => return Err(fqp_testkit::fail!("the server did not refuse: {:?}", other)),
@@ -347,37 +353,34 @@ fn mqtt_over_tls_with_client_certificate() -> TestResult {
 
 fn broker_refuses_a_client_certificate_from_another_ca() -> TestResult {
     with_crypto_stack(|| {
-        let mut arena = vec![0u8; 4096];
-        let mut ks = identity(&mut arena, Issuer::Foreign)?;
-        let (mut r, mut w) = record_buffers();
-        let mut bufs = Buffers::new(&mut r, &mut w);
-        let (session, _) = open(&mut ks, "mqtts", &mut bufs)?;
-        let mut s = match session {
-            Ok(s) => s,
-            Err(e) if is_refusal(&e) => {
-                log!("refused in the handshake: {:?}", e);
-                return Ok(());
+        with_session(Issuer::Foreign, "mqtts", |session, _| {
+            let mut s = match session {
+                Ok(s) => s,
+                Err(e) if is_refusal(&e) => {
+                    log!("refused in the handshake: {:?}", e);
+                    return Ok(());
+                }
+                Err(e) => return Err(fqp_testkit::fail!("handshake: {:?}", e)),
+            };
+            // An MQTT CONNECT must not be answered.
+            let connect = [
+                0x10, 0x12, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 30, 0, 6, b'f', b'q', b'p',
+                b'-', b'n', b'o',
+            ];
+            let got = s.write(&connect, 5_000).and_then(|_| {
+                let mut buf = [0u8; 8];
+                s.read(&mut buf, 5_000)
+            });
+            match got {
+                Err(e) if is_refusal(&e) => {
+                    log!("refused: {:?}", e);
+                    Ok(())
+                }
+                other => Err(fqp_testkit::fail!(
+                    "the broker did not refuse the foreign certificate: {:?}",
+                    other
+                )),
             }
-            Err(e) => return Err(fqp_testkit::fail!("handshake: {:?}", e)),
-        };
-        // An MQTT CONNECT must not be answered.
-        let connect = [
-            0x10, 0x12, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 30, 0, 6, b'f', b'q', b'p', b'-',
-            b'n', b'o',
-        ];
-        let got = s.write(&connect, 5_000).and_then(|_| {
-            let mut buf = [0u8; 8];
-            s.read(&mut buf, 5_000)
-        });
-        match got {
-            Err(e) if is_refusal(&e) => {
-                log!("refused: {:?}", e);
-                Ok(())
-            }
-            other => Err(fqp_testkit::fail!(
-                "the broker did not refuse the foreign certificate: {:?}",
-                other
-            )),
-        }
+        })
     })
 }
