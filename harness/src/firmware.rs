@@ -168,6 +168,38 @@ pub struct Image {
     pub toolchain: String,
 }
 
+/// Bytes of `elf` that belong to the kernel: the sizes of its symbols whose (mangled) names
+/// are in `fqp_kernel`, by the kind of section they are in. `None` without a symbol table.
+pub fn kernel_size(elf: &Path) -> Option<fqp_reports::Sections> {
+    use object::{Object, ObjectSection, ObjectSymbol, SectionKind};
+    let data = std::fs::read(elf).ok()?;
+    let file = object::File::parse(&*data).ok()?;
+    let mut size = fqp_reports::Sections::default();
+    let mut any = false;
+    for sym in file.symbols() {
+        let Ok(name) = sym.name() else { continue };
+        if !name.contains("fqp_kernel") {
+            continue;
+        }
+        let Some(section) = sym
+            .section_index()
+            .and_then(|i| file.section_by_index(i).ok())
+        else {
+            continue;
+        };
+        any = true;
+        match section.kind() {
+            SectionKind::Text | SectionKind::ReadOnlyData | SectionKind::ReadOnlyString => {
+                size.text += sym.size()
+            }
+            SectionKind::Data => size.data += sym.size(),
+            SectionKind::UninitializedData => size.bss += sym.size(),
+            _ => {}
+        }
+    }
+    any.then_some(size)
+}
+
 /// Builds the port's firmware, logging cargo's output to `log`. Returns the image.
 pub fn build(m: &Manifest, tc: &Toolchain, log: &Path) -> Result<Image, String> {
     let dir = m.crate_dir();
@@ -178,7 +210,10 @@ pub fn build(m: &Manifest, tc: &Toolchain, log: &Path) -> Result<Image, String> 
             dir.display()
         ));
     }
-    let target_dir = dir.join("target").join(format!("fqp-{}", tc.kind()));
+    let target_dir = dir.join("target").join(match m.build.variant {
+        Some(v) => format!("fqp-{}-{v}", tc.kind()),
+        None => format!("fqp-{}", tc.kind()),
+    });
     let (cargo, rustc) = match tc {
         Toolchain::Installed { cargo, rustc } | Toolchain::BuildStd { cargo, rustc, .. } => {
             (cargo, rustc)

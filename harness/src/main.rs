@@ -5,6 +5,7 @@
 //! serial transcript. Exit status: 0 all passed, 1 tests failed, 2 the run itself failed
 //! (build, flash, sync, console).
 
+mod bench;
 mod device;
 mod doctor;
 mod firmware;
@@ -178,6 +179,29 @@ enum Cmd {
         #[arg(long, value_name = "DIR")]
         lab: Option<PathBuf>,
     },
+    /// Run the performance group under the FreeRTOS baseline's conditions (QEMU with
+    /// -icount, idle time not following real time; the kernel without time slicing; a fresh
+    /// boot) and print its figures, which repeat exactly from run to run.
+    ///
+    /// Reports go to --out (default out/<port name>-bench). With --baseline, every figure is
+    /// also shown as a ratio to the saved run's, and a drop beyond --tolerance fails (exit 1).
+    Bench {
+        /// Directory of the port (holds port.toml), or the manifest file itself.
+        #[arg(long, value_name = "DIR")]
+        port: PathBuf,
+        /// Directory for the reports.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// results.json of an earlier `fqp bench` (or `fqp qualify`) to compare with.
+        #[arg(long, value_name = "RESULTS")]
+        baseline: Option<PathBuf>,
+        /// How much worse than the baseline a figure may be, in percent.
+        #[arg(long, value_name = "PERCENT", default_value_t = 2.0)]
+        tolerance: f64,
+        /// Lab directory with the key that signs results.json (as for qualify).
+        #[arg(long, value_name = "DIR")]
+        lab: Option<PathBuf>,
+    },
     /// Build the port's firmware and print the image path.
     Build {
         /// Directory of the port (holds port.toml), or the manifest file itself.
@@ -293,6 +317,7 @@ fn main() -> ExitCode {
                 broker,
                 broker_ca,
                 progress: !cli.quiet,
+                bench: false,
             };
             let run = qualify::qualify(&opts);
             let out = qualify::out_dir(&opts, &run.port.name);
@@ -426,6 +451,54 @@ fn main() -> ExitCode {
             } else {
                 ExitCode::from(1)
             }
+        }
+        Cmd::Bench {
+            port,
+            out,
+            baseline,
+            tolerance,
+            lab,
+        } => {
+            let baseline = match baseline.map(|b| bench::load(&b)).transpose() {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = qualify::Options {
+                port,
+                out,
+                groups: vec![bench::GROUP.into()],
+                retries: 0,
+                lab,
+                progress: !cli.quiet,
+                bench: true,
+                ..Default::default()
+            };
+            let run = qualify::qualify(&opts);
+            let out = qualify::out_dir(&opts, &run.port.name);
+            let cmp = bench::compare(&run, baseline.as_ref(), tolerance);
+            out_line(&cmp.table);
+            if let Some(k) = run.firmware.as_ref().and_then(|f| f.kernel_size) {
+                out_line(&format!("kernel in this image: {k}"));
+            }
+            // The counts and the report; qualification is `fqp qualify`'s business.
+            let summary = qualify::summary(&run, &out);
+            let plain: Vec<&str> = summary
+                .lines()
+                .take_while(|l| !l.starts_with("QUALIFIED") && !l.starts_with("NOT QUALIFIED"))
+                .collect();
+            out_line(&plain.join("\n"));
+            let code = run.verdict.exit_code() as u8;
+            if code == 0 && !cmp.regressions.is_empty() {
+                out_line(&format!(
+                    "REGRESSION beyond {tolerance}%: {}",
+                    cmp.regressions.join(", ")
+                ));
+                return ExitCode::from(1);
+            }
+            ExitCode::from(code)
         }
         Cmd::Build { port } => {
             let built = manifest::load(&port)

@@ -70,6 +70,10 @@ pub struct BuildSection {
     pub profile: String,
     #[serde(default)]
     pub features: Vec<String>,
+    /// A build other than the qualification image's (`bench`), kept in its own target
+    /// directory so the two do not rebuild each other.
+    #[serde(skip)]
+    pub variant: Option<&'static str>,
 }
 
 fn dot() -> PathBuf {

@@ -43,13 +43,21 @@ pub struct Options {
     pub broker_ca: Option<PathBuf>,
     /// Print each test's result as it ends.
     pub progress: bool,
+    /// Benchmark conditions (`fqp bench`): the kernel without time slicing, an emulator's
+    /// idle time not following real time, no lab services; a build of its own.
+    pub bench: bool,
 }
 
 /// Where the reports of a run go.
 pub fn out_dir(opts: &Options, port_name: &str) -> PathBuf {
+    let name = if opts.bench {
+        format!("{port_name}-bench")
+    } else {
+        port_name.to_string()
+    };
     opts.out
         .clone()
-        .unwrap_or_else(|| PathBuf::from("out").join(port_name))
+        .unwrap_or_else(|| PathBuf::from("out").join(name))
 }
 
 /// A booted device with a synced session.
@@ -285,6 +293,18 @@ fn group_of(id: &str) -> &str {
 pub fn qualify(opts: &Options) -> Run {
     let t0 = Instant::now();
     let m = match manifest::load(&opts.port) {
+        Ok(mut m) if opts.bench => {
+            // The conditions of the FreeRTOS baseline (shared/baselines): no time slicing.
+            // Idle time must not follow real time either: waking from idle a little late, as
+            // the host's scheduler decides, would move the benchmarks' phase against the tick.
+            m.kernel
+                .insert("time_slicing".into(), toml::Value::Boolean(false));
+            if let Some(q) = m.flash.qemu.as_mut() {
+                q.icount_sleep = false;
+            }
+            m.build.variant = Some("bench");
+            m
+        }
         Ok(m) => m,
         Err(e) => {
             let mut run = empty_run(Port {
@@ -331,6 +351,7 @@ pub fn qualify(opts: &Options) -> Run {
         toolchain: image.toolchain.clone(),
         version: None,
         kernel: None,
+        kernel_size: firmware::kernel_size(&image.elf),
     });
     run.partition = opts.partition;
     run_tests(&m, &image, &out, opts, &mut run);
@@ -442,8 +463,8 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
         Ok(p) => std::sync::Arc::new(p),
         Err(e) => return run.infrastructure_errors.push(e),
     };
-    // The lab lives until the run ends (a broker process with it).
-    let lab = match m.lab_host() {
+    // The lab lives until the run ends (a broker process with it). Benchmarks use none.
+    let lab = match m.lab_host().filter(|_| !opts.bench) {
         Some(host) => match Lab::start(
             &host,
             m.flash.method == "qemu",

@@ -42,7 +42,7 @@ impl TaskId {
 
     /// The slot, if the task still exists.
     pub(crate) fn slot(self, k: &Kernel) -> Result<Idx, TaskGone> {
-        let t = &k.tasks[self.idx as usize];
+        let t = k.tasks.get(self.idx as usize).ok_or(TaskGone)?;
         if t.gen == self.gen && !matches!(t.state, State::Free | State::Zombie) {
             Ok(self.idx)
         } else {
@@ -53,6 +53,22 @@ impl TaskId {
     /// The slot number (stable while the task exists).
     pub fn index(self) -> usize {
         self.idx as usize
+    }
+
+    /// The handle as one word, for keeping it where only atomics go (an interrupt handler's
+    /// statics); [`TaskId::from_raw`] gives it back.
+    pub fn into_raw(self) -> u32 {
+        (self.gen as u32) << 16 | self.idx as u32
+    }
+
+    /// A handle from [`TaskId::into_raw`]. A word that never named a task gives a handle that
+    /// names none (every call with it answers [`TaskGone`]), unless it happens to match a live
+    /// task's slot and generation.
+    pub fn from_raw(raw: u32) -> TaskId {
+        TaskId {
+            idx: (raw & 0xff) as Idx,
+            gen: (raw >> 16) as u16,
+        }
     }
 }
 
@@ -543,4 +559,16 @@ impl Drop for SchedulerLock {
 pub(crate) fn current_slot(k: &Kernel) -> Idx {
     debug_assert!(k.current != NIL);
     k.current
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TaskId;
+
+    #[test]
+    fn a_handle_survives_a_round_trip_through_a_word() {
+        let raw = 0x0003_0007;
+        assert_eq!(TaskId::from_raw(raw).into_raw(), raw);
+        assert_eq!(TaskId::from_raw(raw).index(), 7);
+    }
 }

@@ -81,7 +81,8 @@ impl Board for An385 {
 
 static BOARD: An385 = An385;
 
-/// The groups in the image: every kernel group, then networking, MQTT, the keystore and TLS.
+/// The groups in the image: every kernel group, then networking, MQTT, the keystore, TLS and
+/// the performance benchmarks.
 #[cfg(not(feature = "selftest"))]
 fn groups() -> &'static [&'static Group] {
     let all: alloc::vec::Vec<&'static Group> = fqp_suite_kernel::GROUPS
@@ -92,6 +93,7 @@ fn groups() -> &'static [&'static Group] {
             &fqp_suite_net::MQTT,
             &fqp_suite_security::KEYSTORE,
             &fqp_suite_security::TLS,
+            &fqp_suite_perf::PERF,
         ])
         .collect();
     all.leak()

@@ -149,6 +149,9 @@ fn environment(h: &mut String, run: &Run) -> std::fmt::Result {
         rows.push(("Kernel", f.kernel.clone().unwrap_or_default()));
         rows.push(("Image", format!("{} ({} bytes)", f.image, f.size_bytes)));
         rows.push(("Image SHA-256", f.sha256.clone()));
+        if let Some(k) = f.kernel_size {
+            rows.push(("Kernel size", k.to_string()));
+        }
     }
     writeln!(h, "<h2>Environment</h2><table id=\"environment\">")?;
     for (k, v) in rows.iter().filter(|(_, v)| !v.is_empty()) {

@@ -168,6 +168,11 @@ fn environment(run: &Run) -> Vec<(String, String)> {
         if let Some(v) = &f.version {
             p.push(("fqp.firmware".into(), v.clone()));
         }
+        if let Some(k) = f.kernel_size {
+            p.push(("fqp.kernel.text".into(), k.text.to_string()));
+            p.push(("fqp.kernel.data".into(), k.data.to_string()));
+            p.push(("fqp.kernel.bss".into(), k.bss.to_string()));
+        }
     }
     if let Some(q) = &run.qualification {
         p.push(("fqp.qualified".into(), q.qualified.to_string()));

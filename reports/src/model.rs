@@ -70,6 +70,29 @@ pub struct Firmware {
     /// As reported by the device at sync.
     pub version: Option<String>,
     pub kernel: Option<String>,
+    /// Bytes of the image that are the kernel's (its symbols, generic code made for this
+    /// image included); none when the image has no symbols.
+    #[serde(default)]
+    pub kernel_size: Option<Sections>,
+}
+
+/// Bytes by kind: code and constants, initialised data, zeroed data.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct Sections {
+    pub text: u64,
+    pub data: u64,
+    pub bss: u64,
+}
+
+impl std::fmt::Display for Sections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "text {} B, data {} B, bss {} B",
+            self.text, self.data, self.bss
+        )
+    }
 }
 
 /// The overall result, and the exit code that goes with it.

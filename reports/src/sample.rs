@@ -21,6 +21,11 @@ pub fn run() -> Run {
             toolchain: "rustc 1.96".into(),
             version: Some("0.1.0".into()),
             kernel: Some("fqp-kernel 0.1.0".into()),
+            kernel_size: Some(crate::Sections {
+                text: 14_000,
+                data: 8,
+                bss: 5_600,
+            }),
         }),
         started: "2026-11-24T06:00:00Z".into(),
         duration_ms: 1234,

@@ -1,0 +1,85 @@
+//! `fqp bench` on the reference port: the performance group under the baseline's conditions.
+//! Its figures repeat exactly (a second run compares 1.000× with the first in every figure),
+//! and a figure worse than the baseline by more than the tolerance fails the run.
+
+mod common;
+
+use common::repo;
+
+fn bench(out: &str, args: &[&str]) -> (i32, String) {
+    let o = common::fqp()
+        .args(["bench", "--port"])
+        .arg(repo().join("reference-port"))
+        .arg("--out")
+        .arg(repo().join("target/fqp-tests").join(out))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    (o.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn figures_repeat_exactly_and_a_drop_beyond_the_tolerance_fails() {
+    let (code, first) = bench("bench-1", &[]);
+    assert_eq!(code, 0, "{first}");
+    for figure in [
+        "basic_processing",
+        "cooperative_scheduling",
+        "preemptive_scheduling",
+        "interrupt_processing",
+        "interrupt_preemption_processing",
+        "message_processing",
+        "synchronization_processing",
+        "memory_allocation",
+        "context_switch_instructions",
+        "interrupt_to_task_instructions",
+    ] {
+        assert!(first.contains(figure), "{figure} missing:\n{first}");
+    }
+    assert!(first.contains("kernel in this image: text "), "{first}");
+    let results = repo().join("target/fqp-tests/bench-1/results.json");
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
+    assert!(run["firmware"]["kernel_size"]["text"].as_u64().unwrap() > 1000);
+
+    // A baseline whose cooperative score is twice this build's.
+    let mut doctored = run.clone();
+    for t in doctored["groups"][0]["tests"].as_array_mut().unwrap() {
+        for m in t["metrics"].as_array_mut().unwrap() {
+            if m["name"] == "cooperative_scheduling" {
+                m["value"] = serde_json::json!(m["value"].as_f64().unwrap() * 2.0);
+            }
+        }
+    }
+    let baseline = repo().join("target/fqp-tests/bench-doctored.json");
+    std::fs::write(&baseline, doctored.to_string()).unwrap();
+    let (code, second) = bench("bench-2", &["--baseline", baseline.to_str().unwrap()]);
+    assert_eq!(code, 1, "{second}");
+    assert!(
+        second.contains("REGRESSION beyond 2%: cooperative_scheduling 0.500×"),
+        "{second}"
+    );
+    // Every other figure is exactly the first run's.
+    let ratios: Vec<&str> = second
+        .lines()
+        .filter(|l| l.contains('×') && !l.contains("REGRESSION"))
+        .collect();
+    assert_eq!(ratios.len(), 11, "{second}");
+    for l in ratios {
+        assert!(
+            l.contains(" 1.000×") || l.starts_with("cooperative_scheduling"),
+            "{l}"
+        );
+    }
+}
+
+#[test]
+fn a_baseline_that_is_not_a_result_file_is_refused() {
+    let bad = repo().join("target/fqp-tests/not-results.json");
+    std::fs::create_dir_all(bad.parent().unwrap()).unwrap();
+    std::fs::write(&bad, "{\"hello\": 1}").unwrap();
+    let (code, text) = bench("bench-bad", &["--baseline", bad.to_str().unwrap()]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("not an fqp results.json"), "{text}");
+}

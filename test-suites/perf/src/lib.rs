@@ -1,0 +1,358 @@
+//! # fqp-suite-perf: Thread-Metric-class kernel benchmarks
+//!
+//! The eight benchmarks of Express Logic's Thread-Metric suite, written from its public
+//! description, plus two latencies. Each benchmark's tasks run for two reporting periods of
+//! one second of the device's time while the test task (above them all, like Thread-Metric's
+//! reporter) sleeps; the score is the count made in the second period (the first includes
+//! start-up) — the same rule as the FreeRTOS figures in `shared/baselines`.
+//!
+//! Conditions, chosen to match that baseline: Thread-Metric priority `p` (1 highest) is our
+//! priority `11 - p` (below the test task's 10); counters are read and written through atomics
+//! with relaxed order, which compile to plain loads and stores, as the baseline's `volatile`
+//! counters do; the queue holds 10 messages of 16 bytes and calls block forever; the semaphore
+//! is binary and given at creation; memory comes from the port's heap in 128-byte blocks; the
+//! interrupt tests pend test interrupt 0 and its handler signals the task.
+//!
+//! Under QEMU with `-icount shift=5` virtual time follows the instruction count (32 ns each), so
+//! every score repeats exactly from run to run; `fqp bench` runs this group on a fresh boot.
+
+#![no_std]
+
+extern crate alloc;
+
+use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use fqp_kernel::queue::Queue;
+use fqp_kernel::semaphore::Semaphore;
+use fqp_kernel::task::{self, TaskId};
+use fqp_kernel::Timeout;
+use fqp_testkit::{check, group, log, Failure, TestResult};
+
+group!(pub PERF, "perf", [
+    basic_processing => 10_000,
+    cooperative_scheduling => 10_000,
+    preemptive_scheduling => 10_000,
+    interrupt_processing => 10_000,
+    interrupt_preemption_processing => 10_000,
+    message_processing => 10_000,
+    synchronization_processing => 10_000,
+    memory_allocation => 10_000,
+    context_switch => 10_000,
+    interrupt_to_task => 10_000,
+]);
+
+/// A reporting period, in ticks (one second at the baseline's 1 kHz tick).
+fn period() -> u32 {
+    fqp_kernel::time::ms_to_ticks(1_000)
+}
+
+/// The benchmarks' counters (reset before each test).
+static COUNTERS: [AtomicU32; 6] = [const { AtomicU32::new(0) }; 6];
+
+/// Counts one more on counter `i`: a load and a store, like `counter++` on a `volatile`.
+#[inline(always)]
+fn bump(i: usize) {
+    COUNTERS[i].store(COUNTERS[i].load(Relaxed).wrapping_add(1), Relaxed);
+}
+
+fn count(i: usize) -> u32 {
+    COUNTERS[i].load(Relaxed)
+}
+
+fn total() -> u32 {
+    COUNTERS.iter().map(|c| c.load(Relaxed)).sum()
+}
+
+/// Our priority for Thread-Metric priority `p`.
+fn prio(p: u8) -> u8 {
+    11 - p
+}
+
+/// Stack of each benchmark task, in words.
+const STACK: usize = 256;
+
+fn spawn(
+    name: &'static str,
+    tm_priority: u8,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<TaskId, Failure> {
+    fqp_testkit::spawn(name, prio(tm_priority), STACK, f)
+        .map_err(|e| fqp_testkit::fail!("cannot start {}: {:?}", name, e))
+}
+
+/// Lets the tasks run two periods and reports the second one's count as `name`.
+fn report(name: &str) -> Result<u32, Failure> {
+    task::delay(period());
+    let first = total();
+    task::delay(period());
+    let score = total().wrapping_sub(first);
+    fqp_testkit::metric(name, score, "/s");
+    check!(score > 0, "nothing was counted in the second period");
+    Ok(score)
+}
+
+/// Zeroes the counters and waits for a tick: from there on the device's time follows its
+/// instructions only (the wait for the host's command before it was idle, in real time), so
+/// every figure repeats exactly.
+fn reset() {
+    for c in &COUNTERS {
+        c.store(0, Relaxed);
+    }
+    task::delay(1);
+}
+
+fn basic_processing() -> TestResult {
+    reset();
+    spawn("basic", 10, || {
+        let mut array = alloc::vec![0u32; 1024];
+        loop {
+            // Work that keeps the CPU busy: the counter is read anew for every element, as a
+            // volatile is.
+            for a in array.iter_mut() {
+                *a = a.wrapping_add(count(0)) ^ *a;
+            }
+            bump(0);
+        }
+    })?;
+    report("basic_processing")?;
+    Ok(())
+}
+
+fn cooperative_scheduling() -> TestResult {
+    reset();
+    for i in 0..5 {
+        spawn("coop", 3, move || loop {
+            bump(i);
+            task::yield_now();
+        })?;
+    }
+    report("cooperative_scheduling")?;
+    // Equal tasks that yield take turns: their counts differ by at most one round. (Time
+    // slicing moves a task to the back at a tick, before it counted: `fqp bench` builds
+    // without it, as the baseline ran.)
+    let counts: [u32; 5] = core::array::from_fn(count);
+    let spread = counts.iter().max().unwrap_or(&0) - counts.iter().min().unwrap_or(&0);
+    if fqp_kernel::config::TIME_SLICING {
+        log!("counters {:?} (time slicing on)", counts);
+    } else {
+        check!(spread <= 1, "counters unequal: {:?}", counts);
+    }
+    Ok(())
+}
+
+fn preemptive_scheduling() -> TestResult {
+    reset();
+    // Created from the highest down, each knowing the next; all but the lowest are suspended
+    // until resumed (none has run yet: the test task is above them).
+    let t4 = spawn("pre4", 6, || loop {
+        bump(4);
+        let _ = task::suspend(task::current());
+    })?;
+    let t3 = spawn("pre3", 7, move || loop {
+        let _ = task::resume(t4);
+        bump(3);
+        let _ = task::suspend(task::current());
+    })?;
+    let t2 = spawn("pre2", 8, move || loop {
+        let _ = task::resume(t3);
+        bump(2);
+        let _ = task::suspend(task::current());
+    })?;
+    let t1 = spawn("pre1", 9, move || loop {
+        let _ = task::resume(t2);
+        bump(1);
+        let _ = task::suspend(task::current());
+    })?;
+    for t in [t1, t2, t3, t4] {
+        task::suspend(t).map_err(|_| fqp_testkit::fail!("a task ended early"))?;
+    }
+    spawn("pre0", 10, move || loop {
+        let _ = task::resume(t1);
+        bump(0);
+    })?;
+    report("preemptive_scheduling")?;
+    Ok(())
+}
+
+static SEM: Semaphore = Semaphore::binary();
+
+/// Empties [`SEM`], then gives it once (the baseline's "given at creation").
+fn sem_given() {
+    while SEM.try_take().is_ok() {}
+    let _ = SEM.give();
+}
+
+/// The task the preemption handler resumes ([`TaskId::into_raw`]).
+static RESUMED: AtomicU32 = AtomicU32::new(u32::MAX);
+
+fn interrupt_processing() -> TestResult {
+    reset();
+    sem_given();
+    fqp_testkit::irq::set_handler(
+        0,
+        Some(|| {
+            bump(1);
+            let _ = SEM.give();
+        }),
+    );
+    spawn("irq", 10, || {
+        let _ = SEM.take(Timeout::FOREVER);
+        loop {
+            fqp_testkit::irq::trigger(0);
+            // Back here only once the handler has given the semaphore.
+            let _ = SEM.take(Timeout::FOREVER);
+            bump(0);
+        }
+    })?;
+    report("interrupt_processing")?;
+    Ok(())
+}
+
+fn interrupt_preemption_processing() -> TestResult {
+    reset();
+    let woken = spawn("irq-hi", 9, || loop {
+        bump(1);
+        let _ = task::suspend(task::current());
+    })?;
+    task::suspend(woken).map_err(|_| fqp_testkit::fail!("the task ended early"))?;
+    RESUMED.store(woken.into_raw(), Relaxed);
+    fqp_testkit::irq::set_handler(
+        0,
+        Some(|| {
+            bump(2);
+            let _ = task::resume(TaskId::from_raw(RESUMED.load(Relaxed)));
+        }),
+    );
+    spawn("irq-lo", 10, || loop {
+        fqp_testkit::irq::trigger(0);
+        bump(0);
+    })?;
+    report("interrupt_preemption_processing")?;
+    Ok(())
+}
+
+static QUEUE: Queue<[u32; 4], 10> = Queue::new();
+
+fn message_processing() -> TestResult {
+    reset();
+    while QUEUE.try_receive().is_ok() {}
+    spawn("msg", 10, || {
+        let mut sent = [0u32, 1, 2, 3];
+        loop {
+            let _ = QUEUE.send(sent, Timeout::FOREVER);
+            let got = QUEUE.receive(Timeout::FOREVER);
+            if got != Ok(sent) {
+                return; // a wrong message stops the count: the test then fails on it
+            }
+            sent[3] = sent[3].wrapping_add(1);
+            bump(0);
+        }
+    })?;
+    let score = report("message_processing")?;
+    check!(
+        count(0) > score,
+        "the message task stopped: a message came back changed"
+    );
+    Ok(())
+}
+
+fn synchronization_processing() -> TestResult {
+    reset();
+    sem_given();
+    spawn("sync", 10, || loop {
+        if SEM.take(Timeout::FOREVER).is_ok() {
+            let _ = SEM.give();
+            bump(0);
+        }
+    })?;
+    report("synchronization_processing")?;
+    Ok(())
+}
+
+fn memory_allocation() -> TestResult {
+    reset();
+    spawn("mem", 10, || {
+        let layout = core::alloc::Layout::from_size_align(128, 4).expect("a valid layout");
+        loop {
+            // SAFETY: the layout has a non-zero size; the block is freed with the same layout
+            // and not used in between.
+            unsafe {
+                let block = alloc::alloc::alloc(layout);
+                if block.is_null() {
+                    return;
+                }
+                alloc::alloc::dealloc(core::hint::black_box(block), layout);
+            }
+            bump(0);
+        }
+    })?;
+    report("memory_allocation")?;
+    Ok(())
+}
+
+/// Nanoseconds of the device's time per instruction under `-icount shift=5`.
+const NS_PER_INSTRUCTION: u64 = 32;
+
+/// Instructions in `cycles` of the kernel's time base.
+fn instructions(cycles: u64) -> u64 {
+    let hz = u64::from(fqp_kernel::cpu_hz());
+    cycles * 1_000_000_000 / hz / NS_PER_INSTRUCTION
+}
+
+fn context_switch() -> TestResult {
+    reset();
+    // Two equal tasks yielding to each other: every yield is one switch.
+    for i in 0..2 {
+        spawn("switch", 3, move || loop {
+            bump(i);
+            task::yield_now();
+        })?;
+    }
+    let switches = report("context_switches")?;
+    // A period is one second of instructions.
+    let per = 1_000_000_000 / NS_PER_INSTRUCTION / u64::from(switches);
+    fqp_testkit::metric("context_switch_instructions", per, "instructions");
+    log!(
+        "{} switches per second: {} instructions each (the yield call and loop included)",
+        switches,
+        per
+    );
+    Ok(())
+}
+
+/// When the interrupt was pended, and the sum of latencies so far, in time-base cycles.
+static PENDED: AtomicU32 = AtomicU32::new(0);
+static LATENCY_SUM: AtomicU32 = AtomicU32::new(0);
+static WOKEN: Semaphore = Semaphore::binary();
+
+fn interrupt_to_task() -> TestResult {
+    const ROUNDS: u32 = 1_000;
+    reset();
+    while WOKEN.try_take().is_ok() {}
+    LATENCY_SUM.store(0, Relaxed);
+    fqp_testkit::irq::set_handler(
+        0,
+        Some(|| {
+            let _ = WOKEN.give();
+        }),
+    );
+    // The waiting task is above the one that raises the interrupt: the handler's give switches
+    // to it on the way out of the interrupt.
+    spawn("irq-wait", 9, || loop {
+        if WOKEN.take(Timeout::FOREVER).is_ok() {
+            let now = fqp_kernel::time::uptime_cycles() as u32;
+            LATENCY_SUM.fetch_add(now.wrapping_sub(PENDED.load(Relaxed)), Relaxed);
+            bump(0);
+        }
+    })?;
+    spawn("irq-raise", 10, || {
+        for _ in 0..ROUNDS {
+            PENDED.store(fqp_kernel::time::uptime_cycles() as u32, Relaxed);
+            fqp_testkit::irq::trigger(0);
+        }
+    })?;
+    task::delay(period());
+    check!(count(0) == ROUNDS, "{} of {} wake-ups", count(0), ROUNDS);
+    let per = instructions(u64::from(LATENCY_SUM.load(Relaxed)) / u64::from(ROUNDS));
+    fqp_testkit::metric("interrupt_to_task_instructions", per, "instructions");
+    Ok(())
+}
