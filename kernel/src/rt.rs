@@ -28,6 +28,8 @@ static KERNEL: Global = Global(UnsafeCell::new(Kernel::new()));
 
 /// CPU clock in hertz, set by [`start`].
 static CPU_HZ: AtomicU32 = AtomicU32::new(0);
+/// Tick timer cycles per tick, set by [`start`] (kept, not divided out at every switch).
+static CYCLES_PER_TICK: AtomicU32 = AtomicU32::new(0);
 
 /// Runs `f` on the kernel inside a critical section.
 #[inline(always)]
@@ -65,6 +67,7 @@ pub(crate) fn switch_if(k: &mut Kernel, due: bool) {
 pub fn start(cpu_hz: u32) -> ! {
     static IDLE_STACK: task::StaticStack<IDLE_STACK_WORDS> = task::StaticStack::new();
     CPU_HZ.store(cpu_hz, Ordering::Relaxed);
+    CYCLES_PER_TICK.store(cpu_hz / TICK_HZ, Ordering::Relaxed);
     task::Builder::new("idle")
         .priority(0)
         .static_stack(IDLE_STACK.take().expect("kernel started twice"))
@@ -132,7 +135,7 @@ pub extern "C" fn fqp_switch_context(sp: *mut u32) -> *mut u32 {
 
 /// Cycles since the scheduler started, from the tick count and the tick timer.
 pub(crate) fn uptime_cycles_locked(k: &Kernel) -> u64 {
-    let per_tick = (CPU_HZ.load(Ordering::Relaxed) / TICK_HZ) as u64;
+    let per_tick = CYCLES_PER_TICK.load(Ordering::Relaxed) as u64;
     k.tick as u64 * per_tick + Active::cycles_into_tick() as u64
 }
 
