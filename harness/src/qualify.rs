@@ -355,6 +355,7 @@ pub fn qualify(opts: &Options) -> Run {
     });
     run.partition = opts.partition;
     run_tests(&m, &image, &out, opts, &mut run);
+    hold_to_thresholds(&mut run);
     finish(run, &out, t0, opts)
 }
 
@@ -422,6 +423,21 @@ pub fn list(opts: &Options) -> Result<Vec<String>, String> {
 struct Work {
     tests: Vec<(String, Test)>,
     errors: Vec<String>,
+}
+
+/// Fails the tests that passed on the device but missed a threshold on one of their figures
+/// (`min`/`max` in test-suites/suites.toml).
+fn hold_to_thresholds(run: &mut Run) {
+    let suites = Suites::builtin();
+    for t in run.groups.iter_mut().flat_map(|g| g.tests.iter_mut()) {
+        if t.status != Status::Passed {
+            continue;
+        }
+        if let Some(why) = suites.missed_threshold(&t.id, &t.metrics) {
+            t.status = Status::Failed;
+            t.message = Some(why);
+        }
+    }
 }
 
 /// `issue-certificate`: a client certificate for the key a device made (fields `device`,
@@ -816,6 +832,43 @@ pub fn summary(run: &Run, out: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_passed_test_under_its_threshold_fails() {
+        let mut run = empty_run(Port {
+            name: "p".into(),
+            board: "b".into(),
+            vendor: None,
+            description: None,
+            capabilities: vec![],
+            manifest: "m".into(),
+        });
+        for (id, value) in [
+            ("perf/cooperative_scheduling", 1.0),
+            ("perf/message_processing", 1e9),
+        ] {
+            let mut t = Test::new(id, Status::Passed);
+            t.metrics.push(fqp_reports::Metric {
+                name: id.trim_start_matches("perf/").into(),
+                value,
+                unit: "/s".into(),
+            });
+            run.push("perf", t);
+        }
+        hold_to_thresholds(&mut run);
+        let tests = &run.groups[0].tests;
+        assert_eq!(tests[0].status, Status::Failed);
+        assert!(
+            tests[0]
+                .message
+                .as_deref()
+                .unwrap()
+                .contains("below the threshold"),
+            "{:?}",
+            tests[0].message
+        );
+        assert_eq!(tests[1].status, Status::Passed);
+    }
 
     fn listed(ids: &[&str]) -> Vec<Listed> {
         ids.iter()

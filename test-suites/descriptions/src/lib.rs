@@ -42,6 +42,11 @@ pub struct GroupDesc {
 pub struct TestDesc {
     #[serde(default)]
     pub requires: Vec<String>,
+    /// Figures (metric name → bound) the test must reach: at least `min`, at most `max`.
+    #[serde(default)]
+    pub min: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub max: BTreeMap<String, f64>,
 }
 
 fn split(id: &str) -> (&str, &str) {
@@ -92,6 +97,38 @@ impl Suites {
             .into_iter()
             .filter(|c| !port.contains(c))
             .collect()
+    }
+
+    /// Why test `id`, which passed on the device, misses its thresholds (a bound on one of
+    /// its figures, or a bounded figure it did not report); `None` when it meets them.
+    pub fn missed_threshold(&self, id: &str, metrics: &[fqp_reports::Metric]) -> Option<String> {
+        let (group, test) = split(id);
+        let t = self.groups.get(group)?.tests.get(test)?;
+        let bounds = t
+            .min
+            .iter()
+            .map(|(m, b)| (m, *b, true))
+            .chain(t.max.iter().map(|(m, b)| (m, *b, false)));
+        for (name, bound, at_least) in bounds {
+            let Some(m) = metrics.iter().find(|m| &m.name == name) else {
+                return Some(format!(
+                    "the test reported no {name}, which has a threshold"
+                ));
+            };
+            if at_least && m.value < bound {
+                return Some(format!(
+                    "{name} = {} {} is below the threshold {bound} (test-suites/suites.toml)",
+                    m.value, m.unit
+                ));
+            }
+            if !at_least && m.value > bound {
+                return Some(format!(
+                    "{name} = {} {} is above the threshold {bound} (test-suites/suites.toml)",
+                    m.value, m.unit
+                ));
+            }
+        }
+        None
     }
 
     /// Whether group `name` is required for qualification.
@@ -184,6 +221,40 @@ mod tests {
             ["kernel", "heap"]
         );
         assert!(s.requirements("nosuchgroup/x").is_empty());
+    }
+
+    #[test]
+    fn figures_are_held_to_their_thresholds() {
+        let s = Suites::parse(
+            "[capabilities]\nk = \"\"\n[groups.perf]\nsuite = \"p\"\ndescription = \"d\"\nrequired = false\n\
+             tests.speed.min = { count = 100.0 }\ntests.latency.max = { instructions = 50.0 }\n",
+        )
+        .unwrap();
+        let m = |name: &str, value: f64| fqp_reports::Metric {
+            name: name.into(),
+            value,
+            unit: "u".into(),
+        };
+        assert_eq!(s.missed_threshold("perf/speed", &[m("count", 100.0)]), None);
+        let low = s
+            .missed_threshold("perf/speed", &[m("count", 99.0)])
+            .unwrap();
+        assert!(low.contains("below the threshold 100"), "{low}");
+        let high = s
+            .missed_threshold("perf/latency", &[m("instructions", 51.0)])
+            .unwrap();
+        assert!(high.contains("above the threshold 50"), "{high}");
+        let none = s.missed_threshold("perf/speed", &[]).unwrap();
+        assert!(none.contains("reported no count"), "{none}");
+        assert_eq!(s.missed_threshold("perf/other", &[]), None);
+        // The built-in thresholds are met by the figures they were set against.
+        let b = Suites::builtin();
+        assert!(b
+            .missed_threshold(
+                "perf/cooperative_scheduling",
+                &[m("cooperative_scheduling", 1.0)]
+            )
+            .is_some());
     }
 
     #[test]
