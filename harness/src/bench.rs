@@ -112,15 +112,7 @@ mod tests {
     use fqp_reports::{Group, Metric, Status, Test};
 
     fn run_with(figures: &[(&str, &str, f64, &str)]) -> Run {
-        let port = fqp_reports::Port {
-            name: "p".into(),
-            board: "b".into(),
-            vendor: None,
-            description: None,
-            capabilities: vec![],
-            manifest: "m".into(),
-        };
-        let mut run = Run::new("0", port, "2026-11-24T00:00:00Z");
+        let mut run = crate::qualify::test_run();
         let mut g = Group {
             name: GROUP.into(),
             tests: vec![],

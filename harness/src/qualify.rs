@@ -425,6 +425,19 @@ struct Work {
     errors: Vec<String>,
 }
 
+/// An empty run of a made-up port, for tests.
+#[cfg(test)]
+pub(crate) fn test_run() -> Run {
+    empty_run(Port {
+        name: "p".into(),
+        board: "b".into(),
+        vendor: None,
+        description: None,
+        capabilities: vec![],
+        manifest: "m".into(),
+    })
+}
+
 /// Fails the tests that passed on the device but missed a threshold on one of their figures
 /// (`min`/`max` in test-suites/suites.toml).
 fn hold_to_thresholds(run: &mut Run) {
@@ -835,14 +848,7 @@ mod tests {
 
     #[test]
     fn a_passed_test_under_its_threshold_fails() {
-        let mut run = empty_run(Port {
-            name: "p".into(),
-            board: "b".into(),
-            vendor: None,
-            description: None,
-            capabilities: vec![],
-            manifest: "m".into(),
-        });
+        let mut run = test_run();
         for (id, value) in [
             ("perf/cooperative_scheduling", 1.0),
             ("perf/message_processing", 1e9),
