@@ -198,6 +198,9 @@ enum Cmd {
         /// How much worse than the baseline a figure may be, in percent.
         #[arg(long, value_name = "PERCENT", default_value_t = 2.0)]
         tolerance: f64,
+        /// Only benchmarks whose `perf/name` contains this text (repeatable).
+        #[arg(long = "test", value_name = "PATTERN")]
+        tests: Vec<String>,
         /// Lab directory with the key that signs results.json (as for qualify).
         #[arg(long, value_name = "DIR")]
         lab: Option<PathBuf>,
@@ -457,6 +460,7 @@ fn main() -> ExitCode {
             out,
             baseline,
             tolerance,
+            tests,
             lab,
         } => {
             let baseline = match baseline.map(|b| bench::load(&b)).transpose() {
@@ -470,6 +474,7 @@ fn main() -> ExitCode {
                 port,
                 out,
                 groups: vec![bench::GROUP.into()],
+                tests,
                 retries: 0,
                 lab,
                 progress: !cli.quiet,
