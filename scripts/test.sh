@@ -12,7 +12,7 @@ cargo fmt --all -- --check
 (cd port-template && cargo fmt --all -- --check)
 echo "== lint (host)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
-# The smallest kernel configuration: no heap, no run-time statistics, no stack check.
+# The kernel without a heap.
 cargo clippy -p fqp-kernel --no-default-features --quiet -- -D warnings
 echo "== lint (firmware)"
 scripts/firmware-cargo.sh reference-port clippy --release --quiet -- -D warnings

@@ -294,11 +294,13 @@ pub fn qualify(opts: &Options) -> Run {
     let t0 = Instant::now();
     let m = match manifest::load(&opts.port) {
         Ok(mut m) if opts.bench => {
-            // The conditions of the FreeRTOS baseline (shared/baselines): no time slicing.
+            // The conditions of the FreeRTOS baseline (shared/baselines): no time slicing, and
+            // no run-time statistics (FreeRTOS's configGENERATE_RUN_TIME_STATS is off there).
             // Idle time must not follow real time either: waking from idle a little late, as
             // the host's scheduler decides, would move the benchmarks' phase against the tick.
-            m.kernel
-                .insert("time_slicing".into(), toml::Value::Boolean(false));
+            for key in ["time_slicing", "run_time_stats"] {
+                m.kernel.insert(key.into(), toml::Value::Boolean(false));
+            }
             if let Some(q) = m.flash.qemu.as_mut() {
                 q.icount_sleep = false;
             }

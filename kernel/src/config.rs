@@ -34,6 +34,12 @@ pub const PRIORITIES: usize = parse(option_env!("FQP_PRIORITIES"), 32) as usize;
 pub const TICK_HZ: u32 = parse(option_env!("FQP_TICK_HZ"), 1000);
 /// Round-robin time slicing among ready tasks of equal priority, one tick each.
 pub const TIME_SLICING: bool = flag(option_env!("FQP_TIME_SLICING"), true);
+/// Per-task CPU time accounting at every context switch ([`crate::task::TaskInfo::run_cycles`]).
+/// It reads the tick timer at each switch: about a score of instructions on Cortex-M3.
+pub const RUN_TIME_STATS: bool = flag(option_env!("FQP_RUN_TIME_STATS"), true);
+/// At every context switch, check that the task switched out has its stack pointer above its
+/// stack's guard words and the guard words intact (else the stack-overflow hook runs).
+pub const STACK_CHECK: bool = flag(option_env!("FQP_STACK_CHECK"), true);
 /// Direct-to-task notification slots per task.
 pub const NOTIFY_INDEXES: usize = parse(option_env!("FQP_NOTIFY_INDEXES"), 3) as usize;
 /// Stack of the idle task, in 32-bit words.

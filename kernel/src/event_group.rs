@@ -123,7 +123,7 @@ impl EventGroup {
         let mut ready = [0 as Idx; MAX_TASKS];
         let mut n = 0;
         for i in k.waiters(&s.waiters) {
-            let t = &k.tasks[i as usize];
+            let t = &k.tasks[i];
             if satisfied(s.bits, t.wait_arg, t.wait_opts) {
                 ready[n] = i;
                 n += 1;
@@ -132,7 +132,7 @@ impl EventGroup {
         let mut clear = 0;
         let mut due = false;
         for &i in &ready[..n] {
-            let t = &mut k.tasks[i as usize];
+            let t = &mut k.tasks[i];
             t.wait_result = s.bits;
             if t.wait_opts & OPT_CLEAR != 0 {
                 clear |= t.wait_arg;
@@ -163,7 +163,7 @@ impl EventGroup {
             // SAFETY: inside a kernel critical section.
             let s = unsafe { &mut *self.s.get() };
             if blocked && k.wake_reason() == Wake::Event {
-                return Step::Done(Ok(k.tasks[current_slot(k) as usize].wait_result));
+                return Step::Done(Ok(k.tasks[current_slot(k)].wait_result));
             }
             if first && set != 0 {
                 s.bits |= set;
@@ -186,7 +186,8 @@ impl EventGroup {
             if expired {
                 return Step::Done(Err(s.bits));
             }
-            let t = &mut k.tasks[current_slot(k) as usize];
+            let slot = current_slot(k);
+            let t = &mut k.tasks[slot];
             t.wait_arg = w.bits;
             t.wait_opts = w.opts();
             blocked = true;

@@ -61,7 +61,6 @@ pub(crate) fn run_tick() {
     call0(&TICK);
 }
 
-#[cfg(feature = "stack-check")]
 pub(crate) fn stack_overflow(task: TaskId, name: &'static str) {
     let f = get(&STACK_OVERFLOW);
     if f == 0 {

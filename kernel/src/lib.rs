@@ -45,7 +45,7 @@ pub mod task;
 pub mod time;
 pub mod timer;
 
-pub use rt::{cpu_hz, fqp_switch_context, is_running, start, tick_from_isr};
+pub use rt::{cpu_hz, fqp_switch_context, fqp_yield_context, is_running, start, tick_from_isr};
 pub use sched::{State as TaskState, WaitList};
 pub use time::{TimedOut, Timeout};
 

@@ -5,14 +5,54 @@
 //! arrays owned by the kernel, indexed by task slot, so a list head is two bytes, no pointer is
 //! stored anywhere, and the lists can be unit-tested on the host. The head of a ready list is the
 //! task that runs at that priority; rotating the head is how round-robin works, in O(1).
+//!
+//! Slot arrays ([`Slots`]) have a power-of-two length and are indexed with the slot masked to
+//! it: an index is always in bounds, so the scheduler's hot paths carry neither a bounds check
+//! nor a panic path, and no index, however wrong, reaches outside the array. Debug builds (the
+//! host tests) still assert that every index names a real slot.
+
+use crate::config::MAX_TASKS;
+use core::ops::{Index, IndexMut};
 
 /// A task slot index. [`NIL`] means "no task".
 pub(crate) type Idx = u8;
 /// The absent index.
 pub(crate) const NIL: Idx = u8::MAX;
 
+/// Length of the per-slot arrays: [`MAX_TASKS`] rounded up to a power of two.
+pub(crate) const SLOTS: usize = MAX_TASKS.next_power_of_two();
+
+/// One `T` per task slot, indexed by [`Idx`].
+#[derive(Clone, Copy, Debug)]
+#[repr(transparent)]
+pub(crate) struct Slots<T>(pub [T; SLOTS]);
+
+impl<T> Slots<T> {
+    #[inline(always)]
+    fn at(i: Idx) -> usize {
+        debug_assert!((i as usize) < MAX_TASKS, "task slot {i} out of range");
+        i as usize & (SLOTS - 1)
+    }
+}
+
+impl<T> Index<Idx> for Slots<T> {
+    type Output = T;
+    #[inline(always)]
+    fn index(&self, i: Idx) -> &T {
+        &self.0[Self::at(i)]
+    }
+}
+
+impl<T> IndexMut<Idx> for Slots<T> {
+    #[inline(always)]
+    fn index_mut(&mut self, i: Idx) -> &mut T {
+        &mut self.0[Self::at(i)]
+    }
+}
+
 /// Forward and backward links of one task in one kind of list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub(crate) struct Link {
     pub next: Idx,
     pub prev: Idx,
@@ -25,8 +65,18 @@ impl Link {
     };
 }
 
+/// The links of every slot in one kind of list.
+pub(crate) type Links = Slots<Link>;
+
+impl Links {
+    pub const fn new() -> Links {
+        Slots([Link::UNLINKED; SLOTS])
+    }
+}
+
 /// A circular doubly-linked list of task slots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct List {
     head: Idx,
     len: u8,
@@ -40,6 +90,9 @@ impl Default for List {
 
 impl List {
     pub const EMPTY: List = List { head: NIL, len: 0 };
+    /// Byte offset of the head in a list (for a port's hand-written switch path).
+    #[cfg_attr(not(all(target_arch = "arm", target_os = "none")), allow(dead_code))]
+    pub(crate) const HEAD_OFFSET: usize = core::mem::offset_of!(List, head);
 
     pub(crate) fn head(&self) -> Idx {
         self.head
@@ -54,31 +107,31 @@ impl List {
     }
 
     /// Appends `i` at the tail (just before the head).
-    pub(crate) fn push_back(&mut self, links: &mut [Link], i: Idx) {
-        debug_assert_eq!(links[i as usize], Link::UNLINKED, "task already in a list");
+    pub(crate) fn push_back(&mut self, links: &mut Links, i: Idx) {
+        debug_assert_eq!(links[i], Link::UNLINKED, "task already in a list");
         if self.head == NIL {
-            links[i as usize] = Link { next: i, prev: i };
+            links[i] = Link { next: i, prev: i };
             self.head = i;
         } else {
             let head = self.head;
-            let tail = links[head as usize].prev;
-            links[i as usize] = Link {
+            let tail = links[head].prev;
+            links[i] = Link {
                 next: head,
                 prev: tail,
             };
-            links[tail as usize].next = i;
-            links[head as usize].prev = i;
+            links[tail].next = i;
+            links[head].prev = i;
         }
         self.len += 1;
     }
 
     /// Inserts `i` just before `pos` (which must be in this list); if `pos` is the head, `i`
     /// becomes the new head.
-    fn insert_before(&mut self, links: &mut [Link], pos: Idx, i: Idx) {
-        let prev = links[pos as usize].prev;
-        links[i as usize] = Link { next: pos, prev };
-        links[prev as usize].next = i;
-        links[pos as usize].prev = i;
+    fn insert_before(&mut self, links: &mut Links, pos: Idx, i: Idx) {
+        let prev = links[pos].prev;
+        links[i] = Link { next: pos, prev };
+        links[prev].next = i;
+        links[pos].prev = i;
         if pos == self.head {
             self.head = i;
         }
@@ -89,7 +142,7 @@ impl List {
     /// sorted by key, and elements of equal key keep their arrival order.
     pub(crate) fn insert_sorted<K: Ord>(
         &mut self,
-        links: &mut [Link],
+        links: &mut Links,
         i: Idx,
         key: impl Fn(Idx) -> K,
     ) {
@@ -100,30 +153,30 @@ impl List {
                 self.insert_before(links, pos, i);
                 return;
             }
-            pos = links[pos as usize].next;
+            pos = links[pos].next;
         }
         self.push_back(links, i);
     }
 
     /// Unlinks `i`, which must be in this list.
-    pub(crate) fn remove(&mut self, links: &mut [Link], i: Idx) {
-        let Link { next, prev } = links[i as usize];
+    pub(crate) fn remove(&mut self, links: &mut Links, i: Idx) {
+        let Link { next, prev } = links[i];
         debug_assert!(next != NIL, "task not in a list");
         if next == i {
             self.head = NIL;
         } else {
-            links[prev as usize].next = next;
-            links[next as usize].prev = prev;
+            links[prev].next = next;
+            links[next].prev = prev;
             if self.head == i {
                 self.head = next;
             }
         }
-        links[i as usize] = Link::UNLINKED;
+        links[i] = Link::UNLINKED;
         self.len -= 1;
     }
 
     /// Removes and returns the head.
-    pub(crate) fn pop_front(&mut self, links: &mut [Link]) -> Option<Idx> {
+    pub(crate) fn pop_front(&mut self, links: &mut Links) -> Option<Idx> {
         let h = self.head;
         if h == NIL {
             return None;
@@ -133,14 +186,20 @@ impl List {
     }
 
     /// Moves the head to the tail: the next element becomes the head.
-    pub(crate) fn rotate(&mut self, links: &[Link]) {
+    pub(crate) fn rotate(&mut self, links: &Links) {
         if self.head != NIL {
-            self.head = links[self.head as usize].next;
+            self.head = links[self.head].next;
         }
     }
 
+    /// Makes `i`, which must be in this list, its head (a rotation to it).
+    #[inline(always)]
+    pub(crate) fn set_head(&mut self, i: Idx) {
+        self.head = i;
+    }
+
     /// The elements from head to tail.
-    pub(crate) fn iter<'a>(&self, links: &'a [Link]) -> impl Iterator<Item = Idx> + 'a {
+    pub(crate) fn iter<'a>(&self, links: &'a Links) -> impl Iterator<Item = Idx> + 'a {
         let mut cur = self.head;
         let mut left = self.len;
         core::iter::from_fn(move || {
@@ -148,7 +207,7 @@ impl List {
                 return None;
             }
             let i = cur;
-            cur = links[i as usize].next;
+            cur = links[i].next;
             left -= 1;
             Some(i)
         })
@@ -161,11 +220,11 @@ mod tests {
     use super::*;
     use std::vec::Vec;
 
-    fn links() -> Vec<Link> {
-        std::vec![Link::UNLINKED; 8]
+    fn links() -> Links {
+        Links::new()
     }
 
-    fn items(l: &List, links: &[Link]) -> Vec<Idx> {
+    fn items(l: &List, links: &Links) -> Vec<Idx> {
         l.iter(links).collect()
     }
 
@@ -203,7 +262,7 @@ mod tests {
         assert_eq!(items(&l, &ln), [6, 3, 1, 5, 0, 2, 7, 4]);
         // Backward links are consistent with forward links.
         for i in l.iter(&ln) {
-            assert_eq!(ln[ln[i as usize].next as usize].prev, i);
+            assert_eq!(ln[ln[i].next].prev, i);
         }
     }
 

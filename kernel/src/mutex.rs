@@ -52,7 +52,7 @@ fn lock_raw(
         if m.holder == NIL {
             m.holder = me;
             m.depth = 1;
-            k.tasks[me as usize].mutexes_held += 1;
+            k.tasks[me].mutexes_held += 1;
             return Step::Done(Ok(()));
         }
         if m.holder == me {
@@ -73,8 +73,8 @@ fn lock_raw(
             return Step::Done(Err(TimedOut));
         }
         let holder = m.holder;
-        if k.tasks[holder as usize].prio < k.tasks[me as usize].prio {
-            let p = k.tasks[me as usize].prio;
+        if k.tasks[holder].prio < k.tasks[me].prio {
+            let p = k.tasks[me].prio;
             k.set_effective_priority(holder, p);
         }
         blocked = true;
@@ -84,7 +84,7 @@ fn lock_raw(
 
 /// A waiter gave up: the holder keeps only the priority still justified by its waiters.
 fn disinherit_after_timeout(k: &mut Kernel, m: &mut RawMutex) {
-    let h = m.holder as usize;
+    let h = m.holder;
     if k.tasks[h].mutexes_held != 1 {
         return; // other mutexes may justify the raised priority; settle at unlock
     }
@@ -111,7 +111,7 @@ fn unlock_raw(cell: &UnsafeCell<RawMutex>) {
         if m.depth > 0 {
             return;
         }
-        let t = &mut k.tasks[me as usize];
+        let t = &mut k.tasks[me];
         t.mutexes_held -= 1;
         let mut due = false;
         if t.mutexes_held == 0 && t.prio != t.base_prio {
@@ -123,9 +123,9 @@ fn unlock_raw(cell: &UnsafeCell<RawMutex>) {
                 due |= d;
                 m.holder = w;
                 m.depth = 1;
-                k.tasks[w as usize].mutexes_held += 1;
+                k.tasks[w].mutexes_held += 1;
                 if let Some(p) = k.top_waiter_prio(&m.waiters) {
-                    if p > k.tasks[w as usize].prio {
+                    if p > k.tasks[w].prio {
                         k.set_effective_priority(w, p);
                     }
                 }

@@ -51,7 +51,7 @@ pub fn notify(task: TaskId, index: usize, action: Action) -> Result<u32, NotifyE
     check_index(index);
     rt::with(|k| {
         let i = task.slot(k)?;
-        let t = &mut k.tasks[i as usize];
+        let t = &mut k.tasks[i];
         let old_state = t.notify_state[index];
         let old = t.notify_value[index];
         let v = &mut t.notify_value[index];
@@ -70,7 +70,7 @@ pub fn notify(task: TaskId, index: usize, action: Action) -> Result<u32, NotifyE
         t.notify_state[index] = NotifyState::Pending;
         if old_state == NotifyState::Waiting {
             if let Some(due) = k.abort_wait(i) {
-                k.tasks[i as usize].wake = crate::sched::Wake::Event;
+                k.tasks[i].wake = crate::sched::Wake::Event;
                 switch_if(k, due);
             }
         }
@@ -97,7 +97,8 @@ pub fn wait(
     check_index(index);
     let mut first = true;
     block_on(timeout, |k, expired| {
-        let t = &mut k.tasks[current_slot(k) as usize];
+        let slot = current_slot(k);
+        let t = &mut k.tasks[slot];
         if first && t.notify_state[index] != NotifyState::Pending {
             t.notify_value[index] &= !clear_on_entry;
         }
@@ -122,7 +123,8 @@ pub fn wait(
 pub fn take(index: usize, clear: bool, timeout: Timeout) -> u32 {
     check_index(index);
     block_on(timeout, |k, expired| {
-        let t = &mut k.tasks[current_slot(k) as usize];
+        let slot = current_slot(k);
+        let t = &mut k.tasks[slot];
         let v = t.notify_value[index];
         if v != 0 {
             t.notify_value[index] = if clear { 0 } else { v - 1 };
@@ -142,7 +144,8 @@ pub fn take(index: usize, clear: bool, timeout: Timeout) -> u32 {
 pub fn clear_state(task: TaskId, index: usize) -> Result<bool, TaskGone> {
     check_index(index);
     rt::with(|k| {
-        let t = &mut k.tasks[task.slot(k)? as usize];
+        let slot = task.slot(k)?;
+        let t = &mut k.tasks[slot];
         let was = t.notify_state[index] == NotifyState::Pending;
         if was {
             t.notify_state[index] = NotifyState::Idle;
@@ -155,7 +158,8 @@ pub fn clear_state(task: TaskId, index: usize) -> Result<bool, TaskGone> {
 pub fn clear_bits(task: TaskId, index: usize, bits: u32) -> Result<u32, TaskGone> {
     check_index(index);
     rt::with(|k| {
-        let t = &mut k.tasks[task.slot(k)? as usize];
+        let slot = task.slot(k)?;
+        let t = &mut k.tasks[slot];
         let old = t.notify_value[index];
         t.notify_value[index] &= !bits;
         Ok(old)

@@ -7,24 +7,25 @@
 //! interrupt.
 
 use crate::arch::{Active, Port};
-use crate::config::{IDLE_STACK_WORDS, TICK_HZ};
+use crate::config::{IDLE_STACK_WORDS, RUN_TIME_STATS, STACK_CHECK, TICK_HZ};
 use crate::hooks;
+use crate::list::Idx;
 use crate::sched::Kernel;
-#[cfg(feature = "stack-check")]
-use crate::sched::State;
 use crate::task;
-#[cfg(feature = "stack-check")]
 use crate::task::TaskId;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-struct Global(UnsafeCell<Kernel>);
+#[repr(transparent)]
+pub(crate) struct Global(UnsafeCell<Kernel>);
 
 // SAFETY: the kernel is only reached through `with`, which serialises access with a critical
 // section that masks every context that can call the kernel.
 unsafe impl Sync for Global {}
 
-static KERNEL: Global = Global(UnsafeCell::new(Kernel::new()));
+/// The kernel. Its address is the kernel state's: a port's hand-written switch path reads
+/// it at the offsets of `sched::layout`.
+pub(crate) static KERNEL: Global = Global(UnsafeCell::new(Kernel::new()));
 
 /// CPU clock in hertz, set by [`start`].
 static CPU_HZ: AtomicU32 = AtomicU32::new(0);
@@ -78,7 +79,7 @@ pub fn start(cpu_hz: u32) -> ! {
         k.started = true;
         let i = k.select();
         k.last_switch_cycles = 0;
-        k.tasks[i as usize].sp
+        k.tasks[i].sp
     });
     // SAFETY: called once; `sp` was produced by the port's init_stack for this task.
     unsafe { Active::start_first_task(sp, cpu_hz, TICK_HZ) }
@@ -105,32 +106,114 @@ pub fn tick_from_isr() {
     hooks::run_tick();
 }
 
+/// The kernel, for the port's switch entries.
+///
+/// # Safety
+/// Only from a context-switch entry, which runs with the kernel's interrupts masked and not
+/// from inside [`with`], so the reference is the only live one.
+#[inline(always)]
+unsafe fn switching() -> &'static mut Kernel {
+    // SAFETY: the caller's contract.
+    unsafe { &mut *KERNEL.0.get() }
+}
+
+/// The outgoing half of every switch, fast part: saves the running task's stack pointer and
+/// returns true when nothing more is due (its stack is intact and no run-time statistics are
+/// kept), so that the common switch makes no call.
+#[inline(always)]
+fn switch_out(k: &mut Kernel, cur: Idx, sp: *mut u32) -> bool {
+    let t = &mut k.tasks[cur];
+    t.sp = sp;
+    !RUN_TIME_STATS && (!STACK_CHECK || task::stack_intact(t, sp))
+}
+
+/// The rest of the outgoing half: reports a damaged stack, accounts CPU time.
+#[inline(never)]
+fn switch_out_more(k: &mut Kernel, cur: Idx) {
+    if STACK_CHECK && !task::stack_intact(&k.tasks[cur], k.tasks[cur].sp) {
+        hooks::stack_overflow(TaskId::of(k, cur), k.tasks[cur].name);
+    }
+    if RUN_TIME_STATS {
+        // A tick pending behind the mask can make the clock look one tick late: never let
+        // the stamp go backwards.
+        let now = uptime_cycles_locked(k);
+        if now > k.last_switch_cycles {
+            k.run_cycles[cur] += now - k.last_switch_cycles;
+            k.last_switch_cycles = now;
+        }
+    }
+}
+
 /// Called by the port's context-switch handler with interrupts masked up to the syscall
 /// ceiling: saves the outgoing stack pointer, checks its stack, accounts its CPU time, and
 /// returns the stack pointer of the task to run.
 #[cfg_attr(all(target_arch = "arm", target_os = "none"), no_mangle)]
 pub extern "C" fn fqp_switch_context(sp: *mut u32) -> *mut u32 {
     // SAFETY: the port calls this from its switch handler with the kernel's interrupts
-    // masked and not from inside `with`, so this is the only live access.
-    let k = unsafe { &mut *KERNEL.0.get() };
-    let cur = k.current as usize;
-    k.tasks[cur].sp = sp;
-    #[cfg(feature = "stack-check")]
-    if k.tasks[cur].state != State::Zombie && !task::stack_intact(&k.tasks[cur], sp) {
-        hooks::stack_overflow(TaskId::of(k, cur as u8), k.tasks[cur].name);
-    }
-    #[cfg(feature = "run-time-stats")]
-    {
-        // A tick pending behind the mask can make the clock look one tick late: never let
-        // the stamp go backwards.
-        let now = uptime_cycles_locked(k);
-        if now > k.last_switch_cycles {
-            k.tasks[cur].run_cycles += now - k.last_switch_cycles;
-            k.last_switch_cycles = now;
-        }
+    // masked and not from inside `with`.
+    let k = unsafe { switching() };
+    let cur = k.current;
+    if !switch_out(k, cur, sp) {
+        switch_out_more(k, cur);
     }
     let next = k.select();
-    k.tasks[next as usize].sp
+    k.tasks[next].sp
+}
+
+/// The port's synchronous yield entry, called from a task through the port's trap with the
+/// kernel's interrupts masked: the running task goes behind the other ready tasks of its
+/// priority and the first of them runs (no switch when it is alone, or while the scheduler
+/// is locked: then the switch is deferred to the unlock). Takes and returns stack pointers as
+/// [`fqp_switch_context`] does.
+#[cfg_attr(all(target_arch = "arm", target_os = "none"), no_mangle)]
+pub extern "C" fn fqp_yield_context(sp: *mut u32) -> *mut u32 {
+    // SAFETY: as for `fqp_switch_context`.
+    let k = unsafe { switching() };
+    if k.lock_depth > 0 {
+        return yield_locked(k, sp);
+    }
+    let cur = k.current;
+    let next = k.rotate_running();
+    if next == cur {
+        return sp;
+    }
+    // The next task of the running one's priority runs: nothing is above it (a task made
+    // ready above it by an interrupt just now pends PendSV, which runs next and selects).
+    if !switch_out(k, cur, sp) {
+        return switch_to_after_more(k, cur, next);
+    }
+    k.current = next;
+    k.tasks[next].sp
+}
+
+/// The end of a switch to `next` that has more to do on the way out of `cur` (kept out of
+/// line so that the fast path calls nothing).
+#[inline(never)]
+fn switch_to_after_more(k: &mut Kernel, cur: Idx, next: Idx) -> *mut u32 {
+    switch_out_more(k, cur);
+    k.current = next;
+    k.tasks[next].sp
+}
+
+/// Reports a damaged stack found by a port's hand-written switch path, which has switched
+/// away from task `slot` (with the kernel's interrupts masked) and continues the switch after.
+#[cfg(all(target_arch = "arm", target_os = "none"))]
+#[no_mangle]
+pub extern "C" fn fqp_stack_overflowed(slot: u32) {
+    // SAFETY: as for `fqp_switch_context`.
+    let k = unsafe { switching() };
+    let i = slot as Idx;
+    hooks::stack_overflow(TaskId::of(k, i), k.tasks[i].name);
+}
+
+/// A yield while the scheduler is locked: the order changes now, the switch at the unlock.
+#[cold]
+#[inline(never)]
+fn yield_locked(k: &mut Kernel, sp: *mut u32) -> *mut u32 {
+    if k.yield_current() {
+        k.switch_deferred = true;
+    }
+    sp
 }
 
 /// Cycles since the scheduler started, from the tick count and the tick timer.

@@ -10,8 +10,8 @@
 //! Invariant: the running task is the head of the ready list of its priority, and no ready task
 //! has a higher priority than it unless the scheduler is locked.
 
-use crate::config::{MAX_TASKS, NOTIFY_INDEXES, PRIORITIES, TIME_SLICING};
-use crate::list::{Idx, Link, List, NIL};
+use crate::config::{NOTIFY_INDEXES, TIME_SLICING};
+use crate::list::{Idx, Links, List, Slots, NIL, SLOTS};
 
 /// A task's scheduling state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,86 +67,150 @@ impl WaitList {
     }
 }
 
-/// A task control block.
+/// A task control block. The fields the context switch reads come first; a block is 64 bytes
+/// (aligned so: with the default configuration its fields take 60), so a slot's block is one
+/// shift away.
+#[repr(C, align(64))]
 pub(crate) struct Tcb {
     /// Saved stack pointer while not running.
     pub sp: *mut u32,
-    /// Lowest word of the stack (where the guard pattern is).
-    pub stack_lo: *mut u32,
-    pub stack_words: u32,
+    /// Lowest stack word above the guard ([`crate::task::GUARD_WORDS`] words, below it, keep
+    /// the fill pattern while the stack has never overflowed).
+    pub stack_floor: *mut u32,
     /// Effective priority (raised by priority inheritance).
     pub prio: u8,
+    pub state: State,
     /// Priority given by the application.
     pub base_prio: u8,
-    pub state: State,
+    /// True while in the delayed list (`wake_at` is valid).
+    pub delayed: bool,
     /// Incremented each time the slot is freed, so stale handles are detected.
     pub gen: u16,
-    pub name: &'static str,
-    /// Tick at which a delayed task wakes, valid while `delayed`.
-    pub wake_at: u32,
-    pub delayed: bool,
-    /// The wait list this task is in, or null.
-    pub waiting_on: *mut WaitList,
     pub wake: Wake,
     /// Number of mutexes held, for priority disinheritance.
     pub mutexes_held: u8,
-    pub notify_value: [u32; NOTIFY_INDEXES],
-    pub notify_state: [NotifyState; NOTIFY_INDEXES],
+    pub stack_words: u32,
+    /// Tick at which a delayed task wakes, valid while `delayed`.
+    pub wake_at: u32,
+    /// The wait list this task is in, or null.
+    pub waiting_on: *mut WaitList,
+    pub name: &'static str,
     /// Object-specific wait arguments (event bits and options) and result (bits seen).
     pub wait_arg: u32,
-    pub wait_opts: u8,
     pub wait_result: u32,
+    pub wait_opts: u8,
     /// The stack was allocated from the heap with this many words and is freed on deletion.
     pub heap_stack: bool,
-    /// CPU cycles spent running this task.
-    pub run_cycles: u64,
+    pub notify_state: [NotifyState; NOTIFY_INDEXES],
+    pub notify_value: [u32; NOTIFY_INDEXES],
 }
 
 impl Tcb {
+    /// Lowest word of the stack.
+    pub fn stack_lo(&self) -> *mut u32 {
+        self.stack_floor.wrapping_sub(crate::task::GUARD_WORDS)
+    }
+
     const EMPTY: Tcb = Tcb {
         sp: core::ptr::null_mut(),
-        stack_lo: core::ptr::null_mut(),
-        stack_words: 0,
+        stack_floor: core::ptr::null_mut(),
         prio: 0,
-        base_prio: 0,
         state: State::Free,
-        gen: 0,
-        name: "",
-        wake_at: 0,
+        base_prio: 0,
         delayed: false,
-        waiting_on: core::ptr::null_mut(),
+        gen: 0,
         wake: Wake::None,
         mutexes_held: 0,
-        notify_value: [0; NOTIFY_INDEXES],
-        notify_state: [NotifyState::Idle; NOTIFY_INDEXES],
+        stack_words: 0,
+        wake_at: 0,
+        waiting_on: core::ptr::null_mut(),
+        name: "",
         wait_arg: 0,
-        wait_opts: 0,
         wait_result: 0,
+        wait_opts: 0,
         heap_stack: false,
-        run_cycles: 0,
+        notify_state: [NotifyState::Idle; NOTIFY_INDEXES],
+        notify_value: [0; NOTIFY_INDEXES],
     };
 }
 
-/// The whole scheduler state.
+/// The ready list of priority `p`, as an index into [`Kernel::ready`] (priorities are below 32).
+#[inline(always)]
+fn level(p: u8) -> usize {
+    p as usize & 31
+}
+
+/// The whole scheduler state. `repr(C)`, scalars first: a port's hand-written switch path
+/// reaches the fields it needs with short immediate offsets (see [`layout`]).
+#[repr(C)]
 pub(crate) struct Kernel {
-    pub tasks: [Tcb; MAX_TASKS],
-    sched_links: [Link; MAX_TASKS],
-    wait_links: [Link; MAX_TASKS],
-    ready: [List; PRIORITIES],
-    ready_bits: u32,
-    delayed: List,
-    pub zombies: List,
     /// The running task (NIL before the scheduler starts).
     pub current: Idx,
-    /// Ticks since start, wrapping.
-    pub tick: u32,
-    /// Nesting depth of scheduler locks; no switch happens while non-zero.
-    pub lock_depth: u32,
     /// A switch was wanted while the scheduler was locked.
     pub switch_deferred: bool,
     pub started: bool,
+    /// Nesting depth of scheduler locks; no switch happens while non-zero.
+    pub lock_depth: u32,
+    /// Ticks since start, wrapping.
+    pub tick: u32,
+    /// Bit `p` is set while the ready list of priority `p` is not empty.
+    ready_bits: u32,
+    /// One list per priority level (see [`level`]).
+    ready: [List; 32],
+    delayed: List,
+    pub zombies: List,
+    sched_links: Links,
+    wait_links: Links,
+    pub tasks: Slots<Tcb>,
     /// Cycle stamp of the last context switch, for run-time statistics.
     pub last_switch_cycles: u64,
+    /// CPU cycles each task has run (with run-time statistics configured).
+    pub run_cycles: Slots<u64>,
+}
+
+/// Where a port's hand-written switch path finds the scheduler's state: byte offsets into
+/// [`Kernel`] and [`Tcb`], and the strides of their arrays.
+#[cfg_attr(not(all(target_arch = "arm", target_os = "none")), allow(dead_code))]
+pub(crate) mod layout {
+    use super::{Kernel, Tcb};
+    use crate::list::{Link, List};
+    use core::mem::{offset_of, size_of};
+
+    pub const CURRENT: usize = offset_of!(Kernel, current);
+    pub const LOCK_DEPTH: usize = offset_of!(Kernel, lock_depth);
+    /// `ready[p].head` is at `READY_HEAD + p * LIST_SIZE`.
+    pub const READY_HEAD: usize = offset_of!(Kernel, ready) + List::HEAD_OFFSET;
+    pub const LIST_SIZE: usize = size_of::<List>();
+    /// `sched_links[i].next` is at `SCHED_NEXT + i * LINK_SIZE`.
+    pub const SCHED_NEXT: usize = offset_of!(Kernel, sched_links) + offset_of!(Link, next);
+    pub const LINK_SIZE: usize = size_of::<Link>();
+    /// `tasks[i]` is at `TASKS + i * TCB_SIZE`.
+    pub const TASKS: usize = offset_of!(Kernel, tasks);
+    pub const TCB_SIZE: usize = size_of::<Tcb>();
+    pub const TCB_SP: usize = offset_of!(Tcb, sp);
+    pub const TCB_PRIO: usize = offset_of!(Tcb, prio);
+    pub const TCB_STACK_FLOOR: usize = offset_of!(Tcb, stack_floor);
+
+    // Thumb-2 loads and stores reach 4095 bytes past a base; arrays are indexed by a shift.
+    const _: () = {
+        let offsets = [
+            CURRENT,
+            LOCK_DEPTH,
+            READY_HEAD,
+            SCHED_NEXT,
+            TASKS + TCB_STACK_FLOOR,
+        ];
+        let mut i = 0;
+        while i < offsets.len() {
+            assert!(
+                offsets[i] < 4096,
+                "a switch-path field is beyond an immediate offset"
+            );
+            i += 1;
+        }
+        assert!(LIST_SIZE.is_power_of_two() && LINK_SIZE.is_power_of_two());
+        assert!(TCB_SP < TCB_SIZE && TCB_PRIO < TCB_SIZE && TCB_STACK_FLOOR < TCB_SIZE);
+    };
 }
 
 /// The key that orders the delayed list: ticks from now until wake-up.
@@ -162,25 +226,26 @@ pub(crate) fn reached(now: u32, at: u32) -> bool {
 impl Kernel {
     pub const fn new() -> Self {
         Kernel {
-            tasks: [Tcb::EMPTY; MAX_TASKS],
-            sched_links: [Link::UNLINKED; MAX_TASKS],
-            wait_links: [Link::UNLINKED; MAX_TASKS],
-            ready: [List::EMPTY; PRIORITIES],
-            ready_bits: 0,
-            delayed: List::EMPTY,
-            zombies: List::EMPTY,
             current: NIL,
-            tick: 0,
-            lock_depth: 0,
             switch_deferred: false,
             started: false,
+            lock_depth: 0,
+            tick: 0,
+            ready_bits: 0,
+            ready: [List::EMPTY; 32],
+            delayed: List::EMPTY,
+            zombies: List::EMPTY,
+            sched_links: Links::new(),
+            wait_links: Links::new(),
+            tasks: Slots([Tcb::EMPTY; SLOTS]),
             last_switch_cycles: 0,
+            run_cycles: Slots([0; SLOTS]),
         }
     }
 
     /// Finds a free slot.
     pub fn alloc_slot(&self) -> Option<Idx> {
-        self.tasks
+        self.tasks.0[..crate::config::MAX_TASKS]
             .iter()
             .position(|t| t.state == State::Free)
             .map(|i| i as Idx)
@@ -192,27 +257,26 @@ impl Kernel {
     }
 
     fn make_ready(&mut self, i: Idx) -> bool {
-        let t = &mut self.tasks[i as usize];
+        let t = &mut self.tasks[i];
         t.state = State::Ready;
-        let p = t.prio as usize;
-        self.ready[p].push_back(&mut self.sched_links, i);
-        self.ready_bits |= 1 << p;
+        let p = t.prio;
+        self.ready[level(p)].push_back(&mut self.sched_links, i);
+        self.ready_bits |= 1 << (p & 31);
         self.preempts(i)
     }
 
     fn unready(&mut self, i: Idx) {
-        let p = self.tasks[i as usize].prio as usize;
-        self.ready[p].remove(&mut self.sched_links, i);
-        if self.ready[p].is_empty() {
-            self.ready_bits &= !(1 << p);
+        let p = self.tasks[i].prio;
+        let list = &mut self.ready[level(p)];
+        list.remove(&mut self.sched_links, i);
+        if list.is_empty() {
+            self.ready_bits &= !(1 << (p & 31));
         }
     }
 
     /// True if task `i` should run instead of the current task.
     fn preempts(&self, i: Idx) -> bool {
-        self.started
-            && self.current != NIL
-            && self.tasks[i as usize].prio > self.tasks[self.current as usize].prio
+        self.started && self.current != NIL && self.tasks[i].prio > self.tasks[self.current].prio
     }
 
     /// The highest-priority ready task.
@@ -221,28 +285,41 @@ impl Kernel {
             self.ready_bits != 0,
             "no ready task: the idle task must always exist"
         );
-        let p = 31 - self.ready_bits.leading_zeros();
-        self.ready[p as usize].head()
+        self.ready[level(31 - self.ready_bits.leading_zeros() as u8)].head()
     }
 
     pub fn ready_count(&self, prio: u8) -> usize {
-        self.ready[prio as usize].len()
+        self.ready[level(prio)].len()
     }
 
     /// Chooses the task to run next and makes it current.
     pub fn select(&mut self) -> Idx {
-        if self.lock_depth == 0 || self.tasks[self.current as usize].state != State::Ready {
+        if self.lock_depth == 0 || self.tasks[self.current].state != State::Ready {
             self.current = self.highest_ready();
         }
         self.current
     }
 
+    /// The yield of a running task while the scheduler is not locked: the running task heads
+    /// its ready list, and the task after it (itself when alone) becomes the head and is
+    /// returned. The caller switches to it.
+    #[inline(always)]
+    pub fn rotate_running(&mut self) -> Idx {
+        let cur = self.current;
+        debug_assert!(self.lock_depth == 0 && self.tasks[cur].state == State::Ready);
+        let list = &mut self.ready[level(self.tasks[cur].prio)];
+        debug_assert_eq!(list.head(), cur, "the running task heads its ready list");
+        let next = self.sched_links[cur].next;
+        list.set_head(next);
+        next
+    }
+
     /// Moves the current task behind the other ready tasks of its priority. Returns true if
     /// another task now comes first.
     pub fn yield_current(&mut self) -> bool {
-        let p = self.tasks[self.current as usize].prio as usize;
-        if self.ready[p].len() > 1 && self.ready[p].head() == self.current {
-            self.ready[p].rotate(&self.sched_links);
+        let list = &mut self.ready[level(self.tasks[self.current].prio)];
+        if list.len() > 1 && list.head() == self.current {
+            list.rotate(&self.sched_links);
             return true;
         }
         false
@@ -258,7 +335,7 @@ impl Kernel {
     pub unsafe fn block_current(&mut self, wait: Option<&mut WaitList>, timeout: Option<u32>) {
         let i = self.current;
         self.unready(i);
-        let t = &mut self.tasks[i as usize];
+        let t = &mut self.tasks[i];
         t.state = State::Blocked;
         t.wake = Wake::None;
         if let Some(w) = wait {
@@ -271,25 +348,23 @@ impl Kernel {
 
     fn delay_until(&mut self, i: Idx, at: u32) {
         let now = self.tick;
-        self.tasks[i as usize].wake_at = at;
-        self.tasks[i as usize].delayed = true;
+        self.tasks[i].wake_at = at;
+        self.tasks[i].delayed = true;
         let tasks = &self.tasks;
-        self.delayed.insert_sorted(&mut self.sched_links, i, |j| {
-            until(now, tasks[j as usize].wake_at)
-        });
+        self.delayed
+            .insert_sorted(&mut self.sched_links, i, |j| until(now, tasks[j].wake_at));
     }
 
     fn wait_insert(&mut self, w: &mut WaitList, i: Idx) {
         let tasks = &self.tasks;
-        w.list.insert_sorted(&mut self.wait_links, i, |j| {
-            u8::MAX - tasks[j as usize].prio
-        });
-        self.tasks[i as usize].waiting_on = w;
+        w.list
+            .insert_sorted(&mut self.wait_links, i, |j| u8::MAX - tasks[j].prio);
+        self.tasks[i].waiting_on = w;
     }
 
     /// Takes task `i` out of whatever it is blocked on (wait list and delayed list).
     fn unblock(&mut self, i: Idx) {
-        let t = &mut self.tasks[i as usize];
+        let t = &mut self.tasks[i];
         if !t.waiting_on.is_null() {
             // SAFETY: a task's `waiting_on` points to a live wait list while it is in it
             // (contract of `block_current`).
@@ -297,8 +372,8 @@ impl Kernel {
             t.waiting_on = core::ptr::null_mut();
             w.list.remove(&mut self.wait_links, i);
         }
-        if self.tasks[i as usize].delayed {
-            self.tasks[i as usize].delayed = false;
+        if self.tasks[i].delayed {
+            self.tasks[i].delayed = false;
             self.delayed.remove(&mut self.sched_links, i);
         }
     }
@@ -307,9 +382,9 @@ impl Kernel {
     /// it is in (if any) must not be borrowed by the caller: use [`Kernel::wake_waiter`] for a
     /// task taken from a list the caller holds.
     pub fn wake(&mut self, i: Idx, reason: Wake) -> bool {
-        debug_assert_eq!(self.tasks[i as usize].state, State::Blocked);
+        debug_assert_eq!(self.tasks[i].state, State::Blocked);
         self.unblock(i);
-        self.tasks[i as usize].wake = reason;
+        self.tasks[i].wake = reason;
         self.make_ready(i)
     }
 
@@ -317,9 +392,9 @@ impl Kernel {
     /// caller's borrow (never through the task's own pointer to the list, which would alias
     /// that borrow). Returns true if it should preempt.
     pub fn wake_waiter(&mut self, w: &mut WaitList, i: Idx) -> bool {
-        debug_assert!(core::ptr::eq(self.tasks[i as usize].waiting_on, w));
+        debug_assert!(core::ptr::eq(self.tasks[i].waiting_on, w));
         w.list.remove(&mut self.wait_links, i);
-        self.tasks[i as usize].waiting_on = core::ptr::null_mut();
+        self.tasks[i].waiting_on = core::ptr::null_mut();
         self.wake(i, Wake::Event)
     }
 
@@ -341,12 +416,12 @@ impl Kernel {
     /// The highest priority among the waiters of `w`.
     pub fn top_waiter_prio(&self, w: &WaitList) -> Option<u8> {
         let i = w.list.head();
-        (i != NIL).then(|| self.tasks[i as usize].prio)
+        (i != NIL).then(|| self.tasks[i].prio)
     }
 
     /// Why the current task was last woken.
     pub fn wake_reason(&self) -> Wake {
-        self.tasks[self.current as usize].wake
+        self.tasks[self.current].wake
     }
 
     // ---- time ----------------------------------------------------------------------------
@@ -359,8 +434,8 @@ impl Kernel {
         }
         let i = self.current;
         self.unready(i);
-        self.tasks[i as usize].state = State::Blocked;
-        self.tasks[i as usize].wake = Wake::None;
+        self.tasks[i].state = State::Blocked;
+        self.tasks[i].wake = Wake::None;
         self.delay_until(i, at);
         true
     }
@@ -373,16 +448,16 @@ impl Kernel {
         let mut switch = false;
         loop {
             let i = self.delayed.head();
-            if i == NIL || !reached(now, self.tasks[i as usize].wake_at) {
+            if i == NIL || !reached(now, self.tasks[i].wake_at) {
                 break;
             }
             switch |= self.wake(i, Wake::Timeout);
         }
         if TIME_SLICING && self.started && self.current != NIL {
-            let p = self.tasks[self.current as usize].prio;
-            switch |= self.ready_count(p) > 1;
-            if self.ready_count(p) > 1 && self.ready[p as usize].head() == self.current {
-                self.ready[p as usize].rotate(&self.sched_links);
+            let list = &mut self.ready[level(self.tasks[self.current].prio)];
+            switch |= list.len() > 1;
+            if list.len() > 1 && list.head() == self.current {
+                list.rotate(&self.sched_links);
             }
         }
         switch
@@ -393,21 +468,21 @@ impl Kernel {
     /// Suspends task `i`. A blocked task leaves its wait (its call sees [`Wake::Aborted`]).
     /// Returns true if the current task was suspended (a switch is due).
     pub fn suspend(&mut self, i: Idx) -> bool {
-        match self.tasks[i as usize].state {
+        match self.tasks[i].state {
             State::Ready => self.unready(i),
             State::Blocked => {
                 self.unblock(i);
-                self.tasks[i as usize].wake = Wake::Aborted;
+                self.tasks[i].wake = Wake::Aborted;
             }
             _ => return false,
         }
-        self.tasks[i as usize].state = State::Suspended;
+        self.tasks[i].state = State::Suspended;
         i == self.current
     }
 
     /// Resumes suspended task `i`. Returns true if it should preempt.
     pub fn resume(&mut self, i: Idx) -> bool {
-        if self.tasks[i as usize].state != State::Suspended {
+        if self.tasks[i].state != State::Suspended {
             return false;
         }
         self.make_ready(i)
@@ -415,51 +490,51 @@ impl Kernel {
 
     /// Ends the wait of blocked task `i` early. Returns Some(preempt) if it was blocked.
     pub fn abort_wait(&mut self, i: Idx) -> Option<bool> {
-        (self.tasks[i as usize].state == State::Blocked).then(|| self.wake(i, Wake::Aborted))
+        (self.tasks[i].state == State::Blocked).then(|| self.wake(i, Wake::Aborted))
     }
 
     /// Sets the effective priority of task `i`, keeping every list it is in ordered.
     /// Returns true if a context switch is due.
     pub fn set_effective_priority(&mut self, i: Idx, prio: u8) -> bool {
-        let old = self.tasks[i as usize].prio;
+        let old = self.tasks[i].prio;
         if old == prio {
             return false;
         }
-        match self.tasks[i as usize].state {
+        match self.tasks[i].state {
             State::Ready => {
                 self.unready(i);
-                self.tasks[i as usize].prio = prio;
+                self.tasks[i].prio = prio;
                 self.make_ready(i);
             }
-            State::Blocked if !self.tasks[i as usize].waiting_on.is_null() => {
+            State::Blocked if !self.tasks[i].waiting_on.is_null() => {
                 // SAFETY: as in `unblock`.
-                let w = unsafe { &mut *self.tasks[i as usize].waiting_on };
+                let w = unsafe { &mut *self.tasks[i].waiting_on };
                 w.list.remove(&mut self.wait_links, i);
-                self.tasks[i as usize].prio = prio;
+                self.tasks[i].prio = prio;
                 self.wait_insert(w, i);
             }
-            _ => self.tasks[i as usize].prio = prio,
+            _ => self.tasks[i].prio = prio,
         }
         if self.current == NIL || !self.started {
             return false;
         }
         // Lowering the running task below a ready one, or raising another above it.
         let cur = self.current;
-        self.tasks[self.highest_ready() as usize].prio > self.tasks[cur as usize].prio
+        self.tasks[self.highest_ready()].prio > self.tasks[cur].prio
             || (i == cur && prio < old && self.ready_count(prio) > 1)
     }
 
     /// Removes task `i` from scheduling. Returns true if it was the current task (it becomes
     /// a zombie until the idle task frees it); otherwise the slot is free at once.
     pub fn delete(&mut self, i: Idx) -> bool {
-        match self.tasks[i as usize].state {
+        match self.tasks[i].state {
             State::Ready => self.unready(i),
             State::Blocked => self.unblock(i),
             State::Suspended => {}
             State::Free | State::Zombie => return false,
         }
         if i == self.current {
-            self.tasks[i as usize].state = State::Zombie;
+            self.tasks[i].state = State::Zombie;
             self.zombies.push_back(&mut self.sched_links, i);
             true
         } else {
@@ -474,10 +549,11 @@ impl Kernel {
     }
 
     pub fn free_slot(&mut self, i: Idx) {
-        let t = &mut self.tasks[i as usize];
+        let t = &mut self.tasks[i];
         let gen = t.gen.wrapping_add(1);
         *t = Tcb::EMPTY;
         t.gen = gen;
+        self.run_cycles[i] = 0;
     }
 }
 
@@ -490,8 +566,8 @@ mod tests {
         for (n, &p) in prios.iter().enumerate() {
             let i = k.alloc_slot().unwrap();
             assert_eq!(i as usize, n);
-            k.tasks[n].prio = p;
-            k.tasks[n].base_prio = p;
+            k.tasks[n as Idx].prio = p;
+            k.tasks[n as Idx].base_prio = p;
             k.add_task(i);
         }
         k.started = true;
@@ -671,7 +747,7 @@ mod tests {
         let mut k = kernel_with(&[0, 1]);
         k.lock_depth = 1;
         let i = k.alloc_slot().unwrap();
-        k.tasks[i as usize].prio = 5;
+        k.tasks[i].prio = 5;
         assert!(k.add_task(i));
         assert_eq!(k.select(), 1);
         k.lock_depth = 0;

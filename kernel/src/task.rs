@@ -16,8 +16,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 /// Word written over every new stack; unused stack still holds it.
 pub(crate) const STACK_FILL: u32 = 0xA5A5_A5A5;
 /// Lowest words of a stack that must keep the fill pattern (the overflow guard).
-#[cfg(feature = "stack-check")]
-const GUARD_WORDS: usize = 4;
+pub(crate) const GUARD_WORDS: usize = 2;
 /// Smallest stack accepted, in words: the initial frame, the guard, and room to run.
 pub const MIN_STACK_WORDS: usize = 64;
 
@@ -36,13 +35,16 @@ impl TaskId {
     pub(crate) fn of(k: &Kernel, i: Idx) -> TaskId {
         TaskId {
             idx: i,
-            gen: k.tasks[i as usize].gen,
+            gen: k.tasks[i].gen,
         }
     }
 
     /// The slot, if the task still exists.
     pub(crate) fn slot(self, k: &Kernel) -> Result<Idx, TaskGone> {
-        let t = k.tasks.get(self.idx as usize).ok_or(TaskGone)?;
+        if self.idx as usize >= crate::config::MAX_TASKS {
+            return Err(TaskGone);
+        }
+        let t = &k.tasks[self.idx];
         if t.gen == self.gen && !matches!(t.state, State::Free | State::Zombie) {
             Ok(self.idx)
         } else {
@@ -238,10 +240,10 @@ impl Builder {
         let (lo, words) = (stack.as_mut_ptr(), stack.len() as u32);
         let made = rt::with(|k| {
             let i = k.alloc_slot()?;
-            let gen = k.tasks[i as usize].gen;
-            let t = &mut k.tasks[i as usize];
+            let gen = k.tasks[i].gen;
+            let t = &mut k.tasks[i];
             t.sp = sp;
-            t.stack_lo = lo;
+            t.stack_floor = lo.wrapping_add(GUARD_WORDS);
             t.stack_words = words;
             t.prio = self.prio;
             t.base_prio = self.prio;
@@ -310,11 +312,19 @@ pub fn current() -> TaskId {
 }
 
 /// Lets the other ready tasks of the same priority run first.
+///
+/// A task switches through the port's trap at once (one trip through the kernel instead of a
+/// critical section and then a switch interrupt); elsewhere (an interrupt handler, before the
+/// scheduler starts) the switch is requested as any other. Must not be called with interrupts
+/// masked (inside a critical section of the application's own).
+#[inline]
 pub fn yield_now() {
-    rt::with(|k| {
-        let due = k.yield_current();
-        switch_if(k, due);
-    });
+    if !Active::yield_task() {
+        rt::with(|k| {
+            let due = k.yield_current();
+            switch_if(k, due);
+        });
+    }
 }
 
 /// Blocks the running task for `ticks` ticks (0: just yield).
@@ -379,8 +389,8 @@ pub fn abort_wait(id: TaskId) -> Result<bool, TaskGone> {
 pub fn delete(id: TaskId) -> Result<(), TaskGone> {
     let freed = rt::with(|k| {
         let i = id.slot(k)?;
-        let t = &k.tasks[i as usize];
-        let stack = (t.heap_stack, t.stack_lo, t.stack_words);
+        let t = &k.tasks[i];
+        let stack = (t.heap_stack, t.stack_lo(), t.stack_words);
         let was_current = k.delete(i);
         if was_current {
             request_switch(k);
@@ -410,8 +420,8 @@ pub fn exit() -> ! {
 pub(crate) fn reap_zombies() {
     while let Some((heap, lo, words)) = rt::with(|k| {
         let i = k.pop_zombie()?;
-        let t = &k.tasks[i as usize];
-        let stack = (t.heap_stack, t.stack_lo, t.stack_words);
+        let t = &k.tasks[i];
+        let stack = (t.heap_stack, t.stack_lo(), t.stack_words);
         k.free_slot(i);
         Some(stack)
     }) {
@@ -433,7 +443,7 @@ pub fn set_priority(id: TaskId, prio: u8) -> Result<(), TaskGone> {
     );
     rt::with(|k| {
         let i = id.slot(k)?;
-        let t = &mut k.tasks[i as usize];
+        let t = &mut k.tasks[i];
         let inherited = t.prio > t.base_prio && t.mutexes_held > 0;
         t.base_prio = prio;
         let effective = if inherited { t.prio.max(prio) } else { prio };
@@ -445,49 +455,46 @@ pub fn set_priority(id: TaskId, prio: u8) -> Result<(), TaskGone> {
 
 /// A task's effective priority (its own, or one inherited through a mutex).
 pub fn priority(id: TaskId) -> Result<u8, TaskGone> {
-    rt::with(|k| Ok(k.tasks[id.slot(k)? as usize].prio))
+    rt::with(|k| Ok(k.tasks[id.slot(k)?].prio))
 }
 
 /// A task's own priority, as last set.
 pub fn base_priority(id: TaskId) -> Result<u8, TaskGone> {
-    rt::with(|k| Ok(k.tasks[id.slot(k)? as usize].base_prio))
+    rt::with(|k| Ok(k.tasks[id.slot(k)?].base_prio))
 }
 
 /// A task's scheduling state.
 pub fn state(id: TaskId) -> Result<State, TaskGone> {
-    rt::with(|k| Ok(k.tasks[id.slot(k)? as usize].state))
+    rt::with(|k| Ok(k.tasks[id.slot(k)?].state))
 }
 
 /// A task's name.
 pub fn name(id: TaskId) -> Result<&'static str, TaskGone> {
-    rt::with(|k| Ok(k.tasks[id.slot(k)? as usize].name))
+    rt::with(|k| Ok(k.tasks[id.slot(k)?].name))
 }
 
 /// Words at the bottom of a stack never used so far (its high-water mark).
 fn untouched_words(t: &Tcb) -> usize {
     // SAFETY: `stack_lo..stack_lo + stack_words` is the task's stack, live while it exists.
-    let stack = unsafe { core::slice::from_raw_parts(t.stack_lo, t.stack_words as usize) };
+    let stack = unsafe { core::slice::from_raw_parts(t.stack_lo(), t.stack_words as usize) };
     stack.iter().take_while(|&&w| w == STACK_FILL).count()
 }
 
 /// The fewest free stack words the task has ever had.
 pub fn stack_high_water(id: TaskId) -> Result<usize, TaskGone> {
-    rt::with(|k| Ok(untouched_words(&k.tasks[id.slot(k)? as usize])))
+    rt::with(|k| Ok(untouched_words(&k.tasks[id.slot(k)?])))
 }
 
 /// True if `sp` is inside the task's stack above the guard, and the guard is intact.
-#[cfg(feature = "stack-check")]
+#[inline(always)]
 pub(crate) fn stack_intact(t: &Tcb, sp: *mut u32) -> bool {
-    let lo = t.stack_lo as usize;
-    if (sp as usize) < lo + GUARD_WORDS * 4 {
+    if sp < t.stack_floor {
         return false;
     }
-    // SAFETY: the guard words are the lowest words of the task's live stack.
-    let guard = unsafe { &*(t.stack_lo as *const [u32; GUARD_WORDS]) };
-    // One test of all the words, unrolled, without a branch per word: this runs at every
-    // switch (and the firmware is built for size, which keeps loops rolled).
-    let [a, b, c, d] = *guard;
-    ((a ^ STACK_FILL) | (b ^ STACK_FILL) | (c ^ STACK_FILL) | (d ^ STACK_FILL)) == 0
+    // SAFETY: the guard words are the lowest words of the task's live stack, just below
+    // its floor.
+    let [a, b] = unsafe { *(t.stack_floor.wrapping_sub(GUARD_WORDS) as *const [u32; GUARD_WORDS]) };
+    a == STACK_FILL && b == STACK_FILL
 }
 
 /// A snapshot of one task, for run-time statistics.
@@ -500,7 +507,7 @@ pub struct TaskInfo {
     pub state: State,
     pub stack_words: usize,
     pub stack_high_water: usize,
-    /// CPU cycles spent running (with the `run-time-stats` feature).
+    /// CPU cycles spent running (with `FQP_RUN_TIME_STATS`, the default; else 0).
     pub run_cycles: u64,
 }
 
@@ -508,7 +515,7 @@ pub struct TaskInfo {
 pub fn for_each(mut f: impl FnMut(TaskInfo)) {
     for i in 0..crate::config::MAX_TASKS as Idx {
         let info = rt::with(|k| {
-            let t = &k.tasks[i as usize];
+            let t = &k.tasks[i];
             (!matches!(t.state, State::Free | State::Zombie)).then(|| TaskInfo {
                 id: TaskId::of(k, i),
                 name: t.name,
@@ -517,7 +524,7 @@ pub fn for_each(mut f: impl FnMut(TaskInfo)) {
                 state: t.state,
                 stack_words: t.stack_words as usize,
                 stack_high_water: untouched_words(t),
-                run_cycles: t.run_cycles,
+                run_cycles: k.run_cycles[i],
             })
         });
         if let Some(info) = info {

@@ -198,13 +198,13 @@ fn arm(k: &mut Kernel, t: &'static Timer, at: u32) {
 
 fn wake_service(k: &mut Kernel, svc: TaskId) {
     if let Ok(i) = svc.slot(k) {
-        let t = &mut k.tasks[i as usize];
+        let t = &mut k.tasks[i];
         t.notify_value[NOTIFY_INDEX] = t.notify_value[NOTIFY_INDEX].wrapping_add(1);
         let waiting = t.notify_state[NOTIFY_INDEX] == crate::sched::NotifyState::Waiting;
         t.notify_state[NOTIFY_INDEX] = crate::sched::NotifyState::Pending;
         if waiting {
             if let Some(due) = k.abort_wait(i) {
-                k.tasks[i as usize].wake = crate::sched::Wake::Event;
+                k.tasks[i].wake = crate::sched::Wake::Event;
                 rt::switch_if(k, due);
             }
         }

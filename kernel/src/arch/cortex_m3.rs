@@ -6,11 +6,16 @@
 //! - Tasks run in thread mode on PSP; PendSV (lowest priority) switches context: it saves
 //!   r4–r11 on the outgoing task's stack, asks the scheduler for the next stack pointer and
 //!   restores r4–r11 from it. The hardware stacks the rest.
-//! - The first task is entered through SVC, which loads its frame and returns to thread mode
-//!   on PSP; the main stack is reset for interrupts.
+//! - A task's yield is a trap: `svc` enters SVCall, which runs at the syscall ceiling (so it
+//!   excludes every interrupt that may call the kernel without touching BASEPRI) and switches
+//!   at once. Pending PendSV instead would cost a critical section in the task, the pend and
+//!   its barriers, and a second exception.
+//! - The first task is entered from thread mode: its initial frame is unstacked by hand, the
+//!   thread stack becomes PSP, the main stack is reset for interrupts, and its entry is called.
 //! - SysTick, from the processor clock, is the tick.
 
 use super::{Port, RawEntry};
+use crate::sched::layout;
 use core::arch::{asm, global_asm};
 use core::ptr::{read_volatile, write_volatile};
 
@@ -25,6 +30,7 @@ const ICSR: *mut u32 = 0xE000_ED04 as *mut u32;
 const ICSR_PENDSTSET: u32 = 1 << 26;
 const PENDSVSET: u32 = 1 << 28;
 const VTOR: *const u32 = 0xE000_ED08 as *const u32;
+const SHPR2: *mut u32 = 0xE000_ED1C as *mut u32;
 const SHPR3: *mut u32 = 0xE000_ED20 as *mut u32;
 const SYST_CSR: *mut u32 = 0xE000_E010 as *mut u32;
 const SYST_RVR: *mut u32 = 0xE000_E014 as *mut u32;
@@ -35,10 +41,6 @@ const INITIAL_XPSR: u32 = 0x0100_0000;
 
 /// The Cortex-M3 port.
 pub struct CortexM3;
-
-/// Stack pointer of the first task, read by the SVC handler.
-#[no_mangle]
-static mut FQP_FIRST_SP: *mut u32 = core::ptr::null_mut();
 
 /// Where a task would return to if its entry returned; entries are `-> !`, so reaching this
 /// is a port bug.
@@ -86,6 +88,24 @@ impl Port for CortexM3 {
     }
 
     #[inline(always)]
+    fn yield_task() -> bool {
+        let control: u32;
+        // SAFETY: reading CONTROL has no side effect.
+        unsafe {
+            asm!("mrs {0}, CONTROL", out(reg) control, options(nomem, nostack, preserves_flags))
+        };
+        // Tasks, and only tasks, run on the process stack: handler mode reads SPSEL as 0, and
+        // start-up code runs on the main stack.
+        if control & 2 == 0 {
+            return false;
+        }
+        // SAFETY: SVCall switches tasks as PendSV does; the caller is a task in thread mode,
+        // and `svc` with interrupts masked is the documented misuse of `yield_now`.
+        unsafe { asm!("svc 0", options(nostack)) };
+        true
+    }
+
+    #[inline(always)]
     fn in_isr() -> bool {
         let ipsr: u32;
         // SAFETY: reading IPSR has no side effect.
@@ -114,35 +134,47 @@ impl Port for CortexM3 {
     }
 
     unsafe fn start_first_task(sp: *mut u32, cpu_hz: u32, tick_hz: u32) -> ! {
-        // SAFETY: start-up runs with interrupts enabled but before any kernel interrupt is
-        // live; writes are to the System Control Space, FQP_FIRST_SP is read only by SVCall.
+        // SAFETY: start-up runs before any kernel interrupt is live; writes are to the System
+        // Control Space. The asm enters the first task from its initial frame and never
+        // returns; nothing runs on the main stack it resets but interrupt handlers.
         unsafe {
-            FQP_FIRST_SP = sp;
             // PendSV and SysTick at the lowest priority: a switch never preempts an interrupt.
             let shpr3 = read_volatile(SHPR3) & 0x0000_FFFF;
             write_volatile(
                 SHPR3,
                 shpr3 | (LOWEST_PRIORITY as u32) << 16 | (LOWEST_PRIORITY as u32) << 24,
             );
+            // SVCall at the syscall ceiling: the yield trap excludes the kernel's interrupts.
+            let shpr2 = read_volatile(SHPR2) & 0x00FF_FFFF;
+            write_volatile(SHPR2, shpr2 | (MAX_SYSCALL_PRIORITY as u32) << 24);
             let reload = cpu_hz / tick_hz - 1;
             write_volatile(SYST_CSR, 0);
             write_volatile(SYST_RVR, reload);
             write_volatile(SYST_CVR, 0);
             write_volatile(SYST_CSR, 0b111); // processor clock, interrupt, enable
             asm!(
-                // Reuse the whole main stack for interrupts from now on.
-                "ldr r0, [{vtor}]",
-                "ldr r0, [r0]",
-                "msr MSP, r0",
-                "msr BASEPRI, {zero}",
+                // The frame: r4-r11, then r0-r3, r12, lr, pc, xpsr as an exception stacks them.
+                "add r1, r3, #64",
+                "msr PSP, r1",
+                "mov r1, #2",
+                "msr CONTROL, r1", // thread mode on PSP from here on
+                "isb",
+                // Reuse the whole main stack for interrupts.
+                "ldr r1, [r12]",
+                "ldr r1, [r1]",
+                "msr MSP, r1",
+                "ldr lr, [r3, #52]",
+                "ldr r2, [r3, #56]",
+                "orr r2, r2, #1", // the frame holds the entry without the Thumb bit
+                "ldr r1, [r3, #36]",
+                "ldr r0, [r3, #32]",
+                "mov r3, #0",
+                "msr BASEPRI, r3",
                 "cpsie i",
                 "cpsie f",
-                "dsb",
-                "isb",
-                "svc 0",
-                "udf #0",
-                vtor = in(reg) VTOR,
-                zero = in(reg) 0u32,
+                "bx r2",
+                in("r3") sp,
+                in("r12") VTOR,
                 options(noreturn),
             );
         }
@@ -181,25 +213,81 @@ extern "C" fn SysTick() {
     crate::rt::tick_from_isr();
 }
 
-// SVCall: enter the first task. PendSV: switch tasks; `fqp_switch_context` takes the outgoing
-// stack pointer in r0 and returns the incoming one. r4 holds EXC_RETURN across the call (it was
-// saved on the task stack just before). Interrupts up to the syscall ceiling are masked while
-// the scheduler runs.
+// PendSV and SVCall switch tasks: each saves r4-r11 below the hardware frame on the outgoing
+// task's stack, and restores them from the incoming one's, returning to thread mode on PSP
+// (EXC_RETURN 0xFFFFFFFD: this core has no FPU state to choose).
+//
+// PendSV, at the lowest priority, raises BASEPRI to the syscall ceiling and asks the kernel
+// (`fqp_switch_context`: stack pointer out in r0, next one back in r0) whom to run.
+//
+// SVCall is a task's yield and runs at the ceiling already. Its common case is written out
+// here: with the scheduler not locked and no run-time statistics kept, the running task heads
+// its ready list (the kernel's invariant), so a yield makes the task after it (`sched_links`)
+// the head and the running task; when the task is alone, nothing is saved or changed at all.
+// The outgoing stack is checked as the kernel checks it (stack pointer above the floor, the
+// two guard words below the floor intact), a damaged one reported through
+// `fqp_stack_overflowed`. Every other case goes to `fqp_yield_context`, which does the same
+// in Rust and more. The offsets come from `sched::layout`; the indices read are the kernel's
+// own (the running task and its list neighbour), always slots of the task table.
 global_asm!(
     ".section .text.SVCall,\"ax\",%progbits",
     ".global SVCall",
     ".type SVCall,%function",
     ".thumb_func",
     "SVCall:",
-    "    ldr r1, =FQP_FIRST_SP",
-    "    ldr r0, [r1]",
+    ".if {fast}",
+    "    ldr r3, ={kernel}",
+    "    ldr r1, [r3, #{lock_depth}]",
+    "    cbnz r1, 5f", // locked: the kernel's way
+    "    ldrb r1, [r3, #{current}]",
+    "    add r2, r3, r1, lsl #{link_shift}",
+    "    ldrb r2, [r2, #{sched_next}]", // r2: the task after the running one
+    "    cmp r2, r1",
+    "    beq 4f", // alone at its priority: nothing to do
+    "    mrs r0, PSP",
+    "    stmdb r0!, {{r4-r11}}",
+    "    mov r4, r1", // r4: the outgoing slot, r5: the incoming one, r6: the kernel
+    "    mov r5, r2",
+    "    mov r6, r3",
+    "    add r12, r3, r1, lsl #{tcb_shift}",
+    "    str r0, [r12, #{tcb_sp}]",
+    "    ldrb r1, [r12, #{tcb_prio}]",
+    "    add r1, r3, r1, lsl #{list_shift}",
+    "    strb r2, [r1, #{ready_head}]",
+    "    strb r2, [r3, #{current}]",
+    ".if {stack_check}",
+    "    ldr r1, [r12, #{tcb_floor}]",
+    "    cmp r0, r1",
+    "    blo 2f",
+    "    ldrd r0, r1, [r1, #-8]",
+    "    cmp r0, #{fill}",
+    "    it eq",
+    "    cmpeq r1, #{fill}",
+    "    bne 2f",
+    ".endif",
+    "1:",
+    "    add r12, r6, r5, lsl #{tcb_shift}",
+    "    ldr r0, [r12, #{tcb_sp}]",
     "    ldmia r0!, {{r4-r11}}",
     "    msr PSP, r0",
-    "    isb",
-    "    mov r0, #0",
-    "    msr BASEPRI, r0",
-    "    mvn lr, #2", // 0xFFFFFFFD: thread mode, PSP
+    "4:",
     "    bx lr",
+    "2:",
+    "    push {{r4, lr}}", // r4 for the 8-byte stack alignment of the call
+    "    mov r0, r4",
+    "    bl fqp_stack_overflowed",
+    "    pop {{r4, lr}}",
+    "    b 1b",
+    "5:",
+    ".endif",
+    "    mrs r0, PSP",
+    "    stmdb r0!, {{r4-r11}}",
+    "    bl fqp_yield_context",
+    "    ldmia r0!, {{r4-r11}}",
+    "    msr PSP, r0",
+    "    mvn lr, #2",
+    "    bx lr",
+    ".ltorg",
     ".size SVCall, . - SVCall",
     "",
     ".section .text.PendSV,\"ax\",%progbits",
@@ -209,16 +297,38 @@ global_asm!(
     "PendSV:",
     "    mrs r0, PSP",
     "    stmdb r0!, {{r4-r11}}",
-    "    mov r4, lr",
     "    mov r1, #{ceiling}",
     "    msr BASEPRI, r1",
     "    bl fqp_switch_context",
-    "    mov lr, r4",
     "    mov r1, #0",
     "    msr BASEPRI, r1",
     "    ldmia r0!, {{r4-r11}}",
     "    msr PSP, r0",
+    "    mvn lr, #2",
     "    bx lr",
     ".size PendSV, . - PendSV",
     ceiling = const MAX_SYSCALL_PRIORITY,
+    kernel = sym crate::rt::KERNEL,
+    fast = const !crate::config::RUN_TIME_STATS as u32,
+    stack_check = const crate::config::STACK_CHECK as u32,
+    fill = const crate::task::STACK_FILL,
+    lock_depth = const layout::LOCK_DEPTH,
+    current = const layout::CURRENT,
+    sched_next = const layout::SCHED_NEXT,
+    link_shift = const shift(layout::LINK_SIZE),
+    ready_head = const layout::READY_HEAD,
+    list_shift = const shift(layout::LIST_SIZE),
+    tcb_shift = const shift(layout::TCB_SIZE),
+    tcb_sp = const layout::TASKS + layout::TCB_SP,
+    tcb_prio = const layout::TASKS + layout::TCB_PRIO,
+    tcb_floor = const layout::TASKS + layout::TCB_STACK_FLOOR,
 );
+
+/// log2 of an array stride the switch path multiplies by with a shift.
+const fn shift(stride: usize) -> u32 {
+    assert!(
+        stride.is_power_of_two(),
+        "the task control block's size must be a power of two (FQP_NOTIFY_INDEXES changes it)"
+    );
+    stride.trailing_zeros()
+}

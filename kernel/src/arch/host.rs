@@ -45,6 +45,10 @@ impl Port for Host {
         SWITCH_REQUESTED.store(true, Ordering::Release);
     }
 
+    fn yield_task() -> bool {
+        false
+    }
+
     fn in_isr() -> bool {
         false
     }

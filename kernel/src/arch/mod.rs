@@ -41,6 +41,12 @@ pub trait Port {
     /// Asks for a context switch as soon as no critical section and no interrupt is active.
     fn request_switch();
 
+    /// If the caller is a task (not an interrupt handler, not start-up code), yields at once
+    /// through the port's synchronous switch entry, which calls [`crate::fqp_yield_context`]
+    /// with the kernel's interrupts masked, and returns true. Otherwise returns false: the
+    /// kernel then yields through [`Port::request_switch`].
+    fn yield_task() -> bool;
+
     /// True when running in an interrupt (exception) handler.
     fn in_isr() -> bool;
 
