@@ -107,6 +107,7 @@ impl List {
     }
 
     /// Appends `i` at the tail (just before the head).
+    #[inline(always)]
     pub(crate) fn push_back(&mut self, links: &mut Links, i: Idx) {
         debug_assert_eq!(links[i], Link::UNLINKED, "task already in a list");
         if self.head == NIL {
@@ -159,6 +160,7 @@ impl List {
     }
 
     /// Unlinks `i`, which must be in this list.
+    #[inline(always)]
     pub(crate) fn remove(&mut self, links: &mut Links, i: Idx) {
         let Link { next, prev } = links[i];
         debug_assert!(next != NIL, "task not in a list");

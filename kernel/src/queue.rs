@@ -3,7 +3,10 @@
 //! handlers may use.
 //!
 //! The ring buffer logic is type-erased (`RawQueue` works on item-sized byte slots), so every
-//! `Queue<T, N>` shares one copy of the kernel code; the typed wrapper only moves values.
+//! `Queue<T, N>` shares one copy of the kernel code; the typed wrapper only moves values. The
+//! exception is the common case of [`Queue::send`] and [`Queue::receive`] (room, or an item,
+//! there already): one short critical section inlined into the typed call, where the item's
+//! size is a constant and its copy a few word moves.
 
 use crate::rt::{self, switch_if};
 use crate::sched::{Kernel, WaitList};
@@ -121,6 +124,63 @@ unsafe fn copy_item(src: *const u8, dst: *mut u8, n: usize) {
     }
 }
 
+/// Appends the item at `src` (`size` bytes) if there is room: the whole of a send that finds
+/// room. Returns false, having changed nothing, if the queue is full.
+#[inline(always)]
+fn push_back_now(raw: &UnsafeCell<RawQueue>, buf: *mut u8, src: *const u8, size: usize) -> bool {
+    rt::with(|k| {
+        // SAFETY: inside a kernel critical section.
+        let q = unsafe { &mut *raw.get() };
+        if q.len == q.cap {
+            return false;
+        }
+        let mut n = q.head + q.len;
+        if n >= q.cap {
+            n -= q.cap;
+        }
+        // SAFETY: slot `n` is inside `buf` (n < cap) and free; `src` is the caller's item.
+        unsafe { copy_item(src, buf.wrapping_add(n * size), size) };
+        q.len += 1;
+        if !q.receivers.is_empty() || q.set.is_some() {
+            announce_item(k, q);
+        }
+        true
+    })
+}
+
+/// Takes the oldest item into `dst` (`size` bytes) if there is one: the whole of a receive
+/// that finds an item. Returns false, having changed nothing, if the queue is empty.
+#[inline(always)]
+fn pop_front_now(raw: &UnsafeCell<RawQueue>, buf: *mut u8, dst: *mut u8, size: usize) -> bool {
+    rt::with(|k| {
+        // SAFETY: inside a kernel critical section.
+        let q = unsafe { &mut *raw.get() };
+        if q.len == 0 {
+            return false;
+        }
+        // SAFETY: the head slot is inside `buf` and holds an item; `dst` has room for one.
+        unsafe { copy_item(buf.wrapping_add(q.head * size), dst, size) };
+        q.head += 1;
+        if q.head == q.cap {
+            q.head = 0;
+        }
+        q.len -= 1;
+        if !q.senders.is_empty() {
+            wake_one(k, &mut q.senders);
+        }
+        true
+    })
+}
+
+/// An item arrived where a task waits for one, or in a queue set's member: tells them.
+#[inline(never)]
+fn announce_item(k: &mut Kernel, q: &mut RawQueue) {
+    wake_one(k, &mut q.receivers);
+    if let Some(set) = q.set {
+        set.post(k);
+    }
+}
+
 fn wake_one(k: &mut Kernel, w: &mut WaitList) {
     if let Some((_, due)) = k.wake_first(w) {
         switch_if(k, due);
@@ -231,8 +291,14 @@ impl<T, const N: usize> Queue<T, N> {
     }
 
     /// Appends `item`, waiting up to `timeout` for room; gives it back on timeout.
+    #[inline]
     pub fn send(&self, item: T, timeout: Timeout) -> Result<(), T> {
-        self.put(item, Mode::Back, timeout)
+        let item = ManuallyDrop::new(item);
+        let src = &*item as *const T as *const u8;
+        if push_back_now(&self.raw, self.buf(), src, core::mem::size_of::<T>()) {
+            return Ok(());
+        }
+        self.put(ManuallyDrop::into_inner(item), Mode::Back, timeout)
     }
 
     /// Puts `item` at the front (it is received next).
@@ -264,7 +330,14 @@ impl<T, const N: usize> Queue<T, N> {
     }
 
     /// Removes the oldest item, waiting up to `timeout` for one.
+    #[inline]
     pub fn receive(&self, timeout: Timeout) -> Result<T, TimedOut> {
+        let mut out = MaybeUninit::<T>::uninit();
+        let dst = out.as_mut_ptr() as *mut u8;
+        if pop_front_now(&self.raw, self.buf(), dst, core::mem::size_of::<T>()) {
+            // SAFETY: a whole item was copied in.
+            return Ok(unsafe { out.assume_init() });
+        }
         self.take(false, timeout)
     }
 

@@ -178,6 +178,7 @@ pub(crate) mod layout {
 
     pub const CURRENT: usize = offset_of!(Kernel, current);
     pub const LOCK_DEPTH: usize = offset_of!(Kernel, lock_depth);
+    pub const READY_BITS: usize = offset_of!(Kernel, ready_bits);
     /// `ready[p].head` is at `READY_HEAD + p * LIST_SIZE`.
     pub const READY_HEAD: usize = offset_of!(Kernel, ready) + List::HEAD_OFFSET;
     pub const LIST_SIZE: usize = size_of::<List>();
@@ -256,6 +257,7 @@ impl Kernel {
         self.make_ready(i)
     }
 
+    #[inline(always)]
     fn make_ready(&mut self, i: Idx) -> bool {
         let t = &mut self.tasks[i];
         t.state = State::Ready;
@@ -265,6 +267,7 @@ impl Kernel {
         self.preempts(i)
     }
 
+    #[inline(always)]
     fn unready(&mut self, i: Idx) {
         let p = self.tasks[i].prio;
         let list = &mut self.ready[level(p)];
@@ -275,6 +278,7 @@ impl Kernel {
     }
 
     /// True if task `i` should run instead of the current task.
+    #[inline(always)]
     fn preempts(&self, i: Idx) -> bool {
         self.started && self.current != NIL && self.tasks[i].prio > self.tasks[self.current].prio
     }

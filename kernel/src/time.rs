@@ -75,27 +75,22 @@ pub(crate) enum Step<R> {
 /// Runs `attempt` in a critical section until it is done. `attempt` gets `expired = true` once
 /// the timeout has run out (at once for [`Timeout::NONE`], or in an interrupt handler, where
 /// nothing may block) and must then return `Done`.
+///
+/// The deadline is worked out only when the call first blocks: a call that completes at once
+/// (the common case: a semaphore that is free, a queue with room) pays for no time keeping.
 pub(crate) fn block_on<R>(
     timeout: Timeout,
     mut attempt: impl FnMut(&mut Kernel, bool) -> Step<R>,
 ) -> R {
     let in_isr = Active::in_isr();
+    // The tick the wait ends at; set when the call first blocks with a finite timeout.
     let mut deadline: Option<u32> = None;
     loop {
         let done = rt::with(|k| {
-            let wait = if in_isr || !k.started {
-                Some(0)
-            } else {
-                timeout.as_ticks().map(|t| {
-                    let at = *deadline.get_or_insert(k.tick.wrapping_add(t));
-                    if reached(k.tick, at) {
-                        0
-                    } else {
-                        at.wrapping_sub(k.tick)
-                    }
-                })
+            let expired = match deadline {
+                Some(at) => reached(k.tick, at),
+                None => in_isr || timeout == Timeout::NONE || !k.started,
             };
-            let expired = wait == Some(0);
             match attempt(k, expired) {
                 Step::Done(r) => Some(r),
                 Step::Block(w) => {
@@ -104,6 +99,11 @@ pub(crate) fn block_on<R>(
                         k.lock_depth == 0,
                         "blocking call while the scheduler is locked"
                     );
+                    // Not expired, so the deadline is still ahead: at least one tick to wait.
+                    let wait = timeout.as_ticks().map(|t| {
+                        let at = *deadline.get_or_insert(k.tick.wrapping_add(t));
+                        at.wrapping_sub(k.tick)
+                    });
                     // SAFETY: the wait list belongs to an object borrowed by the caller for
                     // the whole blocking call, so it outlives the wait.
                     unsafe { k.block_current(w.map(|w| &mut *w), wait) };

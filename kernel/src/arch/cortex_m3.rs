@@ -134,10 +134,13 @@ impl Port for CortexM3 {
     }
 
     unsafe fn start_first_task(sp: *mut u32, cpu_hz: u32, tick_hz: u32) -> ! {
-        // SAFETY: start-up runs before any kernel interrupt is live; writes are to the System
-        // Control Space. The asm enters the first task from its initial frame and never
-        // returns; nothing runs on the main stack it resets but interrupt handlers.
+        // SAFETY: writes are to the System Control Space. Interrupts stay off until the first
+        // task's stack is the process stack: an interrupt that woke a task (the console's,
+        // say) would otherwise have PendSV save "the running task" onto whatever PSP held.
+        // The asm enters the first task from its initial frame and never returns; nothing
+        // runs on the main stack it resets but interrupt handlers.
         unsafe {
+            asm!("cpsid i", options(nomem, nostack, preserves_flags));
             // PendSV and SysTick at the lowest priority: a switch never preempts an interrupt.
             let shpr3 = read_volatile(SHPR3) & 0x0000_FFFF;
             write_volatile(
@@ -217,8 +220,11 @@ extern "C" fn SysTick() {
 // task's stack, and restores them from the incoming one's, returning to thread mode on PSP
 // (EXC_RETURN 0xFFFFFFFD: this core has no FPU state to choose).
 //
-// PendSV, at the lowest priority, raises BASEPRI to the syscall ceiling and asks the kernel
-// (`fqp_switch_context`: stack pointer out in r0, next one back in r0) whom to run.
+// PendSV, at the lowest priority, raises BASEPRI to the syscall ceiling and switches to the
+// head of the highest non-empty ready list (the count of leading zeros of the ready bitmap),
+// after the same stack check as below; while the scheduler is locked, or with run-time
+// statistics, it asks the kernel instead (`fqp_switch_context`: stack pointer out in r0, next
+// one back in r0).
 //
 // SVCall is a task's yield and runs at the ceiling already. Its common case is written out
 // here: with the scheduler not locked and no run-time statistics kept, the running task heads
@@ -299,13 +305,49 @@ global_asm!(
     "    stmdb r0!, {{r4-r11}}",
     "    mov r1, #{ceiling}",
     "    msr BASEPRI, r1",
+    ".if {fast}",
+    "    ldr r4, ={kernel}", // r4: the kernel (kept across the overflow report's call)
+    "    ldr r1, [r4, #{lock_depth}]",
+    "    cbnz r1, 5f", // locked: the kernel's way
+    "    ldrb r1, [r4, #{current}]",
+    "    add r12, r4, r1, lsl #{tcb_shift}",
+    "    str r0, [r12, #{tcb_sp}]",
+    ".if {stack_check}",
+    "    ldr r2, [r12, #{tcb_floor}]",
+    "    cmp r0, r2",
+    "    blo 2f",
+    "    ldrd r0, r2, [r2, #-8]",
+    "    cmp r0, #{fill}",
+    "    it eq",
+    "    cmpeq r2, #{fill}",
+    "    bne 2f",
+    ".endif",
+    "1:",
+    // The head of the highest non-empty ready list runs.
+    "    ldr r2, [r4, #{ready_bits}]",
+    "    clz r2, r2",
+    "    rsb r2, r2, #31",
+    "    add r2, r4, r2, lsl #{list_shift}",
+    "    ldrb r2, [r2, #{ready_head}]",
+    "    strb r2, [r4, #{current}]",
+    "    add r12, r4, r2, lsl #{tcb_shift}",
+    "    ldr r0, [r12, #{tcb_sp}]",
+    "    b 6f",
+    "2:",
+    "    mov r0, r1",
+    "    bl fqp_stack_overflowed",
+    "    b 1b",
+    "5:",
+    ".endif",
     "    bl fqp_switch_context",
+    "6:",
     "    mov r1, #0",
     "    msr BASEPRI, r1",
     "    ldmia r0!, {{r4-r11}}",
     "    msr PSP, r0",
     "    mvn lr, #2",
     "    bx lr",
+    ".ltorg",
     ".size PendSV, . - PendSV",
     ceiling = const MAX_SYSCALL_PRIORITY,
     kernel = sym crate::rt::KERNEL,
@@ -313,6 +355,7 @@ global_asm!(
     stack_check = const crate::config::STACK_CHECK as u32,
     fill = const crate::task::STACK_FILL,
     lock_depth = const layout::LOCK_DEPTH,
+    ready_bits = const layout::READY_BITS,
     current = const layout::CURRENT,
     sched_next = const layout::SCHED_NEXT,
     link_shift = const shift(layout::LINK_SIZE),
