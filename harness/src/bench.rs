@@ -59,7 +59,14 @@ fn worse(unit: &str, ratio: f64, tolerance: f64) -> bool {
     }
 }
 
-pub fn compare(run: &Run, baseline: Option<&Run>, tolerance: f64) -> Comparison {
+/// Compares `run` with `baseline`. `selected` are the run's `--test` patterns (empty: every
+/// benchmark ran): a baseline figure of a benchmark left out is not missing.
+pub fn compare(
+    run: &Run,
+    baseline: Option<&Run>,
+    tolerance: f64,
+    selected: &[String],
+) -> Comparison {
     let old = baseline.map(figures).unwrap_or_default();
     let mut table = String::new();
     let mut regressions = Vec::new();
@@ -93,8 +100,13 @@ pub fn compare(run: &Run, baseline: Option<&Run>, tolerance: f64) -> Comparison 
         table.push('\n');
     }
     if baseline.is_some() {
+        // Benchmarks left out of this run (`--test`) have no figures to miss.
+        let ran = |figure: &str| {
+            let id = format!("{GROUP}/{}", figure.split('/').next().unwrap_or(figure));
+            selected.is_empty() || selected.iter().any(|p| id.contains(p.as_str()))
+        };
         for (name, ..) in &old {
-            if !figures(run).iter().any(|(n, ..)| n == name) {
+            if ran(name) && !figures(run).iter().any(|(n, ..)| n == name) {
                 regressions.push(format!("{name} missing"));
                 table.push_str(&format!("{name:<50} {:>12}  (in the baseline only)\n", "-"));
             }
@@ -143,14 +155,17 @@ mod tests {
             ("b", "b", 101.0, "instructions"),
             ("c", "c", 50.0, "B"),
         ]);
-        let c = compare(&new, Some(&old), 2.0);
+        let c = compare(&new, Some(&old), 2.0, &[]);
         assert_eq!(c.regressions, vec!["a 0.970×", "gone missing"]);
+        // A run of some benchmarks only misses none of the others.
+        let some = compare(&new, Some(&old), 2.0, &["perf/a".to_string()]);
+        assert_eq!(some.regressions, vec!["a 0.970×"]);
         assert!(c.table.contains("0.970×  WORSE"), "{}", c.table);
         assert!(c.table.contains("1.010×"), "{}", c.table);
-        let same = compare(&old, Some(&old), 0.0);
+        let same = compare(&old, Some(&old), 0.0, &[]);
         assert!(same.regressions.is_empty());
         // Without a baseline: the figures only.
-        let alone = compare(&new, None, 2.0);
+        let alone = compare(&new, None, 2.0, &[]);
         assert!(alone.regressions.is_empty() && !alone.table.contains("ratio"));
     }
 }

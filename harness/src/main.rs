@@ -483,10 +483,20 @@ fn main() -> ExitCode {
             };
             let run = qualify::qualify(&opts);
             let out = qualify::out_dir(&opts, &run.port.name);
-            let cmp = bench::compare(&run, baseline.as_ref(), tolerance);
+            let cmp = bench::compare(&run, baseline.as_ref(), tolerance, &opts.tests);
             out_line(&cmp.table);
-            if let Some(k) = run.firmware.as_ref().and_then(|f| f.kernel_size) {
-                out_line(&format!("kernel in this image: {k}"));
+            if let Some(f) = &run.firmware {
+                if let Some(k) = f.kernel_size {
+                    out_line(&format!("kernel in this image: {k}"));
+                }
+                if !f.kernel_text_by_module.is_empty() {
+                    let parts: Vec<String> = f
+                        .kernel_text_by_module
+                        .iter()
+                        .map(|m| format!("{} {}", m.module, m.bytes))
+                        .collect();
+                    out_line(&format!("  its text by module (B): {}", parts.join(", ")));
+                }
             }
             // The counts and the report; qualification is `fqp qualify`'s business.
             let summary = qualify::summary(&run, &out);

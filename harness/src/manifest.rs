@@ -70,6 +70,10 @@ pub struct BuildSection {
     pub profile: String,
     #[serde(default)]
     pub features: Vec<String>,
+    /// Features added for `fqp bench`'s image, typically one that leaves out every group
+    /// but the performance group, so the image holds just the kernel the benchmarks use.
+    #[serde(default)]
+    pub bench_features: Vec<String>,
     /// A build other than the qualification image's (`bench`), kept in its own target
     /// directory so the two do not rebuild each other.
     #[serde(skip)]

@@ -305,6 +305,8 @@ pub fn qualify(opts: &Options) -> Run {
                 q.icount_sleep = false;
             }
             m.build.variant = Some("bench");
+            let extra = std::mem::take(&mut m.build.bench_features);
+            m.build.features.extend(extra);
             m
         }
         Ok(m) => m,
@@ -346,6 +348,7 @@ pub fn qualify(opts: &Options) -> Run {
             return finish(run, &out, t0, opts);
         }
     };
+    let kernel = firmware::kernel_size(&image.elf, image.kernel_src.as_deref()).unwrap_or_default();
     run.firmware = Some(Firmware {
         image: image.elf.display().to_string(),
         sha256: image.sha256.clone(),
@@ -353,7 +356,8 @@ pub fn qualify(opts: &Options) -> Run {
         toolchain: image.toolchain.clone(),
         version: None,
         kernel: None,
-        kernel_size: firmware::kernel_size(&image.elf),
+        kernel_size: (kernel.sections != Default::default()).then_some(kernel.sections),
+        kernel_text_by_module: kernel.text_by_module,
     });
     run.partition = opts.partition;
     run_tests(&m, &image, &out, opts, &mut run);

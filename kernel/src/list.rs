@@ -107,8 +107,13 @@ impl List {
     }
 
     /// Appends `i` at the tail (just before the head).
-    #[inline(always)]
     pub(crate) fn push_back(&mut self, links: &mut Links, i: Idx) {
+        self.push_back_inline(links, i)
+    }
+
+    /// [`List::push_back`], inlined (for the ready lists, whose updates are the hot path).
+    #[inline(always)]
+    pub(crate) fn push_back_inline(&mut self, links: &mut Links, i: Idx) {
         debug_assert_eq!(links[i], Link::UNLINKED, "task already in a list");
         if self.head == NIL {
             links[i] = Link { next: i, prev: i };
@@ -160,8 +165,13 @@ impl List {
     }
 
     /// Unlinks `i`, which must be in this list.
-    #[inline(always)]
     pub(crate) fn remove(&mut self, links: &mut Links, i: Idx) {
+        self.remove_inline(links, i)
+    }
+
+    /// [`List::remove`], inlined (for the ready lists).
+    #[inline(always)]
+    pub(crate) fn remove_inline(&mut self, links: &mut Links, i: Idx) {
         let Link { next, prev } = links[i];
         debug_assert!(next != NIL, "task not in a list");
         if next == i {

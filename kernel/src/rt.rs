@@ -45,8 +45,15 @@ pub(crate) fn with<R>(f: impl FnOnce(&mut Kernel) -> R) -> R {
 }
 
 /// Asks the port for a context switch, unless the scheduler is locked (then it happens when
-/// the lock is released).
+/// the lock is released). One copy: every call site pays a call.
+#[inline(never)]
 pub(crate) fn request_switch(k: &mut Kernel) {
+    request_switch_inline(k)
+}
+
+/// [`request_switch`] inlined, for the hot paths (a task resuming or suspending another).
+#[inline(always)]
+pub(crate) fn request_switch_inline(k: &mut Kernel) {
     if k.lock_depth > 0 {
         k.switch_deferred = true;
     } else if k.started {
@@ -62,7 +69,7 @@ pub(crate) fn switch_if(k: &mut Kernel, due: bool) {
 }
 
 /// Starts the scheduler: creates the idle task, starts the tick, runs the highest-priority
-/// task. Tasks created before this call start here. Never returns.
+/// task (the timer service task is created with the first timer). Tasks created before this call start here. Never returns.
 ///
 /// `cpu_hz` is the frequency of the clock that drives the tick timer.
 pub fn start(cpu_hz: u32) -> ! {
@@ -74,7 +81,6 @@ pub fn start(cpu_hz: u32) -> ! {
         .static_stack(IDLE_STACK.take().expect("kernel started twice"))
         .spawn_raw(idle_entry, (0, 0))
         .expect("no task slot left for the idle task");
-    crate::timer::start_service();
     let sp = with(|k| {
         k.started = true;
         let i = k.select();

@@ -257,21 +257,36 @@ impl Kernel {
         self.make_ready(i)
     }
 
-    #[inline(always)]
+    /// Makes task `i` ready (one copy, with the list update inlined: a call site pays one
+    /// call). Returns true if it should preempt.
+    #[inline(never)]
     fn make_ready(&mut self, i: Idx) -> bool {
+        self.make_ready_inline(i)
+    }
+
+    /// [`Kernel::make_ready`] inlined: for resume, the hot path of preemptive scheduling.
+    #[inline(always)]
+    fn make_ready_inline(&mut self, i: Idx) -> bool {
         let t = &mut self.tasks[i];
         t.state = State::Ready;
         let p = t.prio;
-        self.ready[level(p)].push_back(&mut self.sched_links, i);
+        self.ready[level(p)].push_back_inline(&mut self.sched_links, i);
         self.ready_bits |= 1 << (p & 31);
         self.preempts(i)
     }
 
-    #[inline(always)]
+    /// Takes task `i` out of its ready list (one copy).
+    #[inline(never)]
     fn unready(&mut self, i: Idx) {
+        self.unready_inline(i)
+    }
+
+    /// [`Kernel::unready`] inlined: for suspend, the other hot path of preemptive scheduling.
+    #[inline(always)]
+    fn unready_inline(&mut self, i: Idx) {
         let p = self.tasks[i].prio;
         let list = &mut self.ready[level(p)];
-        list.remove(&mut self.sched_links, i);
+        list.remove_inline(&mut self.sched_links, i);
         if list.is_empty() {
             self.ready_bits &= !(1 << (p & 31));
         }
@@ -473,7 +488,7 @@ impl Kernel {
     /// Returns true if the current task was suspended (a switch is due).
     pub fn suspend(&mut self, i: Idx) -> bool {
         match self.tasks[i].state {
-            State::Ready => self.unready(i),
+            State::Ready => self.unready_inline(i),
             State::Blocked => {
                 self.unblock(i);
                 self.tasks[i].wake = Wake::Aborted;
@@ -489,7 +504,7 @@ impl Kernel {
         if self.tasks[i].state != State::Suspended {
             return false;
         }
-        self.make_ready(i)
+        self.make_ready_inline(i)
     }
 
     /// Ends the wait of blocked task `i` early. Returns Some(preempt) if it was blocked.

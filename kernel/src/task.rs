@@ -359,8 +359,9 @@ pub fn delay_until(last_wake: &mut u32, period: u32) -> bool {
 pub fn suspend(id: TaskId) -> Result<(), TaskGone> {
     rt::with(|k| {
         let i = id.slot(k)?;
-        let due = k.suspend(i);
-        switch_if(k, due);
+        if k.suspend(i) {
+            rt::request_switch_inline(k);
+        }
         Ok(())
     })
 }
@@ -369,8 +370,9 @@ pub fn suspend(id: TaskId) -> Result<(), TaskGone> {
 pub fn resume(id: TaskId) -> Result<(), TaskGone> {
     rt::with(|k| {
         let i = id.slot(k)?;
-        let due = k.resume(i);
-        switch_if(k, due);
+        if k.resume(i) {
+            rt::request_switch_inline(k);
+        }
         Ok(())
     })
 }

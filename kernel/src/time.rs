@@ -95,19 +95,7 @@ pub(crate) fn block_on<R>(
                 Step::Done(r) => Some(r),
                 Step::Block(w) => {
                     assert!(!expired, "kernel object asked to block after its timeout");
-                    assert!(
-                        k.lock_depth == 0,
-                        "blocking call while the scheduler is locked"
-                    );
-                    // Not expired, so the deadline is still ahead: at least one tick to wait.
-                    let wait = timeout.as_ticks().map(|t| {
-                        let at = *deadline.get_or_insert(k.tick.wrapping_add(t));
-                        at.wrapping_sub(k.tick)
-                    });
-                    // SAFETY: the wait list belongs to an object borrowed by the caller for
-                    // the whole blocking call, so it outlives the wait.
-                    unsafe { k.block_current(w.map(|w| &mut *w), wait) };
-                    rt::request_switch(k);
+                    block(k, w, timeout, &mut deadline);
                     None
                 }
             }
@@ -116,4 +104,23 @@ pub(crate) fn block_on<R>(
             return r;
         }
     }
+}
+
+/// Blocks the running task on `w` until woken or the deadline (worked out now, at the first
+/// block of the call) has passed. The part of [`block_on`] every kind of call shares.
+#[inline(never)]
+fn block(k: &mut Kernel, w: Option<*mut WaitList>, timeout: Timeout, deadline: &mut Option<u32>) {
+    assert!(
+        k.lock_depth == 0,
+        "blocking call while the scheduler is locked"
+    );
+    // Not expired, so the deadline is still ahead: at least one tick to wait.
+    let wait = timeout.as_ticks().map(|t| {
+        let at = *deadline.get_or_insert(k.tick.wrapping_add(t));
+        at.wrapping_sub(k.tick)
+    });
+    // SAFETY: the wait list belongs to an object borrowed by the caller for the whole
+    // blocking call, so it outlives the wait.
+    unsafe { k.block_current(w.map(|w| &mut *w), wait) };
+    rt::request_switch(k);
 }

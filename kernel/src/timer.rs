@@ -6,7 +6,8 @@
 //! task, which sleeps until the earliest expiry and then calls the callbacks of the timers due,
 //! in expiry order, at its own priority (`FQP_TIMER_PRIORITY`). Callbacks must not block.
 //! An auto-reload timer is re-armed from its expected expiry, so it keeps its rhythm even if
-//! its callback runs late.
+//! its callback runs late. The service task is created when a timer is first started: an
+//! application without timers has neither the task nor its stack.
 
 use crate::config::TIMER_STACK_WORDS;
 use crate::notify;
@@ -16,7 +17,7 @@ use crate::task::{self, StaticStack, TaskId};
 use crate::time::Timeout;
 use core::cell::UnsafeCell;
 use core::ptr::null;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// A timer's callback; it gets the timer (for its id, or to restart it).
 pub type Callback = fn(&'static Timer);
@@ -112,6 +113,7 @@ impl Timer {
     /// Starts the timer, or restarts it: it expires `period` ticks from now. Callable from
     /// interrupt handlers.
     pub fn start(&'static self) {
+        start_service();
         rt::with(|k| {
             unlink(self);
             let at = k.tick.wrapping_add(state(self).period);
@@ -135,6 +137,7 @@ impl Timer {
             period > 0 && period < 1 << 31,
             "timer period must be 1..2^31 ticks"
         );
+        start_service();
         rt::with(|k| {
             unlink(self);
             state(self).period = period;
@@ -237,8 +240,14 @@ fn unlink(t: &'static Timer) {
     }
 }
 
-/// Creates the timer service task (called by `start`).
-pub(crate) fn start_service() {
+/// Creates the timer service task, the first time a timer is started. A timer armed by
+/// another task while the service is being created is not missed: the service looks at the
+/// list before it first sleeps.
+fn start_service() {
+    static STARTED: AtomicBool = AtomicBool::new(false);
+    if STARTED.load(Ordering::Relaxed) || STARTED.swap(true, Ordering::AcqRel) {
+        return;
+    }
     static STACK: StaticStack<TIMER_STACK_WORDS> = StaticStack::new();
     let id = task::Builder::new("timers")
         .priority(crate::config::TIMER_PRIORITY)

@@ -83,7 +83,7 @@ static BOARD: An385 = An385;
 
 /// The groups in the image: every kernel group, then networking, MQTT, the keystore, TLS and
 /// the performance benchmarks.
-#[cfg(not(feature = "selftest"))]
+#[cfg(not(any(feature = "selftest", feature = "bench")))]
 fn groups() -> &'static [&'static Group] {
     let all: alloc::vec::Vec<&'static Group> = fqp_suite_kernel::GROUPS
         .iter()
@@ -103,6 +103,13 @@ fn groups() -> &'static [&'static Group] {
 fn groups() -> &'static [&'static Group] {
     static SELFTEST: [&Group; 1] = [&selftest::SELFTEST];
     &SELFTEST
+}
+
+/// `fqp bench`'s image: the performance benchmarks only.
+#[cfg(all(feature = "bench", not(feature = "selftest")))]
+fn groups() -> &'static [&'static Group] {
+    static PERF: [&Group; 1] = [&fqp_suite_perf::PERF];
+    &PERF
 }
 
 /// The firmware's semihosting command line (what `fqp` passes QEMU: `fw`, `storage=<path>`,

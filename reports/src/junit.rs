@@ -173,6 +173,9 @@ fn environment(run: &Run) -> Vec<(String, String)> {
             p.push(("fqp.kernel.data".into(), k.data.to_string()));
             p.push(("fqp.kernel.bss".into(), k.bss.to_string()));
         }
+        for m in &f.kernel_text_by_module {
+            p.push((format!("fqp.kernel.text.{}", m.module), m.bytes.to_string()));
+        }
     }
     if let Some(q) = &run.qualification {
         p.push(("fqp.qualified".into(), q.qualified.to_string()));

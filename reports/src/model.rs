@@ -70,10 +70,21 @@ pub struct Firmware {
     /// As reported by the device at sync.
     pub version: Option<String>,
     pub kernel: Option<String>,
-    /// Bytes of the image that are the kernel's (its symbols, generic code made for this
-    /// image included); none when the image has no symbols.
+    /// Bytes of the image that are the kernel's (the code its sources generated wherever it
+    /// was inlined, its symbols); none when the image has no symbols.
     #[serde(default)]
     pub kernel_size: Option<Sections>,
+    /// The kernel's code and constants by module, largest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kernel_text_by_module: Vec<ModuleBytes>,
+}
+
+/// Bytes of one kernel module.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct ModuleBytes {
+    pub module: String,
+    pub bytes: u64,
 }
 
 /// Bytes by kind: code and constants, initialised data, zeroed data.

@@ -26,6 +26,16 @@ pub fn run() -> Run {
                 data: 8,
                 bss: 5_600,
             }),
+            kernel_text_by_module: vec![
+                crate::ModuleBytes {
+                    module: "task".into(),
+                    bytes: 9_000,
+                },
+                crate::ModuleBytes {
+                    module: "queue".into(),
+                    bytes: 5_000,
+                },
+            ],
         }),
         started: "2026-11-24T06:00:00Z".into(),
         duration_ms: 1234,

@@ -49,10 +49,11 @@ extern "C" fn task_returned() -> ! {
 }
 
 impl Port for CortexM3 {
-    type Mask = u8;
+    /// BASEPRI as read (a whole register: no narrowing on the way in or out).
+    type Mask = u32;
 
     #[inline(always)]
-    fn enter_critical() -> u8 {
+    fn enter_critical() -> u32 {
         let old: u32;
         // SAFETY: reading BASEPRI and raising it (BASEPRI_MAX never lowers it) has no memory
         // effect beyond masking interrupts; the compiler barrier is the asm block itself.
@@ -65,14 +66,14 @@ impl Port for CortexM3 {
                 options(nostack, preserves_flags),
             );
         }
-        old as u8
+        old
     }
 
     #[inline(always)]
-    unsafe fn exit_critical(mask: u8) {
+    unsafe fn exit_critical(mask: u32) {
         // SAFETY: restores the BASEPRI that the matching enter saved (caller's contract).
         unsafe {
-            asm!("msr BASEPRI, {0}", in(reg) mask as u32, options(nostack, preserves_flags));
+            asm!("msr BASEPRI, {0}", in(reg) mask, options(nostack, preserves_flags));
         }
     }
 
@@ -238,9 +239,10 @@ extern "C" fn SysTick() {
 global_asm!(
     ".section .text.SVCall,\"ax\",%progbits",
     ".global SVCall",
-    ".type SVCall,%function",
+    ".type fqp_kernel_svcall,%function",
+    ".thumb_set SVCall, fqp_kernel_svcall",
     ".thumb_func",
-    "SVCall:",
+    "fqp_kernel_svcall:",
     ".if {fast}",
     "    ldr r3, ={kernel}",
     "    ldr r1, [r3, #{lock_depth}]",
@@ -294,13 +296,14 @@ global_asm!(
     "    mvn lr, #2",
     "    bx lr",
     ".ltorg",
-    ".size SVCall, . - SVCall",
+    ".size fqp_kernel_svcall, . - fqp_kernel_svcall",
     "",
     ".section .text.PendSV,\"ax\",%progbits",
     ".global PendSV",
-    ".type PendSV,%function",
+    ".type fqp_kernel_pendsv,%function",
+    ".thumb_set PendSV, fqp_kernel_pendsv",
     ".thumb_func",
-    "PendSV:",
+    "fqp_kernel_pendsv:",
     "    mrs r0, PSP",
     "    stmdb r0!, {{r4-r11}}",
     "    mov r1, #{ceiling}",
@@ -332,23 +335,32 @@ global_asm!(
     "    strb r2, [r4, #{current}]",
     "    add r12, r4, r2, lsl #{tcb_shift}",
     "    ldr r0, [r12, #{tcb_sp}]",
-    "    b 6f",
-    "2:",
-    "    mov r0, r1",
-    "    bl fqp_stack_overflowed",
-    "    b 1b",
-    "5:",
-    ".endif",
-    "    bl fqp_switch_context",
     "6:",
     "    mov r1, #0",
     "    msr BASEPRI, r1",
     "    ldmia r0!, {{r4-r11}}",
     "    msr PSP, r0",
-    "    mvn lr, #2",
     "    bx lr",
+    "2:",
+    "    mov r0, r1",
+    "    bl fqp_stack_overflowed",
+    "    mvn lr, #2",
+    "    b 1b",
+    "5:",
+    ".endif",
+    "    bl fqp_switch_context",
+    "    mvn lr, #2",
+    ".if {fast}",
+    "    b 6b",
+    ".else",
+    "    mov r1, #0",
+    "    msr BASEPRI, r1",
+    "    ldmia r0!, {{r4-r11}}",
+    "    msr PSP, r0",
+    "    bx lr",
+    ".endif",
     ".ltorg",
-    ".size PendSV, . - PendSV",
+    ".size fqp_kernel_pendsv, . - fqp_kernel_pendsv",
     ceiling = const MAX_SYSCALL_PRIORITY,
     kernel = sym crate::rt::KERNEL,
     fast = const !crate::config::RUN_TIME_STATS as u32,

@@ -13,6 +13,7 @@ group!(pub TIMER, "timer", [
     change_period_takes_effect,
     timers_fire_in_expiry_order,
     start_from_interrupt,
+    the_service_task_exists_once_a_timer_runs,
 ]);
 
 static FIRED: Counter = Counter::new();
@@ -112,5 +113,23 @@ fn start_from_interrupt() -> TestResult {
     check!(ONE.is_active());
     task::delay(10);
     check_eq!(FIRED.get(), 1);
+    Ok(())
+}
+
+/// The service task is created with the first timer started, at `FQP_TIMER_PRIORITY`, once.
+fn the_service_task_exists_once_a_timer_runs() -> TestResult {
+    ONE.start();
+    ONE.start();
+    let mut services = 0;
+    let mut priority = None;
+    task::for_each(|t| {
+        if t.name == "timers" {
+            services += 1;
+            priority = Some(t.priority);
+        }
+    });
+    ONE.stop();
+    check_eq!(services, 1);
+    check_eq!(priority, Some(fqp_kernel::config::TIMER_PRIORITY));
     Ok(())
 }

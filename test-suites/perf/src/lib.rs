@@ -70,6 +70,14 @@ fn prio(p: u8) -> u8 {
     11 - p
 }
 
+/// The benchmarks' tasks by Thread-Metric thread number, as its porting layer keeps them
+/// ([`TaskId::into_raw`]): a task suspends itself by its number, as Thread-Metric's do.
+static THREADS: [AtomicU32; 5] = [const { AtomicU32::new(u32::MAX) }; 5];
+
+fn thread(i: usize) -> TaskId {
+    TaskId::from_raw(THREADS[i].load(Relaxed))
+}
+
 /// Stack of each benchmark task, in words.
 const STACK: usize = 256;
 
@@ -173,34 +181,28 @@ fn cooperative_scheduling() -> TestResult {
 
 fn preemptive_scheduling() -> TestResult {
     reset();
-    // Created from the highest down, each knowing the next; all but the lowest are suspended
-    // until resumed (none has run yet: the test task is above them).
-    let t4 = spawn("pre4", 6, || loop {
-        bump(4);
-        let _ = task::suspend(task::current());
-    })?;
-    let t3 = spawn("pre3", 7, move || loop {
-        let _ = task::resume(t4);
-        bump(3);
-        let _ = task::suspend(task::current());
-    })?;
-    let t2 = spawn("pre2", 8, move || loop {
-        let _ = task::resume(t3);
-        bump(2);
-        let _ = task::suspend(task::current());
-    })?;
-    let t1 = spawn("pre1", 9, move || loop {
-        let _ = task::resume(t2);
-        bump(1);
-        let _ = task::suspend(task::current());
-    })?;
-    for t in [t1, t2, t3, t4] {
-        task::suspend(t).map_err(|_| fqp_testkit::fail!("a task ended early"))?;
+    // Thread i resumes thread i + 1 and suspends itself (thread 4 only suspends); thread 0,
+    // the lowest, does not suspend. All but thread 0 start suspended (none has run yet: the
+    // test task is above them).
+    let body = |i: usize| {
+        move || loop {
+            if i < 4 {
+                let _ = task::resume(thread(i + 1));
+            }
+            bump(i);
+            if i > 0 {
+                let _ = task::suspend(thread(i));
+            }
+        }
+    };
+    for i in (0..5).rev() {
+        let names = ["pre0", "pre1", "pre2", "pre3", "pre4"];
+        let id = spawn(names[i], 10 - i as u8, body(i))?;
+        THREADS[i].store(id.into_raw(), Relaxed);
+        if i > 0 {
+            task::suspend(id).map_err(|_| fqp_testkit::fail!("a task ended early"))?;
+        }
     }
-    spawn("pre0", 10, move || loop {
-        let _ = task::resume(t1);
-        bump(0);
-    })?;
     report("preemptive_scheduling", Counted::All)?;
     check_lock_step(5)
 }
@@ -212,9 +214,6 @@ fn sem_given() {
     while SEM.try_take().is_ok() {}
     let _ = SEM.give();
 }
-
-/// The task the preemption handler resumes ([`TaskId::into_raw`]).
-static RESUMED: AtomicU32 = AtomicU32::new(u32::MAX);
 
 fn interrupt_processing() -> TestResult {
     reset();
@@ -242,17 +241,18 @@ fn interrupt_processing() -> TestResult {
 
 fn interrupt_preemption_processing() -> TestResult {
     reset();
+    // Thread 0, above, counts and suspends itself; the handler resumes it.
     let woken = spawn("irq-hi", 3, || loop {
         bump(1);
-        let _ = task::suspend(task::current());
+        let _ = task::suspend(thread(0));
     })?;
+    THREADS[0].store(woken.into_raw(), Relaxed);
     task::suspend(woken).map_err(|_| fqp_testkit::fail!("the task ended early"))?;
-    RESUMED.store(woken.into_raw(), Relaxed);
     fqp_testkit::irq::set_handler(
         0,
         Some(|| {
             bump(2);
-            let _ = task::resume(TaskId::from_raw(RESUMED.load(Relaxed)));
+            let _ = task::resume(thread(0));
         }),
     );
     spawn("irq-lo", 10, || loop {

@@ -30,8 +30,9 @@ pub fn dispatch(n: usize) {
     }
     // Only this interrupt's handler counts it, and it does not preempt itself: a load and a
     // store suffice (an atomic read-modify-write is a retry loop on this core).
-    COUNTS[n].store(COUNTS[n].load(Ordering::Relaxed) + 1, Ordering::Release);
-    let f = HANDLERS[n].load(Ordering::Acquire);
+    COUNTS[n].store(COUNTS[n].load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    // The handler was stored by the task that then pended this interrupt, on this core.
+    let f = HANDLERS[n].load(Ordering::Relaxed);
     if f != 0 {
         // SAFETY: the slot holds 0 or a `fn()` stored by `set_handler`.
         let f: fn() = unsafe { core::mem::transmute::<usize, fn()>(f) };
