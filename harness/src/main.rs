@@ -14,6 +14,7 @@ mod lab;
 mod manifest;
 mod pki;
 mod probe;
+mod profile;
 mod progress;
 mod qemu;
 mod qualify;
@@ -180,11 +181,15 @@ enum Cmd {
         lab: Option<PathBuf>,
     },
     /// Run the performance group under the FreeRTOS baseline's conditions (QEMU with
-    /// -icount, idle time not following real time; the kernel without time slicing; a fresh
-    /// boot) and print its figures, which repeat exactly from run to run.
+    /// -icount, idle time not following real time; the kernel without time slicing or
+    /// run-time statistics; a fresh boot) and print its figures, which repeat exactly from run
+    /// to run, and the kernel's size in the image (by module).
     ///
-    /// Reports go to --out (default out/<port name>-bench). With --baseline, every figure is
-    /// also shown as a ratio to the saved run's, and a drop beyond --tolerance fails (exit 1).
+    /// The image is built apart from the qualification image, with the manifest's
+    /// bench_features (the reference port's leave every other group out, so the image holds
+    /// the benchmarks' kernel). Reports go to --out (default out/<port name>-bench). With
+    /// --baseline, every figure is also shown as a ratio to the saved run's, and a drop beyond
+    /// --tolerance fails (exit 1).
     Bench {
         /// Directory of the port (holds port.toml), or the manifest file itself.
         #[arg(long, value_name = "DIR")]
@@ -201,6 +206,11 @@ enum Cmd {
         /// Only benchmarks whose `perf/name` contains this text (repeatable).
         #[arg(long = "test", value_name = "PATTERN")]
         tests: Vec<String>,
+        /// Also count the instructions the emulated device executes, by function, and print
+        /// the functions that take most (written whole to <out>/profile.txt). The emulator
+        /// runs tens of times slower: profile one benchmark at a time (--test).
+        #[arg(long)]
+        profile: bool,
         /// Lab directory with the key that signs results.json (as for qualify).
         #[arg(long, value_name = "DIR")]
         lab: Option<PathBuf>,
@@ -321,6 +331,7 @@ fn main() -> ExitCode {
                 broker_ca,
                 progress: !cli.quiet,
                 bench: false,
+                profile: None,
             };
             let run = qualify::qualify(&opts);
             let out = qualify::out_dir(&opts, &run.port.name);
@@ -461,6 +472,7 @@ fn main() -> ExitCode {
             baseline,
             tolerance,
             tests,
+            profile,
             lab,
         } => {
             let baseline = match baseline.map(|b| bench::load(&b)).transpose() {
@@ -479,6 +491,7 @@ fn main() -> ExitCode {
                 lab,
                 progress: !cli.quiet,
                 bench: true,
+                profile: profile.then(Default::default),
                 ..Default::default()
             };
             let run = qualify::qualify(&opts);
@@ -497,6 +510,18 @@ fn main() -> ExitCode {
                         .collect();
                     out_line(&format!("  its text by module (B): {}", parts.join(", ")));
                 }
+            }
+            if let Some(p) = &opts.profile {
+                let whole = p.table(usize::MAX);
+                let file = out.join("profile.txt");
+                if let Err(e) = std::fs::write(&file, &whole) {
+                    eprintln!("error: {}: {e}", file.display());
+                }
+                out_line(&format!(
+                    "instructions executed by function (all of them: {}):\n{}",
+                    file.display(),
+                    p.table(25)
+                ));
             }
             // The counts and the report; qualification is `fqp qualify`'s business.
             let summary = qualify::summary(&run, &out);

@@ -204,6 +204,9 @@ pub struct QemuSection {
     pub semihosting_args: Vec<String>,
     #[serde(default)]
     pub extra_args: Vec<String>,
+    /// Count the instructions executed by function (`fqp bench --profile`).
+    #[serde(skip)]
+    pub profile: Option<std::sync::Arc<crate::profile::Profile>>,
 }
 
 fn qemu_arm() -> String {

@@ -14,6 +14,17 @@ pub struct Qemu {
     child: Child,
     /// The console's pseudo-terminal.
     pub pty: PathBuf,
+    /// The thread counting a profiled run's instructions, done when QEMU has exited.
+    profiler: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The installed QEMU's `major.minor`, asked once.
+fn qemu_version(binary: &str) -> Option<(u32, u32)> {
+    static VERSION: std::sync::OnceLock<Option<(u32, u32)>> = std::sync::OnceLock::new();
+    *VERSION.get_or_init(|| {
+        let out = Command::new(binary).arg("--version").output().ok()?;
+        crate::profile::parse_qemu_version(&String::from_utf8_lossy(&out.stdout))
+    })
 }
 
 impl Qemu {
@@ -50,15 +61,22 @@ impl Qemu {
             cmd.args(["-icount", &format!("shift={shift},align=off,sleep={sleep}")]);
         }
         cmd.arg("-kernel").arg(image).args(&cfg.extra_args);
+        if cfg.profile.is_some() {
+            cmd.args(crate::profile::qemu_args(qemu_version(&cfg.binary)));
+        }
         let logf = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .map_err(|e| format!("{}: {e}", log.display()))?;
+        let stderr = match cfg.profile {
+            Some(_) => Stdio::piped(),
+            None => Stdio::from(logf.try_clone().map_err(|e| e.to_string())?),
+        };
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(logf.try_clone().map_err(|e| e.to_string())?))
+            .stderr(stderr)
             .spawn()
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => format!(
@@ -67,6 +85,18 @@ impl Qemu {
                 ),
                 _ => format!("cannot start {}: {e}", cfg.binary),
             })?;
+        let profiler = match (&cfg.profile, child.stderr.take()) {
+            (Some(profile), Some(stderr)) => {
+                let (profile, rest) = (
+                    profile.clone(),
+                    logf.try_clone().map_err(|e| e.to_string())?,
+                );
+                Some(std::thread::spawn(move || {
+                    profile.feed(BufReader::with_capacity(1 << 20, stderr), rest)
+                }))
+            }
+            _ => None,
+        };
         // QEMU announces the pseudo-terminal on stdout; keep draining stdout into the log.
         let stdout = child.stdout.take().expect("piped");
         let (tx, rx) = mpsc::channel();
@@ -89,7 +119,11 @@ impl Qemu {
         match rx.recv_timeout(Duration::from_secs(10)) {
             Ok(pty) => {
                 tracing::debug!(pty = %pty.display(), pid = child.id(), "QEMU started");
-                Ok(Qemu { child, pty })
+                Ok(Qemu {
+                    child,
+                    pty,
+                    profiler,
+                })
             }
             Err(_) => {
                 let _ = child.kill();
@@ -130,6 +164,10 @@ impl Drop for Qemu {
         if self.exited().is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+        // QEMU is gone: its error stream has ended, and the count is complete.
+        if let Some(t) = self.profiler.take() {
+            let _ = t.join();
         }
     }
 }

@@ -46,6 +46,9 @@ pub struct Options {
     /// Benchmark conditions (`fqp bench`): the kernel without time slicing, an emulator's
     /// idle time not following real time, no lab services; a build of its own.
     pub bench: bool,
+    /// Count an emulator's instructions by function into this profile (timeouts stretched
+    /// for the slower emulation).
+    pub profile: Option<std::sync::Arc<crate::profile::Profile>>,
 }
 
 /// Where the reports of a run go.
@@ -303,6 +306,12 @@ pub fn qualify(opts: &Options) -> Run {
             }
             if let Some(q) = m.flash.qemu.as_mut() {
                 q.icount_sleep = false;
+                if let Some(p) = &opts.profile {
+                    q.profile = Some(p.clone());
+                    m.timeouts.factor *= crate::profile::SLOWDOWN;
+                    m.timeouts.boot_ms =
+                        (m.timeouts.boot_ms as f64 * crate::profile::SLOWDOWN) as u64;
+                }
             }
             m.build.variant = Some("bench");
             let extra = std::mem::take(&mut m.build.bench_features);

@@ -97,3 +97,39 @@ fn a_baseline_that_is_not_a_result_file_is_refused() {
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("not an fqp results.json"), "{text}");
 }
+
+#[test]
+fn a_profiled_benchmark_names_where_its_instructions_went_and_keeps_its_figure() {
+    let figure = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("interrupt_to_task/interrupt_to_task_instructions"))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no figure in:\n{text}"))
+    };
+    let (code, plain) = bench("bench-plain", &["--test", "interrupt_to_task"]);
+    assert_eq!(code, 0, "{plain}");
+    let (code, profiled) = bench(
+        "bench-profile",
+        &["--test", "interrupt_to_task", "--profile"],
+    );
+    assert_eq!(code, 0, "{profiled}");
+    // Virtual time follows the instructions: one instruction per block changes no figure.
+    assert_eq!(figure(&plain), figure(&profiled));
+    // The switch handler and the semaphore's waiting path are where an interrupt wakes a task.
+    let table = profiled
+        .split("instructions executed by function")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no profile in:\n{profiled}"));
+    for f in [
+        "fqp_kernel_pendsv",
+        "fqp_kernel::semaphore::Semaphore>::take_waiting",
+    ] {
+        assert!(table.contains(f), "{f} not in:\n{table}");
+    }
+    let whole =
+        std::fs::read_to_string(repo().join("target/fqp-tests/bench-profile/profile.txt")).unwrap();
+    assert!(
+        whole.lines().last().unwrap().contains("100.00%  (all, "),
+        "{whole}"
+    );
+}
