@@ -126,6 +126,7 @@ pub fn init(r: &Request<'_>) -> Result<Vec<PathBuf>, String> {
         ("../test-suites/testkit", "test-suites/testkit"),
         ("../test-suites/cortex-m", "test-suites/cortex-m"),
         ("../test-suites/kernel", "test-suites/kernel"),
+        ("../test-suites/perf", "test-suites/perf"),
     ] {
         let to = relative(&root.join(sub), &dir);
         text = text.replace(

@@ -511,7 +511,7 @@ fn main() -> ExitCode {
                     out_line(&format!("  its text by module (B): {}", parts.join(", ")));
                 }
             }
-            if let Some(p) = &opts.profile {
+            if let Some(p) = opts.profile.as_ref().filter(|p| !p.is_empty()) {
                 let whole = p.table(usize::MAX);
                 let file = out.join("profile.txt");
                 if let Err(e) = std::fs::write(&file, &whole) {

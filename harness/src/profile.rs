@@ -68,6 +68,14 @@ impl Profile {
         }
     }
 
+    /// True until an instruction has been counted.
+    pub fn is_empty(&self) -> bool {
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
     /// The `top` functions by instructions executed, with their share, as a table.
     pub fn table(&self, top: usize) -> String {
         let all = self.counts.lock().unwrap_or_else(|e| e.into_inner());

@@ -133,3 +133,33 @@ fn a_profiled_benchmark_names_where_its_instructions_went_and_keeps_its_figure()
         "{whole}"
     );
 }
+
+#[test]
+fn profiling_a_board_that_is_not_emulated_is_refused_with_the_fix() {
+    let dir = repo().join("target/fqp-tests/bench-board-port");
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = format!(
+        "[port]\nname = \"board\"\nboard = \"a board on the bench\"\n\n[build]\ncrate = {:?}\ntarget = \"thumbv7m-none-eabi\"\n\n\
+         [flash]\nmethod = \"command\"\n\n[flash.command]\nflash = [\"true\"]\n\n[serial]\npath = \"tty\"\n",
+        repo().join("reference-port")
+    );
+    std::fs::write(dir.join("port.toml"), manifest).unwrap();
+    let o = common::fqp()
+        .args(["bench", "--profile", "--port"])
+        .arg(&dir)
+        .arg("--out")
+        .arg(repo().join("target/fqp-tests/bench-profile-board"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("--profile counts an emulator's instructions"),
+        "{text}"
+    );
+    assert!(text.contains("fix: profile on an emulated board"), "{text}");
+    assert!(
+        !text.contains("instructions executed by function"),
+        "{text}"
+    );
+}

@@ -1,8 +1,10 @@
 //! Qualification image of this port: the kernel, the board support in `board.rs`, and the
-//! kernel test suites, run by the fqp test runner over the console.
+//! kernel test suites and performance benchmarks, run by the fqp test runner over the console.
 
 #![no_std]
 #![no_main]
+
+extern crate alloc;
 
 mod board;
 mod pl011;
@@ -34,10 +36,13 @@ fn main() -> ! {
     board::CONSOLE.init(board::CPU_HZ, 115_200);
     let mut cp = cortex_m::Peripherals::take().expect("peripherals taken once, at start-up");
     board::enable_interrupts(&mut cp.NVIC);
-    fqp_testkit::run(
-        &BOARD,
-        fqp_suite_kernel::GROUPS,
-        env!("CARGO_PKG_VERSION"),
-        board::CPU_HZ,
-    )
+    fqp_testkit::run(&BOARD, groups(), env!("CARGO_PKG_VERSION"), board::CPU_HZ)
+}
+
+/// The groups in the image: the kernel's, then the performance benchmarks. PORT: add the
+/// groups of the libraries your port offers (see the reference port).
+fn groups() -> &'static [&'static fqp_testkit::Group] {
+    let mut all = alloc::vec::Vec::from(fqp_suite_kernel::GROUPS);
+    all.push(&fqp_suite_perf::PERF);
+    all.leak()
 }

@@ -33,6 +33,11 @@ pub struct GroupDesc {
     pub required: bool,
     #[serde(default)]
     pub requires: Vec<String>,
+    /// The test of this group whose figure (the metric named as the test) the group's
+    /// relative floors are multiples of: a figure of the port itself, so that the floors hold
+    /// on a core of any speed.
+    #[serde(default)]
+    pub control: Option<String>,
     #[serde(default)]
     pub tests: BTreeMap<String, TestDesc>,
 }
@@ -47,6 +52,9 @@ pub struct TestDesc {
     pub min: BTreeMap<String, f64>,
     #[serde(default)]
     pub max: BTreeMap<String, f64>,
+    /// Floors as multiples of the group's control figure (metric name → multiple).
+    #[serde(default)]
+    pub min_relative: BTreeMap<String, f64>,
 }
 
 fn split(id: &str) -> (&str, &str) {
@@ -74,6 +82,12 @@ impl Suites {
                     ));
                 }
             }
+            let relative = g.tests.iter().find(|(_, t)| !t.min_relative.is_empty());
+            if let (Some((test, _)), None) = (relative, &g.control) {
+                return Err(format!(
+                    "suite descriptions: {name}/{test} has relative floors (min_relative) but group {name} names no control test"
+                ));
+            }
         }
         Ok(s)
     }
@@ -99,17 +113,44 @@ impl Suites {
             .collect()
     }
 
+    /// The control test of `group` (see [`GroupDesc::control`]), if it names one.
+    pub fn control(&self, group: &str) -> Option<&str> {
+        self.groups.get(group)?.control.as_deref()
+    }
+
     /// Why test `id`, which passed on the device, misses its thresholds (a bound on one of
     /// its figures, or a bounded figure it did not report); `None` when it meets them.
-    pub fn missed_threshold(&self, id: &str, metrics: &[fqp_reports::Metric]) -> Option<String> {
+    /// `control` is the figure of its group's control test in the same run: relative floors
+    /// are not judged without it (the control did not run, or did not pass).
+    pub fn missed_threshold(
+        &self,
+        id: &str,
+        metrics: &[fqp_reports::Metric],
+        control: Option<f64>,
+    ) -> Option<String> {
         let (group, test) = split(id);
-        let t = self.groups.get(group)?.tests.get(test)?;
+        let g = self.groups.get(group)?;
+        let t = g.tests.get(test)?;
+        let relative = control.into_iter().flat_map(|c| {
+            t.min_relative.iter().map(move |(m, k)| {
+                let why = format!(
+                    " ({k} × {} = {c}, test-suites/suites.toml)",
+                    g.control.as_deref().unwrap_or_default()
+                );
+                (m, k * c, true, why)
+            })
+        });
         let bounds = t
             .min
             .iter()
-            .map(|(m, b)| (m, *b, true))
-            .chain(t.max.iter().map(|(m, b)| (m, *b, false)));
-        for (name, bound, at_least) in bounds {
+            .map(|(m, b)| (m, *b, true, " (test-suites/suites.toml)".to_string()))
+            .chain(
+                t.max
+                    .iter()
+                    .map(|(m, b)| (m, *b, false, " (test-suites/suites.toml)".to_string())),
+            )
+            .chain(relative);
+        for (name, bound, at_least, source) in bounds {
             let Some(m) = metrics.iter().find(|m| &m.name == name) else {
                 return Some(format!(
                     "the test reported no {name}, which has a threshold"
@@ -117,13 +158,13 @@ impl Suites {
             };
             if at_least && m.value < bound {
                 return Some(format!(
-                    "{name} = {} {} is below the threshold {bound} (test-suites/suites.toml)",
+                    "{name} = {} {} is below the threshold {bound}{source}",
                     m.value, m.unit
                 ));
             }
             if !at_least && m.value > bound {
                 return Some(format!(
-                    "{name} = {} {} is above the threshold {bound} (test-suites/suites.toml)",
+                    "{name} = {} {} is above the threshold {bound}{source}",
                     m.value, m.unit
                 ));
             }
@@ -235,26 +276,56 @@ mod tests {
             value,
             unit: "u".into(),
         };
-        assert_eq!(s.missed_threshold("perf/speed", &[m("count", 100.0)]), None);
+        assert_eq!(
+            s.missed_threshold("perf/speed", &[m("count", 100.0)], None),
+            None
+        );
         let low = s
-            .missed_threshold("perf/speed", &[m("count", 99.0)])
+            .missed_threshold("perf/speed", &[m("count", 99.0)], None)
             .unwrap();
         assert!(low.contains("below the threshold 100"), "{low}");
         let high = s
-            .missed_threshold("perf/latency", &[m("instructions", 51.0)])
+            .missed_threshold("perf/latency", &[m("instructions", 51.0)], None)
             .unwrap();
         assert!(high.contains("above the threshold 50"), "{high}");
-        let none = s.missed_threshold("perf/speed", &[]).unwrap();
+        let none = s.missed_threshold("perf/speed", &[], None).unwrap();
         assert!(none.contains("reported no count"), "{none}");
-        assert_eq!(s.missed_threshold("perf/other", &[]), None);
-        // The built-in thresholds are met by the figures they were set against.
+        assert_eq!(s.missed_threshold("perf/other", &[], None), None);
+        // A core twice as fast must do twice as much: floors relative to the control.
         let b = Suites::builtin();
-        assert!(b
-            .missed_threshold(
+        assert_eq!(b.control("perf"), Some("basic_processing"));
+        let coop = |score: f64, basic: f64| {
+            b.missed_threshold(
                 "perf/cooperative_scheduling",
-                &[m("cooperative_scheduling", 1.0)]
+                &[m("cooperative_scheduling", score)],
+                Some(basic),
             )
-            .is_some());
+        };
+        assert_eq!(coop(200_000.0, 3_000.0), None);
+        let slow = coop(200_000.0, 6_000.0).unwrap();
+        assert!(
+            slow.contains("below the threshold") && slow.contains("× basic_processing = 6000"),
+            "{slow}"
+        );
+        // Without the control's figure (not run), only absolute bounds are judged.
+        assert_eq!(
+            b.missed_threshold(
+                "perf/cooperative_scheduling",
+                &[m("cooperative_scheduling", 1.0)],
+                None
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn relative_floors_need_a_control() {
+        let e = Suites::parse(
+            "[capabilities]\nk = \"\"\n[groups.perf]\nsuite = \"p\"\ndescription = \"d\"\nrequired = false\n\
+             tests.speed.min_relative = { count = 2.0 }\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("perf/speed has relative floors"), "{e}");
     }
 
     #[test]
