@@ -503,12 +503,10 @@ fn main() -> ExitCode {
                     out_line(&format!("kernel in this image: {k}"));
                 }
                 if !f.kernel_text_by_module.is_empty() {
-                    let parts: Vec<String> = f
-                        .kernel_text_by_module
-                        .iter()
-                        .map(|m| format!("{} {}", m.module, m.bytes))
-                        .collect();
-                    out_line(&format!("  its text by module (B): {}", parts.join(", ")));
+                    out_line(&format!(
+                        "  its text by module (B): {}",
+                        f.kernel_modules_line()
+                    ));
                 }
             }
             if let Some(p) = opts.profile.as_ref().filter(|p| !p.is_empty()) {

@@ -69,7 +69,8 @@ pub(crate) fn switch_if(k: &mut Kernel, due: bool) {
 }
 
 /// Starts the scheduler: creates the idle task, starts the tick, runs the highest-priority
-/// task (the timer service task is created with the first timer). Tasks created before this call start here. Never returns.
+/// task (the timer service task is created with the first timer). Tasks created before this
+/// call start here. Never returns.
 ///
 /// `cpu_hz` is the frequency of the clock that drives the tick timer.
 pub fn start(cpu_hz: u32) -> ! {

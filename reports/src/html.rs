@@ -152,14 +152,7 @@ fn environment(h: &mut String, run: &Run) -> std::fmt::Result {
         if let Some(k) = f.kernel_size {
             rows.push(("Kernel size", k.to_string()));
         }
-        if !f.kernel_text_by_module.is_empty() {
-            let parts: Vec<String> = f
-                .kernel_text_by_module
-                .iter()
-                .map(|m| format!("{} {}", m.module, m.bytes))
-                .collect();
-            rows.push(("Kernel text by module (B)", parts.join(", ")));
-        }
+        rows.push(("Kernel text by module (B)", f.kernel_modules_line()));
     }
     writeln!(h, "<h2>Environment</h2><table id=\"environment\">")?;
     for (k, v) in rows.iter().filter(|(_, v)| !v.is_empty()) {

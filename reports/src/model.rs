@@ -79,6 +79,18 @@ pub struct Firmware {
     pub kernel_text_by_module: Vec<ModuleBytes>,
 }
 
+impl Firmware {
+    /// The kernel's text by module as one line (`task 1812, arch 1342, …`); empty when unknown.
+    pub fn kernel_modules_line(&self) -> String {
+        let parts: Vec<String> = self
+            .kernel_text_by_module
+            .iter()
+            .map(|m| format!("{} {}", m.module, m.bytes))
+            .collect();
+        parts.join(", ")
+    }
+}
+
 /// Bytes of one kernel module.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]

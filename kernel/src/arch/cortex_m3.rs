@@ -267,7 +267,7 @@ global_asm!(
     "    ldr r1, [r12, #{tcb_floor}]",
     "    cmp r0, r1",
     "    blo 2f",
-    "    ldrd r0, r1, [r1, #-8]",
+    "    ldrd r0, r1, [r1, #-8]", // the two guard words
     "    cmp r0, #{fill}",
     "    it eq",
     "    cmpeq r1, #{fill}",
@@ -319,7 +319,7 @@ global_asm!(
     "    ldr r2, [r12, #{tcb_floor}]",
     "    cmp r0, r2",
     "    blo 2f",
-    "    ldrd r0, r2, [r2, #-8]",
+    "    ldrd r0, r2, [r2, #-8]", // the two guard words
     "    cmp r0, #{fill}",
     "    it eq",
     "    cmpeq r2, #{fill}",
@@ -378,6 +378,9 @@ global_asm!(
     tcb_prio = const layout::TASKS + layout::TCB_PRIO,
     tcb_floor = const layout::TASKS + layout::TCB_STACK_FLOOR,
 );
+
+// The switch paths load the guard as one pair of words below the floor.
+const _: () = assert!(crate::task::GUARD_WORDS == 2);
 
 /// log2 of an array stride the switch path multiplies by with a shift.
 const fn shift(stride: usize) -> u32 {
