@@ -141,14 +141,30 @@ fn switch_out_more(k: &mut Kernel, cur: Idx) {
         hooks::stack_overflow(TaskId::of(k, cur), k.tasks[cur].name);
     }
     if RUN_TIME_STATS {
-        // A tick pending behind the mask can make the clock look one tick late: never let
-        // the stamp go backwards.
-        let now = uptime_cycles_locked(k);
-        if now > k.last_switch_cycles {
-            k.run_cycles[cur] += now - k.last_switch_cycles;
-            k.last_switch_cycles = now;
-        }
+        account(k, cur);
     }
+}
+
+/// Charges task `cur` with the cycles since the last switch.
+#[inline(always)]
+fn account(k: &mut Kernel, cur: Idx) {
+    // A tick pending behind the mask can make the clock look one tick late: never let the
+    // stamp go backwards.
+    let now = uptime_cycles_locked(k);
+    if now > k.last_switch_cycles {
+        k.run_cycles[cur] += now - k.last_switch_cycles;
+        k.last_switch_cycles = now;
+    }
+}
+
+/// Run-time statistics for a port's hand-written switch path, which is switching away from
+/// task `slot` (with the kernel's interrupts masked).
+#[cfg(all(target_arch = "arm", target_os = "none"))]
+#[no_mangle]
+pub extern "C" fn fqp_account_switch(slot: u32) {
+    // SAFETY: as for `fqp_switch_context`.
+    let k = unsafe { switching() };
+    account(k, slot as Idx);
 }
 
 /// Called by the port's context-switch handler with interrupts masked up to the syscall
@@ -224,6 +240,7 @@ fn yield_locked(k: &mut Kernel, sp: *mut u32) -> *mut u32 {
 }
 
 /// Cycles since the scheduler started, from the tick count and the tick timer.
+#[inline]
 pub(crate) fn uptime_cycles_locked(k: &Kernel) -> u64 {
     let per_tick = CYCLES_PER_TICK.load(Ordering::Relaxed) as u64;
     k.tick as u64 * per_tick + Active::cycles_into_tick() as u64

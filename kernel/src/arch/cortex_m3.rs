@@ -223,18 +223,17 @@ extern "C" fn SysTick() {
 //
 // PendSV, at the lowest priority, raises BASEPRI to the syscall ceiling and switches to the
 // head of the highest non-empty ready list (the count of leading zeros of the ready bitmap),
-// after the same stack check as below; while the scheduler is locked, or with run-time
-// statistics, it asks the kernel instead (`fqp_switch_context`: stack pointer out in r0, next
-// one back in r0).
+// after the same stack check and accounting as below; while the scheduler is locked it asks
+// the kernel instead (`fqp_switch_context`: stack pointer out in r0, next one back in r0).
 //
 // SVCall is a task's yield and runs at the ceiling already. Its common case is written out
-// here: with the scheduler not locked and no run-time statistics kept, the running task heads
-// its ready list (the kernel's invariant), so a yield makes the task after it (`sched_links`)
-// the head and the running task; when the task is alone, nothing is saved or changed at all.
-// The outgoing stack is checked as the kernel checks it (stack pointer above the floor, the
-// two guard words below the floor intact), a damaged one reported through
-// `fqp_stack_overflowed`. Every other case goes to `fqp_yield_context`, which does the same
-// in Rust and more. The offsets come from `sched::layout`; the indices read are the kernel's
+// here: with the scheduler not locked, the running task heads its ready list (the kernel's
+// invariant), so a yield makes the task after it (`sched_links`) the head and the running
+// task; when the task is alone, nothing is saved or changed at all. The outgoing stack is
+// checked as the kernel checks it (stack pointer above the floor, the two guard words below
+// the floor intact), a damaged one reported through `fqp_stack_overflowed`, and with run-time
+// statistics the outgoing task's time is accounted by `fqp_account_switch`. A locked
+// scheduler goes to `fqp_yield_context`, which does the same in Rust and more. The offsets come from `sched::layout`; the indices read are the kernel's
 // own (the running task and its list neighbour), always slots of the task table.
 global_asm!(
     ".section .text.SVCall,\"ax\",%progbits",
@@ -243,7 +242,6 @@ global_asm!(
     ".thumb_set SVCall, fqp_kernel_svcall",
     ".thumb_func",
     "fqp_kernel_svcall:",
-    ".if {fast}",
     "    ldr r3, ={kernel}",
     "    ldr r1, [r3, #{lock_depth}]",
     "    cbnz r1, 5f", // locked: the kernel's way
@@ -274,6 +272,11 @@ global_asm!(
     "    bne 2f",
     ".endif",
     "1:",
+    ".if {run_time_stats}",
+    "    mov r0, r4",
+    "    bl fqp_account_switch",
+    "    mvn lr, #2",
+    ".endif",
     "    add r12, r6, r5, lsl #{tcb_shift}",
     "    ldr r0, [r12, #{tcb_sp}]",
     "    ldmia r0!, {{r4-r11}}",
@@ -287,7 +290,6 @@ global_asm!(
     "    pop {{r4, lr}}",
     "    b 1b",
     "5:",
-    ".endif",
     "    mrs r0, PSP",
     "    stmdb r0!, {{r4-r11}}",
     "    bl fqp_yield_context",
@@ -308,7 +310,6 @@ global_asm!(
     "    stmdb r0!, {{r4-r11}}",
     "    mov r1, #{ceiling}",
     "    msr BASEPRI, r1",
-    ".if {fast}",
     "    ldr r4, ={kernel}", // r4: the kernel (kept across the overflow report's call)
     "    ldr r1, [r4, #{lock_depth}]",
     "    cbnz r1, 5f", // locked: the kernel's way
@@ -326,6 +327,11 @@ global_asm!(
     "    bne 2f",
     ".endif",
     "1:",
+    ".if {run_time_stats}",
+    "    ldrb r0, [r4, #{current}]",
+    "    bl fqp_account_switch",
+    "    mvn lr, #2",
+    ".endif",
     // The head of the highest non-empty ready list runs.
     "    ldr r2, [r4, #{ready_bits}]",
     "    clz r2, r2",
@@ -347,23 +353,14 @@ global_asm!(
     "    mvn lr, #2",
     "    b 1b",
     "5:",
-    ".endif",
     "    bl fqp_switch_context",
     "    mvn lr, #2",
-    ".if {fast}",
     "    b 6b",
-    ".else",
-    "    mov r1, #0",
-    "    msr BASEPRI, r1",
-    "    ldmia r0!, {{r4-r11}}",
-    "    msr PSP, r0",
-    "    bx lr",
-    ".endif",
     ".ltorg",
     ".size fqp_kernel_pendsv, . - fqp_kernel_pendsv",
     ceiling = const MAX_SYSCALL_PRIORITY,
     kernel = sym crate::rt::KERNEL,
-    fast = const !crate::config::RUN_TIME_STATS as u32,
+    run_time_stats = const crate::config::RUN_TIME_STATS as u32,
     stack_check = const crate::config::STACK_CHECK as u32,
     fill = const crate::task::STACK_FILL,
     lock_depth = const layout::LOCK_DEPTH,
