@@ -172,7 +172,7 @@ pub struct Image {
 }
 
 /// The kernel's share of an image.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct KernelSize {
     pub sections: fqp_reports::Sections,
     /// Code bytes by kernel module (`task`, `queue`, `arch`, …), largest first.
@@ -215,7 +215,6 @@ pub fn kernel_size(elf: &Path, kernel_src: Option<&Path>) -> Option<KernelSize> 
             // Thumb function symbols carry the Thumb bit in their address.
             SectionKind::Text => code.mark_unmarked(sym.address() & !1, sym.size(), module),
             SectionKind::ReadOnlyData | SectionKind::ReadOnlyString => {
-                size.text += sym.size();
                 *constants.entry(module.to_string()).or_default() += sym.size();
             }
             SectionKind::Data => size.data += sym.size(),

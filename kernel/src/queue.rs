@@ -78,7 +78,8 @@ impl RawQueue {
     /// `Overwrite` and it is not empty.
     unsafe fn put(&mut self, buf: *mut u8, src: *const u8, mode: Mode) {
         let n = match mode {
-            Mode::Back => (self.head + self.len) % self.cap,
+            // SAFETY: the caller's contract.
+            Mode::Back => return unsafe { self.push_back(buf, src, self.item) },
             Mode::Front => {
                 self.head = (self.head + self.cap - 1) % self.cap;
                 self.head
@@ -95,12 +96,43 @@ impl RawQueue {
     /// # Safety
     /// `buf` holds `cap` slots; `dst` has room for one item; the queue is not empty.
     unsafe fn get(&mut self, buf: *mut u8, dst: *mut u8, remove: bool) {
+        if remove {
+            // SAFETY: the caller's contract.
+            return unsafe { self.pop_front(buf, dst, self.item) };
+        }
         // SAFETY: the head slot is inside `buf`.
         unsafe { copy_item(self.slot(buf, self.head), dst, self.item) };
-        if remove {
-            self.head = (self.head + 1) % self.cap;
-            self.len -= 1;
+    }
+
+    /// Appends the item at `src` behind the newest. `size` is the item size (a constant where
+    /// the typed call inlines this).
+    ///
+    /// # Safety
+    /// As for [`RawQueue::put`] with [`Mode::Back`]; `size` is `self.item`.
+    #[inline(always)]
+    unsafe fn push_back(&mut self, buf: *mut u8, src: *const u8, size: usize) {
+        let mut n = self.head + self.len;
+        if n >= self.cap {
+            n -= self.cap;
         }
+        // SAFETY: slot `n` is inside `buf` (n < cap) and free; `src` is the caller's item.
+        unsafe { copy_item(src, buf.wrapping_add(n * size), size) };
+        self.len += 1;
+    }
+
+    /// Takes the oldest item into `dst`.
+    ///
+    /// # Safety
+    /// As for [`RawQueue::get`] with `remove`; `size` is `self.item`.
+    #[inline(always)]
+    unsafe fn pop_front(&mut self, buf: *mut u8, dst: *mut u8, size: usize) {
+        // SAFETY: the head slot is inside `buf` and holds an item; `dst` has room for one.
+        unsafe { copy_item(buf.wrapping_add(self.head * size), dst, size) };
+        self.head += 1;
+        if self.head == self.cap {
+            self.head = 0;
+        }
+        self.len -= 1;
     }
 }
 
@@ -134,13 +166,8 @@ fn push_back_now(raw: &UnsafeCell<RawQueue>, buf: *mut u8, src: *const u8, size:
         if q.len == q.cap {
             return false;
         }
-        let mut n = q.head + q.len;
-        if n >= q.cap {
-            n -= q.cap;
-        }
-        // SAFETY: slot `n` is inside `buf` (n < cap) and free; `src` is the caller's item.
-        unsafe { copy_item(src, buf.wrapping_add(n * size), size) };
-        q.len += 1;
+        // SAFETY: there is room; `size` is the queue's item size.
+        unsafe { q.push_back(buf, src, size) };
         if !q.receivers.is_empty() || q.set.is_some() {
             announce_item(k, q);
         }
@@ -158,13 +185,8 @@ fn pop_front_now(raw: &UnsafeCell<RawQueue>, buf: *mut u8, dst: *mut u8, size: u
         if q.len == 0 {
             return false;
         }
-        // SAFETY: the head slot is inside `buf` and holds an item; `dst` has room for one.
-        unsafe { copy_item(buf.wrapping_add(q.head * size), dst, size) };
-        q.head += 1;
-        if q.head == q.cap {
-            q.head = 0;
-        }
-        q.len -= 1;
+        // SAFETY: there is an item; `size` is the queue's item size.
+        unsafe { q.pop_front(buf, dst, size) };
         if !q.senders.is_empty() {
             wake_one(k, &mut q.senders);
         }
@@ -207,10 +229,7 @@ fn send_raw(
             };
             // SAFETY: checked above that there is room (or something to overwrite).
             unsafe { q.put(buf, src, mode) };
-            wake_one(k, &mut q.receivers);
-            if let Some(set) = q.set {
-                set.post(k);
-            }
+            announce_item(k, q);
             Step::Done(Ok(()))
         } else if expired {
             Step::Done(Err(TimedOut))

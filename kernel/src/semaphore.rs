@@ -13,6 +13,18 @@ struct State {
     set: Option<SetLink>,
 }
 
+impl State {
+    /// Takes one count if there is one.
+    #[inline(always)]
+    fn take_one(&mut self) -> bool {
+        let available = self.count > 0;
+        if available {
+            self.count -= 1;
+        }
+        available
+    }
+}
+
 /// A give found someone to tell: wakes the highest-priority waiter, posts to the set. Out of
 /// line, so that a give nobody waits for stays short.
 #[inline(never)]
@@ -65,16 +77,8 @@ impl Semaphore {
     #[inline]
     pub fn take(&self, timeout: Timeout) -> Result<(), TimedOut> {
         // The common case, a count there already, in one short critical section.
-        let taken = rt::with(|_| {
-            // SAFETY: inside a kernel critical section.
-            let s = unsafe { &mut *self.s.get() };
-            let available = s.count > 0;
-            if available {
-                s.count -= 1;
-            }
-            available
-        });
-        if taken {
+        // SAFETY: inside a kernel critical section.
+        if rt::with(|_| unsafe { &mut *self.s.get() }.take_one()) {
             return Ok(());
         }
         self.take_waiting(timeout)
@@ -85,8 +89,7 @@ impl Semaphore {
         block_on(timeout, |_, expired| {
             // SAFETY: inside a kernel critical section (block_on's attempt).
             let s = unsafe { &mut *self.s.get() };
-            if s.count > 0 {
-                s.count -= 1;
+            if s.take_one() {
                 Step::Done(Ok(()))
             } else if expired {
                 Step::Done(Err(TimedOut))
