@@ -244,6 +244,7 @@ fn run_command(s: &Start<'_>, c: &CommandSection, argv: &[String]) -> Result<(),
                 args[0]
             )
         })?;
+    let guard = crate::interrupt::Registered::new(child.id());
     let end = Instant::now() + Duration::from_millis(c.timeout_ms);
     let status = loop {
         if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
@@ -260,6 +261,7 @@ fn run_command(s: &Start<'_>, c: &CommandSection, argv: &[String]) -> Result<(),
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    drop(guard);
     if !status.success() {
         let mut text = String::new();
         let _ = std::fs::File::open(s.flash_log).and_then(|mut f| f.read_to_string(&mut text));

@@ -28,7 +28,7 @@ enum Running {
     Embedded(std::sync::Arc<Proxy>),
     /// A mosquitto process and its configuration, restarted for real.
     Mosquitto(
-        std::sync::Mutex<std::process::Child>,
+        std::sync::Mutex<crate::interrupt::Guarded>,
         std::path::PathBuf,
         u16,
     ),
@@ -39,8 +39,7 @@ impl Drop for Lab {
     fn drop(&mut self) {
         if let Running::Mosquitto(child, ..) = &self.broker {
             if let Ok(mut c) = child.lock() {
-                let _ = c.kill();
-                let _ = c.wait();
+                c.kill();
             }
         }
     }
@@ -84,8 +83,7 @@ impl Lab {
             }
             Running::Mosquitto(child, conf, port) => {
                 let mut c = child.lock().map_err(|_| "broker lock poisoned")?;
-                let _ = c.kill();
-                let _ = c.wait();
+                c.kill();
                 *c = spawn_mosquitto(conf, *port)?;
                 Ok(())
             }
@@ -536,7 +534,7 @@ fn start_mosquitto(
     ip: &str,
     dir: &std::path::Path,
     pki_dir: &std::path::Path,
-) -> Result<(std::process::Child, std::path::PathBuf, u16, u16), String> {
+) -> Result<(crate::interrupt::Guarded, std::path::PathBuf, u16, u16), String> {
     use std::process::Command;
     let dir = dir.join("mosquitto");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -566,10 +564,13 @@ fn start_mosquitto(
         &conf,
         format!(
             "# written by fqp for one qualification run\n\
-             allow_anonymous false\npassword_file {}\npersistence false\n\
+             {}allow_anonymous false\npassword_file {}\npersistence false\n\
              log_dest file {}\nlog_type error\nlog_type warning\nlog_type notice\n\
              listener {port} {ip}\n\
              listener {tls} {ip}\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+            // Started as root, mosquitto would become user `mosquitto`, who cannot read the
+            // run's private files: stay who we are.
+            if running_as_root() { "user root\n" } else { "" },
             passwd.display(),
             log.display(),
             pki("root-ca.crt"),
@@ -582,36 +583,51 @@ fn start_mosquitto(
     Ok((child, conf, port, tls))
 }
 
+/// Whether fqp runs as root (the owner of its own /proc entry).
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
 /// Starts mosquitto with `conf` and waits until it listens on `port`.
-fn spawn_mosquitto(conf: &std::path::Path, port: u16) -> Result<std::process::Child, String> {
+fn spawn_mosquitto(conf: &std::path::Path, port: u16) -> Result<crate::interrupt::Guarded, String> {
     use std::process::{Command, Stdio};
     // Debian installs it in /usr/sbin, which a user's PATH may not hold.
     let program = ["/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
         .unwrap_or("mosquitto");
-    let mut child = Command::new(program)
+    // What mosquitto says before its log is open (a file it cannot read, say) goes to its
+    // standard error: keep it.
+    let stderr_path = conf.with_file_name("mosquitto.stderr");
+    let stderr = std::fs::File::create(&stderr_path)
+        .map_err(|e| format!("{}: {e}", stderr_path.display()))?;
+    let child = Command::new(program)
         .arg("-c")
         .arg(conf)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .map_err(|e| {
             format!("cannot start mosquitto: {e}\n  fix: apt-get install mosquitto (or scripts/setup.sh --test)")
         })?;
+    let mut child = crate::interrupt::Guarded::new(child);
     let log = conf.with_file_name("mosquitto.log");
     let listening = wait_listening(port, "mosquitto", || {
-        child.try_wait().ok().flatten().map(|status| {
+        child.try_wait().map(|status| {
+            let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
             format!(
-                "mosquitto exited ({status}); its log ({}):\n{}",
+                "mosquitto exited ({status}); what it said ({}, {}):\n{}{}",
+                stderr_path.display(),
                 log.display(),
-                std::fs::read_to_string(&log).unwrap_or_default()
+                read(&stderr_path),
+                read(&log)
             )
         })
     });
     if let Err(e) = listening {
-        let _ = child.kill();
+        child.kill();
         return Err(e);
     }
     Ok(child)
@@ -742,7 +758,7 @@ mod tests {
     fn test_lab() -> Lab {
         let dir = std::env::temp_dir().join(format!("fqp-lab-{}", std::process::id()));
         let pki = crate::pki::Pki::make("127.0.0.1", &["1".into()], None).unwrap();
-        pki.write(&dir.join("pki")).unwrap();
+        pki.write_with_keys(&dir.join("pki")).unwrap();
         Lab::start(
             "127.0.0.1",
             true,

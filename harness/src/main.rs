@@ -2,14 +2,14 @@
 //!
 //! Builds a port's firmware (kernel, the port's board support, the on-device test suites),
 //! puts it on the device, drives the tests over the console, and writes JUnit, JSON and a
-//! serial transcript. Exit status: 0 all passed, 1 tests failed, 2 the run itself failed
-//! (build, flash, sync, console).
+//! serial transcript. The exit status is the table in `EXIT_STATUS` (and the README's).
 
 mod bench;
 mod device;
 mod doctor;
 mod firmware;
 mod init;
+mod interrupt;
 mod lab;
 mod manifest;
 mod pki;
@@ -26,14 +26,28 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// The exit statuses of `qualify`, `bench` and `merge`, as `fqp --help` prints them (the
+/// README has the same table).
+const EXIT_STATUS: &str = "Exit status (qualify, bench, merge):
+  0    every selected test passed and, for a whole run (no --group/--test/--capability,
+       no --partition), the port QUALIFIED
+  1    a product failure: a test failed, errored or was flaky, a threshold was missed, or a
+       whole run did NOT QUALIFY (results.json says why)
+  2    the run could not be carried out: infrastructure (build, flash, boot, console,
+       emulator, lab service) or configuration (manifest, options, toolchain), or its
+       reports could not be written
+  130  interrupted by SIGINT (129 SIGHUP, 143 SIGTERM): devices and services stopped, the
+       reports say `interrupted`
+`fqp verify` and `fqp doctor`: 0 when every check passes, 1 otherwise.
+References: docs/port-manifest.md (port.toml), docs/protocol.md (console protocol),
+docs/results.md (results.json).";
+
 #[derive(Parser)]
 #[command(
     name = "fqp",
     version,
     about = "Qualify an RTOS port: build, flash, test over the console, report",
-    after_help = "Exit status: 0 every test passed (or was skipped), 1 a test failed or errored, \
-                  2 the run itself failed (manifest, toolchain, build, device, console).\n\
-                  References: docs/port-manifest.md (port.toml), docs/protocol.md (console protocol)."
+    after_help = EXIT_STATUS
 )]
 struct Cli {
     /// More diagnostics on stderr (-v: debug, -vv: trace).
@@ -95,9 +109,12 @@ enum Cmd {
         #[command(flatten)]
         selection: Selection,
     },
-    /// Merge results of partial runs (for example CI partitions) into one report.
+    /// Merge the parts of one partitioned run (`qualify --partition I/N`) into one report.
     ///
-    /// Writes results.json and junit.xml to --out; exits like `qualify` on the merged verdict.
+    /// Every part 1..N must be given once, of one port, image, selection and harness, each
+    /// with a valid signature by a trusted signer (as `fqp verify` checks); anything else is
+    /// refused (exit 2). The merged results are judged again (QUALIFIED only as a whole) and
+    /// signed with this lab's key. Writes the reports to --out; exits like `qualify`.
     Merge {
         /// results.json files to merge.
         #[arg(required = true, value_name = "RESULTS")]
@@ -105,21 +122,38 @@ enum Cmd {
         /// Directory for the merged reports.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
-        /// Lab directory with the key that signs the merged results (as for qualify).
+        /// Lab directory with the key that signs the merged results, and whose certificate
+        /// the parts must be signed with unless --trust says otherwise (as for qualify).
         #[arg(long, value_name = "DIR")]
         lab: Option<PathBuf>,
+        /// Trust parts signed by this certificate (PEM), or issued by it (a CA) for signing
+        /// results, instead of the lab's own certificate.
+        #[arg(long, value_name = "CERT")]
+        trust: Option<PathBuf>,
     },
-    /// Check a signed result file: its signature, the image it is about, and that its verdict
-    /// and qualification statement follow from its tests.
+    /// Check a result file handed in: who signed it, the image it is about, the suite
+    /// descriptions it was judged by, and that its verdict and qualification statement follow
+    /// from its tests.
+    ///
+    /// Trust is explicit: the signer must be the certificate given with --trust (PEM), or
+    /// issued by it when it is a CA — and then be a certificate for signing results
+    /// (extendedKeyUsage codeSigning, keyUsage digitalSignature, not a CA). Without --trust,
+    /// only this machine's lab certificate is trusted (lab-cert.pem in the lab directory:
+    /// --lab, $FQP_LAB, ~/.config/fqp/lab). A signer that is not trusted, an unsigned or
+    /// edited file, a verdict or a qualification that does not follow from the tests, a file
+    /// judged by other suite descriptions: each fails, with its reason.
     ///
     /// Exit status 0 when every check passes, 1 when one fails (each is printed).
     Verify {
         /// The results.json to check (its signature is <file>.sig).
         #[arg(value_name = "RESULTS")]
         results: PathBuf,
-        /// Require the signer to be this certificate (PEM), or to be issued by it.
+        /// Trust this signer's certificate (PEM), or, a CA, the results signers it issued.
         #[arg(long, value_name = "CERT")]
         trust: Option<PathBuf>,
+        /// Lab directory whose lab-cert.pem is trusted when --trust is not given.
+        #[arg(long, value_name = "DIR")]
+        lab: Option<PathBuf>,
         /// The image that was qualified, when not at the path the results record.
         #[arg(long, value_name = "ELF")]
         image: Option<PathBuf>,
@@ -261,29 +295,58 @@ fn parse_partition(s: &str) -> Result<fqp_reports::Partition, String> {
     Ok(fqp_reports::Partition { index, count })
 }
 
-/// `fqp merge`: joins partial results, states the qualification of the whole, writes reports.
-fn merge(results: &[PathBuf], out: &std::path::Path, lab: Option<&std::path::Path>) -> ExitCode {
-    let merged = results
-        .iter()
-        .map(|p| fqp_reports::read_json(p))
-        .collect::<Result<Vec<_>, _>>()
-        .and_then(fqp_reports::merge);
-    match merged {
+/// `fqp merge`: checks that the parts are authentic and form one whole, joins them, states
+/// the qualification of the whole, writes and signs the reports.
+fn merge(
+    results: &[PathBuf],
+    out: &std::path::Path,
+    lab: Option<&std::path::Path>,
+    trust: Option<&std::path::Path>,
+) -> ExitCode {
+    let refuse = |e: String| {
+        eprintln!("error: {e}");
+        ExitCode::from(fqp_reports::EXIT_INFRASTRUCTURE)
+    };
+    let lab_dir = verify::lab_dir(lab);
+    let trusted = match verify::trusted_pem(trust, &lab_dir) {
+        Ok(t) => t,
+        Err(e) => return refuse(e),
+    };
+    let mut runs = Vec::new();
+    for p in results {
+        if let Err(e) = fqp_reports::sign::verify_file(p, Some(&trusted.pem)) {
+            return refuse(format!(
+                "{}: {e}\n  fix: merge only parts signed by {} (or give --trust the certificate of the lab that ran them)",
+                p.display(),
+                trusted.what
+            ));
+        }
+        match fqp_reports::read_json(p) {
+            Ok(r) => runs.push(r),
+            Err(e) => return refuse(e),
+        }
+    }
+    let _lock = match qualify::claim_out(out) {
+        Ok(l) => l,
+        Err(e) => return refuse(e),
+    };
+    match fqp_reports::merge(runs) {
         Ok(mut run) => {
             qualify::conclude(&mut run);
-            qualify::publish(&mut run, out, lab);
+            let written = qualify::publish(&mut run, out, lab);
             out_line(&qualify::summary(&run, out));
-            ExitCode::from(run.verdict.exit_code() as u8)
+            match written {
+                Ok(()) => ExitCode::from(run.exit_code()),
+                Err(e) => refuse(e),
+            }
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
+        Err(e) => refuse(e),
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    interrupt::install();
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => "warn",
         (false, 0) => "info",
@@ -333,10 +396,12 @@ fn main() -> ExitCode {
                 bench: false,
                 profile: None,
             };
-            let run = qualify::qualify(&opts);
-            let out = qualify::out_dir(&opts, &run.port.name);
-            out_line(&qualify::summary(&run, &out));
-            ExitCode::from(run.verdict.exit_code() as u8)
+            let f = qualify::qualify(&opts);
+            out_line(&qualify::summary(&f.run, &f.out));
+            if let Some(e) = &f.report_error {
+                eprintln!("error: {e}");
+            }
+            ExitCode::from(f.exit_code())
         }
         Cmd::List {
             selection:
@@ -408,7 +473,7 @@ fn main() -> ExitCode {
             devices,
             lab,
         } => match pki::Pki::make(&broker_ip, &devices, Some(&verify::lab_dir(lab.as_deref())))
-            .and_then(|p| p.write(&out))
+            .and_then(|p| p.write_with_keys(&out))
         {
             Ok(files) => {
                 for f in files {
@@ -450,13 +515,24 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Cmd::Merge { results, out, lab } => merge(&results, &out, lab.as_deref()),
+        Cmd::Merge {
+            results,
+            out,
+            lab,
+            trust,
+        } => merge(&results, &out, lab.as_deref(), trust.as_deref()),
         Cmd::Verify {
             results,
             trust,
+            lab,
             image,
         } => {
-            let v = verify::verify(&results, trust.as_deref(), image.as_deref());
+            let v = verify::verify(
+                &results,
+                trust.as_deref(),
+                &verify::lab_dir(lab.as_deref()),
+                image.as_deref(),
+            );
             for l in &v.lines {
                 out_line(l);
             }
@@ -494,18 +570,18 @@ fn main() -> ExitCode {
                 profile: profile.then(Default::default),
                 ..Default::default()
             };
-            let run = qualify::qualify(&opts);
-            let out = qualify::out_dir(&opts, &run.port.name);
-            let cmp = bench::compare(&run, baseline.as_ref(), tolerance, &opts.tests);
+            let f = qualify::qualify(&opts);
+            let (run, out) = (&f.run, &f.out);
+            let cmp = bench::compare(run, baseline.as_ref(), tolerance, &opts.tests);
             out_line(&cmp.table);
-            if let Some(f) = &run.firmware {
-                if let Some(k) = f.kernel_size {
+            if let Some(fw) = &run.firmware {
+                if let Some(k) = fw.kernel_size {
                     out_line(&format!("kernel in this image: {k}"));
                 }
-                if !f.kernel_text_by_module.is_empty() {
+                if !fw.kernel_text_by_module.is_empty() {
                     out_line(&format!(
                         "  its text by module (B): {}",
-                        f.kernel_modules_line()
+                        fw.kernel_modules_line()
                     ));
                 }
             }
@@ -522,13 +598,16 @@ fn main() -> ExitCode {
                 ));
             }
             // The counts and the report; qualification is `fqp qualify`'s business.
-            let summary = qualify::summary(&run, &out);
+            let summary = qualify::summary(run, out);
+            if let Some(e) = &f.report_error {
+                eprintln!("error: {e}");
+            }
             let plain: Vec<&str> = summary
                 .lines()
                 .take_while(|l| !l.starts_with("QUALIFIED") && !l.starts_with("NOT QUALIFIED"))
                 .collect();
             out_line(&plain.join("\n"));
-            let code = run.verdict.exit_code() as u8;
+            let code = f.exit_code();
             if code == 0 && !cmp.regressions.is_empty() {
                 out_line(&format!(
                     "REGRESSION beyond {tolerance}%: {}",

@@ -336,9 +336,21 @@ pub fn load(dir: &Path) -> Result<Manifest, ManifestError> {
     let text = std::fs::read_to_string(&file).map_err(|e| {
         err(None, format!("cannot read the port manifest: {e}"), "pass --port the directory of a port (it holds port.toml); port-template/ has an example")
     })?;
-    let mut m: Manifest = toml::from_str(&text).map_err(|e| {
+    parse(&text, &file)
+}
+
+/// Parses and validates the manifest `text` of the file `file`.
+pub fn parse(text: &str, file: &Path) -> Result<Manifest, ManifestError> {
+    let file = file.to_path_buf();
+    let err = |key: Option<&str>, problem: String, fix: &str| ManifestError {
+        file: file.clone(),
+        key: key.map(str::to_string),
+        problem,
+        fix: fix.to_string(),
+    };
+    let mut m: Manifest = toml::from_str(text).map_err(|e| {
         let key = e.message().split('`').nth(1).map(str::to_string);
-        let (line, col) = e.span().map(|s| line_col(&text, s.start)).unwrap_or((0, 0));
+        let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
         ManifestError {
             file: file.clone(),
             key,
@@ -827,5 +839,32 @@ machine = "mps2-an385"
     fn syntax_error_has_position() {
         let e = load_str("syntax", "[port\nname=1").unwrap_err();
         assert!(e.problem.starts_with("line 1"), "{}", e.problem);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(fqp_fuzzing::config())]
+
+        /// Whatever a port manifest holds, loading it never panics: it is a manifest, or an
+        /// error naming the file and the fix.
+        #[test]
+        fn fuzz_manifest(input in fqp_fuzzing::inputs(manifest_seeds(), 400)) {
+            let file = Path::new("/fuzz/port.toml");
+            if let Err(e) = parse(&String::from_utf8_lossy(&input), file) {
+                proptest::prop_assert!(e.to_string().contains("fix:"), "{e}");
+            }
+        }
+    }
+
+    /// The manifests of the tree's ports.
+    fn manifest_seeds() -> Vec<Vec<u8>> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        [
+            "reference-port",
+            "port-template",
+            "harness/tests/ports/selftest",
+        ]
+        .iter()
+        .map(|p| std::fs::read(root.join(p).join("port.toml")).unwrap())
+        .collect()
     }
 }

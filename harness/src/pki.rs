@@ -157,16 +157,17 @@ fn lab_root(dir: &Path) -> Result<Ca, String> {
         );
     }
     let root = ca("fqp lab root CA")?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    // Written aside, then moved in: a reader never sees half a file.
+    fqp_reports::sign::create_private_dir(dir)?;
+    // Written aside, then moved in: a reader never sees half a file. The key is this user's
+    // alone.
     for (path, text) in [
         (&key_path, root.issuer.key().serialize_pem()),
         (&crt, root.pem.clone()),
     ] {
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        write_private(&tmp, &text).and_then(|()| {
+            std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+        })?;
     }
     Ok(root)
 }
@@ -273,11 +274,9 @@ impl Pki {
         Ok(cert.der().to_vec())
     }
 
-    /// Writes every certificate and key under `dir` (`<name>.crt`, `<name>.key`); the paths.
-    pub fn write(&self, dir: &Path) -> Result<Vec<PathBuf>, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    /// Every certificate and key pair of the run (the root CA's certificate, not its key).
+    fn pairs(&self) -> Vec<(String, &Pair)> {
         let mut all: Vec<(String, &Pair)> = vec![
-            ("root-ca".into(), &self.root),
             ("broker".into(), &self.server),
             ("untrusted-broker".into(), &self.untrusted_server),
             ("expired-broker".into(), &self.expired_server),
@@ -288,15 +287,73 @@ impl Pki {
         for (id, p) in &self.devices {
             all.push((format!("device-{id}"), p));
         }
+        all
+    }
+
+    /// Writes the certificates (public material only: `root-ca.crt`, `<name>.crt`) under
+    /// `dir`, for a run's output directory; returns the paths.
+    pub fn write_certificates(&self, dir: &Path) -> Result<Vec<PathBuf>, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let mut written = Vec::new();
-        for (name, p) in all {
-            for (ext, text) in [("crt", &p.cert), ("key", &p.key)] {
-                let path = dir.join(format!("{name}.{ext}"));
-                std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-                written.push(path);
-            }
+        let root = ("root-ca".to_string(), &self.root);
+        for (name, p) in std::iter::once(root).chain(self.pairs()) {
+            let path = dir.join(format!("{name}.crt"));
+            std::fs::write(&path, &p.cert).map_err(|e| format!("{}: {e}", path.display()))?;
+            written.push(path);
         }
         Ok(written)
+    }
+
+    /// Writes the certificates and, readable by this user only, the keys of the servers and
+    /// devices (never the root CA's, which stays in the lab directory) under `dir`, itself
+    /// made private; returns the paths.
+    pub fn write_with_keys(&self, dir: &Path) -> Result<Vec<PathBuf>, String> {
+        fqp_reports::sign::create_private_dir(dir)?;
+        let mut written = self.write_certificates(dir)?;
+        for (name, p) in self.pairs() {
+            let path = dir.join(format!("{name}.key"));
+            write_private(&path, &p.key)?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+}
+
+/// Writes `text` to `path` (replacing it), readable and writable by this user only.
+fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A directory of private files for one run, in the lab directory, removed with it.
+pub struct PrivateRunDir(PathBuf);
+
+impl PrivateRunDir {
+    /// `<lab>/runs/<pid>`, new and private (what an earlier process of the same id left is
+    /// removed first).
+    pub fn new(lab: &Path) -> Result<PrivateRunDir, String> {
+        let dir = lab.join("runs").join(std::process::id().to_string());
+        let _ = std::fs::remove_dir_all(&dir);
+        fqp_reports::sign::create_private_dir(&dir)?;
+        Ok(PrivateRunDir(dir))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for PrivateRunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -357,6 +414,13 @@ mod tests {
         );
         // Certificates of the second run chain to the kept root.
         assert!(signed_by(&b.server.cert, &a.root.cert));
+        // Its key is this user's alone.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("pki-root.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
         // A damaged root is refused with the way out, not silently replaced.
         std::fs::write(dir.join("pki-root.key"), "garbage").unwrap();
         let err = Pki::make("10.0.2.2", &[], Some(&dir)).err().unwrap();
@@ -413,8 +477,27 @@ mod tests {
         assert!(pki.issue_client("1", &public[1..], false).is_err());
         // Files.
         let dir = std::env::temp_dir().join(format!("fqp-pki-{}", std::process::id()));
-        let files = pki.write(&dir).unwrap();
-        assert_eq!(files.len(), 2 * (7 + 2));
+        let files = pki.write_with_keys(&dir).unwrap();
+        assert_eq!(files.len(), 9 + 8);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        for f in &files {
+            if f.extension().is_some_and(|e| e == "key") {
+                assert_eq!(mode(f), 0o600, "{}", f.display());
+            }
+        }
+        assert!(
+            !dir.join("root-ca.key").exists(),
+            "the root CA's key stays in the lab"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        // A run's output holds public material only.
+        let public = pki.write_certificates(&dir).unwrap();
+        assert_eq!(public.len(), 9);
+        assert!(public
+            .iter()
+            .all(|f| f.extension().is_some_and(|e| e == "crt")));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

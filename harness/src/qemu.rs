@@ -16,6 +16,10 @@ pub struct Qemu {
     pub pty: PathBuf,
     /// The thread counting a profiled run's instructions, done when QEMU has exited.
     profiler: Option<std::thread::JoinHandle<()>>,
+    /// Killed if the run is interrupted; released before QEMU is reaped.
+    guard: Option<crate::interrupt::Registered>,
+    /// QEMU was killed by fqp (not from outside).
+    killed: bool,
 }
 
 /// The installed QEMU's `major.minor`, asked once.
@@ -85,6 +89,7 @@ impl Qemu {
                 ),
                 _ => format!("cannot start {}: {e}", cfg.binary),
             })?;
+        let guard = Some(crate::interrupt::Registered::new(child.id()));
         let profiler = match (&cfg.profile, child.stderr.take()) {
             (Some(profile), Some(stderr)) => {
                 let (profile, rest) = (
@@ -123,10 +128,13 @@ impl Qemu {
                     child,
                     pty,
                     profiler,
+                    guard,
+                    killed: false,
                 })
             }
             Err(_) => {
                 let _ = child.kill();
+                drop(guard);
                 let status = child.wait().ok();
                 let text = std::fs::read_to_string(log).unwrap_or_default();
                 let tail: Vec<&str> = text.lines().rev().take(10).collect();
@@ -142,7 +150,39 @@ impl Qemu {
 
     /// The exit status, if QEMU has ended.
     pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
+        let status = self.child.try_wait().ok().flatten();
+        if status.is_some() {
+            self.guard.take();
+        }
+        status
+    }
+
+    /// The signal that ended QEMU, if something other than fqp killed it (an operator, the
+    /// kernel's OOM killer, a crash of QEMU itself): the infrastructure failed, not the port.
+    pub fn killed_from_outside(&mut self) -> Option<i32> {
+        use std::os::unix::process::ExitStatusExt;
+        if self.killed || crate::interrupt::signal().is_some() {
+            return None;
+        }
+        // The console closes as QEMU dies: give the process a moment to be reapable.
+        let end = std::time::Instant::now() + Duration::from_millis(500);
+        loop {
+            if let Some(status) = self.exited() {
+                return status.signal();
+            }
+            if std::time::Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Kills QEMU and reaps it.
+    fn kill(&mut self) -> Option<ExitStatus> {
+        self.killed = true;
+        let _ = self.child.kill();
+        self.guard.take();
+        self.child.wait().ok()
     }
 
     /// Waits up to `d` for QEMU to end by itself, then kills it. Returns its status.
@@ -154,16 +194,14 @@ impl Qemu {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = self.child.kill();
-        self.child.wait().ok()
+        self.kill()
     }
 }
 
 impl Drop for Qemu {
     fn drop(&mut self) {
         if self.exited().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            self.kill();
         }
         // QEMU is gone: its error stream has ended, and the count is complete.
         if let Some(t) = self.profiler.take() {

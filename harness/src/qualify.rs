@@ -10,7 +10,9 @@ use crate::progress::Progress;
 use crate::qemu::Qemu;
 use crate::serial::{self, Link, Transcript};
 use crate::session::{DeviceInfo, Listed, Session};
-use fqp_reports::{Attempt, ErrorKind, Firmware, Partition, Port, Run, Status, Test, Verdict};
+use fqp_reports::{
+    Attempt, ErrorKind, Firmware, Partition, Port, Problem, Run, Stage, Status, Test, Verdict,
+};
 use fqp_suites::Suites;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -151,6 +153,9 @@ impl<'a> Ctx<'a> {
     }
 
     fn boot(&mut self) -> Result<Device, String> {
+        if let Some(signal) = crate::interrupt::signal() {
+            return Err(format!("the run was interrupted ({signal})"));
+        }
         self.boots += 1;
         serial::mark(&self.transcript, &format!("boot {}", self.boots));
         let Running { qemu, link } = device::start(&device::Start {
@@ -188,7 +193,7 @@ impl Ctx<'_> {
         loop {
             match self.boot() {
                 Ok(d) => return Ok(d),
-                Err(e) if attempt > retries => {
+                Err(e) if attempt > retries || crate::interrupt::signal().is_some() => {
                     return Err(if attempt > 1 {
                         format!("{e} (the device failed to start {attempt} times in a row)")
                     } else {
@@ -230,7 +235,110 @@ fn now_rfc3339() -> String {
 }
 
 fn empty_run(port: Port) -> Run {
-    Run::new(env!("CARGO_PKG_VERSION"), port, &now_rfc3339())
+    let mut run = Run::new(env!("CARGO_PKG_VERSION"), port, &now_rfc3339());
+    run.suites = Some(Suites::builtin().reference());
+    run
+}
+
+/// A finished run: its results, where its reports are, and whether they could be written.
+pub struct Finished {
+    pub run: Run,
+    pub out: PathBuf,
+    /// The reports could not be written (or signed): the run cannot be relied on.
+    pub report_error: Option<String>,
+}
+
+impl Finished {
+    /// The process's exit status (see `fqp --help`).
+    pub fn exit_code(&self) -> u8 {
+        match (&self.report_error, self.run.verdict) {
+            // An interruption says so, whatever else failed with it.
+            (_, Verdict::Interrupted) => self.run.exit_code(),
+            (Some(_), _) => fqp_reports::EXIT_INFRASTRUCTURE,
+            (None, _) => self.run.exit_code(),
+        }
+    }
+}
+
+/// The reports a run writes: removed when a run starts, so that reports in an output
+/// directory are always those of its latest run (or of none, if it died unreported).
+const REPORTS: [&str; 6] = [
+    "results.json",
+    "results.json.sig",
+    "junit.xml",
+    "report.html",
+    "summary.md",
+    "profile.txt",
+];
+
+/// An output directory held by this run: another run into it is refused while this lives.
+pub struct OutLock {
+    _file: std::fs::File,
+}
+
+/// Creates `out`, takes it for this run (refused while another run holds it) and removes the
+/// reports of the previous run there.
+pub fn claim_out(out: &Path) -> Result<OutLock, String> {
+    use std::io::{Read, Seek, Write};
+    std::fs::create_dir_all(out).map_err(|e| {
+        format!(
+            "cannot create the output directory {}: {e}\n  fix: give --out a directory this user can write",
+            out.display()
+        )
+    })?;
+    let path = out.join(".fqp.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            return Err(format!(
+                "another fqp run ({}) is writing its reports to {}\n  fix: wait for it to end, or give this run another --out",
+                match holder.trim() {
+                    "" => "process unknown".to_string(),
+                    pid => format!("process {pid}"),
+                },
+                out.display()
+            ));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(format!("cannot lock {}: {e}", path.display()))
+        }
+    }
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = write!(file, "{}", std::process::id());
+    for name in REPORTS {
+        match std::fs::remove_file(out.join(name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(format!(
+                    "cannot remove the previous run's {} in {}: {e}",
+                    name,
+                    out.display()
+                ))
+            }
+        }
+    }
+    Ok(OutLock { _file: file })
+}
+
+/// What the options select, as results record it: none when every test was asked for.
+fn selection_of(opts: &Options) -> Option<fqp_reports::Selection> {
+    let s = fqp_reports::Selection {
+        groups: opts.groups.clone(),
+        tests: opts.tests.clone(),
+        capabilities: opts.capabilities.clone(),
+    };
+    (s != fqp_reports::Selection::default()).then_some(s)
 }
 
 /// The tests the options select, in listing order: groups and patterns first, then the
@@ -292,8 +400,8 @@ fn group_of(id: &str) -> &str {
     id.split('/').next().unwrap_or("")
 }
 
-/// Runs a qualification and writes its reports; returns the run.
-pub fn qualify(opts: &Options) -> Run {
+/// Runs a qualification and writes its reports.
+pub fn qualify(opts: &Options) -> Finished {
     let t0 = Instant::now();
     let m = match manifest::load(&opts.port) {
         Ok(mut m) if opts.bench => {
@@ -328,8 +436,13 @@ pub fn qualify(opts: &Options) -> Run {
                 capabilities: Vec::new(),
                 manifest: opts.port.display().to_string(),
             });
-            run.infrastructure_errors.push(e.to_string());
-            return finish(run, &out_dir(opts, "unknown"), t0, opts);
+            run.problems
+                .push(Problem::new(Stage::Manifest, e.to_string()));
+            let out = out_dir(opts, "unknown");
+            return match claim_out(&out) {
+                Ok(_lock) => finish(run, &out, t0, opts),
+                Err(e) => unreported(run, out, e),
+            };
         }
     };
     let out = out_dir(opts, &m.port.name);
@@ -341,26 +454,46 @@ pub fn qualify(opts: &Options) -> Run {
         capabilities: m.capabilities.clone(),
         manifest: m.path.display().to_string(),
     });
-    if let Err(e) = std::fs::create_dir_all(&out) {
-        run.infrastructure_errors.push(format!(
-            "cannot create the output directory {}: {e}",
-            out.display()
+    let _lock = match claim_out(&out) {
+        Ok(l) => l,
+        Err(e) => return unreported(run, out, e),
+    };
+    run.selection = selection_of(opts);
+    let unknown = Suites::builtin()
+        .unknown_capabilities(&opts.capabilities)
+        .join(", ");
+    if !unknown.is_empty() {
+        run.problems.push(Problem::new(
+            Stage::Options,
+            format!(
+                "--capability {unknown}: no such capability\n  fix: use one of {}",
+                Suites::builtin()
+                    .capabilities
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         ));
         return finish(run, &out, t0, opts);
     }
     if opts.profile.is_some() && m.flash.qemu.is_none() {
-        run.infrastructure_errors.push(format!(
+        run.problems.push(Problem::new(Stage::Options, format!(
             "--profile counts an emulator's instructions, and this port's devices are flashed with {:?}\n  fix: profile on an emulated board (flash.method = \"qemu\"), or leave --profile out",
             m.flash.method
-        ));
+        )));
         return finish(run, &out, t0, opts);
     }
-    let image = match firmware::detect(&m.build.target)
-        .and_then(|tc| firmware::build(&m, &tc, &out.join("build.log")))
-    {
+    let built = firmware::detect(&m.build.target)
+        .map_err(|e| Problem::new(Stage::Toolchain, e))
+        .and_then(|tc| {
+            firmware::build(&m, &tc, &out.join("build.log"))
+                .map_err(|e| Problem::new(Stage::Build, e))
+        });
+    let image = match built {
         Ok(i) => i,
-        Err(e) => {
-            run.infrastructure_errors.push(e);
+        Err(p) => {
+            run.problems.push(p);
             return finish(run, &out, t0, opts);
         }
     };
@@ -376,9 +509,42 @@ pub fn qualify(opts: &Options) -> Run {
         kernel_text_by_module: kernel.map(|k| k.text_by_module).unwrap_or_default(),
     });
     run.partition = opts.partition;
-    run_tests(&m, &image, &out, opts, &mut run);
+    if crate::interrupt::signal().is_none() {
+        // A harness bug, or a device value it mishandles, must not lose the run: it becomes
+        // an infrastructure error in a report like any other.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_tests(&m, &image, &out, opts, &mut run)
+        }));
+        if let Err(panic) = ran {
+            run.problems.push(internal_error("the run", &*panic));
+        }
+    }
     hold_to_thresholds(&mut run);
     finish(run, &out, t0, opts)
+}
+
+/// A run whose reports cannot be written where asked.
+fn unreported(run: Run, out: PathBuf, why: String) -> Finished {
+    Finished {
+        run,
+        out,
+        report_error: Some(why),
+    }
+}
+
+/// The problem of a panic of `what` (the payload's message, when it has one).
+fn internal_error(what: &str, panic: &(dyn std::any::Any + Send)) -> Problem {
+    let msg = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into());
+    Problem::new(
+        Stage::Internal,
+        format!(
+            "internal error: {what} panicked: {msg}\n  fix: this is a harness bug: please report it with this run's output directory"
+        ),
+    )
 }
 
 /// Builds the port, boots one device, and returns the selected tests of its image with their
@@ -444,7 +610,7 @@ pub fn list(opts: &Options) -> Result<Vec<String>, String> {
 #[derive(Default)]
 struct Work {
     tests: Vec<(String, Test)>,
-    errors: Vec<String>,
+    errors: Vec<Problem>,
 }
 
 /// An empty run of a made-up port, for tests.
@@ -506,22 +672,34 @@ fn issue_certificate(
 fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut Run) {
     let mut specs = match device::specs(m, opts.devices) {
         Ok(s) => s.into_iter(),
-        Err(e) => return run.infrastructure_errors.push(e),
+        Err(e) => return run.problems.push(Problem::new(Stage::Options, e)),
     };
     let pool = specs.len() > 1;
     // The lab PKI of this run (also written to <out>/pki): devices import its root CA and
     // get certificates for the keys they make; the lab's TLS servers use it.
+    // Its certificates go to <out>/pki; the keys the lab's services need stay in a private
+    // directory of the lab directory, removed when the run ends.
     let ids: Vec<String> = specs.clone().map(|s| s.id).collect();
-    let pki_dir = out.join("pki");
+    let lab_dir = crate::verify::lab_dir(opts.lab.as_deref());
+    let private = match crate::pki::PrivateRunDir::new(&lab_dir) {
+        Ok(d) => d,
+        Err(e) => {
+            return run
+                .problems
+                .push(Problem::new(Stage::Lab, format!("the lab directory: {e}")))
+        }
+    };
+    let pki_dir = private.path();
     let pki = match crate::pki::Pki::make(
         &m.lab_host().unwrap_or_else(|| "10.0.2.2".into()),
         &ids,
-        Some(&crate::verify::lab_dir(opts.lab.as_deref())),
+        Some(&lab_dir),
     )
-    .and_then(|p| p.write(&pki_dir).map(|_| p))
+    .and_then(|p| p.write_with_keys(pki_dir).map(|_| p))
+    .and_then(|p| p.write_certificates(&out.join("pki")).map(|_| p))
     {
         Ok(p) => std::sync::Arc::new(p),
-        Err(e) => return run.infrastructure_errors.push(e),
+        Err(e) => return run.problems.push(Problem::new(Stage::Lab, e)),
     };
     // The lab lives until the run ends (a broker process with it). Benchmarks use none.
     let lab = match m.lab_host().filter(|_| !opts.bench) {
@@ -532,10 +710,10 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
             opts.broker_ca.as_deref(),
             out,
             &pki,
-            &pki_dir,
+            pki_dir,
         ) {
             Ok(l) => Some(std::sync::Arc::new(l)),
-            Err(e) => return run.infrastructure_errors.push(e),
+            Err(e) => return run.problems.push(Problem::new(Stage::Lab, e)),
         },
         None => None,
     };
@@ -587,11 +765,11 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
         access.clone(),
     ) {
         Ok(c) => c,
-        Err(e) => return run.infrastructure_errors.push(e),
+        Err(e) => return run.problems.push(Problem::new(Stage::Console, e)),
     };
     let mut dev = match first.boot_retrying(opts.retries) {
         Ok(d) => d,
-        Err(e) => return run.infrastructure_errors.push(e),
+        Err(e) => return run.problems.push(Problem::new(Stage::Boot, e)),
     };
     if let Some(fw) = run.firmware.as_mut() {
         fw.version = Some(dev.info.fw.clone());
@@ -600,10 +778,11 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
     let chosen = match dev
         .session
         .list(Duration::from_secs(10))
-        .and_then(|l| select(l, opts))
+        .map_err(|e| Problem::new(Stage::Console, e))
+        .and_then(|l| select(l, opts).map_err(|e| Problem::new(Stage::Options, e)))
     {
         Ok(c) => c,
-        Err(e) => return run.infrastructure_errors.push(e),
+        Err(p) => return run.problems.push(p),
     };
     let progress = Progress::new(opts.progress, chosen.len());
     // Tests needing a capability the port does not declare are reported, not run.
@@ -622,47 +801,129 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
         progress.result(&t);
         run.push(group_of(&l.id), t);
     }
+    let all = chosen.clone();
     let queue = Mutex::new(units(chosen));
     let done: Vec<Work> = std::thread::scope(|scope| {
         let (queue, progress) = (&queue, &progress);
+        let mut names = vec![first.spec.id.clone()];
         let mut handles =
             vec![scope.spawn(move || work(&mut first, Some(dev), queue, opts, progress))];
         for spec in specs {
             let access = access.clone();
+            names.push(spec.id.clone());
             handles.push(scope.spawn(move || {
                 let id = spec.id.clone();
                 match Ctx::new(m, image, out, spec, pool, opts.progress, access) {
                     Ok(mut ctx) => work(&mut ctx, None, queue, opts, progress),
                     Err(e) => Work {
-                        errors: vec![format!("device {id}: {e}")],
+                        errors: vec![Problem::new(Stage::Console, format!("device {id}: {e}"))],
                         ..Work::default()
                     },
                 }
             }));
         }
+        // A worker that panicked loses nothing silently: the panic is an infrastructure
+        // error, and the tests it held are reported as not run below.
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_default())
+            .zip(names)
+            .map(|(h, name)| {
+                h.join().unwrap_or_else(|panic| Work {
+                    errors: vec![internal_error(
+                        &format!("the worker of device {name}"),
+                        &*panic,
+                    )],
+                    ..Work::default()
+                })
+            })
             .collect()
     });
     progress.finish();
     for w in done {
-        run.infrastructure_errors.extend(w.errors);
+        run.problems.extend(w.errors);
         for (group, t) in w.tests {
             run.push(&group, t);
         }
     }
-    // Units no device could take (every device was lost).
-    for unit in queue.into_inner().unwrap_or_default() {
-        for l in unit {
-            let mut t = Test::new(&l.id, Status::Error);
-            t.index = Some(l.index);
-            t.error_kind = Some(ErrorKind::DeviceLost);
-            t.message = Some("not run: no device was left to run it".into());
-            run.push(group_of(&l.id), t);
-        }
+    // Units no device could take (every device was lost, or the run was interrupted), and
+    // tests a panicked worker held: reported, never silently missing.
+    let mut left: Vec<Listed> = queue
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .into_iter()
+        .flatten()
+        .collect();
+    let held: Vec<Listed> = all
+        .into_iter()
+        .filter(|l| {
+            !run.groups
+                .iter()
+                .flat_map(|g| &g.tests)
+                .any(|t| t.id == l.id)
+        })
+        .filter(|l| !left.iter().any(|x| x.id == l.id))
+        .collect();
+    left.extend(held);
+    for l in left {
+        let t = match crate::interrupt::signal() {
+            Some(signal) => interrupted_test(&l, signal),
+            None => {
+                let mut t = Test::new(&l.id, Status::Error);
+                t.index = Some(l.index);
+                t.error_kind = Some(ErrorKind::DeviceLost);
+                t.message = Some(
+                    "not run: no device was left to run it (see the infrastructure errors)".into(),
+                );
+                t
+            }
+        };
+        run.push(group_of(&l.id), t);
     }
     run.sort();
+}
+
+/// Names the function and source line a fault's program counter is at (from the image's
+/// debug information), in the test's details, location and message.
+fn decode_fault(t: &mut Test, elf: &Path) {
+    if t.error_kind != Some(ErrorKind::Fault) {
+        return;
+    }
+    let Some(pc) = t
+        .details
+        .get("pc")
+        .and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok())
+    else {
+        return;
+    };
+    let Some(at) = firmware::locate(elf, pc) else {
+        return;
+    };
+    let mut place = Vec::new();
+    if let Some(f) = at.function {
+        place.push(format!("in {f}"));
+        t.details.insert("function".into(), f);
+    }
+    if let Some(s) = at.source {
+        place.push(format!("at {s}"));
+        t.details.insert("source".into(), s.clone());
+        t.location.get_or_insert(s);
+    }
+    if let Some(m) = t.message.as_mut() {
+        m.push_str(&format!(", {}", place.join(" ")));
+    }
+}
+
+/// Times an emulator may be killed from outside before a device is given up.
+const MAX_OUTSIDE_KILLS: u32 = 3;
+
+/// The result of a test the interruption stopped or kept from running.
+fn interrupted_test(l: &Listed, signal: &str) -> Test {
+    let mut t = Test::new(&l.id, Status::Skipped);
+    t.index = Some(l.index);
+    t.message = Some(format!(
+        "not run to its end: the run was interrupted ({signal})"
+    ));
+    t
 }
 
 /// One device's loop: take a group, run its tests (restarting the device when a test leaves
@@ -682,9 +943,24 @@ fn work(
     let log = ctx.serial_log.display().to_string();
     // Outcomes on the current boot, to check against the device's own count at the end.
     let mut this_boot = [0u64; 3];
+    let mut outside_kills = 0;
     // The guard lives only inside the closure: the queue is not held while tests run.
     'units: while let Some(unit) = queue.lock().ok().and_then(|mut q| q.pop_front()) {
         for (n, test) in unit.iter().enumerate() {
+            // Fault injection for the harness's own tests (debug builds only): a worker that
+            // panics must not lose the run.
+            #[cfg(debug_assertions)]
+            if std::env::var_os("FQP_TEST_PANIC_IN_WORKER").is_some() {
+                panic!("FQP_TEST_PANIC_IN_WORKER is set");
+            }
+            if let Some(signal) = crate::interrupt::signal() {
+                // Report the rest of this group; the queue's are reported by the caller.
+                for l in &unit[n..] {
+                    w.tests
+                        .push((group_of(&l.id).to_string(), interrupted_test(l, signal)));
+                }
+                break 'units;
+            }
             let timeout =
                 Duration::from_millis((test.timeout_ms as f64 * t.factor) as u64 + t.grace_ms);
             let mut attempts = Vec::new();
@@ -700,8 +976,12 @@ fn work(
                             device.insert(d)
                         }
                         Err(e) => {
-                            w.errors
-                                .push(format!("the device could not be (re)started ({log}): {e}"));
+                            if crate::interrupt::signal().is_none() {
+                                w.errors.push(Problem::new(
+                                    Stage::Boot,
+                                    format!("the device could not be (re)started ({log}): {e}"),
+                                ));
+                            }
                             // Keep what this test did so far; give the rest of the group back:
                             // another device may run it.
                             let rest = if attempts.is_empty() { n } else { n + 1 };
@@ -722,6 +1002,43 @@ fn work(
                 });
                 let mut outcome = d.session.run(&test.id, timeout);
                 outcome.test.index = Some(test.index);
+                decode_fault(&mut outcome.test, &ctx.image.elf);
+                if let Some(signal) = crate::interrupt::signal() {
+                    // The interruption ended the test (its device was killed), not the port.
+                    if outcome.test.status != Status::Passed {
+                        outcome.test = interrupted_test(test, signal);
+                    }
+                    attempts.push(outcome.test);
+                    device = None;
+                    break;
+                }
+                let outside = match (outcome.restart, d.qemu.as_mut()) {
+                    (true, Some(q)) => q.killed_from_outside(),
+                    _ => None,
+                };
+                if let Some(sig) = outside {
+                    // Not the port's doing: run the test again on a fresh boot, as if it had
+                    // not started, and say that the lab failed.
+                    w.errors.push(Problem::new(Stage::Emulator, format!(
+                        "the emulator was killed by signal {sig} from outside fqp during {} (an operator, the OOM killer, or QEMU itself crashing): the infrastructure failed, not the port; the test was run again on a fresh boot",
+                        test.id
+                    )));
+                    serial::mark(
+                        &ctx.transcript,
+                        &format!("emulator killed by signal {sig} from outside"),
+                    );
+                    device = None;
+                    outside_kills += 1;
+                    if outside_kills > MAX_OUTSIDE_KILLS {
+                        w.errors.push(Problem::new(Stage::Emulator, format!("the emulator was killed from outside {outside_kills} times: giving up on device {}", ctx.spec.id)));
+                        let rest = n;
+                        if let Ok(mut q) = queue.lock() {
+                            q.push_front(unit[rest..].to_vec());
+                        }
+                        break 'units;
+                    }
+                    continue;
+                }
                 match outcome.test.status {
                     Status::Passed => this_boot[0] += 1,
                     Status::Failed => this_boot[1] += 1,
@@ -754,12 +1071,12 @@ fn work(
     }
     if let Some(mut d) = device {
         match d.session.summary(Duration::from_secs(2)) {
-            Some(counts) if counts != this_boot => w.errors.push(format!(
+            Some(counts) if counts != this_boot => w.errors.push(Problem::new(Stage::Console, format!(
                 "the device counted {counts:?} tests passed/failed/skipped on its last boot, the harness \
                  {this_boot:?}: protocol lines were lost; see {log}"
-            )),
+            ))),
             Some(_) => {}
-            None => w.errors.push(format!("the device did not answer SUMMARY at the end of the run; see {log}")),
+            None => w.errors.push(Problem::new(Stage::Console, format!("the device did not answer SUMMARY at the end of the run; see {log}"))),
         }
         if d.session.corrupt_lines > 0 {
             tracing::warn!(
@@ -773,47 +1090,65 @@ fn work(
     w
 }
 
-fn finish(mut run: Run, out: &Path, t0: Instant, opts: &Options) -> Run {
+fn finish(mut run: Run, out: &Path, t0: Instant, opts: &Options) -> Finished {
     run.duration_ms = t0.elapsed().as_millis() as u64;
+    if let Some(signal) = crate::interrupt::signal() {
+        run.interrupted = Some(signal.into());
+    }
     conclude(&mut run);
-    publish(&mut run, out, opts.lab.as_deref());
-    run
+    let report_error = publish(&mut run, out, opts.lab.as_deref()).err();
+    Finished {
+        run,
+        out: out.to_path_buf(),
+        report_error,
+    }
 }
 
 /// Sets the verdict and the qualification statement from the tests.
 pub fn conclude(run: &mut Run) {
     run.verdict = run.decide();
+    run.findings = run.classify();
     run.qualification = Some(Suites::builtin().qualification(run));
 }
 
 /// Writes the reports and signs `results.json`. A run whose results cannot be signed is not
-/// a complete run: that becomes an infrastructure error, in reports written unsigned.
-pub fn publish(run: &mut Run, out: &Path, lab: Option<&Path>) {
-    if let Err(e) = write_reports(run, out) {
-        eprintln!("error: {e}");
-        return;
-    }
+/// a complete run: that becomes an infrastructure error, in reports written unsigned. Err:
+/// the reports could not be written (and the run cannot be relied on).
+pub fn publish(run: &mut Run, out: &Path, lab: Option<&Path>) -> Result<(), String> {
+    write_reports(run, out)?;
     let results = out.join("results.json");
     if let Err(e) = crate::verify::sign_results(&results, &crate::verify::lab_dir(lab)) {
-        run.infrastructure_errors.push(e);
+        run.problems.push(Problem::new(Stage::Signing, e));
         conclude(run);
         let _ = std::fs::remove_file(fqp_reports::sign::signature_path(&results));
-        if let Err(e) = write_reports(run, out) {
-            eprintln!("error: {e}");
-        }
+        write_reports(run, out)?;
     }
+    Ok(())
 }
 
+/// Writes the reports of `run` to `out`, each whole or not at all (written aside, then moved
+/// into place).
 pub fn write_reports(run: &Run, out: &Path) -> Result<(), String> {
+    let write = |name: &str, bytes: &[u8]| {
+        let part = out.join(format!("{name}.part"));
+        std::fs::write(&part, bytes)
+            .and_then(|()| std::fs::rename(&part, out.join(name)))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&part);
+                format!(
+                    "cannot write {}: {e}\n  fix: free space there, or give --out a directory this user can write",
+                    out.join(name).display()
+                )
+            })
+    };
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    fqp_reports::write_json(run, &out.join("results.json"))
-        .map_err(|e| format!("results.json: {e}"))?;
-    let f = std::fs::File::create(out.join("junit.xml")).map_err(|e| format!("junit.xml: {e}"))?;
-    fqp_reports::write_junit(run, std::io::BufWriter::new(f))?;
-    std::fs::write(out.join("report.html"), fqp_reports::render_html(run))
-        .map_err(|e| format!("report.html: {e}"))?;
+    write("results.json", fqp_reports::to_json(run)?.as_bytes())?;
+    let mut junit = Vec::new();
+    fqp_reports::write_junit(run, &mut junit)?;
+    write("junit.xml", &junit)?;
+    write("report.html", fqp_reports::render_html(run).as_bytes())?;
     let md = fqp_reports::render_markdown(run);
-    std::fs::write(out.join("summary.md"), &md).map_err(|e| format!("summary.md: {e}"))?;
+    write("summary.md", md.as_bytes())?;
     // On GitHub Actions, the summary also goes to the job's page.
     if let Some(page) = std::env::var_os("GITHUB_STEP_SUMMARY") {
         use std::io::Write;
@@ -853,11 +1188,17 @@ pub fn summary(run: &Run, out: &Path) -> String {
             Verdict::Passed => "PASSED",
             Verdict::Failed => "FAILED",
             Verdict::InfrastructureError => "INFRASTRUCTURE ERROR",
+            Verdict::Interrupted => "INTERRUPTED",
         },
         out.join("report.html").display()
     );
-    for e in &run.infrastructure_errors {
-        text.push_str(&format!("\ninfrastructure error: {e}"));
+    for p in &run.problems {
+        text.push_str(&format!(
+            "\n{} problem ({}): {}",
+            p.stage.category().as_str(),
+            p.stage.as_str(),
+            p.message
+        ));
     }
     if let Some(q) = &run.qualification {
         let caps = q.capabilities.join(", ");

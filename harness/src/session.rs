@@ -47,6 +47,37 @@ const SYNC_EVERY: Duration = Duration::from_millis(300);
 const SET_CHUNK: usize = 64;
 /// Corrupt lines tolerated per test before giving up on asking again.
 const MAX_AGAIN: usize = 3;
+/// The longest a device may ask for a test to run: a listed timeout beyond it is cut to it.
+pub const MAX_TEST_TIMEOUT_MS: u64 = 30 * 60 * 1000;
+/// Tests an image may list.
+const MAX_TESTS: usize = 10_000;
+/// Console output kept with one test (lines, bytes); the rest is in the serial transcript.
+const MAX_OUTPUT_LINES: usize = 2_000;
+const MAX_OUTPUT_BYTES: usize = 256 * 1024;
+/// Figures one test may report.
+const MAX_METRICS: usize = 64;
+
+/// Whether `id` is `group/name`, each a non-empty identifier (ASCII letters, digits, `_`,
+/// `-`): what every report and file name built from it can hold.
+fn valid_id(id: &str) -> bool {
+    let word = |w: &str| {
+        !w.is_empty()
+            && w.len() <= 96
+            && w.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    matches!(id.split_once('/'), Some((g, n)) if word(g) && word(n))
+}
+
+/// A test's console output, bounded: past the limits, lines are counted, not kept.
+fn keep_output(t: &mut Test, line: String, dropped: &mut usize) {
+    let bytes: usize = t.output.iter().map(String::len).sum();
+    if *dropped > 0 || t.output.len() >= MAX_OUTPUT_LINES || bytes + line.len() > MAX_OUTPUT_BYTES {
+        *dropped += 1;
+    } else {
+        t.output.push(line);
+    }
+}
 
 /// Carries out what a test asks of the host (`ASK action=…`): the action and its other
 /// fields. What it answers, if anything, are settings provisioned (`SET`) before `DONE`.
@@ -179,11 +210,31 @@ impl<L: Link> Session<L> {
                     }
                     Recv::Closed => return Err("the console closed while listing tests".into()),
                     Recv::Line(l) => match fqp_protocol::parse(&l) {
-                        Ok(Some(f)) if f.kind == Kind::Test => tests.push(Listed {
-                            id: f.get("id").unwrap_or_default(),
-                            index: tests.len(),
-                            timeout_ms: f.num("timeout_ms").unwrap_or(5000),
-                        }),
+                        Ok(Some(f)) if f.kind == Kind::Test => {
+                            let id = f.get("id").unwrap_or_default();
+                            if !valid_id(&id) {
+                                return Err(format!(
+                                    "the device listed a test named {:?}, which is not group/name (letters, digits, _ and -)",
+                                    id.chars().take(120).collect::<String>()
+                                ));
+                            }
+                            if tests.iter().any(|t: &Listed| t.id == id) {
+                                return Err(format!("the device listed test {id} twice"));
+                            }
+                            if tests.len() == MAX_TESTS {
+                                return Err(format!(
+                                    "the device lists more than {MAX_TESTS} tests"
+                                ));
+                            }
+                            tests.push(Listed {
+                                id,
+                                index: tests.len(),
+                                timeout_ms: f
+                                    .num("timeout_ms")
+                                    .unwrap_or(5000)
+                                    .min(MAX_TEST_TIMEOUT_MS),
+                            })
+                        }
                         Ok(Some(f)) if f.kind == Kind::Listed => {
                             if damaged || f.num("count") != Some(tests.len() as u64) {
                                 break; // a line was lost: list again
@@ -207,6 +258,8 @@ impl<L: Link> Session<L> {
         let started = Instant::now();
         let mut t = Test::new(id, Status::Error);
         let mut agains = 0;
+        let mut dropped = 0;
+        let mut failed_check = false;
         let fail = |t: &mut Test, kind: ErrorKind, msg: String| {
             t.status = Status::Error;
             t.error_kind = Some(kind);
@@ -247,14 +300,17 @@ impl<L: Link> Session<L> {
                     Ok(None) => {
                         self.remember(&line);
                         if !line.trim().is_empty() {
-                            t.output.push(line);
+                            keep_output(&mut t, line, &mut dropped);
                         }
                         continue;
                     }
                     Err(e) => {
                         self.corrupt_lines += 1;
-                        t.output
-                            .push(format!("[fqp: damaged protocol line ignored ({e})] {line}"));
+                        keep_output(
+                            &mut t,
+                            format!("[fqp: damaged protocol line ignored ({e})] {line}"),
+                            &mut dropped,
+                        );
                         if agains < MAX_AGAIN {
                             agains += 1;
                             let _ = self.send(&command(Kind::Again, &[]));
@@ -264,16 +320,45 @@ impl<L: Link> Session<L> {
                 };
                 let ours = f.get("id").as_deref() == Some(id);
                 match f.kind {
-                    Kind::Log => t.output.push(f.get("msg").unwrap_or_default()),
-                    Kind::Metric if ours => t.metrics.push(Metric {
-                        name: f.get("name").unwrap_or_default(),
-                        value: f
-                            .get("value")
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(f64::NAN),
-                        unit: f.get("unit").unwrap_or_default(),
-                    }),
+                    Kind::Log => {
+                        keep_output(&mut t, f.get("msg").unwrap_or_default(), &mut dropped)
+                    }
+                    Kind::Metric if ours => {
+                        // A figure the reports can hold and the thresholds can judge, once.
+                        let name = f.get("name").unwrap_or_default();
+                        let text = f.get("value").unwrap_or_default();
+                        let bad = match text.parse::<f64>() {
+                            _ if name.is_empty() => Some("a figure without a name".to_string()),
+                            Ok(v) if !v.is_finite() => {
+                                Some(format!("figure {name} = {text}, not a finite number"))
+                            }
+                            Err(_) => Some(format!("figure {name} = {text:?}, not a number")),
+                            Ok(_) if t.metrics.iter().any(|m| m.name == name) => {
+                                Some(format!("figure {name} reported twice"))
+                            }
+                            Ok(_) if t.metrics.len() == MAX_METRICS => {
+                                Some(format!("more than {MAX_METRICS} figures"))
+                            }
+                            Ok(value) => {
+                                t.metrics.push(Metric {
+                                    name,
+                                    value,
+                                    unit: f.get("unit").unwrap_or_default(),
+                                });
+                                None
+                            }
+                        };
+                        if let Some(why) = bad {
+                            fail(
+                                &mut t,
+                                ErrorKind::Protocol,
+                                format!("the device reported {why}"),
+                            );
+                            break 'run true;
+                        }
+                    }
                     Kind::Fail if ours => {
+                        failed_check = true;
                         t.message = f.get("msg");
                         t.location = Some(format!(
                             "{}:{}",
@@ -284,6 +369,14 @@ impl<L: Link> Session<L> {
                     Kind::End if ours => {
                         t.device_us = f.num("us");
                         match f.raw("status") {
+                            Some("pass") if failed_check => {
+                                fail(
+                                    &mut t,
+                                    ErrorKind::Protocol,
+                                    "the device reported a failed check (FAIL), then that the test passed".into(),
+                                );
+                                break 'run true;
+                            }
                             Some("pass") => t.status = Status::Passed,
                             Some("skip") => {
                                 t.status = Status::Skipped;
@@ -391,6 +484,12 @@ impl<L: Link> Session<L> {
                 }
             }
         };
+        if dropped > 0 {
+            t.output.push(format!(
+                "[fqp: {dropped} more lines of output not kept here (at most {MAX_OUTPUT_LINES} lines, {} KiB per test); the serial transcript has them]",
+                MAX_OUTPUT_BYTES / 1024
+            ));
+        }
         t.wall_ms = started.elapsed().as_millis() as u64;
         Outcome { test: t, restart }
     }
@@ -684,6 +783,180 @@ mod tests {
         assert_eq!(o.test.location.as_deref(), Some("src/q.rs:17"));
         assert_eq!(o.test.message.as_deref(), Some("left 1 right 2"));
         assert!(!o.restart);
+    }
+
+    /// What a misbehaving device claims never becomes a pass it did not earn, nor a report
+    /// that cannot be read back.
+    #[test]
+    fn a_device_is_held_to_the_protocols_meaning() {
+        let end_pass = || dev(Kind::End, &[("id", "g/t"), ("status", "pass"), ("us", "1")]);
+        let metric = |name: &str, value: &str| {
+            dev(
+                Kind::Metric,
+                &[
+                    ("id", "g/t"),
+                    ("name", name),
+                    ("value", value),
+                    ("unit", "u"),
+                ],
+            )
+        };
+        for (value, why) in [
+            ("NaN", "not a finite number"),
+            ("inf", "not a finite number"),
+            ("-infinity", "not a finite number"),
+            ("12abc", "not a number"),
+        ] {
+            let o = run_with(vec![metric("m", value), end_pass()]);
+            assert_eq!(o.test.status, Status::Error, "{value}");
+            assert_eq!(o.test.error_kind, Some(ErrorKind::Protocol));
+            assert!(
+                o.test.message.as_deref().unwrap().contains(why),
+                "{:?}",
+                o.test.message
+            );
+            assert!(o.restart);
+        }
+        let o = run_with(vec![metric("m", "1"), metric("m", "2"), end_pass()]);
+        assert!(o
+            .test
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("figure m reported twice"));
+        let o = run_with(vec![metric("", "1"), end_pass()]);
+        assert_eq!(o.test.status, Status::Error);
+        let many: Vec<Recv> = (0..=MAX_METRICS)
+            .map(|i| metric(&format!("m{i}"), "1"))
+            .chain([end_pass()])
+            .collect();
+        assert_eq!(run_with(many).test.status, Status::Error);
+        // A failed check, then "pass": not a pass.
+        let o = run_with(vec![
+            dev(
+                Kind::Fail,
+                &[
+                    ("id", "g/t"),
+                    ("file", "a.rs"),
+                    ("line", "1"),
+                    ("msg", "no"),
+                ],
+            ),
+            end_pass(),
+        ]);
+        assert_eq!(
+            (o.test.status, o.test.error_kind),
+            (Status::Error, Some(ErrorKind::Protocol))
+        );
+        // Output is bounded, and says so.
+        let flood: Vec<Recv> = (0..MAX_OUTPUT_LINES + 500)
+            .map(|i| Recv::Line(format!("line {i}")))
+            .chain([end_pass()])
+            .collect();
+        let o = run_with(flood);
+        assert_eq!(o.test.status, Status::Passed);
+        assert_eq!(o.test.output.len(), MAX_OUTPUT_LINES + 1);
+        assert!(
+            o.test.output.last().unwrap().contains("500 more lines"),
+            "{:?}",
+            o.test.output.last()
+        );
+        let big = "x".repeat(60_000);
+        let o = run_with(
+            (0..10)
+                .map(|_| Recv::Line(big.clone()))
+                .chain([end_pass()])
+                .collect(),
+        );
+        assert!(o.test.output.iter().map(String::len).sum::<usize>() <= MAX_OUTPUT_BYTES + 200);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(fqp_fuzzing::config())]
+
+        /// Whatever a device sends during a test, the session never panics, and records a
+        /// pass only when the device sent an intact END for this very test with status pass
+        /// and no failed check before it.
+        #[test]
+        fn fuzz_a_test_never_passes_unearned(lines in proptest::collection::vec(fqp_fuzzing::mutated(device_lines()), 0..12)) {
+            let text: Vec<String> = lines.iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect();
+            let mut queue = Some(text.iter().map(|l| Recv::Line(l.clone())).collect::<Vec<_>>());
+            let mut s = fake(move |_, _| queue.take().unwrap_or_default());
+            let o = s.run("g/t", Duration::ZERO);
+            if o.test.status == Status::Passed {
+                let ends = text.iter().filter_map(|l| fqp_protocol::parse(l).ok().flatten()).filter(|f| f.kind == Kind::End && f.get("id").as_deref() == Some("g/t"));
+                proptest::prop_assert!(ends.clone().any(|f| f.raw("status") == Some("pass")), "{text:?}");
+            }
+            proptest::prop_assert!(o.test.output.len() <= MAX_OUTPUT_LINES + 1);
+        }
+    }
+
+    /// What a device says during a test: the corpus the fuzzer damages.
+    fn device_lines() -> Vec<Vec<u8>> {
+        let line = |r: Recv| match r {
+            Recv::Line(l) => l.into_bytes(),
+            _ => unreachable!(),
+        };
+        vec![
+            line(dev(Kind::Start, &[("id", "g/t")])),
+            line(dev(Kind::Log, &[("id", "g/t"), ("msg", "hello")])),
+            line(dev(
+                Kind::Metric,
+                &[
+                    ("id", "g/t"),
+                    ("name", "m"),
+                    ("value", "1.5"),
+                    ("unit", "u"),
+                ],
+            )),
+            line(dev(
+                Kind::Fail,
+                &[
+                    ("id", "g/t"),
+                    ("file", "a.rs"),
+                    ("line", "3"),
+                    ("msg", "no"),
+                ],
+            )),
+            line(dev(
+                Kind::End,
+                &[("id", "g/t"), ("status", "pass"), ("us", "10")],
+            )),
+            line(dev(
+                Kind::End,
+                &[("id", "g/t"), ("status", "fail"), ("us", "10")],
+            )),
+            line(dev(Kind::Fault, &[("kind", "HardFault"), ("pc", "0x10")])),
+            line(dev(
+                Kind::Ask,
+                &[("id", "g/t"), ("action", "restart-broker")],
+            )),
+            b"plain output".to_vec(),
+        ]
+    }
+
+    #[test]
+    fn a_listing_is_checked() {
+        let listing = |tests: Vec<Vec<(&'static str, &'static str)>>| {
+            let mut s = fake(move |_, _| {
+                let mut v: Vec<Recv> = tests.iter().map(|f| dev(Kind::Test, f)).collect();
+                v.push(dev(Kind::Listed, &[("count", &tests.len().to_string())]));
+                v
+            });
+            s.list(Duration::from_secs(1))
+        };
+        let e = listing(vec![vec![("id", "a/x")], vec![("id", "a/x")]]).unwrap_err();
+        assert!(e.contains("listed test a/x twice"), "{e}");
+        for bad in ["nogroup", "a/", "/x", "a/b/c", "a/x y", "a/<script>"] {
+            let e = listing(vec![vec![("id", bad)]]).unwrap_err();
+            assert!(e.contains("not group/name"), "{bad}: {e}");
+        }
+        let l = listing(vec![vec![
+            ("id", "a/x"),
+            ("timeout_ms", "18446744073709551615"),
+        ]])
+        .unwrap();
+        assert_eq!(l[0].timeout_ms, MAX_TEST_TIMEOUT_MS);
     }
 
     #[test]

@@ -46,8 +46,43 @@ pub struct Verification {
     pub ok: bool,
 }
 
-/// Checks the signature, the image hash and the verdict of the result file at `path`.
-pub fn verify(path: &Path, trusted: Option<&Path>, image: Option<&Path>) -> Verification {
+/// What a signer is checked against: a certificate (PEM), and what it is, for messages.
+pub struct Trusted {
+    pub pem: String,
+    pub what: String,
+}
+
+/// The certificate signers are checked against: `trust` when given, else the lab's own
+/// (`lab-cert.pem` in `lab`). No certificate, no trust: an error naming both ways to give one.
+pub fn trusted_pem(trust: Option<&Path>, lab: &Path) -> Result<Trusted, String> {
+    let path = match trust {
+        Some(p) => p.to_path_buf(),
+        None => lab.join("lab-cert.pem"),
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(pem) => Ok(Trusted {
+            pem,
+            what: match trust {
+                Some(_) => format!("the --trust certificate {}", path.display()),
+                None => format!("this lab's certificate {}", path.display()),
+            },
+        }),
+        Err(e) if trust.is_none() && e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "no trusted signer: this machine has no lab certificate ({})\n  fix: pass --trust with the certificate (or CA) of the lab whose results these are, or --lab with its lab directory",
+            path.display()
+        )),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Checks the signature (against `trusted`, else the lab's certificate in `lab`), the image
+/// hash, the suite descriptions and the verdict of the result file at `path`.
+pub fn verify(
+    path: &Path,
+    trusted: Option<&Path>,
+    lab: &Path,
+    image: Option<&Path>,
+) -> Verification {
     let mut v = Verification {
         lines: Vec::new(),
         ok: true,
@@ -59,30 +94,18 @@ pub fn verify(path: &Path, trusted: Option<&Path>, image: Option<&Path>) -> Veri
             v.ok = false;
         }
     };
-    let trusted_pem = match trusted
-        .map(|p| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display())))
-    {
-        Some(Err(e)) => {
-            check("trusted certificate", Err(e));
-            return v;
-        }
-        Some(Ok(pem)) => Some(pem),
-        None => None,
-    };
-    check(
-        "signature",
-        sign::verify_file(path, trusted_pem.as_deref()).map(|s| {
-            let trust = if s.trusted {
-                "trusted"
-            } else {
-                "not checked against a trusted certificate (--trust)"
-            };
-            format!(
-                "signed by {} (certificate sha256 {}), {trust}",
-                s.subject, s.fingerprint
-            )
-        }),
-    );
+    match trusted_pem(trusted, lab) {
+        Ok(t) => check(
+            "signature",
+            sign::verify_file(path, Some(&t.pem)).map(|s| {
+                format!(
+                    "signed by {} (certificate sha256 {}), trusted as {}",
+                    s.subject, s.fingerprint, t.what
+                )
+            }),
+        ),
+        Err(e) => check("signature", Err(e)),
+    }
     let run = match fqp_reports::read_json(path) {
         Ok(r) => r,
         Err(e) => {
@@ -91,8 +114,22 @@ pub fn verify(path: &Path, trusted: Option<&Path>, image: Option<&Path>) -> Veri
         }
     };
     check("image", image_matches(&run, image));
+    check("suites", suites_match(&run));
     check("verdict", verdict_follows(&run));
     v
+}
+
+/// The results were judged by this harness's suite descriptions.
+fn suites_match(run: &Run) -> Result<String, String> {
+    let ours = fqp_suites::Suites::builtin().reference();
+    match &run.suites {
+        Some(r) if *r == ours => Ok(format!("version {} (sha256 {})", r.version, r.sha256)),
+        Some(r) => Err(format!(
+            "judged by suite descriptions version {} (sha256 {}); this fqp has version {} (sha256 {}): verify with the harness version that ran it ({})",
+            r.version, r.sha256, ours.version, ours.sha256, run.harness
+        )),
+        None => Err("the results name no suite descriptions".into()),
+    }
 }
 
 fn image_matches(run: &Run, image: Option<&Path>) -> Result<String, String> {
@@ -121,6 +158,9 @@ fn verdict_follows(run: &Run) -> Result<String, String> {
             run.verdict.as_str(),
             verdict.as_str()
         ));
+    }
+    if run.findings != run.classify() {
+        return Err("the findings do not follow from the tests and problems in the file".into());
     }
     let q = fqp_suites::Suites::builtin().qualification(run);
     if run.qualification.as_ref() != Some(&q) {

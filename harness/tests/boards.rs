@@ -134,7 +134,7 @@ fn a_failing_flash_tool_is_an_infrastructure_error_with_its_output() {
     .unwrap();
     let o = qualify(&port, "broken-tool", &["--retries", "0"]);
     assert_eq!(o.code, 2, "{}", o.explain());
-    let err = o.results["infrastructure_errors"][0].as_str().unwrap();
+    let err = o.results["problems"][0]["message"].as_str().unwrap();
     assert!(
         err.contains("the flash command `sh ") && err.contains("failed (exit status: 3)"),
         "{err}"
@@ -151,7 +151,7 @@ fn a_failing_flash_tool_is_an_infrastructure_error_with_its_output() {
     .unwrap();
     let o = qualify(&port, "missing-tool", &["--retries", "0"]);
     assert_eq!(o.code, 2, "{}", o.explain());
-    let err = o.results["infrastructure_errors"][0].as_str().unwrap();
+    let err = o.results["problems"][0]["message"].as_str().unwrap();
     assert!(
         err.contains("is vendor-flash-not-installed installed and on PATH?"),
         "{err}"

@@ -85,10 +85,15 @@ impl Mosquitto {
             .unwrap()
             .port();
         let conf = dir.join("mosquitto.conf");
+        // `fqp pki` writes keys only their owner may read: a broker started by root must stay
+        // root to read them (its operator's choice; one run as a user is given the files).
+        use std::os::unix::fs::MetadataExt;
+        let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\n{extra}",
+                "{}listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\n{extra}",
+                if root { "user root\n" } else { "" },
                 passwd.display()
             ),
         )

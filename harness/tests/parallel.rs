@@ -63,10 +63,7 @@ fn a_pool_survives_crashing_tests() {
     assert_eq!(two.code, 1, "{}", two.explain());
     assert_eq!(shape(&one), shape(&two));
     assert!(
-        two.results["infrastructure_errors"]
-            .as_array()
-            .unwrap()
-            .is_empty(),
+        two.results["problems"].as_array().unwrap().is_empty(),
         "{}",
         two.explain()
     );
@@ -130,7 +127,11 @@ fn partitions_merge_into_the_unpartitioned_run() {
 #[test]
 fn merge_refuses_a_result_twice() {
     let port = repo().join("reference-port");
-    let a = qualify(&port, "merge-dup", &["--group", "delay"]);
+    let a = qualify(
+        &port,
+        "merge-dup",
+        &["--group", "delay", "--partition", "1/2"],
+    );
     let o = common::fqp()
         .args(["merge", "--out"])
         .arg(repo().join("target/fqp-tests/merge-dup-out"))
@@ -139,5 +140,6 @@ fn merge_refuses_a_result_twice() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("appears in more than one"));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("part 1/2 is given twice"), "{e}");
 }

@@ -68,7 +68,7 @@ fn reference_port_qualifies() {
         o.results["qualification"]
     );
     assert!(o.stdout.contains(
-        "QUALIFIED for capabilities [kernel, test-irq, heap, network, keystore, storage]"
+        "QUALIFIED for capabilities [kernel, test-irq, heap, heap-regions, network, keystore, storage]"
     ));
     // The certification report loads in a browser and leads with the verdict.
     let dom = o.rendered_report();
@@ -90,8 +90,8 @@ fn a_missing_capability_skips_its_tests_and_qualifies_the_smaller_set() {
     let text = std::fs::read_to_string(repo().join("reference-port/port.toml")).unwrap();
     let text = text
         .replace(
-            "capabilities = [\"kernel\", \"test-irq\", \"heap\", \"network\", \"keystore\", \"storage\"]",
-            "capabilities = [\"kernel\", \"heap\", \"network\", \"keystore\", \"storage\"]",
+            "capabilities = [\"kernel\", \"test-irq\", \"heap\", \"heap-regions\", \"network\", \"keystore\", \"storage\"]",
+            "capabilities = [\"kernel\", \"heap\", \"heap-regions\", \"network\", \"keystore\", \"storage\"]",
         )
         .replace(
             "crate = \".\"",
@@ -122,7 +122,14 @@ fn a_missing_capability_skips_its_tests_and_qualifies_the_smaller_set() {
     );
     assert_eq!(
         o.results["qualification"]["capabilities"],
-        serde_json::json!(["kernel", "heap", "network", "keystore", "storage"])
+        serde_json::json!([
+            "kernel",
+            "heap",
+            "heap-regions",
+            "network",
+            "keystore",
+            "storage"
+        ])
     );
 }
 
@@ -131,10 +138,14 @@ fn port_template_qualifies_on_a_second_board() {
     let o = qualify(&repo().join("port-template"), "template", &[]);
     assert_eq!(o.code, 0, "{}", o.explain());
     for t in tests_of(&o) {
-        // Its heap is a single region: that one test is skipped, with the reason.
+        // Its heap is a single region, so it does not declare heap-regions: that one test is
+        // skipped, with the reason.
         if t["id"] == "heap/every_region_is_used" {
             assert_eq!(t["status"], "skipped", "{t}");
-            assert_eq!(t["message"], "the port's heap has a single region");
+            assert_eq!(
+                t["message"],
+                "needs capability heap-regions, which the port does not declare (`capabilities` in port.toml)"
+            );
         } else {
             assert_eq!(t["status"], "passed", "{t}");
         }
@@ -174,6 +185,6 @@ fn list_shows_tests_with_their_requirements() {
     );
     assert_eq!(
         *lines.last().unwrap(),
-        "10 tests in 2 groups; 10 run on mps2-an385 (capabilities: kernel, test-irq, heap, network, keystore, storage)"
+        "10 tests in 2 groups; 10 run on mps2-an385 (capabilities: kernel, test-irq, heap, heap-regions, network, keystore, storage)"
     );
 }

@@ -83,6 +83,48 @@ fn hard_fault_is_reported_with_pc_and_the_run_goes_on() {
     .unwrap();
     assert_ne!(cfsr & (1 << 16), 0, "UNDEFINSTR set in CFSR {cfsr:#x}");
     assert_ne!(hfsr & (1 << 30), 0, "FORCED set in HFSR {hfsr:#x}");
+    // The pc decoded from the image: the function and the very line that faulted.
+    let src = std::fs::read_to_string(repo().join("reference-port/src/selftest.rs")).unwrap();
+    let line = src.lines().position(|l| l.contains("udf #7")).unwrap() + 1;
+    let at = format!("reference-port/src/selftest.rs:{line}");
+    assert_eq!(t["details"]["source"], at.as_str(), "{t}");
+    assert_eq!(t["location"], at.as_str(), "{t}");
+    assert!(
+        t["details"]["function"]
+            .as_str()
+            .unwrap()
+            .ends_with("selftest::hard_fault"),
+        "{t}"
+    );
+    assert!(
+        msg.contains(&format!(
+            "in {} at {at}",
+            t["details"]["function"].as_str().unwrap()
+        )),
+        "{msg}"
+    );
+    // It is classified as a crash, with that line and what to look for.
+    let finding = o.results["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["test"] == "selftest/hard_fault")
+        .unwrap();
+    assert_eq!(finding["category"], "crash", "{finding}");
+    assert!(
+        finding["first_divergence"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("({at})")),
+        "{finding}"
+    );
+    assert!(
+        finding["hint"]
+            .as_str()
+            .unwrap()
+            .contains("selftest::hard_fault"),
+        "{finding}"
+    );
     // The device was restarted and the next test ran on it.
     assert_eq!(o.test("selftest/passes")["status"], "passed");
     assert!(o.junit().contains("type=\"fault\"")); // The report shows the failure with its fault registers, rendered by a browser.
@@ -202,8 +244,10 @@ fn device_that_never_syncs_is_an_infrastructure_error_with_a_report() {
     let o = qualify(&repo().join("harness/tests/ports/mute"), "mute", &[]);
     assert_eq!(o.code, 2, "{}", o.explain());
     assert_eq!(o.results["verdict"], "infrastructure_error");
-    let err = o.results["infrastructure_errors"][0].as_str().unwrap();
+    let err = o.results["problems"][0]["message"].as_str().unwrap();
     assert!(err.contains("did not answer SYNC within 2.0 s"), "{err}");
+    assert_eq!(o.results["problems"][0]["stage"], "boot");
+    assert_eq!(o.results["findings"][0]["category"], "infrastructure");
     assert!(
         err.contains("no protocol here"),
         "the last console output is shown: {err}"
@@ -228,10 +272,20 @@ fn broken_manifest_is_an_infrastructure_error_naming_the_key() {
     .unwrap();
     let o = qualify(&dir, "broken-manifest", &[]);
     assert_eq!(o.code, 2, "{}", o.explain());
-    let err = o.results["infrastructure_errors"][0].as_str().unwrap();
+    let err = o.results["problems"][0]["message"].as_str().unwrap();
     assert!(
         err.contains("flash.method") && err.contains("fix: use \"qemu\""),
         "{err}"
+    );
+    assert_eq!(o.results["problems"][0]["stage"], "manifest");
+    let finding = &o.results["findings"][0];
+    assert_eq!(finding["category"], "configuration", "{finding}");
+    assert!(
+        finding["hint"]
+            .as_str()
+            .unwrap()
+            .starts_with("use \"qemu\""),
+        "{finding}"
     );
 }
 
@@ -252,7 +306,7 @@ fn missing_qemu_says_how_to_install_it() {
     std::fs::write(dir.join("port.toml"), text).unwrap();
     let o = qualify(&dir, "no-qemu", &[]);
     assert_eq!(o.code, 2, "{}", o.explain());
-    let err = o.results["infrastructure_errors"][0].as_str().unwrap();
+    let err = o.results["problems"][0]["message"].as_str().unwrap();
     assert!(
         err.contains("qemu-system-arm-not-installed not found"),
         "{err}"
@@ -270,6 +324,7 @@ fn missing_qemu_says_how_to_install_it() {
 fn unknown_selection_lists_the_groups() {
     let o = qualify(&selftest_port(), "no-match", &["--group", "nope"]);
     assert_eq!(o.code, 2, "{}", o.explain());
-    let err = o.results["infrastructure_errors"][0].as_str().unwrap();
+    let err = o.results["problems"][0]["message"].as_str().unwrap();
     assert!(err.contains("the device has groups: selftest"), "{err}");
+    assert_eq!(o.results["findings"][0]["category"], "configuration");
 }

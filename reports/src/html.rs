@@ -72,7 +72,7 @@ fn write_report(h: &mut String, run: &Run) -> std::fmt::Result {
             .unwrap_or_default()
     )?;
     let class = match (run.headline(), run.verdict) {
-        (_, crate::Verdict::InfrastructureError) => "infra",
+        (_, crate::Verdict::InfrastructureError | crate::Verdict::Interrupted) => "infra",
         ("QUALIFIED" | "PASSED", _) => "good",
         _ => "bad",
     };
@@ -108,12 +108,7 @@ fn write_report(h: &mut String, run: &Run) -> std::fmt::Result {
             writeln!(h, "</ul>")?;
         }
     }
-    if !run.infrastructure_errors.is_empty() {
-        writeln!(h, "<h2>Infrastructure errors</h2>")?;
-        for e in &run.infrastructure_errors {
-            writeln!(h, "<pre>{}</pre>", esc(e))?;
-        }
-    }
+    findings(h, run)?;
     environment(h, run)?;
     groups(h, run)?;
     failures(h, run)?;
@@ -124,6 +119,47 @@ fn write_report(h: &mut String, run: &Run) -> std::fmt::Result {
         run.schema,
         esc(&run.harness)
     )
+}
+
+/// What went wrong, by who is at fault, with where it diverged and what to do; then the
+/// problems of the run in full.
+fn findings(h: &mut String, run: &Run) -> std::fmt::Result {
+    if run.findings.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        h,
+        "<h2>Findings</h2><table id=\"findings\"><tr><th>kind</th><th>where</th><th>first divergence</th><th>what to do</th></tr>"
+    )?;
+    for f in &run.findings {
+        let place = match (&f.test, f.stage) {
+            (Some(t), _) => t.clone(),
+            (None, Some(s)) => s.as_str().to_string(),
+            (None, None) => String::new(),
+        };
+        writeln!(
+            h,
+            "<tr class=\"{0}\"><td>{0}</td><td>{1}</td><td><code>{2}</code></td><td>{3}</td></tr>",
+            f.category.as_str(),
+            esc(&place),
+            esc(&f.first_divergence),
+            esc(&f.hint)
+        )?;
+    }
+    writeln!(h, "</table>")?;
+    if !run.problems.is_empty() {
+        writeln!(h, "<h2>Problems of the run</h2>")?;
+        for p in &run.problems {
+            writeln!(
+                h,
+                "<h3>{} ({})</h3><pre>{}</pre>",
+                p.stage.as_str(),
+                p.stage.category().as_str(),
+                esc(&p.message)
+            )?;
+        }
+    }
+    Ok(())
 }
 
 fn environment(h: &mut String, run: &Run) -> std::fmt::Result {

@@ -10,7 +10,7 @@
 //! Written with `quick-xml` rather than a JUnit crate: the crates we tried emit attributes the
 //! schema rejects (`disabled`; times with more than millisecond digits).
 
-use crate::model::{Attempt, Group, Run, Status, Test};
+use crate::model::{Attempt, Group, Problem, Run, Status, Test};
 use quick_xml::events::{BytesDecl, BytesText, Event};
 use quick_xml::Writer;
 use std::borrow::Cow;
@@ -125,6 +125,14 @@ fn case<T: Write>(w: &mut W<T>, run: &Run, group: &str, t: &Test) -> Res {
             if t.status == Status::Flaky {
                 out.push(format!("FLAKY: {msg}"));
             }
+            if let Some(f) = t.finding() {
+                out.push(format!(
+                    "fqp: {} failure; first divergence: {}; what to do: {}",
+                    f.category.as_str(),
+                    f.first_divergence,
+                    f.hint
+                ));
+            }
             out.extend(t.output.iter().cloned());
             out.extend(t.details.iter().map(|(k, v)| format!("{k}={v}")));
             if !out.is_empty() {
@@ -189,7 +197,7 @@ fn suite<T: Write>(
     name: &str,
     g: Option<&Group>,
     env: bool,
-    extra: &[&str],
+    extra: &[&Problem],
 ) -> Res {
     let tests = g.map_or(&[][..], |g| &g.tests);
     let count = |s: Status| tests.iter().filter(|t| t.status == s).count();
@@ -220,15 +228,19 @@ fn suite<T: Write>(
             for t in tests {
                 case(w, run, name, t)?;
             }
-            // Problems outside the tests, as errors CI systems that only read JUnit see.
-            for (n, e) in extra.iter().enumerate() {
+            // Problems outside the tests, as errors CI systems that only read JUnit see: the
+            // error's type is the category (infrastructure, configuration), the case's name
+            // the stage.
+            for (n, p) in extra.iter().enumerate() {
                 w.create_element("testcase")
                     .with_attributes([
-                        ("name", format!("infrastructure-{}", n + 1).as_str()),
+                        ("name", format!("{}-{}", p.stage.as_str(), n + 1).as_str()),
                         ("classname", &format!("{}.fqp", run.port.name)),
                         ("time", "0.000"),
                     ])
-                    .write_inner_content(|w| outcome(w, "error", e, "infrastructure", ""))?;
+                    .write_inner_content(|w| {
+                        outcome(w, "error", &p.message, p.stage.category().as_str(), "")
+                    })?;
             }
             Ok(())
         })?;
@@ -239,16 +251,13 @@ fn suite<T: Write>(
 pub fn write_junit(run: &Run, out: impl Write) -> Result<(), String> {
     let mut w = Writer::new_with_indent(out, b' ', 2);
     let s = run.summary();
-    let errors = s.errors + run.infrastructure_errors.len();
+    let errors = s.errors + run.problems.len();
     let attrs = [
         (
             "name",
             clean(&format!("fqp {}", run.port.name)).into_owned(),
         ),
-        (
-            "tests",
-            (s.total + run.infrastructure_errors.len()).to_string(),
-        ),
+        ("tests", (s.total + run.problems.len()).to_string()),
         ("failures", s.failed.to_string()),
         ("errors", errors.to_string()),
         ("time", secs(None, run.duration_ms)),
@@ -261,12 +270,8 @@ pub fn write_junit(run: &Run, out: impl Write) -> Result<(), String> {
                 for (n, g) in run.groups.iter().enumerate() {
                     suite(w, run, &g.name, Some(g), n == 0, &[])?;
                 }
-                if !run.infrastructure_errors.is_empty() || run.groups.is_empty() {
-                    let extra: Vec<&str> = run
-                        .infrastructure_errors
-                        .iter()
-                        .map(String::as_str)
-                        .collect();
+                if !run.problems.is_empty() || run.groups.is_empty() {
+                    let extra: Vec<&Problem> = run.problems.iter().collect();
                     suite(
                         w,
                         run,
@@ -298,7 +303,7 @@ mod tests {
             (5, 1, 1, 1, 1, 1)
         );
         assert_eq!(run.decide(), Verdict::Failed);
-        assert_eq!(run.decide().exit_code(), 1);
+        assert_eq!(run.exit_code(), crate::EXIT_PRODUCT);
     }
 
     #[test]
@@ -444,7 +449,8 @@ mod tests {
         // Every element kind: pass with properties, failure with reruns, error, flaky, skip,
         // and the infrastructure suite.
         let mut run = sample();
-        run.infrastructure_errors.push("flash failed".into());
+        run.problems
+            .push(Problem::new(Stage::Flash, "flash failed"));
         let mut buf = Vec::new();
         write_junit(&run, &mut buf).unwrap();
         validate(&buf, "sample");
@@ -455,7 +461,7 @@ mod tests {
         validate(&buf, "empty");
         // A passing run without retries or metrics.
         let mut run = sample();
-        run.infrastructure_errors.clear();
+        run.problems.clear();
         run.groups.truncate(1);
         run.groups[0].tests.truncate(1);
         let mut buf = Vec::new();
@@ -466,13 +472,28 @@ mod tests {
     #[test]
     fn infrastructure_errors_appear_in_junit() {
         let mut run = sample();
-        run.infrastructure_errors
-            .push("device never answered SYNC".into());
+        run.problems
+            .push(Problem::new(Stage::Boot, "device never answered SYNC"));
+        run.problems
+            .push(Problem::new(Stage::Manifest, "port.toml: bad key"));
         assert_eq!(run.decide(), Verdict::InfrastructureError);
         let mut buf = Vec::new();
         write_junit(&run, &mut buf).unwrap();
         let xml = String::from_utf8(buf).unwrap();
-        assert!(xml.contains("device never answered SYNC"));
+        assert!(xml.contains("<testcase name=\"boot-1\""), "{xml}");
+        assert!(
+            xml.contains("message=\"device never answered SYNC\" type=\"infrastructure\""),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("message=\"port.toml: bad key\" type=\"configuration\""),
+            "{xml}"
+        );
+        // Each failing test says what kind of failure it is, and what to do.
+        assert!(
+            xml.contains("fqp: product failure; first divergence:"),
+            "{xml}"
+        );
     }
 
     #[test]
@@ -480,7 +501,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("fqp-reports-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("results.json");
-        crate::write_json(&sample(), &p).unwrap();
+        std::fs::write(&p, crate::to_json(&sample()).unwrap()).unwrap();
         assert_eq!(crate::read_json(&p).unwrap(), sample());
         let mut bad = serde_json::to_value(sample()).unwrap();
         bad["schema"] = 99.into();

@@ -22,21 +22,25 @@ pub use model::*;
 
 use std::path::Path;
 
-/// Writes `results.json` (pretty, stable field order) to `path`.
-pub fn write_json(run: &Run, path: &Path) -> std::io::Result<()> {
-    let text = serde_json::to_string_pretty(run).map_err(std::io::Error::other)?;
-    std::fs::write(path, text + "\n")
+/// `results.json`'s text: pretty, in a stable field order.
+pub fn to_json(run: &Run) -> Result<String, String> {
+    serde_json::to_string_pretty(run)
+        .map(|t| t + "\n")
+        .map_err(|e| format!("results.json: {e}"))
 }
 
 /// Reads a `results.json`, checking its schema version.
 pub fn read_json(path: &Path) -> Result<Run, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let run: Run = serde_json::from_str(&text)
-        .map_err(|e| format!("{}: not a results file: {e}", path.display()))?;
+    parse_json(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Parses the text of a `results.json`, checking its schema version.
+pub fn parse_json(text: &str) -> Result<Run, String> {
+    let run: Run = serde_json::from_str(text).map_err(|e| format!("not a results file: {e}"))?;
     if run.schema != SCHEMA_VERSION {
         return Err(format!(
-            "{}: schema version {} (this fqp reads {SCHEMA_VERSION})",
-            path.display(),
+            "schema version {} (this fqp reads {SCHEMA_VERSION})",
             run.schema
         ));
     }
@@ -77,6 +81,34 @@ mod tests {
             );
         }
         assert!(doc.contains(&format!("schema {}", crate::SCHEMA_VERSION)));
+    }
+}
+
+/// Result files come from elsewhere (a vendor, another lab): reading one, whatever it holds,
+/// never panics, and whatever reads renders.
+#[cfg(test)]
+mod fuzz {
+    proptest::proptest! {
+        #![proptest_config(fqp_fuzzing::config())]
+
+        #[test]
+        fn fuzz_results_file(input in fqp_fuzzing::inputs(seeds(), 400)) {
+            if let Ok(run) = crate::parse_json(&String::from_utf8_lossy(&input)) {
+                let _ = (run.summary(), run.exit_code(), run.decide(), run.headline());
+                let _ = crate::render_html(&run);
+                let _ = crate::render_markdown(&run);
+                crate::write_junit(&run, std::io::sink()).unwrap();
+            }
+        }
+    }
+
+    fn seeds() -> Vec<Vec<u8>> {
+        let mut run = crate::sample::run();
+        let mut seeds = vec![crate::to_json(&run).unwrap().into_bytes()];
+        run.partition = Some(crate::Partition { index: 1, count: 2 });
+        run.selection = Some(crate::Selection::default());
+        seeds.push(serde_json::to_vec(&run).unwrap());
+        seeds
     }
 }
 

@@ -2,7 +2,7 @@
 //! notes): the verdict, the counts, what went wrong (at most [`MAX_LISTED`] tests) and which
 //! image was tested. The HTML report has the rest.
 
-use crate::model::{Run, Status};
+use crate::model::Run;
 use std::fmt::Write;
 
 /// Failed tests listed before "and N more".
@@ -72,33 +72,41 @@ fn write_summary(m: &mut String, run: &Run) -> std::fmt::Result {
             writeln!(m)?;
         }
     }
-    for e in &run.infrastructure_errors {
-        writeln!(m, "- **infrastructure error**: {}", cell(e))?;
-    }
-    let bad: Vec<_> = run
-        .groups
-        .iter()
-        .flat_map(|g| &g.tests)
-        .filter(|t| matches!(t.status, Status::Failed | Status::Error | Status::Flaky))
-        .collect();
-    if !bad.is_empty() {
-        writeln!(m, "| test | result | message |\n|---|---|---|")?;
-        for t in bad.iter().take(MAX_LISTED) {
-            let at = t
-                .location
-                .as_deref()
-                .map(|l| format!(" ({l})"))
-                .unwrap_or_default();
+    // What went wrong, by who is at fault (skips are not failures).
+    if !run.findings.is_empty() {
+        writeln!(
+            m,
+            "| kind | where | result | first divergence | what to do |\n|---|---|---|---|---|"
+        )?;
+        for f in run.findings.iter().take(MAX_LISTED) {
+            let (place, result) = match (&f.test, f.stage) {
+                (Some(t), _) => {
+                    let status = run
+                        .groups
+                        .iter()
+                        .flat_map(|g| &g.tests)
+                        .find(|x| &x.id == t)
+                        .map_or("", |x| x.status.as_str());
+                    (t.clone(), status)
+                }
+                (None, Some(s)) => (s.as_str().to_string(), "run"),
+                (None, None) => (String::new(), ""),
+            };
             writeln!(
                 m,
-                "| {} | {} | {} |",
-                cell(&t.id),
-                t.status.as_str(),
-                cell(&format!("{}{at}", t.message.as_deref().unwrap_or("")))
+                "| {} | {} | {result} | {} | {} |",
+                f.category.as_str(),
+                cell(&place),
+                cell(&f.first_divergence),
+                cell(&f.hint)
             )?;
         }
-        if bad.len() > MAX_LISTED {
-            writeln!(m, "\nand {} more.", bad.len() - MAX_LISTED)?;
+        if run.findings.len() > MAX_LISTED {
+            writeln!(
+                m,
+                "\nand {} more (report.html has them all).",
+                run.findings.len() - MAX_LISTED
+            )?;
         }
         writeln!(m)?;
     }
@@ -126,9 +134,9 @@ mod tests {
         assert!(md.starts_with("### ❌ demo: NOT QUALIFIED\n"), "{md}");
         assert!(md.contains("| 5 | 1 | 1 | 1 | 1 | 1 | 1.2 s |"), "{md}");
         assert!(md.contains(
-            "| queue/timeout | failed | left 1, right \\<2\\> & \"3\" (src/queue.rs:42) |"
-        ));
-        assert!(md.contains("| sem/flaky | flaky |"));
+            "| product | queue/timeout | failed | left 1, right \\<2\\> & \"3\" (src/queue.rs:42) | a check failed on the device"
+        ), "{md}");
+        assert!(md.contains("| product | sem/flaky | flaky |"), "{md}");
         assert!(!md.contains("sem/hw"), "skips are not failures");
         assert!(md.contains(&format!("Image sha256 {}", "ab".repeat(32))));
     }
@@ -137,12 +145,19 @@ mod tests {
     fn long_lists_are_cut() {
         let mut run = sample();
         for n in 0..30 {
-            let mut t = crate::Test::new(&format!("queue/x{n}"), Status::Failed);
+            let mut t = crate::Test::new(&format!("queue/x{n}"), crate::Status::Failed);
             t.message = Some("a | b\nc".into());
             run.push("queue", t);
         }
+        run.findings = run.classify();
         let md = render_markdown(&run);
-        assert!(md.contains("and 13 more."), "{md}");
-        assert!(md.contains("| queue/x0 | failed | a \\| b c |"), "{md}");
+        assert!(
+            md.contains("and 13 more (report.html has them all)."),
+            "{md}"
+        );
+        assert!(
+            md.contains("| product | queue/x0 | failed | a \\| b c |"),
+            "{md}"
+        );
     }
 }

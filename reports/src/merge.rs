@@ -1,11 +1,15 @@
 //! Combining the results of partial runs (CI partitions, or runs repeated per group) into one.
 
-use crate::model::Run;
+use crate::model::{Problem, Run};
 
-/// Merges runs of one port and one firmware image into a single run: every test once, in the
-/// device's listing order, infrastructure errors kept (each labelled with its part), verdict
-/// recomputed. Refuses runs of different ports or images, and a test reported twice.
+/// Merges the parts of one partitioned run (`--partition I/N`, every I from 1 to N once, of
+/// one port, image, selection and suite descriptions) into a single run: every test once, in
+/// the device's listing order, infrastructure errors kept (each labelled with its part),
+/// verdict recomputed. Refuses anything else: a missing, repeated or foreign part, a part that
+/// is not one, a test reported twice. Whether each part is authentic (signed by a trusted
+/// lab) is the caller's to check.
 pub fn merge(runs: Vec<Run>) -> Result<Run, String> {
+    check_parts(&runs)?;
     let mut iter = runs.into_iter();
     let mut out = iter.next().ok_or("nothing to merge")?;
     let label = |r: &Run| match r.partition {
@@ -13,8 +17,8 @@ pub fn merge(runs: Vec<Run>) -> Result<Run, String> {
         None => "a run".to_string(),
     };
     let first_label = label(&out);
-    for e in &mut out.infrastructure_errors {
-        *e = format!("{first_label}: {e}");
+    for p in &mut out.problems {
+        p.message = format!("{first_label}: {}", p.message);
     }
     let image = |r: &Run| r.firmware.as_ref().map(|f| f.sha256.clone());
     for r in iter {
@@ -35,8 +39,10 @@ pub fn merge(runs: Vec<Run>) -> Result<Run, String> {
             out.firmware = r.firmware.clone();
         }
         let l = label(&r);
-        out.infrastructure_errors
-            .extend(r.infrastructure_errors.iter().map(|e| format!("{l}: {e}")));
+        out.problems.extend(r.problems.iter().map(|p| Problem {
+            stage: p.stage,
+            message: format!("{l}: {}", p.message),
+        }));
         out.started = out.started.clone().min(r.started.clone());
         out.duration_ms = out.duration_ms.max(r.duration_ms);
         for g in r.groups {
@@ -57,9 +63,69 @@ pub fn merge(runs: Vec<Run>) -> Result<Run, String> {
         }
     }
     out.partition = None;
+    out.interrupted = None;
     out.sort();
     out.verdict = out.decide();
+    out.findings = out.classify();
     Ok(out)
+}
+
+/// The parts form one whole: partitions `1..=N` of the same `N`, each once, of the same
+/// selection, suite descriptions and harness.
+fn check_parts(runs: &[Run]) -> Result<(), String> {
+    let first = runs.first().ok_or("nothing to merge")?;
+    let Some(count) = first.partition.map(|p| p.count) else {
+        return Err("the first results are not a part of a partitioned run (--partition I/N): fqp merge joins the parts of one".into());
+    };
+    let mut seen = vec![false; count];
+    for r in runs {
+        let p = r.partition.ok_or_else(|| {
+            format!(
+                "results of {} started {} are not a part (--partition I/N)",
+                r.port.name, r.started
+            )
+        })?;
+        if p.count != count {
+            return Err(format!(
+                "part {}/{} and part {}/{count} are of different partitionings",
+                p.index,
+                p.count,
+                first.partition.map_or(0, |f| f.index)
+            ));
+        }
+        if p.index == 0 || p.index > count {
+            return Err(format!("part {}/{count} does not exist", p.index));
+        }
+        if std::mem::replace(&mut seen[p.index - 1], true) {
+            return Err(format!("part {}/{count} is given twice", p.index));
+        }
+        if r.selection != first.selection {
+            return Err(
+                "the parts were run with different selections (--group, --test, --capability)"
+                    .into(),
+            );
+        }
+        if r.suites != first.suites || r.harness != first.harness {
+            return Err(format!(
+                "the parts were judged by different harnesses or suite descriptions ({} and {})",
+                r.harness, first.harness
+            ));
+        }
+        if let Some(signal) = &r.interrupted {
+            return Err(format!(
+                "part {}/{count} was interrupted ({signal}): run it again",
+                p.index
+            ));
+        }
+    }
+    let missing: Vec<String> = (1..=count)
+        .filter(|i| !seen[i - 1])
+        .map(|i| format!("{i}/{count}"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(format!("parts missing: {}", missing.join(", ")));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -121,12 +187,62 @@ mod tests {
     }
 
     #[test]
+    fn only_a_whole_set_of_parts_merges() {
+        let a = run(1, &[(0, "a/x", Status::Passed)]);
+        let b = run(2, &[(1, "a/y", Status::Passed)]);
+        // One part of two is not the whole.
+        let e = merge(vec![a.clone()]).unwrap_err();
+        assert!(e.contains("parts missing: 2/2"), "{e}");
+        // The same part twice.
+        let e = merge(vec![a.clone(), a.clone()]).unwrap_err();
+        assert!(e.contains("part 1/2 is given twice"), "{e}");
+        // Parts of different partitionings.
+        let mut c = b.clone();
+        c.partition = Some(Partition { index: 2, count: 3 });
+        let e = merge(vec![a.clone(), c]).unwrap_err();
+        assert!(e.contains("different partitionings"), "{e}");
+        // Not a part at all.
+        let mut whole = b.clone();
+        whole.partition = None;
+        assert!(merge(vec![a.clone(), whole.clone()])
+            .unwrap_err()
+            .contains("are not a part"));
+        assert!(merge(vec![whole])
+            .unwrap_err()
+            .contains("not a part of a partitioned run"));
+        // Different selections or suite descriptions.
+        let mut d = b.clone();
+        d.selection = Some(Selection {
+            groups: vec!["a".into()],
+            ..Default::default()
+        });
+        assert!(merge(vec![a.clone(), d])
+            .unwrap_err()
+            .contains("different selections"));
+        let mut d = b.clone();
+        d.suites = Some(SuitesRef {
+            version: 9,
+            sha256: "x".into(),
+        });
+        assert!(merge(vec![a.clone(), d])
+            .unwrap_err()
+            .contains("different harnesses or suite"));
+        let mut d = b.clone();
+        d.interrupted = Some("SIGTERM".into());
+        assert!(merge(vec![a.clone(), d])
+            .unwrap_err()
+            .contains("interrupted"));
+        assert!(merge(vec![a, b]).is_ok());
+    }
+
+    #[test]
     fn infrastructure_errors_name_their_part() {
         let a = run(1, &[(0, "a/x", Status::Passed)]);
         let mut b = run(2, &[]);
-        b.infrastructure_errors.push("no sync".into());
+        b.problems.push(Problem::new(Stage::Boot, "no sync"));
         let m = merge(vec![a, b]).unwrap();
-        assert_eq!(m.infrastructure_errors, ["part 2/2: no sync"]);
+        assert_eq!(m.problems, [Problem::new(Stage::Boot, "part 2/2: no sync")]);
+        assert_eq!(m.findings[0].category, Category::Infrastructure);
         assert_eq!(m.verdict, Verdict::InfrastructureError);
     }
 }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Version of the `results.json` layout; bumped on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// One qualification run of one port.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -18,11 +18,28 @@ pub struct Run {
     pub started: String,
     pub duration_ms: u64,
     pub verdict: Verdict,
-    /// Problems outside the tests: build, flash, sync, the device dying between tests.
-    pub infrastructure_errors: Vec<String>,
+    /// Problems of the run itself, outside the tests: its configuration (manifest, options,
+    /// toolchain) or its infrastructure (build, flash, boot, console, emulator, lab services,
+    /// signing, the harness itself).
+    pub problems: Vec<Problem>,
+    /// Everything that went wrong, each once, by who is at fault, with the first line where
+    /// the run left what was expected and what to do: derived from the tests and problems
+    /// ([`Run::classify`]).
+    #[serde(default)]
+    pub findings: Vec<Finding>,
     /// This run covered only part `index` of `count` of the selected tests.
     #[serde(default)]
     pub partition: Option<Partition>,
+    /// The tests were chosen (`--group`, `--test`, `--capability`); none for every test.
+    #[serde(default)]
+    pub selection: Option<Selection>,
+    /// The suite descriptions the run was judged against (pinned cases, requirements,
+    /// thresholds).
+    #[serde(default)]
+    pub suites: Option<SuitesRef>,
+    /// The run was stopped by this signal (`SIGINT`, `SIGTERM`, `SIGHUP`) before it ended.
+    #[serde(default)]
+    pub interrupted: Option<String>,
     /// Whether the port qualifies, by the suite descriptions.
     #[serde(default)]
     pub qualification: Option<Qualification>,
@@ -38,6 +55,197 @@ pub struct Qualification {
     pub capabilities: Vec<String>,
     /// Why not (empty when qualified).
     pub reasons: Vec<String>,
+}
+
+/// Where a problem of a run arose.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// The port manifest (`port.toml`).
+    Manifest,
+    /// The command line.
+    Options,
+    /// The compiler and tools to build with.
+    Toolchain,
+    /// Building the firmware.
+    Build,
+    /// Putting the image on the device.
+    Flash,
+    /// Starting the device and its test runner.
+    Boot,
+    /// The console link and its protocol outside a test.
+    Console,
+    /// The emulator, killed or crashed from outside.
+    Emulator,
+    /// The lab's services: PKI, brokers, servers.
+    Lab,
+    /// Signing the results.
+    Signing,
+    /// The harness itself (a bug).
+    Internal,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Manifest => "manifest",
+            Stage::Options => "options",
+            Stage::Toolchain => "toolchain",
+            Stage::Build => "build",
+            Stage::Flash => "flash",
+            Stage::Boot => "boot",
+            Stage::Console => "console",
+            Stage::Emulator => "emulator",
+            Stage::Lab => "lab",
+            Stage::Signing => "signing",
+            Stage::Internal => "internal",
+        }
+    }
+
+    /// Configuration (the user's to fix) or infrastructure (the lab's).
+    pub fn category(self) -> Category {
+        match self {
+            Stage::Manifest | Stage::Options | Stage::Toolchain => Category::Configuration,
+            _ => Category::Infrastructure,
+        }
+    }
+
+    /// What to do when a problem of this stage says nothing more precise.
+    fn hint(self) -> &'static str {
+        match self {
+            Stage::Manifest => "correct port.toml (docs/port-manifest.md describes every key)",
+            Stage::Options => "correct the command line (fqp --help)",
+            Stage::Toolchain => "run scripts/setup.sh; fqp doctor --port <dir> says what is missing",
+            Stage::Build => "the firmware did not build: the first error in build.log is the one to fix",
+            Stage::Flash => "see flash.log: check the probe or flash tool, its command and the board's connection",
+            Stage::Boot => "the device did not start its test runner: see serial.log and qemu.log, check the console settings and that the image starts the runner",
+            Stage::Console => "the console link or protocol failed: check the serial port and cable, and that nothing else prints on the console; see serial.log",
+            Stage::Emulator => "the emulator was stopped from outside fqp: run again, and check the machine (memory, the OOM killer, other users)",
+            Stage::Lab => "a lab service could not start or answer: fqp doctor checks the lab's tools and directory",
+            Stage::Signing => "check the lab directory's lab-key.pem and lab-cert.pem (or remove both to have a new pair made)",
+            Stage::Internal => "a bug in fqp: report it with this run's output directory",
+        }
+    }
+}
+
+/// A problem of the run itself.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct Problem {
+    pub stage: Stage,
+    /// What happened, and (after `fix:`) what to do.
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(stage: Stage, message: impl Into<String>) -> Problem {
+        Problem {
+            stage,
+            message: message.into(),
+        }
+    }
+}
+
+/// Who is at fault.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    /// The port did not do what a test checks (a failed check, a missed threshold, a flaky
+    /// result, a broken protocol).
+    Product,
+    /// The device crashed during a test (fault, panic, reset, console lost).
+    Crash,
+    /// A test did not end in time.
+    Timeout,
+    /// The lab failed: build, flash, boot, console, emulator, lab services, signing, fqp.
+    Infrastructure,
+    /// The run was set up wrong: manifest, options, toolchain.
+    Configuration,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Product => "product",
+            Category::Crash => "crash",
+            Category::Timeout => "timeout",
+            Category::Infrastructure => "infrastructure",
+            Category::Configuration => "configuration",
+        }
+    }
+}
+
+/// One thing that went wrong, classified.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct Finding {
+    pub category: Category,
+    /// The test (`group/name`), for a test that did not pass.
+    pub test: Option<String>,
+    /// The stage, for a problem of the run.
+    pub stage: Option<Stage>,
+    /// The first line where the run left what was expected: the failed check and where, the
+    /// fault and the function and source line it hit, the last output before a hang, the
+    /// first error of a build.
+    pub first_divergence: String,
+    /// What to do.
+    pub hint: String,
+}
+
+/// The first line of `text` that reads as an error (a compiler's `error…` line before a
+/// summary's `… failed`), else its first line.
+fn first_error_line(text: &str) -> &str {
+    let lines = || text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let lower = |l: &str| l.to_ascii_lowercase();
+    lines()
+        .find(|l| lower(l).starts_with("error"))
+        .or_else(|| lines().find(|l| lower(l).contains("error:")))
+        .or_else(|| lines().next())
+        .unwrap_or("")
+}
+
+/// The text after `fix:` in `text`, if any.
+fn fix_of(text: &str) -> Option<&str> {
+    text.split_once("fix:").map(|(_, f)| f.trim())
+}
+
+/// Which tests a run was asked for, when not all of them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct Selection {
+    /// `--group`: only these groups.
+    pub groups: Vec<String>,
+    /// `--test`: only tests whose `group/name` contains one of these.
+    pub tests: Vec<String>,
+    /// `--capability`: only tests that need one of these.
+    pub capabilities: Vec<String>,
+}
+
+impl Selection {
+    /// `--group queue --test fifo` as given on the command line.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        for (flag, values) in [
+            ("--group", &self.groups),
+            ("--test", &self.tests),
+            ("--capability", &self.capabilities),
+        ] {
+            parts.extend(values.iter().map(|v| format!("{flag} {v}")));
+        }
+        parts.join(" ")
+    }
+}
+
+/// The suite descriptions (`test-suites/suites.toml`) a run was judged against.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct SuitesRef {
+    /// Their `version`.
+    pub version: u32,
+    /// SHA-256 of the file's bytes, hex.
+    pub sha256: String,
 }
 
 /// One part of a selection split for parallel CI jobs (`--partition index/count`).
@@ -129,6 +337,8 @@ pub enum Verdict {
     Failed,
     /// The run could not be carried out as asked (build, flash, sync…).
     InfrastructureError,
+    /// A signal stopped the run before it ended (see [`Run::interrupted`]).
+    Interrupted,
 }
 
 impl Verdict {
@@ -137,15 +347,27 @@ impl Verdict {
             Verdict::Passed => "passed",
             Verdict::Failed => "failed",
             Verdict::InfrastructureError => "infrastructure_error",
+            Verdict::Interrupted => "interrupted",
         }
     }
+}
 
-    pub fn exit_code(self) -> i32 {
-        match self {
-            Verdict::Passed => 0,
-            Verdict::Failed => 1,
-            Verdict::InfrastructureError => 2,
-        }
+/// Exit status: every selected test passed (and a whole run qualified).
+pub const EXIT_OK: u8 = 0;
+/// Exit status: a product failure (a test failed, errored or was flaky; a whole run did not
+/// qualify).
+pub const EXIT_PRODUCT: u8 = 1;
+/// Exit status: the run could not be carried out (infrastructure or configuration), or its
+/// reports could not be written.
+pub const EXIT_INFRASTRUCTURE: u8 = 2;
+
+/// The exit status of a run stopped by `signal`: 128 + its number, as a shell reports it
+/// (SIGHUP 129, SIGINT 130, SIGTERM 143).
+pub fn interrupted_exit_code(signal: &str) -> u8 {
+    match signal {
+        "SIGHUP" => 129,
+        "SIGTERM" => 143,
+        _ => 130,
     }
 }
 
@@ -166,8 +388,8 @@ pub enum Status {
     /// The test did not finish: fault, panic, reset, timeout, protocol breakdown.
     Error,
     Skipped,
-    /// Failed or errored, then passed when retried: not a pass (it does not fail the run's
-    /// exit status, but it does disqualify a required group).
+    /// Failed or errored, then passed when retried: not a pass (it fails the run and
+    /// disqualifies).
     Flaky,
 }
 
@@ -289,6 +511,84 @@ impl Attempt {
 }
 
 impl Test {
+    /// What this test's outcome says is wrong, if anything.
+    pub fn finding(&self) -> Option<Finding> {
+        let msg = self.message.as_deref().unwrap_or("");
+        let at = |what: &str| match &self.location {
+            Some(l) => format!("{what} ({l})"),
+            None => what.to_string(),
+        };
+        let (category, first, hint) = match (self.status, self.error_kind) {
+            (Status::Passed | Status::Skipped, _) => return None,
+            (Status::Flaky, _) => (
+                Category::Product,
+                msg.to_string(),
+                "it failed, then passed when run again: a race, a timing margin or state left by an earlier test; run it alone (--test) with --retries 0 to reproduce".to_string(),
+            ),
+            (Status::Failed, _) if msg.contains("threshold") => (
+                Category::Product,
+                msg.to_string(),
+                "a figure missed its bound (test-suites/suites.toml): check the core clock, caches, flash wait states and the optimisation level the port builds with".to_string(),
+            ),
+            (Status::Failed, _) => (
+                Category::Product,
+                at(msg),
+                match &self.location {
+                    Some(l) => format!("a check failed on the device: the test's source at {l} says what it expects of the port"),
+                    None => "a check failed on the device: the test's source says what it expects of the port".to_string(),
+                },
+            ),
+            (_, Some(ErrorKind::Fault)) => (
+                Category::Crash,
+                at(msg),
+                match self.details.get("function") {
+                    Some(f) => format!("the CPU faulted in {f}: look there for a stack overflow (raise the stack), a bad pointer, or an access to a peripheral the board does not have"),
+                    None => "the CPU faulted: decode the pc (details) against the image; look for a stack overflow, a bad pointer, or an access to a peripheral the board does not have".to_string(),
+                },
+            ),
+            (_, Some(ErrorKind::Panic)) => (
+                Category::Crash,
+                at(msg),
+                "code on the device panicked at that line".to_string(),
+            ),
+            (_, Some(ErrorKind::Reset)) => (
+                Category::Crash,
+                msg.to_string(),
+                "the device reset during the test: a watchdog, a brown-out, or a fault handler that resets; serial.log has what it printed".to_string(),
+            ),
+            (_, Some(ErrorKind::DeviceLost)) => (
+                Category::Crash,
+                msg.to_string(),
+                "the console went away during the test: the device exited or reset, or its serial/USB link dropped".to_string(),
+            ),
+            (_, Some(ErrorKind::Timeout)) => (
+                Category::Timeout,
+                match self.output.iter().rev().find(|l| !l.trim().is_empty()) {
+                    Some(last) => format!("{msg}; last output: {last}"),
+                    None => format!("{msg}; no output"),
+                },
+                "the test did not end in time: a hang or deadlock, interrupts left masked, or a tick running slow (check the port's tick and clock set-up)".to_string(),
+            ),
+            (_, Some(ErrorKind::Protocol)) => (
+                Category::Product,
+                msg.to_string(),
+                "the device broke the console protocol: a test runner of another fqp version, or other output interleaved with protocol lines".to_string(),
+            ),
+            (_, None) => (
+                Category::Product,
+                msg.to_string(),
+                "the test did not finish".to_string(),
+            ),
+        };
+        Some(Finding {
+            category,
+            test: Some(self.id.clone()),
+            stage: None,
+            first_divergence: first,
+            hint,
+        })
+    }
+
     /// How many times the test ran.
     pub fn attempts(&self) -> usize {
         self.retried.len() + 1
@@ -338,8 +638,12 @@ impl Run {
             started: started.to_string(),
             duration_ms: 0,
             verdict: Verdict::InfrastructureError,
-            infrastructure_errors: Vec::new(),
+            problems: Vec::new(),
+            findings: Vec::new(),
             partition: None,
+            selection: None,
+            suites: None,
+            interrupted: None,
             qualification: None,
             groups: Vec::new(),
         }
@@ -360,10 +664,37 @@ impl Run {
         s
     }
 
+    /// Whether this run was asked for every test of the image (no selection, no partition):
+    /// only such a run can qualify.
+    pub fn is_whole(&self) -> bool {
+        self.selection.is_none() && self.partition.is_none()
+    }
+
+    /// The exit status a CI gate reads (`EXIT_*`; 129/130/143 when interrupted): 0 only when
+    /// every selected test passed and, for a whole run, the port qualified.
+    pub fn exit_code(&self) -> u8 {
+        match self.verdict {
+            Verdict::Interrupted => {
+                interrupted_exit_code(self.interrupted.as_deref().unwrap_or("SIGINT"))
+            }
+            Verdict::InfrastructureError => EXIT_INFRASTRUCTURE,
+            Verdict::Failed => EXIT_PRODUCT,
+            Verdict::Passed => {
+                let qualified = self.qualification.as_ref().is_some_and(|q| q.qualified);
+                if self.is_whole() && !qualified {
+                    EXIT_PRODUCT
+                } else {
+                    EXIT_OK
+                }
+            }
+        }
+    }
+
     /// The one-line verdict reports lead with: the qualification statement when there is
     /// one, else the run's verdict.
     pub fn headline(&self) -> &'static str {
         match (&self.qualification, self.verdict) {
+            (_, Verdict::Interrupted) => "INTERRUPTED",
             (_, Verdict::InfrastructureError) => "INFRASTRUCTURE ERROR",
             (Some(q), _) if q.qualified => "QUALIFIED",
             (Some(_), _) => "NOT QUALIFIED",
@@ -372,16 +703,41 @@ impl Run {
         }
     }
 
-    /// The verdict the tests and infrastructure errors call for.
+    /// The verdict the tests, infrastructure errors and an interruption call for. A flaky
+    /// test fails the run: it passed only when tried again.
     pub fn decide(&self) -> Verdict {
         let s = self.summary();
-        if !self.infrastructure_errors.is_empty() {
+        if self.interrupted.is_some() {
+            Verdict::Interrupted
+        } else if !self.problems.is_empty() {
             Verdict::InfrastructureError
-        } else if s.failed + s.errors > 0 {
+        } else if s.failed + s.errors + s.flaky > 0 {
             Verdict::Failed
         } else {
             Verdict::Passed
         }
+    }
+
+    /// What went wrong, classified: every problem of the run, then every test that did not
+    /// pass (skips are not failures), in listing order.
+    pub fn classify(&self) -> Vec<Finding> {
+        let mut out: Vec<Finding> = self
+            .problems
+            .iter()
+            .map(|p| Finding {
+                category: p.stage.category(),
+                test: None,
+                stage: Some(p.stage),
+                first_divergence: first_error_line(&p.message).to_string(),
+                hint: fix_of(&p.message).unwrap_or(p.stage.hint()).to_string(),
+            })
+            .collect();
+        for t in self.groups.iter().flat_map(|g| &g.tests) {
+            if let Some(f) = t.finding() {
+                out.push(f);
+            }
+        }
+        out
     }
 
     /// Puts groups and tests in the device's listing order (tests without an index keep their
@@ -408,5 +764,119 @@ impl Run {
                 tests: vec![test],
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(statuses: &[Status]) -> Run {
+        let port = Port {
+            name: "p".into(),
+            board: "b".into(),
+            vendor: None,
+            description: None,
+            capabilities: vec![],
+            manifest: "m".into(),
+        };
+        let mut r = Run::new("0", port, "");
+        for (i, s) in statuses.iter().enumerate() {
+            r.push("g", Test::new(&format!("g/{i}"), *s));
+        }
+        r.verdict = r.decide();
+        r
+    }
+
+    fn qualified(r: &mut Run, yes: bool) {
+        r.qualification = Some(Qualification {
+            qualified: yes,
+            capabilities: vec![],
+            reasons: vec![],
+        });
+    }
+
+    #[test]
+    fn exit_codes_a_ci_gate_can_rely_on() {
+        // A whole run: 0 only when qualified.
+        let mut r = run(&[Status::Passed, Status::Skipped]);
+        qualified(&mut r, true);
+        assert_eq!(r.exit_code(), EXIT_OK);
+        qualified(&mut r, false);
+        assert_eq!(r.exit_code(), EXIT_PRODUCT);
+        // A selection or a partition: 0 when what was selected passed.
+        r.selection = Some(Selection::default());
+        assert_eq!(r.exit_code(), EXIT_OK);
+        r.selection = None;
+        r.partition = Some(Partition { index: 1, count: 2 });
+        assert_eq!(r.exit_code(), EXIT_OK);
+        // A flaky test is a product failure.
+        let mut r = run(&[Status::Passed, Status::Flaky]);
+        qualified(&mut r, true);
+        assert_eq!((r.verdict, r.exit_code()), (Verdict::Failed, EXIT_PRODUCT));
+        let r = run(&[Status::Error]);
+        assert_eq!(r.exit_code(), EXIT_PRODUCT);
+        // The run itself failed.
+        let mut r = run(&[Status::Failed]);
+        r.problems.push(Problem::new(Stage::Boot, "x"));
+        r.verdict = r.decide();
+        assert_eq!(r.exit_code(), EXIT_INFRASTRUCTURE);
+        // Interrupted, whatever else: 128 + the signal's number.
+        for (signal, code) in [("SIGINT", 130), ("SIGTERM", 143), ("SIGHUP", 129)] {
+            r.interrupted = Some(signal.into());
+            r.verdict = r.decide();
+            assert_eq!((r.verdict, r.exit_code()), (Verdict::Interrupted, code));
+        }
+    }
+
+    #[test]
+    fn every_failure_is_classified_with_where_and_what_to_do() {
+        let mut r = run(&[Status::Passed, Status::Skipped]);
+        assert!(r.classify().is_empty());
+        r.problems.push(Problem::new(
+            Stage::Build,
+            "firmware build failed (exit status: 101); full log: build.log\n   Compiling x\nerror[E0425]: cannot find value `y`",
+        ));
+        r.problems.push(Problem::new(
+            Stage::Manifest,
+            "port.toml: `flash.method`: unknown method\n  fix: use qemu, probe-rs or command",
+        ));
+        let mut fault = Test::new("g/crash", Status::Error);
+        fault.error_kind = Some(ErrorKind::Fault);
+        fault.message = Some("HardFault at pc=0x1234".into());
+        fault.location = Some("src/q.rs:7".into());
+        fault.details.insert("function".into(), "q::boom".into());
+        r.push("g", fault);
+        let mut hang = Test::new("g/hang", Status::Error);
+        hang.error_kind = Some(ErrorKind::Timeout);
+        hang.message = Some("no result within 1.5 s".into());
+        hang.output.push("waiting for the semaphore".into());
+        r.push("g", hang);
+        let mut check = Test::new("g/check", Status::Failed);
+        check.message = Some("left 1, right 2".into());
+        check.location = Some("src/g.rs:9".into());
+        r.push("g", check);
+        let f = r.classify();
+        let cats: Vec<&str> = f.iter().map(|f| f.category.as_str()).collect();
+        assert_eq!(
+            cats,
+            [
+                "infrastructure",
+                "configuration",
+                "crash",
+                "timeout",
+                "product"
+            ]
+        );
+        assert_eq!(f[0].first_divergence, "error[E0425]: cannot find value `y`");
+        assert!(f[0].hint.contains("build.log"));
+        assert_eq!(f[1].hint, "use qemu, probe-rs or command");
+        assert_eq!(f[2].first_divergence, "HardFault at pc=0x1234 (src/q.rs:7)");
+        assert!(f[2].hint.contains("q::boom"));
+        assert!(f[3]
+            .first_divergence
+            .ends_with("last output: waiting for the semaphore"));
+        assert_eq!(f[4].first_divergence, "left 1, right 2 (src/g.rs:9)");
+        assert_eq!(f[4].test.as_deref(), Some("g/check"));
     }
 }

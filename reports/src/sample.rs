@@ -40,8 +40,15 @@ pub fn run() -> Run {
         started: "2026-11-24T06:00:00Z".into(),
         duration_ms: 1234,
         verdict: Verdict::Failed,
-        infrastructure_errors: vec![],
+        problems: vec![],
+        findings: vec![],
         partition: None,
+        selection: None,
+        suites: Some(crate::SuitesRef {
+            version: 2,
+            sha256: "5e".repeat(32),
+        }),
+        interrupted: None,
         qualification: Some(Qualification {
             qualified: false,
             capabilities: vec!["kernel".into()],
@@ -91,5 +98,6 @@ pub fn run() -> Run {
     let mut skip = Test::new("sem/hw", Status::Skipped);
     skip.message = Some("no timer".into());
     run.push("sem", skip);
+    run.findings = run.classify();
     run
 }

@@ -6,8 +6,9 @@
 //! The lab key and its certificate live in a *lab directory* (`lab-key.pem`, PKCS#8, and
 //! `lab-cert.pem`); a lab supplies its own (a certificate its CA issued) or, on first use, a
 //! self-signed pair is made with `rcgen`. Verification checks the bytes against the
-//! signature with the certificate's key and, when given a trusted certificate, that the
-//! signer's certificate is that one or was issued by it and is within its validity.
+//! signature with the certificate's key and that the signer is trusted: the trusted
+//! certificate itself, or a certificate for signing results (`extendedKeyUsage` codeSigning,
+//! `keyUsage` digitalSignature, not a CA) issued by it, a CA; and within its validity.
 
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, KeyPair, SigningKey, PKCS_ECDSA_P256_SHA256,
@@ -92,7 +93,7 @@ impl LabKey {
         match (key_path.exists(), cert_path.exists()) {
             (false, false) => {
                 let lab = Self::create(name)?;
-                std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                create_private_dir(dir)?;
                 write_private(&key_path, &lab.key.serialize_pem())?;
                 std::fs::write(&cert_path, &lab.cert_pem)
                     .map_err(|e| format!("{}: {e}", cert_path.display()))?;
@@ -123,6 +124,8 @@ impl LabKey {
         dn.push(DnType::CommonName, name);
         dn.push(DnType::OrganizationalUnitName, "fqp results signing");
         params.distinguished_name = dn;
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::CodeSigning];
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now - time::Duration::days(1);
         params.not_after = now + time::Duration::days(3650);
@@ -189,6 +192,16 @@ impl LabKey {
     }
 }
 
+/// Creates `dir` (and its parents) for private keys: only its owner may enter a directory
+/// it creates.
+pub fn create_private_dir(dir: &Path) -> Result<(), String> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir).map_err(|e| format!("{}: {e}", dir.display()))
+}
+
 /// Writes a private key readable by its owner only.
 fn write_private(path: &Path, text: &str) -> Result<(), String> {
     use std::io::Write;
@@ -242,15 +255,24 @@ pub fn verify(bytes: &[u8], sig: &Signature, trusted: Option<&str>) -> Result<Si
     if let Some(pem) = trusted {
         let tder = cert_der(pem, "the trusted certificate")?;
         let tcert = parse_cert(&tder, "the trusted certificate")?;
-        let issued = tder == der
-            || (cert.issuer() == tcert.subject()
-                && cert.verify_signature(Some(tcert.public_key())).is_ok());
-        if !issued {
+        let itself = tder == der;
+        let issued = !itself
+            && cert.issuer() == tcert.subject()
+            && cert.verify_signature(Some(tcert.public_key())).is_ok();
+        if !itself && !issued {
             return Err(format!(
                 "signed by {} (certificate sha256 {}), which is neither the trusted certificate \
                  nor issued by it",
                 signer.subject, signer.fingerprint
             ));
+        }
+        if issued {
+            issued_for_results(&cert, &tcert).map_err(|why| {
+                format!(
+                    "signed by {} (certificate sha256 {}), issued by the trusted CA but {why}",
+                    signer.subject, signer.fingerprint
+                )
+            })?;
         }
         if !cert.validity().is_valid() {
             return Err(format!(
@@ -262,6 +284,52 @@ pub fn verify(bytes: &[u8], sig: &Signature, trusted: Option<&str>) -> Result<Si
         signer.trusted = true;
     }
     Ok(signer)
+}
+
+/// Whether `cert`, issued by `ca`, may sign results: `ca` is a CA, and `cert` is not one and is
+/// for signing (keyUsage digitalSignature, extendedKeyUsage codeSigning). A CA that issues
+/// TLS certificates too does not make every one of them a results signer.
+fn issued_for_results(cert: &X509Certificate<'_>, ca: &X509Certificate<'_>) -> Result<(), String> {
+    let is_ca = |c: &X509Certificate<'_>| {
+        c.basic_constraints()
+            .ok()
+            .flatten()
+            .is_some_and(|b| b.value.ca)
+    };
+    if !is_ca(ca) {
+        return Err(
+            "the trusted certificate is not a CA (basicConstraints), so it issues no signers"
+                .into(),
+        );
+    }
+    if ca
+        .key_usage()
+        .ok()
+        .flatten()
+        .is_some_and(|k| !k.value.key_cert_sign())
+    {
+        return Err("the trusted CA's keyUsage does not allow it to sign certificates".into());
+    }
+    if is_ca(cert) {
+        return Err("the signer's certificate is a CA's, not a results signer's".into());
+    }
+    if !cert
+        .key_usage()
+        .ok()
+        .flatten()
+        .is_some_and(|k| k.value.digital_signature())
+    {
+        return Err("the signer's certificate lacks keyUsage digitalSignature".into());
+    }
+    if !cert
+        .extended_key_usage()
+        .ok()
+        .flatten()
+        .is_some_and(|e| e.value.code_signing)
+    {
+        return Err("the signer's certificate is not for signing results (extendedKeyUsage codeSigning): a TLS or device certificate of the same CA is not trusted to sign".into());
+    }
+    Ok(())
 }
 
 /// Verifies the file at `path` against `<path>.sig`.
@@ -324,14 +392,73 @@ mod tests {
         ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         let ca_cert = ca.self_signed(&ca_key).unwrap();
         let issuer = rcgen::Issuer::from_params(&ca, &ca_key);
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
-        leaf.distinguished_name.push(DnType::CommonName, "Bench 3");
-        let cert = leaf.signed_by(&key, &issuer).unwrap();
-        let lab = LabKey::from_pem(&key.serialize_pem(), &cert.pem()).unwrap();
+        let signer = |name: &str, usage: bool, ca: bool| {
+            let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+            let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+            leaf.distinguished_name.push(DnType::CommonName, name);
+            if usage {
+                leaf.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+                leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::CodeSigning];
+            } else {
+                // A TLS client certificate of the same CA.
+                leaf.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+                leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+            }
+            if ca {
+                leaf.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            }
+            let cert = leaf.signed_by(&key, &issuer).unwrap();
+            LabKey::from_pem(&key.serialize_pem(), &cert.pem()).unwrap()
+        };
+        let lab = signer("Bench 3", true, false);
         let sig = lab.sign(b"data").unwrap();
         let who = verify(b"data", &sig, Some(&ca_cert.pem())).unwrap();
         assert!(who.trusted && who.subject.contains("Bench 3"));
+        // Any other certificate of that CA is not a results signer.
+        let tls = signer("device 7", false, false).sign(b"data").unwrap();
+        let e = verify(b"data", &tls, Some(&ca_cert.pem())).unwrap_err();
+        assert!(e.contains("not for signing results"), "{e}");
+        let sub_ca = signer("sub CA", true, true).sign(b"data").unwrap();
+        let e = verify(b"data", &sub_ca, Some(&ca_cert.pem())).unwrap_err();
+        assert!(e.contains("is a CA's"), "{e}");
+        // A trusted certificate that is no CA issues no signers.
+        let plain_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut plain_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        plain_params
+            .distinguished_name
+            .push(DnType::CommonName, "Plain");
+        let plain_cert = plain_params.self_signed(&plain_key).unwrap();
+        let plain_issuer = rcgen::Issuer::from_params(&plain_params, &plain_key);
+        let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+        leaf.distinguished_name
+            .push(DnType::CommonName, "Under plain");
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+        leaf.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::CodeSigning];
+        let under = LabKey::from_pem(
+            &key.serialize_pem(),
+            &leaf.signed_by(&key, &plain_issuer).unwrap().pem(),
+        )
+        .unwrap();
+        let e = verify(
+            b"data",
+            &under.sign(b"data").unwrap(),
+            Some(&plain_cert.pem()),
+        )
+        .unwrap_err();
+        assert!(e.contains("not a CA"), "{e}");
+    }
+
+    #[test]
+    fn the_lab_key_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("fqp-lab-mode-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        LabKey::load_or_create(&dir, "Lab").unwrap();
+        let mode = |f: &str| std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(KEY_FILE), 0o600);
+        assert_eq!(mode(""), 0o700);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -523,4 +523,48 @@ mod tests {
         let n = disconnect(&mut buf).unwrap();
         assert_eq!(&buf[..n], &[0xE0, 0]);
     }
+
+    /// Packets a broker sends: the corpus the fuzzer damages.
+    fn seeds() -> std::vec::Vec<std::vec::Vec<u8>> {
+        let mut buf = [0u8; 256];
+        let mut seeds = std::vec![
+            std::vec![0x20, 2, 1, 0],
+            std::vec![0x40, 2, 0x12, 0x34],
+            std::vec![0x90, 4, 0, 7, 1, 0x80],
+            std::vec![0xB0, 2, 0, 9],
+            std::vec![0xD0, 0],
+        ];
+        for (qos, id) in [(QoS::AtMostOnce, None), (QoS::AtLeastOnce, Some(77))] {
+            let n = publish(
+                &mut buf,
+                "$aws/things/t/shadow/get",
+                b"{\"state\":{}}",
+                qos,
+                true,
+                false,
+                id,
+            )
+            .unwrap();
+            seeds.push(buf[..n].to_vec());
+        }
+        seeds
+    }
+
+    proptest::proptest! {
+        #![proptest_config(fqp_fuzzing::config())]
+
+        /// Whatever a broker (or a man in the middle) sends, framing and decoding never panic,
+        /// and what decodes stays inside the bytes received.
+        #[test]
+        fn fuzz_header_and_decode(input in fqp_fuzzing::inputs(seeds(), 300)) {
+            if let Ok(Some((first, h, len))) = header(&input) {
+                proptest::prop_assert!((2..=5).contains(&h));
+                if let Some(body) = input.get(h..h.saturating_add(len)) {
+                    if let Ok(Packet::Publish(p)) = decode(first, body) {
+                        proptest::prop_assert!(p.topic.len() + p.payload.len() <= body.len());
+                    }
+                }
+            }
+        }
+    }
 }

@@ -172,4 +172,27 @@ mod tests {
         assert_eq!(answer(7, &r[..r.len() - 2]), Err(DnsError::Malformed));
         assert_eq!(answer(7, &r[..5]), Err(DnsError::Malformed));
     }
+
+    fn seeds() -> std::vec::Vec<std::vec::Vec<u8>> {
+        let mut buf = [0u8; MAX_QUERY];
+        let n = query(7, "broker.fqp.lab", &mut buf).unwrap();
+        let q = &buf[..n];
+        let cname: &[u8] = b"\x05other\x00";
+        std::vec![
+            reply(q, 0, &[(5, cname), (1, &[10, 0, 2, 2])]),
+            reply(q, 0, &[(1, &[127, 0, 0, 1])]),
+            reply(q, 3, &[]),
+            q.to_vec(),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(fqp_fuzzing::config())]
+
+        /// Whatever datagram arrives on the resolver's port, reading it never panics.
+        #[test]
+        fn fuzz_answer(input in fqp_fuzzing::inputs(seeds(), 300)) {
+            let _ = answer(7, &input);
+        }
+    }
 }

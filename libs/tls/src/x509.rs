@@ -654,4 +654,50 @@ mod tests {
         assert_eq!(t(UTC_TIME, "261324103609Z"), Err(CertError::Malformed));
         assert_eq!(t(UTC_TIME, "2611241036Z"), Err(CertError::Malformed));
     }
+
+    proptest::proptest! {
+        #![proptest_config(fqp_fuzzing::config())]
+
+        /// Whatever certificates a server presents, parsing and checking them never panics,
+        /// and nothing damaged is accepted for the host.
+        #[test]
+        fn fuzz_certificates(input in fqp_fuzzing::inputs(corpus().0.clone(), 600)) {
+            let (_, root) = corpus();
+            let _ = Cert::parse(&input);
+            let verdict = verify_server(&[&input], root, "broker.fqp.lab", Some(now()));
+            if verdict.is_ok() {
+                // Only an intact certificate the root issued can pass.
+                proptest::prop_assert!(corpus().0.iter().any(|s| s == &input));
+            }
+        }
+    }
+
+    /// Certificates of a lab: a server's (good), and others, with the root that issued them.
+    fn corpus() -> &'static (Vec<Vec<u8>>, &'static [u8]) {
+        static CORPUS: std::sync::OnceLock<(Vec<Vec<u8>>, &'static [u8])> =
+            std::sync::OnceLock::new();
+        CORPUS.get_or_init(|| {
+            let root = ca("fuzz root", None, true);
+            let mut leaves = Vec::new();
+            for names in [&["broker.fqp.lab"][..], &["*.fqp.lab", "10.0.2.2"][..]] {
+                let mut p = CertificateParams::new(
+                    names
+                        .iter()
+                        .map(|n| std::string::String::from(*n))
+                        .collect::<Vec<_>>(),
+                )
+                .unwrap();
+                p.distinguished_name.push(DnType::CommonName, "fuzz server");
+                p.extended_key_usages = std::vec![ExtendedKeyUsagePurpose::ServerAuth];
+                p.not_before = days(-1);
+                p.not_after = days(365);
+                let key = KeyPair::generate().unwrap();
+                let issuer = Issuer::from_params(&root.params, &root.key);
+                leaves.push(p.signed_by(&key, &issuer).unwrap().der().to_vec());
+            }
+            leaves.push(root.der.clone());
+            let root_der: &'static [u8] = std::boxed::Box::leak(root.der.into_boxed_slice());
+            (leaves, root_der)
+        })
+    }
 }

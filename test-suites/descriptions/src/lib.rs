@@ -1,16 +1,20 @@
-//! # fqp-suites: what the on-device test groups need, and what qualification requires
+//! # fqp-suites: what the on-device test groups hold and need, and what qualification requires
 //!
-//! The image knows its tests; this crate knows, for each group, which port capabilities its
-//! tests need and whether the group is required for qualification. The descriptions live in
-//! `test-suites/suites.toml` and are compiled into the harness, so a harness and the suites of
-//! the same version always agree.
+//! The image knows its tests, but a qualification cannot take the device's word for what it
+//! must pass: this crate pins, for each group, every test it holds (its *cases*), the port
+//! capabilities they need and whether the group is required. The descriptions live in
+//! `test-suites/suites.toml`, are compiled into the harness (so a harness and the suites of the
+//! same version agree) and are versioned: a result records their version and digest.
 //!
 //! A port *qualifies* for its declared capabilities (at least one, all known) when the run was
-//! complete (no infrastructure error, not a partition), every required group whose
-//! capabilities the port declares ran, and every test that ran passed or was skipped: an
-//! optional group need not run, but if it ran it must pass. A flaky test does not pass.
+//! whole and complete (every test asked for, not a selection or a partition; no infrastructure
+//! error; not interrupted), was judged against these very descriptions, every pinned case of
+//! every required group that the port's capabilities call for ran and passed (a skip earns
+//! nothing), every declared capability has at least one such case that passed, and every test
+//! that ran passed or was skipped: an optional group need not run, but if it ran it must pass.
+//! A flaky test does not pass.
 
-use fqp_reports::{Qualification, Run, Status};
+use fqp_reports::{Qualification, Run, Status, SuitesRef};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -20,9 +24,14 @@ pub const BUILTIN: &str = include_str!("../../suites.toml");
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Suites {
+    /// Raised whenever cases, requirements or thresholds change.
+    pub version: u32,
     /// Known capabilities and what they mean.
     pub capabilities: BTreeMap<String, String>,
     pub groups: BTreeMap<String, GroupDesc>,
+    /// SHA-256 of the text these were parsed from, hex.
+    #[serde(skip)]
+    pub sha256: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -33,6 +42,9 @@ pub struct GroupDesc {
     pub required: bool,
     #[serde(default)]
     pub requires: Vec<String>,
+    /// Every test of the group, pinned: what a port must pass, whatever its image lists.
+    #[serde(default)]
+    pub cases: Vec<String>,
     /// The test of this group whose figure (the metric named as the test) the group's
     /// relative floors are multiples of: a figure of the port itself, so that the floors hold
     /// on a core of any speed.
@@ -57,6 +69,21 @@ pub struct TestDesc {
     pub min_relative: BTreeMap<String, f64>,
 }
 
+/// `a, b, c and 4 more`: a list that stays one readable line.
+fn some_of(items: &[String]) -> String {
+    const SHOWN: usize = 4;
+    let mut text = items
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > SHOWN {
+        text.push_str(&format!(" and {} more", items.len() - SHOWN));
+    }
+    text
+}
+
 fn split(id: &str) -> (&str, &str) {
     id.split_once('/').unwrap_or((id, ""))
 }
@@ -67,10 +94,32 @@ impl Suites {
         Suites::parse(BUILTIN).expect("test-suites/suites.toml is checked by this crate's tests")
     }
 
-    /// Parses and checks descriptions: every capability named must be declared.
+    /// Parses and checks descriptions: every capability named must be declared, every test
+    /// described must be one of its group's cases, each case named once.
     pub fn parse(text: &str) -> Result<Suites, String> {
-        let s: Suites = toml::from_str(text).map_err(|e| format!("suite descriptions: {e}"))?;
+        use sha2::Digest;
+        let mut s: Suites = toml::from_str(text).map_err(|e| format!("suite descriptions: {e}"))?;
+        s.sha256 = hex::encode(sha2::Sha256::digest(text.as_bytes()));
         for (name, g) in &s.groups {
+            let mut seen = std::collections::BTreeSet::new();
+            if let Some(dup) = g.cases.iter().find(|c| !seen.insert(c.as_str())) {
+                return Err(format!(
+                    "suite descriptions: group {name} names case {dup:?} twice"
+                ));
+            }
+            let described = g.tests.keys().chain(g.control.iter());
+            for t in described {
+                if !g.cases.is_empty() && !g.cases.contains(t) {
+                    return Err(format!(
+                        "suite descriptions: {name}/{t} is described but is not one of group {name}'s cases"
+                    ));
+                }
+            }
+            if g.required && g.cases.is_empty() {
+                return Err(format!(
+                    "suite descriptions: required group {name} pins no cases: list them in `cases`"
+                ));
+            }
             let named = g
                 .requires
                 .iter()
@@ -172,23 +221,67 @@ impl Suites {
         None
     }
 
+    /// Which descriptions these are, as a result records them.
+    pub fn reference(&self) -> SuitesRef {
+        SuitesRef {
+            version: self.version,
+            sha256: self.sha256.clone(),
+        }
+    }
+
+    /// The capabilities among `wanted` that these descriptions do not know.
+    pub fn unknown_capabilities<'a>(&self, wanted: &'a [String]) -> Vec<&'a str> {
+        wanted
+            .iter()
+            .filter(|c| !self.capabilities.contains_key(*c))
+            .map(String::as_str)
+            .collect()
+    }
+
     /// Whether group `name` is required for qualification.
     pub fn required(&self, name: &str) -> bool {
         self.groups.get(name).is_some_and(|g| g.required)
     }
 
-    /// The qualification statement for `run`.
+    /// The qualification statement for `run`: see the crate's documentation for the rule.
+    /// Reasons come most telling first: what stopped the run, then what failed, then what
+    /// was not earned.
     pub fn qualification(&self, run: &Run) -> Qualification {
         let caps = &run.port.capabilities;
         let mut reasons = Vec::new();
-        if !run.infrastructure_errors.is_empty() {
-            reasons.push("the run had infrastructure errors".to_string());
+        let broken = run.interrupted.is_some() || !run.problems.is_empty();
+        if let Some(signal) = &run.interrupted {
+            reasons.push(format!(
+                "the run was interrupted ({signal}) before it ended"
+            ));
+        }
+        if let Some(p) = run.problems.first() {
+            reasons.push(format!(
+                "the run had {} problems (first, {}: {})",
+                p.stage.category().as_str(),
+                p.stage.as_str(),
+                first_line(&p.message)
+            ));
         }
         if let Some(p) = run.partition {
             reasons.push(format!(
                 "this is part {} of {}: merge every part (fqp merge) to qualify",
                 p.index, p.count
             ));
+        }
+        if let Some(sel) = &run.selection {
+            reasons.push(format!(
+                "only a selection of the tests ran ({}): qualification needs every test (leave out --group, --test and --capability)",
+                sel.describe()
+            ));
+        }
+        match &run.suites {
+            Some(r) if *r == self.reference() => {}
+            Some(r) => reasons.push(format!(
+                "the run was judged against suite descriptions version {} (sha256 {}), this harness's are version {} (sha256 {}): qualify with one harness",
+                r.version, r.sha256, self.version, self.sha256
+            )),
+            None => reasons.push("the results name no suite descriptions they were judged against".into()),
         }
         if caps.is_empty() {
             reasons.push(
@@ -197,10 +290,15 @@ impl Suites {
                     .to_string(),
             );
         }
-        for c in caps {
-            if !self.capabilities.contains_key(c) {
-                reasons.push(format!("the port declares unknown capability {c:?}"));
-            }
+        for c in self.unknown_capabilities(caps) {
+            reasons.push(format!(
+                "the port declares unknown capability {c:?} (known: {})",
+                self.capabilities
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         // Optional groups need not run, but what ran must pass.
         for r in &run.groups {
@@ -215,19 +313,42 @@ impl Suites {
                 }
             }
         }
-        let mut absent = Vec::new();
-        for (name, g) in &self.groups {
-            if g.required
-                && g.requires.iter().all(|c| caps.contains(c))
-                && !run.groups.iter().any(|r| &r.name == name)
-            {
-                absent.push(name.as_str());
+        let unearned = self.unearned(run);
+        if broken {
+            // The run's own failure is the news; what it left unrun follows from it.
+            let count = unearned.absent.len() + unearned.missing.len() + unearned.skipped.len();
+            if count > 0 {
+                reasons.push(format!(
+                    "{count} required tests did not run or pass because of it"
+                ));
+            }
+        } else {
+            reasons.extend(unearned.capability_reasons);
+            if !unearned.absent.is_empty() {
+                reasons.push(format!(
+                    "required groups did not run (not selected, or not in the image): {}",
+                    unearned.absent.join(", ")
+                ));
+            }
+            if !unearned.missing.is_empty() {
+                reasons.push(format!(
+                    "{} required tests did not run (not in the image, or lost): {}",
+                    unearned.missing.len(),
+                    some_of(&unearned.missing)
+                ));
+            }
+            if !unearned.skipped.is_empty() {
+                reasons.push(format!(
+                    "{} required tests were skipped, which earns nothing: {}",
+                    unearned.skipped.len(),
+                    some_of(&unearned.skipped)
+                ));
             }
         }
-        if !absent.is_empty() {
+        if !unearned.unpinned.is_empty() {
             reasons.push(format!(
-                "required groups did not run (not selected, or not in the image): {}",
-                absent.join(", ")
+                "the image has tests in required groups that the suite descriptions do not pin (a harness and suites of different versions?): {}",
+                some_of(&unearned.unpinned)
             ));
         }
         Qualification {
@@ -236,6 +357,107 @@ impl Suites {
             reasons,
         }
     }
+
+    /// The required cases `run` did not earn, by why.
+    fn unearned(&self, run: &Run) -> Unearned {
+        let caps = &run.port.capabilities;
+        let mut u = Unearned::default();
+        let result = |id: &str| {
+            run.groups
+                .iter()
+                .flat_map(|g| &g.tests)
+                .find(|t| t.id == id)
+        };
+        // Per declared capability: its required cases, and how many of them passed.
+        let mut per_cap: BTreeMap<String, (usize, usize, Option<String>)> = BTreeMap::new();
+        for (name, g) in &self.groups {
+            if !g.required {
+                continue;
+            }
+            if let Some(r) = run.groups.iter().find(|r| &r.name == name) {
+                u.unpinned.extend(
+                    r.tests
+                        .iter()
+                        .filter(|t| !g.cases.contains(&t.name))
+                        .map(|t| t.id.clone()),
+                );
+            }
+            if !g.requires.iter().all(|c| caps.contains(c)) {
+                continue;
+            }
+            let mut ran_any = false;
+            let mut missing = Vec::new();
+            for case in &g.cases {
+                let id = format!("{name}/{case}");
+                let needs = self.requirements(&id);
+                if !needs.iter().all(|c| caps.contains(c)) {
+                    continue;
+                }
+                let t = result(&id);
+                ran_any |= t.is_some();
+                let passed = t.is_some_and(|t| t.status == Status::Passed);
+                for c in &needs {
+                    let e = per_cap.entry(c.clone()).or_default();
+                    e.0 += 1;
+                    e.1 += usize::from(passed);
+                    if e.2.is_none() && !passed {
+                        e.2 = Some(match t {
+                            None => format!("{id} did not run"),
+                            Some(t) => format!(
+                                "{id} {}{}",
+                                t.status.as_str(),
+                                t.message
+                                    .as_deref()
+                                    .map(|m| format!(": {}", first_line(m)))
+                                    .unwrap_or_default()
+                            ),
+                        });
+                    }
+                }
+                match t {
+                    None => missing.push(id),
+                    Some(t) if t.status == Status::Skipped => u.skipped.push(format!(
+                        "{id} ({})",
+                        first_line(t.message.as_deref().unwrap_or("no reason given"))
+                    )),
+                    Some(_) => {}
+                }
+            }
+            if ran_any {
+                u.missing.extend(missing);
+            } else {
+                u.absent.push(name.clone());
+            }
+        }
+        for c in caps {
+            if let Some(&(total, 0, ref example)) = per_cap.get(c.as_str()) {
+                u.capability_reasons.push(format!(
+                    "the port declares capability {c:?}, but none of its {total} required tests passed (for example {}): make them pass, or leave {c:?} out of `capabilities` in port.toml",
+                    example.as_deref().unwrap_or("")
+                ));
+            }
+        }
+        u
+    }
+}
+
+/// Required cases a run did not earn.
+#[derive(Default)]
+struct Unearned {
+    /// Required groups none of whose cases ran.
+    absent: Vec<String>,
+    /// Cases of groups that ran, missing from the results.
+    missing: Vec<String>,
+    /// Cases reported skipped, with the reason.
+    skipped: Vec<String>,
+    /// Tests of required groups the descriptions do not pin.
+    unpinned: Vec<String>,
+    /// Declared capabilities none of whose required cases passed.
+    capability_reasons: Vec<String>,
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
 }
 
 #[cfg(test)]
@@ -267,7 +489,7 @@ mod tests {
     #[test]
     fn figures_are_held_to_their_thresholds() {
         let s = Suites::parse(
-            "[capabilities]\nk = \"\"\n[groups.perf]\nsuite = \"p\"\ndescription = \"d\"\nrequired = false\n\
+            "version = 1\n[capabilities]\nk = \"\"\n[groups.perf]\nsuite = \"p\"\ndescription = \"d\"\nrequired = false\n\
              tests.speed.min = { count = 100.0 }\ntests.latency.max = { instructions = 50.0 }\n",
         )
         .unwrap();
@@ -321,7 +543,7 @@ mod tests {
     #[test]
     fn relative_floors_need_a_control() {
         let e = Suites::parse(
-            "[capabilities]\nk = \"\"\n[groups.perf]\nsuite = \"p\"\ndescription = \"d\"\nrequired = false\n\
+            "version = 1\n[capabilities]\nk = \"\"\n[groups.perf]\nsuite = \"p\"\ndescription = \"d\"\nrequired = false\n\
              tests.speed.min_relative = { count = 2.0 }\n",
         )
         .unwrap_err();
@@ -330,7 +552,7 @@ mod tests {
 
     #[test]
     fn undeclared_capability_is_an_error() {
-        let text = "[capabilities]\na = \"\"\n[groups.g]\nsuite=\"s\"\ndescription=\"d\"\nrequired=true\nrequires=[\"b\"]\n";
+        let text = "version = 1\n[capabilities]\na = \"\"\n[groups.g]\nsuite=\"s\"\ndescription=\"d\"\nrequired=true\nrequires=[\"b\"]\ncases=[\"x\"]\n";
         assert!(Suites::parse(text)
             .unwrap_err()
             .contains("undeclared capability \"b\""));
@@ -339,20 +561,30 @@ mod tests {
     fn suites() -> Suites {
         Suites::parse(
             r#"
+version = 1
 [capabilities]
 kernel = ""
 irq = ""
+net = ""
 [groups.core]
 suite = "k"
 description = ""
 required = true
 requires = ["kernel"]
+cases = ["a", "b", "from_isr"]
 tests.from_isr.requires = ["irq"]
 [groups.extra]
 suite = "k"
 description = ""
 required = true
 requires = ["kernel", "irq"]
+cases = ["x"]
+[groups.link]
+suite = "n"
+description = ""
+required = true
+requires = ["net"]
+cases = ["up", "echo"]
 [groups.nice]
 suite = "k"
 description = ""
@@ -362,7 +594,7 @@ required = false
         .unwrap()
     }
 
-    fn run(caps: &[&str], tests: &[(&str, Status)]) -> Run {
+    fn run(s: &Suites, caps: &[&str], tests: &[(&str, Status)]) -> Run {
         let port = Port {
             name: "p".into(),
             board: "b".into(),
@@ -372,63 +604,230 @@ required = false
             manifest: "m".into(),
         };
         let mut r = Run::new("0", port, "");
+        r.suites = Some(s.reference());
         for (id, st) in tests {
             r.push(split(id).0, Test::new(id, *st));
         }
         r
     }
 
+    const CORE: [(&str, Status); 2] = [("core/a", Status::Passed), ("core/b", Status::Passed)];
+
+    fn with(extra: &[(&'static str, Status)]) -> Vec<(&'static str, Status)> {
+        CORE.iter().chain(extra).copied().collect()
+    }
+
     #[test]
-    fn qualification_follows_capabilities_and_required_groups() {
+    fn qualification_follows_capabilities_and_pinned_cases() {
         let s = suites();
-        // Without "irq", group "extra" is not required, and a skipped test is fine.
+        // Without "irq", from_isr and group "extra" are not required.
         let r = run(
+            &s,
             &["kernel"],
-            &[
-                ("core/a", Status::Passed),
-                ("core/from_isr", Status::Skipped),
-                ("nice/x", Status::Failed),
-            ],
-        );
-        // …but a failure in an optional group that ran does disqualify.
-        assert_eq!(s.qualification(&r).reasons, ["group nice: nice/x failed"]);
-        let r = run(
-            &["kernel"],
-            &[
-                ("core/a", Status::Passed),
-                ("core/from_isr", Status::Skipped),
-            ],
+            &with(&[("core/from_isr", Status::Skipped)]),
         );
         let q = s.qualification(&r);
         assert!(q.qualified, "{:?}", q.reasons);
+        // …but a failure in an optional group that ran does disqualify.
+        let r = run(&s, &["kernel"], &with(&[("nice/x", Status::Failed)]));
+        assert_eq!(s.qualification(&r).reasons, ["group nice: nice/x failed"]);
         // No capabilities: nothing to qualify for.
-        let r = run(&[], &[("core/a", Status::Passed)]);
+        let r = run(&s, &[], &CORE);
         assert!(s.qualification(&r).reasons[0].contains("declares no capabilities"));
-        // With "irq", "extra" must have run.
-        let r = run(&["kernel", "irq"], &[("core/a", Status::Passed)]);
-        assert_eq!(
-            s.qualification(&r).reasons,
-            ["required groups did not run (not selected, or not in the image): extra"]
+        // With "irq", "extra" must have run, and so must core/from_isr.
+        let r = run(&s, &["kernel", "irq"], &CORE);
+        let q = s.qualification(&r).reasons;
+        assert!(q.iter().any(|r| r.contains("capability \"irq\", but none of its 2 required tests passed (for example core/from_isr did not run)")), "{q:?}");
+        assert!(
+            q.contains(
+                &"required groups did not run (not selected, or not in the image): extra"
+                    .to_string()
+            ),
+            "{q:?}"
         );
-        // A failure in a required group disqualifies.
-        let r = run(&["kernel"], &[("core/a", Status::Error)]);
-        assert_eq!(
-            s.qualification(&r).reasons,
-            ["required group core: core/a error"]
+        assert!(
+            q.contains(
+                &"1 required tests did not run (not in the image, or lost): core/from_isr"
+                    .to_string()
+            ),
+            "{q:?}"
         );
-        // So does a flaky one: it passed only when retried.
-        let r = run(&["kernel"], &[("core/a", Status::Flaky)]);
-        assert_eq!(
-            s.qualification(&r).reasons,
-            ["required group core: core/a flaky"]
-        );
-        // Infrastructure errors and partitions cannot qualify.
-        let mut r = run(&["kernel"], &[("core/a", Status::Passed)]);
-        r.infrastructure_errors.push("x".into());
-        r.partition = Some(fqp_reports::Partition { index: 1, count: 2 });
-        assert_eq!(s.qualification(&r).reasons.len(), 2);
+        // A failure in a required group disqualifies; so does a flaky test.
+        for (status, word) in [(Status::Error, "error"), (Status::Flaky, "flaky")] {
+            let r = run(
+                &s,
+                &["kernel"],
+                &[("core/a", status), ("core/b", Status::Passed)],
+            );
+            assert_eq!(
+                s.qualification(&r).reasons,
+                [format!("required group core: core/a {word}")]
+            );
+        }
         // Unknown capabilities are not silently accepted.
-        let r = run(&["kernel", "wifi"], &[("core/a", Status::Passed)]);
+        let r = run(&s, &["kernel", "wifi"], &CORE);
         assert!(s.qualification(&r).reasons[0].contains("unknown capability \"wifi\""));
+    }
+
+    #[test]
+    fn a_device_cannot_shrink_what_must_pass() {
+        let s = suites();
+        // The device lists one test of the group: the others are still required.
+        let r = run(&s, &["kernel"], &[("core/a", Status::Passed)]);
+        assert_eq!(
+            s.qualification(&r).reasons,
+            ["1 required tests did not run (not in the image, or lost): core/b"]
+        );
+        // Skips earn nothing: a declared capability whose tests all skipped does not qualify.
+        let mut r = run(
+            &s,
+            &["kernel", "net"],
+            &with(&[("link/up", Status::Skipped), ("link/echo", Status::Skipped)]),
+        );
+        r.groups[1].tests[0].message = Some("no network.host in port.toml".into());
+        let q = s.qualification(&r);
+        assert!(!q.qualified);
+        assert!(q.reasons[0].starts_with("the port declares capability \"net\", but none of its 2 required tests passed (for example link/up skipped: no network.host in port.toml)"), "{:?}", q.reasons);
+        assert!(q.reasons[1].starts_with("2 required tests were skipped, which earns nothing: link/up (no network.host in port.toml), link/echo"), "{:?}", q.reasons);
+        // A test the descriptions do not pin, in a required group, is named.
+        let r = run(&s, &["kernel"], &with(&[("core/new_one", Status::Passed)]));
+        assert!(
+            s.qualification(&r).reasons[0].contains("do not pin"),
+            "{:?}",
+            s.qualification(&r).reasons
+        );
+    }
+
+    #[test]
+    fn only_a_whole_run_judged_by_these_descriptions_qualifies() {
+        let s = suites();
+        let mut r = run(&s, &["kernel"], &CORE);
+        r.selection = Some(fqp_reports::Selection {
+            groups: vec!["core".into()],
+            ..Default::default()
+        });
+        assert!(s.qualification(&r).reasons[0]
+            .contains("only a selection of the tests ran (--group core)"));
+        let mut r = run(&s, &["kernel"], &CORE);
+        r.partition = Some(fqp_reports::Partition { index: 1, count: 2 });
+        assert!(s.qualification(&r).reasons[0].contains("part 1 of 2"));
+        let mut r = run(&s, &["kernel"], &CORE);
+        r.suites = Some(SuitesRef {
+            version: 1,
+            sha256: "00".into(),
+        });
+        assert!(s.qualification(&r).reasons[0]
+            .contains("judged against suite descriptions version 1 (sha256 00)"));
+        r.suites = None;
+        assert!(s.qualification(&r).reasons[0].contains("name no suite descriptions"));
+        // An infrastructure error is the news: what it left unrun is one line after it.
+        let mut r = run(&s, &["kernel", "irq"], &[("core/a", Status::Passed)]);
+        r.problems.push(fqp_reports::Problem::new(
+            fqp_reports::Stage::Boot,
+            "the device could not be started\n  fix: …",
+        ));
+        assert_eq!(
+            s.qualification(&r).reasons,
+            [
+                "the run had infrastructure problems (first, boot: the device could not be started)",
+                "3 required tests did not run or pass because of it"
+            ]
+        );
+        r.interrupted = Some("SIGINT".into());
+        assert_eq!(
+            s.qualification(&r).reasons[0],
+            "the run was interrupted (SIGINT) before it ended"
+        );
+    }
+
+    #[test]
+    fn cases_are_checked() {
+        let base = "version = 1\n[capabilities]\nk = \"\"\n[groups.g]\nsuite = \"s\"\ndescription = \"d\"\n";
+        let e = Suites::parse(&format!("{base}required = true\n")).unwrap_err();
+        assert!(e.contains("required group g pins no cases"), "{e}");
+        let e = Suites::parse(&format!("{base}required = false\ncases = [\"a\", \"a\"]\n"))
+            .unwrap_err();
+        assert!(e.contains("names case \"a\" twice"), "{e}");
+        let e = Suites::parse(&format!(
+            "{base}required = false\ncases = [\"a\"]\ntests.b.requires = [\"k\"]\n"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("g/b is described but is not one of group g's cases"),
+            "{e}"
+        );
+    }
+
+    /// The pinned cases are the groups the suites' sources declare (`group!(…, "name", [...])`):
+    /// a test added to a suite must be pinned here too, or this fails.
+    #[test]
+    fn pinned_cases_are_the_sources_tests() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir()
+                    && !["target", "testkit", "descriptions"]
+                        .iter()
+                        .any(|d| p.ends_with(d))
+                {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    let text = std::fs::read_to_string(&p).unwrap();
+                    for (name, cases) in declared_groups(&text) {
+                        found.insert(name, cases);
+                    }
+                }
+            }
+        }
+        let s = Suites::builtin();
+        assert!(found.len() >= 22, "{found:?}");
+        for (name, cases) in &found {
+            let g = s
+                .groups
+                .get(name)
+                .unwrap_or_else(|| panic!("group {name} is not described in suites.toml"));
+            assert_eq!(
+                &g.cases, cases,
+                "suites.toml's cases of group {name} are not its sources' tests"
+            );
+        }
+        for (name, g) in &s.groups {
+            if g.required {
+                assert!(
+                    found.contains_key(name),
+                    "required group {name} has no sources"
+                );
+            }
+        }
+    }
+
+    /// `(name, tests)` of each `group!(VIS IDENT, "name", [a, b => ms, …])` in `text`.
+    fn declared_groups(text: &str) -> Vec<(String, Vec<String>)> {
+        let mut out = Vec::new();
+        let mut rest = text;
+        while let Some(at) = rest.find("group!(") {
+            rest = &rest[at + 7..];
+            let Some(open) = rest.find('"') else { break };
+            let after = &rest[open + 1..];
+            let Some(close) = after.find('"') else { break };
+            let name = &after[..close];
+            let (Some(lb), Some(rb)) = (after.find('['), after.find(']')) else {
+                break;
+            };
+            if name.contains(' ') || lb > rb {
+                continue;
+            }
+            let tests = after[lb + 1..rb]
+                .split(',')
+                .map(|t| t.split("=>").next().unwrap_or("").trim().to_string())
+                .filter(|t| !t.is_empty())
+                .collect();
+            out.push((name.to_string(), tests));
+            rest = &after[rb..];
+        }
+        out
     }
 }

@@ -291,7 +291,10 @@ pub fn parse(line: &str) -> Result<Option<Frame<'_>>, FrameError> {
     if found != expected {
         return Err(FrameError::BadChecksum { expected, found });
     }
-    let content = &body[PREFIX.len()..star];
+    // `@FQP *XXXX`: the checksum's space is the prefix's own, and there is no kind.
+    let content = body
+        .get(PREFIX.len()..star)
+        .ok_or(FrameError::UnknownKind)?;
     let (kind, fields) = content.split_once(' ').unwrap_or((content, ""));
     let kind = Kind::parse(kind).ok_or(FrameError::UnknownKind)?;
     if fields
@@ -467,5 +470,69 @@ mod tests {
             assert_eq!(Kind::parse(n), Some(k));
             assert_eq!(k.as_str(), n);
         }
+    }
+
+    #[test]
+    fn a_checksummed_line_with_nothing_after_the_prefix_is_refused() {
+        // "@FQP *xxxx" with the right checksum: the checksum's space is the prefix's own.
+        let crc = crc16(b"@FQP ");
+        let line = std::format!("@FQP *{crc:04X}");
+        assert!(parse(&line).is_err());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(fqp_fuzzing::config())]
+
+        /// Whatever a console delivers, parsing it never panics, and what it accepts can be
+        /// read field by field.
+        #[test]
+        fn fuzz_parse(input in fqp_fuzzing::inputs(seeds(), 300)) {
+            let text = String::from_utf8_lossy(&input);
+            if let Ok(Some(f)) = parse(&text) {
+                for (k, _) in f.fields() {
+                    let _ = (f.raw(k), f.num(k));
+                    let mut out = [0u8; 8];
+                    let _ = f.get_into(k, &mut out);
+                }
+            }
+        }
+
+        /// Any value the runner writes reads back as written (or cut and marked).
+        #[test]
+        fn fuzz_round_trip(kind in 0..KINDS.len(), key in "[a-z_]{1,12}", value in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let value = String::from_utf8_lossy(&value).into_owned();
+            let mut l = LineBuf::<256>::new(KINDS[kind].0);
+            l = l.field(&key, &value);
+            let bytes = l.finish().to_vec();
+            let text = String::from_utf8(bytes).unwrap();
+            let f = parse(text.trim_end()).unwrap().unwrap();
+            proptest::prop_assert_eq!(f.kind, KINDS[kind].0);
+            let mut buf = [0u8; 1024];
+            let got = f.get_into(&key, &mut buf).unwrap();
+            if f.raw("trunc").is_none() {
+                proptest::prop_assert_eq!(got, value.as_bytes());
+            } else {
+                proptest::prop_assert!(value.as_bytes().starts_with(got));
+            }
+        }
+    }
+
+    /// Valid lines of every kind: the corpus the fuzzer damages.
+    fn seeds() -> std::vec::Vec<std::vec::Vec<u8>> {
+        KINDS
+            .iter()
+            .map(|(k, _)| {
+                line(
+                    *k,
+                    &[
+                        ("id", "queue/fifo"),
+                        ("status", "pass"),
+                        ("msg", "a b%c=d"),
+                        ("us", "0x1F"),
+                    ],
+                )
+                .into_bytes()
+            })
+            .collect()
     }
 }

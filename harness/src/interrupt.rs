@@ -1,0 +1,133 @@
+//! Stopping a run cleanly on SIGINT, SIGTERM or SIGHUP.
+//!
+//! A CI job cancelled, a developer's Ctrl-C, a closed terminal: the run must not leave
+//! emulators, brokers or builds running, and must leave a report that says it was
+//! interrupted (never the previous run's reports looking current). On the first signal this
+//! module records which it was and kills every child process the run registered (the devices'
+//! sessions then end at once, the run loop stops taking tests, and the reports are written
+//! with the verdict `interrupted`); a second signal ends the process at once with the same
+//! exit status.
+
+use std::collections::BTreeSet;
+use std::sync::{Mutex, OnceLock};
+
+/// The signal that interrupted the run, once one has.
+static SIGNAL: OnceLock<&'static str> = OnceLock::new();
+/// Processes to kill when interrupted.
+static CHILDREN: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+
+/// Starts listening for the signals. Call once, early in `main`.
+pub fn install() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(
+                "cannot listen for SIGINT/SIGTERM ({e}): an interrupted run will leave no report"
+            );
+            return;
+        }
+    };
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            let name = match sig {
+                SIGTERM => "SIGTERM",
+                SIGHUP => "SIGHUP",
+                _ => "SIGINT",
+            };
+            let first = SIGNAL.set(name).is_ok();
+            kill_children();
+            if first {
+                eprintln!("fqp: {name}: stopping the devices and writing the reports (again to quit at once)");
+            } else {
+                std::process::exit(i32::from(fqp_reports::interrupted_exit_code(name)));
+            }
+        }
+    });
+}
+
+/// The signal that interrupted the run, if one has.
+pub fn signal() -> Option<&'static str> {
+    SIGNAL.get().copied()
+}
+
+/// Kills every registered process.
+fn kill_children() {
+    let pids: Vec<u32> = CHILDREN
+        .lock()
+        .map(|c| c.iter().copied().collect())
+        .unwrap_or_default();
+    for pid in pids {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            continue;
+        };
+        // SAFETY: kill(2) takes plain integers and touches no memory of ours; `pid` is a child
+        // of this process that has not been reaped (it is unregistered before its `wait`), so
+        // the number cannot name another process.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// A child process killed when the run is interrupted, for as long as the guard lives. Drop
+/// the guard before reaping the process.
+pub struct Registered(u32);
+
+impl Registered {
+    pub fn new(pid: u32) -> Registered {
+        if let Ok(mut c) = CHILDREN.lock() {
+            c.insert(pid);
+        }
+        // Interrupted before it was registered: it must not outlive the run either.
+        if signal().is_some() {
+            kill_children();
+        }
+        Registered(pid)
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Ok(mut c) = CHILDREN.lock() {
+            c.remove(&self.0);
+        }
+    }
+}
+
+/// A child process that is killed when the run is interrupted, and when dropped.
+pub struct Guarded {
+    child: std::process::Child,
+    guard: Option<Registered>,
+}
+
+impl Guarded {
+    pub fn new(child: std::process::Child) -> Guarded {
+        let guard = Some(Registered::new(child.id()));
+        Guarded { child, guard }
+    }
+
+    /// The exit status, if it has ended (reaped then).
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.try_wait().ok().flatten();
+        if status.is_some() {
+            self.guard.take();
+        }
+        status
+    }
+
+    /// Kills it and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        self.guard.take();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        if self.try_wait().is_none() {
+            self.kill();
+        }
+    }
+}
