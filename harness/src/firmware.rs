@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// A toolchain able to build for the port's target.
 #[derive(Debug, Clone, PartialEq)]
@@ -453,13 +454,27 @@ pub fn build(m: &Manifest, tc: &Toolchain, log: &Path) -> Result<Image, String> 
         .env(var, linker);
     }
     tracing::info!(crate_dir = %dir.display(), toolchain = %tc.describe(), "building firmware");
-    let mut child = cmd
+    let mut child = std::os::unix::process::CommandExt::process_group(&mut cmd, 0)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", cargo.display()))?;
-    // An interrupted run kills the build (its output ends, and the wait below returns).
-    let guard = crate::interrupt::Registered::new(child.id());
+    // An interrupted run kills the build (its output ends, and the wait below returns), and so
+    // does a build that outlives its deadline.
+    // cargo leads a process group of its own: killing the group stops its compilers too.
+    let guard = crate::interrupt::Registered::group(child.id());
+    let deadline = Duration::from_millis(m.timeouts.build_ms);
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let watchdog = {
+        let target = guard.target();
+        std::thread::spawn(move || {
+            let expired = matches!(
+                finished.recv_timeout(deadline),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+            );
+            expired && crate::interrupt::kill_registered(target)
+        })
+    };
     let mut logf = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let stderr = child.stderr.take().expect("piped");
     let err_thread = std::thread::spawn(move || {
@@ -494,6 +509,14 @@ pub fn build(m: &Manifest, tc: &Toolchain, log: &Path) -> Result<Image, String> 
     let status = child
         .wait()
         .map_err(|e| format!("waiting for cargo: {e}"))?;
+    drop(done);
+    if watchdog.join().unwrap_or(false) {
+        return Err(format!(
+            "the firmware build did not finish within {} ms and was stopped (timeouts.build_ms); its log: {}\n  fix: look for what it waits on (a lock held by another cargo, a build script), or raise timeouts.build_ms",
+            m.timeouts.build_ms,
+            log.display()
+        ));
+    }
     let stderr_text = err_thread.join().unwrap_or_default();
     let _ = logf.write_all(stderr_text.as_bytes());
     if !status.success() {

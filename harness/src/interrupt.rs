@@ -13,8 +13,8 @@ use std::sync::{Mutex, OnceLock};
 
 /// The signal that interrupted the run, once one has.
 static SIGNAL: OnceLock<&'static str> = OnceLock::new();
-/// Processes to kill when interrupted.
-static CHILDREN: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+/// Processes to kill when interrupted: a process id, or a process group's id negated.
+static CHILDREN: Mutex<BTreeSet<i64>> = Mutex::new(BTreeSet::new());
 
 /// Starts listening for the signals. Call once, early in `main`.
 pub fn install() {
@@ -53,37 +53,67 @@ pub fn signal() -> Option<&'static str> {
 
 /// Kills every registered process.
 fn kill_children() {
-    let pids: Vec<u32> = CHILDREN
+    let pids: Vec<i64> = CHILDREN
         .lock()
         .map(|c| c.iter().copied().collect())
         .unwrap_or_default();
     for pid in pids {
-        let Ok(pid) = libc::pid_t::try_from(pid) else {
-            continue;
-        };
-        // SAFETY: kill(2) takes plain integers and touches no memory of ours; `pid` is a child
-        // of this process that has not been reaped (it is unregistered before its `wait`), so
-        // the number cannot name another process.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
-        }
+        kill(pid);
+    }
+}
+
+/// Kills what `guard` registered, if it is still registered; whether it was.
+pub fn kill_registered(guard: i64) -> bool {
+    let registered = CHILDREN.lock().is_ok_and(|c| c.contains(&guard));
+    if registered {
+        kill(guard);
+    }
+    registered
+}
+
+/// Kills process `target`, or process group `-target`.
+fn kill(target: i64) {
+    let Ok(target) = libc::pid_t::try_from(target) else {
+        return;
+    };
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours; `target` is a child
+    // of this process (or the group it leads) that has not been reaped (it is unregistered
+    // before its `wait`), so the number cannot name another process.
+    unsafe {
+        libc::kill(target, libc::SIGKILL);
     }
 }
 
 /// A child process killed when the run is interrupted, for as long as the guard lives. Drop
 /// the guard before reaping the process.
-pub struct Registered(u32);
+pub struct Registered(i64);
 
 impl Registered {
+    /// The process `pid`.
     pub fn new(pid: u32) -> Registered {
+        Self::register(i64::from(pid))
+    }
+
+    /// The process group led by `pid` (a child started with `process_group(0)`): the child and
+    /// every process it started.
+    pub fn group(pid: u32) -> Registered {
+        Self::register(-i64::from(pid))
+    }
+
+    fn register(target: i64) -> Registered {
         if let Ok(mut c) = CHILDREN.lock() {
-            c.insert(pid);
+            c.insert(target);
         }
         // Interrupted before it was registered: it must not outlive the run either.
         if signal().is_some() {
             kill_children();
         }
-        Registered(pid)
+        Registered(target)
+    }
+
+    /// What `kill_registered` takes.
+    pub fn target(&self) -> i64 {
+        self.0
     }
 }
 

@@ -277,6 +277,10 @@ pub struct Timeouts {
     /// Added to every test's timeout, for the console round trip.
     #[serde(default = "grace_ms")]
     pub grace_ms: u64,
+    /// The longest a firmware build may take: a build that hangs (a lock held, a build
+    /// script waiting) ends the run with a report instead of holding it forever.
+    #[serde(default = "build_ms")]
+    pub build_ms: u64,
 }
 
 impl Default for Timeouts {
@@ -285,8 +289,13 @@ impl Default for Timeouts {
             boot_ms: boot_ms(),
             factor: one(),
             grace_ms: grace_ms(),
+            build_ms: build_ms(),
         }
     }
+}
+
+fn build_ms() -> u64 {
+    30 * 60 * 1000
 }
 
 fn boot_ms() -> u64 {

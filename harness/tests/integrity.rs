@@ -91,6 +91,32 @@ fn exit_statuses_follow_the_table() {
 }
 
 #[test]
+fn a_build_that_outlives_its_deadline_is_stopped() {
+    let dir = fresh("build-deadline-port");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string(selftest_port().join("port.toml")).unwrap();
+    let text = text
+        .replace(
+            "crate = \"../../../../reference-port\"",
+            &format!("crate = {:?}", repo().join("reference-port")),
+        )
+        .replace("[timeouts]\n", "[timeouts]\nbuild_ms = 1\n");
+    assert!(text.contains("build_ms = 1") && text.contains(repo().to_str().unwrap()));
+    std::fs::write(dir.join("port.toml"), text).unwrap();
+    let o = qualify(&dir, "build-deadline", &["--test", "selftest/passes"]);
+    assert_eq!(o.code, 2, "{}", o.explain());
+    let p = &o.results["problems"][0];
+    assert_eq!(p["stage"], "build", "{p}");
+    assert!(
+        p["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not finish within 1 ms and was stopped"),
+        "{p}"
+    );
+}
+
+#[test]
 fn an_output_directory_takes_one_run_at_a_time() {
     let out = fresh("locked");
     std::fs::create_dir_all(&out).unwrap();
