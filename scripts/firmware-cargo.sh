@@ -3,6 +3,7 @@
 # rustup's if it has the target, else Debian's with -Zbuild-std.
 #   scripts/firmware-cargo.sh <crate dir> clippy -- -D warnings
 set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
 dir=$1; shift
 sub=$1; shift
 target=thumbv7m-none-eabi
@@ -11,7 +12,9 @@ if command -v rustc >/dev/null && [ -d "$(rustc --print sysroot)/lib/rustlib/$ta
   exec cargo "$sub" --target "$target" "$@"
 fi
 lld=$(ls -d /usr/lib/llvm-*/bin/ld.lld 2>/dev/null | sort -V | tail -n 1)
-export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR=target/fqp-build-std
+# Every firmware crate checks into the reference port's target directory, as fqp's own
+# builds in the tests do (FQP_FIRMWARE_TARGET_DIR): the target's core library is built once.
+export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$root/reference-port/target/fqp-build-std"
 export CARGO_TARGET_THUMBV7M_NONE_EABI_LINKER=${lld:-ld.lld}
 # Debian first on PATH, so `cargo clippy` finds Debian's cargo-clippy and clippy-driver.
 export PATH=/usr/bin:$PATH

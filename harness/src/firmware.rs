@@ -411,7 +411,12 @@ pub fn build(m: &Manifest, tc: &Toolchain, log: &Path) -> Result<Image, String> 
             dir.display()
         ));
     }
-    let target_dir = dir.join("target").join(match m.build.variant {
+    // Each port's own target directory, unless FQP_FIRMWARE_TARGET_DIR names one its ports
+    // share (the test command's many ports then build the target's core library once).
+    let target_root = std::env::var_os("FQP_FIRMWARE_TARGET_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| dir.join("target"), PathBuf::from);
+    let target_dir = target_root.join(match m.build.variant {
         Some(v) => format!("fqp-{}-{v}", tc.kind()),
         None => format!("fqp-{}", tc.kind()),
     });

@@ -127,6 +127,11 @@ pub const BROKER_NAME: &str = "broker.fqp.lab";
 /// The lab's root CA kept in `dir` (`pki-root.crt`, `pki-root.key`): loaded, or made and
 /// saved when there is none or it has expired.
 fn lab_root(dir: &Path) -> Result<Ca, String> {
+    // Runs started together must agree on one root.
+    fqp_reports::sign::with_lab_lock(dir, || lab_root_locked(dir))
+}
+
+fn lab_root_locked(dir: &Path) -> Result<Ca, String> {
     let (crt, key_path) = (dir.join("pki-root.crt"), dir.join("pki-root.key"));
     if let (Ok(pem), Ok(key_pem)) = (
         std::fs::read_to_string(&crt),
@@ -164,10 +169,7 @@ fn lab_root(dir: &Path) -> Result<Ca, String> {
         (&key_path, root.issuer.key().serialize_pem()),
         (&crt, root.pem.clone()),
     ] {
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        write_private(&tmp, &text).and_then(|()| {
-            std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
-        })?;
+        write_private(path, &text)?;
     }
     Ok(root)
 }
@@ -319,18 +321,26 @@ impl Pki {
     }
 }
 
-/// Writes `text` to `path` (replacing it), readable and writable by this user only.
+/// Writes `text` to `path`, readable and writable by this user only: made aside under a name
+/// no other writer uses, then moved over `path` (a reader never sees half a key, and two
+/// writers never collide).
 fn write_private(path: &Path, text: &str) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let _ = std::fs::remove_file(path);
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("part-{}-{n}", std::process::id()));
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)
+        .open(&tmp)
         .and_then(|mut f| f.write_all(text.as_bytes()))
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            format!("{}: {e}", path.display())
+        })
 }
 
 /// A directory of private files for one run, in the lab directory, removed with it.

@@ -7,14 +7,10 @@
 
 mod common;
 
-use common::{fqp, lab, qualify, repo};
+use common::{fqp, lab, qualify, repo, selftest_port};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn selftest_port() -> PathBuf {
-    repo().join("harness/tests/ports/selftest")
-}
 
 fn fresh(name: &str) -> PathBuf {
     let out = repo().join("target/fqp-tests").join(name);

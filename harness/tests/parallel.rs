@@ -56,7 +56,7 @@ fn a_pool_of_devices_gives_the_single_device_results() {
 
 #[test]
 fn a_pool_survives_crashing_tests() {
-    let port = repo().join("harness/tests/ports/selftest");
+    let port = common::selftest_port();
     let one = qualify(&port, "selftest-pool-1", &[]);
     let two = qualify(&port, "selftest-pool-2", &["--devices", "2"]);
     assert_eq!(one.code, 1, "{}", one.explain());

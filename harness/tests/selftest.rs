@@ -3,12 +3,8 @@
 
 mod common;
 
-use common::{qualify, repo};
+use common::{qualify, repo, selftest_port};
 use std::time::Instant;
-
-fn selftest_port() -> std::path::PathBuf {
-    repo().join("harness/tests/ports/selftest")
-}
 
 #[test]
 fn failing_check_is_reported_with_message_and_location() {

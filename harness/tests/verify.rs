@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fqp, lab, qualify, repo};
+use common::{fqp, lab, qualify};
 use std::path::Path;
 
 fn verify(results: &Path, args: &[&str]) -> (i32, String) {
@@ -22,7 +22,7 @@ fn verify(results: &Path, args: &[&str]) -> (i32, String) {
 #[test]
 fn results_are_signed_and_tampering_is_caught() {
     let o = qualify(
-        &repo().join("harness/tests/ports/selftest"),
+        &common::selftest_port(),
         "signed",
         &[
             "--test",

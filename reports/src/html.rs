@@ -132,16 +132,11 @@ fn findings(h: &mut String, run: &Run) -> std::fmt::Result {
         "<h2>Findings</h2><table id=\"findings\"><tr><th>kind</th><th>where</th><th>first divergence</th><th>what to do</th></tr>"
     )?;
     for f in &run.findings {
-        let place = match (&f.test, f.stage) {
-            (Some(t), _) => t.clone(),
-            (None, Some(s)) => s.as_str().to_string(),
-            (None, None) => String::new(),
-        };
         writeln!(
             h,
             "<tr class=\"{0}\"><td>{0}</td><td>{1}</td><td><code>{2}</code></td><td>{3}</td></tr>",
             f.category.as_str(),
-            esc(&place),
+            esc(f.place()),
             esc(&f.first_divergence),
             esc(&f.hint)
         )?;

@@ -79,24 +79,20 @@ fn write_summary(m: &mut String, run: &Run) -> std::fmt::Result {
             "| kind | where | result | first divergence | what to do |\n|---|---|---|---|---|"
         )?;
         for f in run.findings.iter().take(MAX_LISTED) {
-            let (place, result) = match (&f.test, f.stage) {
-                (Some(t), _) => {
-                    let status = run
-                        .groups
-                        .iter()
-                        .flat_map(|g| &g.tests)
-                        .find(|x| &x.id == t)
-                        .map_or("", |x| x.status.as_str());
-                    (t.clone(), status)
-                }
-                (None, Some(s)) => (s.as_str().to_string(), "run"),
-                (None, None) => (String::new(), ""),
+            let result = match &f.test {
+                Some(t) => run
+                    .groups
+                    .iter()
+                    .flat_map(|g| &g.tests)
+                    .find(|x| &x.id == t)
+                    .map_or("", |x| x.status.as_str()),
+                None => "run",
             };
             writeln!(
                 m,
                 "| {} | {} | {result} | {} | {} |",
                 f.category.as_str(),
-                cell(&place),
+                cell(f.place()),
                 cell(&f.first_divergence),
                 cell(&f.hint)
             )?;

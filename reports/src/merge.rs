@@ -134,15 +134,11 @@ mod tests {
     use crate::model::*;
 
     fn run(part: usize, tests: &[(usize, &str, Status)]) -> Run {
-        let port = Port {
-            name: "p".into(),
-            board: "b".into(),
-            vendor: None,
-            description: None,
-            capabilities: vec![],
-            manifest: "m".into(),
-        };
-        let mut r = Run::new("0", port, &format!("2026-01-01T00:00:0{part}Z"));
+        let mut r = Run::new(
+            "0",
+            crate::sample::port(),
+            &format!("2026-01-01T00:00:0{part}Z"),
+        );
         r.duration_ms = 10 * part as u64;
         r.partition = Some(Partition {
             index: part,

@@ -138,12 +138,22 @@ pub struct Problem {
     pub message: String,
 }
 
+/// The longest problem message kept (a tool's log quoted whole can be long): the rest is in
+/// the log files the message names.
+pub const MAX_PROBLEM_BYTES: usize = 16 * 1024;
+
 impl Problem {
     pub fn new(stage: Stage, message: impl Into<String>) -> Problem {
-        Problem {
-            stage,
-            message: message.into(),
+        let mut message = message.into();
+        if message.len() > MAX_PROBLEM_BYTES {
+            let mut cut = MAX_PROBLEM_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str("\n[fqp: cut here; the log files named above have the rest]");
         }
+        Problem { stage, message }
     }
 }
 
@@ -173,6 +183,17 @@ impl Category {
             Category::Timeout => "timeout",
             Category::Infrastructure => "infrastructure",
             Category::Configuration => "configuration",
+        }
+    }
+}
+
+impl Finding {
+    /// Where it happened: the test, or the stage of the run.
+    pub fn place(&self) -> &str {
+        match (&self.test, self.stage) {
+            (Some(t), _) => t,
+            (None, Some(s)) => s.as_str(),
+            (None, None) => "",
         }
     }
 }
@@ -772,15 +793,7 @@ mod tests {
     use super::*;
 
     fn run(statuses: &[Status]) -> Run {
-        let port = Port {
-            name: "p".into(),
-            board: "b".into(),
-            vendor: None,
-            description: None,
-            capabilities: vec![],
-            manifest: "m".into(),
-        };
-        let mut r = Run::new("0", port, "");
+        let mut r = Run::new("0", crate::sample::port(), "");
         for (i, s) in statuses.iter().enumerate() {
             r.push("g", Test::new(&format!("g/{i}"), *s));
         }
@@ -827,6 +840,13 @@ mod tests {
             r.verdict = r.decide();
             assert_eq!((r.verdict, r.exit_code()), (Verdict::Interrupted, code));
         }
+    }
+
+    #[test]
+    fn problems_are_bounded() {
+        let p = Problem::new(Stage::Lab, "é".repeat(MAX_PROBLEM_BYTES));
+        assert!(p.message.len() <= MAX_PROBLEM_BYTES + 80);
+        assert!(p.message.ends_with("have the rest]"));
     }
 
     #[test]

@@ -2,6 +2,18 @@
 
 use crate::model::*;
 
+/// A made-up port declaring no capabilities.
+pub fn port() -> Port {
+    Port {
+        name: "p".into(),
+        board: "b".into(),
+        vendor: None,
+        description: None,
+        capabilities: vec![],
+        manifest: "m".into(),
+    }
+}
+
 pub fn run() -> Run {
     let mut run = Run {
         schema: SCHEMA_VERSION,

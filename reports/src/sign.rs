@@ -90,6 +90,15 @@ impl LabKey {
     /// self-signed pair for `name` there. Returns whether it was made.
     pub fn load_or_create(dir: &Path, name: &str) -> Result<(LabKey, bool), String> {
         let (key_path, cert_path) = (dir.join(KEY_FILE), dir.join(CERT_FILE));
+        if !key_path.exists() && !cert_path.exists() {
+            // Runs started together must not make two pairs: one makes it, the others load it.
+            return with_lab_lock(dir, || Self::load_or_create_locked(dir, name));
+        }
+        Self::load_or_create_locked(dir, name)
+    }
+
+    fn load_or_create_locked(dir: &Path, name: &str) -> Result<(LabKey, bool), String> {
+        let (key_path, cert_path) = (dir.join(KEY_FILE), dir.join(CERT_FILE));
         match (key_path.exists(), cert_path.exists()) {
             (false, false) => {
                 let lab = Self::create(name)?;
@@ -190,6 +199,23 @@ impl LabKey {
         std::fs::write(&out, text + "\n").map_err(|e| format!("{}: {e}", out.display()))?;
         Ok(out)
     }
+}
+
+/// Runs `f` holding the lab directory `dir`'s lock (made private first, if new): what is
+/// made there once (the results key, the lab's root CA) is made by one process of those that
+/// start together.
+pub fn with_lab_lock<T>(dir: &Path, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    create_private_dir(dir)?;
+    let path = dir.join(".lock");
+    let lock = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
+    f()
 }
 
 /// Creates `dir` (and its parents) for private keys: only its owner may enter a directory
@@ -447,6 +473,23 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("not a CA"), "{e}");
+    }
+
+    #[test]
+    fn runs_started_together_share_one_new_lab_key() {
+        let dir = std::env::temp_dir().join(format!("fqp-lab-race-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let certs: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| LabKey::load_or_create(&dir, "Lab").map(|(k, _)| k.cert_pem)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap().unwrap())
+                .collect()
+        });
+        assert!(certs.iter().all(|c| c == &certs[0]));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

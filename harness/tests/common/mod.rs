@@ -5,6 +5,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The self-test port: the reference board's firmware with tests that fail in every way.
+pub fn selftest_port() -> PathBuf {
+    repo().join("harness/tests/ports/selftest")
+}
+
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -12,10 +17,16 @@ pub fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// The `fqp` binary, signing with a lab key kept under `target/` (not the user's own).
+/// The `fqp` binary, signing with a lab key kept under `target/` (not the user's own), and
+/// building every port's firmware where `scripts/qualify-reference.sh` builds the reference
+/// port's: the ports of the tests share one build of the target's core library.
 pub fn fqp() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fqp"));
     c.env("FQP_LAB", lab());
+    c.env(
+        "FQP_FIRMWARE_TARGET_DIR",
+        repo().join("reference-port/target"),
+    );
     c
 }
 
