@@ -19,4 +19,11 @@ scripts/firmware-cargo.sh reference-port clippy --release --quiet -- -D warnings
 scripts/firmware-cargo.sh reference-port clippy --release --quiet --features selftest -- -D warnings
 scripts/firmware-cargo.sh port-template clippy --release --quiet -- -D warnings
 echo "== tests"
-cargo test --workspace
+# cargo-nextest runs the tests of every binary side by side (cargo test runs the binaries one
+# after another, and the on-device suites keep one binary busy for minutes): used when
+# installed, as it is on the machines this project runs on.
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace
+fi

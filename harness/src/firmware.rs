@@ -401,8 +401,14 @@ fn mark_lines_from(
     Ok(())
 }
 
-/// Builds the port's firmware, logging cargo's output to `log`. Returns the image.
-pub fn build(m: &Manifest, tc: &Toolchain, log: &Path) -> Result<Image, String> {
+/// Builds the port's firmware into `out` (cargo's output to `build.log`, the image copied to
+/// `firmware.elf`, which is what the run flashes and its results name). Returns the image.
+///
+/// Builds of one target directory (ports sharing it, one port with other features) take
+/// turns, and each copies its image out before the next may link over cargo's copy of it: a
+/// run never flashes an image another run built.
+pub fn build(m: &Manifest, tc: &Toolchain, out: &Path) -> Result<Image, String> {
+    let log = &out.join("build.log");
     let dir = m.crate_dir();
     if !dir.join("Cargo.toml").is_file() {
         return Err(format!(
@@ -459,6 +465,16 @@ pub fn build(m: &Manifest, tc: &Toolchain, log: &Path) -> Result<Image, String> 
         .env(var, linker);
     }
     tracing::info!(crate_dir = %dir.display(), toolchain = %tc.describe(), "building firmware");
+    std::fs::create_dir_all(&target_dir).map_err(|e| format!("{}: {e}", target_dir.display()))?;
+    let turn_path = target_dir.join(".fqp-build.lock");
+    let turn = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&turn_path)
+        .map_err(|e| format!("{}: {e}", turn_path.display()))?;
+    turn.lock()
+        .map_err(|e| format!("cannot lock {}: {e}", turn_path.display()))?;
     let mut child = std::os::unix::process::CommandExt::process_group(&mut cmd, 0)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -533,9 +549,13 @@ pub fn build(m: &Manifest, tc: &Toolchain, log: &Path) -> Result<Image, String> 
             tail.join("\n")
         ));
     }
-    let elf = executable.ok_or_else(|| {
+    let built = executable.ok_or_else(|| {
         format!("the build produced no executable; if the crate has several binaries, set build.bin in {}", m.path.display())
     })?;
+    let elf = out.join("firmware.elf");
+    std::fs::copy(&built, &elf)
+        .map_err(|e| format!("copying the image {} to {}: {e}", built.display(), elf.display()))?;
+    drop(turn);
     let size_bytes = std::fs::metadata(&elf)
         .map_err(|e| format!("{}: {e}", elf.display()))?
         .len();

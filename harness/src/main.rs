@@ -624,7 +624,7 @@ fn main() -> ExitCode {
                     let out = qualify::out_dir(&qualify::Options::default(), &m.port.name);
                     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
                     let tc = firmware::detect(&m.build.target)?;
-                    firmware::build(&m, &tc, &out.join("build.log"))
+                    firmware::build(&m, &tc, &out)
                 });
             match built {
                 Ok(img) => {

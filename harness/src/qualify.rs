@@ -262,7 +262,8 @@ impl Finished {
 
 /// The reports a run writes: removed when a run starts, so that reports in an output
 /// directory are always those of its latest run (or of none, if it died unreported).
-const REPORTS: [&str; 6] = [
+const REPORTS: [&str; 7] = [
+    "firmware.elf",
     "results.json",
     "results.json.sig",
     "junit.xml",
@@ -487,8 +488,7 @@ pub fn qualify(opts: &Options) -> Finished {
     let built = firmware::detect(&m.build.target)
         .map_err(|e| Problem::new(Stage::Toolchain, e))
         .and_then(|tc| {
-            firmware::build(&m, &tc, &out.join("build.log"))
-                .map_err(|e| Problem::new(Stage::Build, e))
+            firmware::build(&m, &tc, &out).map_err(|e| Problem::new(Stage::Build, e))
         });
     let image = match built {
         Ok(i) => i,
@@ -554,7 +554,7 @@ pub fn list(opts: &Options) -> Result<Vec<String>, String> {
     let out = out_dir(opts, &m.port.name);
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let image = firmware::detect(&m.build.target)
-        .and_then(|tc| firmware::build(&m, &tc, &out.join("build.log")))?;
+        .and_then(|tc| firmware::build(&m, &tc, &out))?;
     let spec = device::specs(&m, Some(1))?.remove(0);
     let mut ctx = Ctx::new(&m, &image, &out, spec, false, false, LabAccess::default())?;
     let mut dev = ctx.boot_retrying(1)?;

@@ -117,8 +117,8 @@ fn command_flashed_board_with_a_serial_console() {
     assert_eq!(o.code, 0, "{}", o.explain());
     let log = std::fs::read_to_string(o.out.join("flash.log")).unwrap();
     assert!(
-        log.contains("fqp-port-mps2-an385 "),
-        "{{image}} is the ELF: {log}"
+        log.contains("pty-board/firmware.elf "),
+        "{{image}} is the ELF the run built: {log}"
     );
 }
 

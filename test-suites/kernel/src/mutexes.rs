@@ -59,7 +59,14 @@ fn try_lock_fails_while_held() -> TestResult {
     task::delay(1);
     let t0 = time::now();
     check!(m.lock_timeout(Timeout::ticks(3)).is_err());
-    check_eq!(since(t0), 3);
+    // Never early. One tick late at most: an emulator whose idle time follows real time
+    // (QEMU's icount sleep) may deliver two ticks at once on a loaded host.
+    let waited = since(t0);
+    check!(
+        (3..=4).contains(&waited),
+        "waited {} ticks for a 3-tick timeout",
+        waited
+    );
     Ok(())
 }
 
