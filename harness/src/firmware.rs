@@ -553,8 +553,13 @@ pub fn build(m: &Manifest, tc: &Toolchain, out: &Path) -> Result<Image, String> 
         format!("the build produced no executable; if the crate has several binaries, set build.bin in {}", m.path.display())
     })?;
     let elf = out.join("firmware.elf");
-    std::fs::copy(&built, &elf)
-        .map_err(|e| format!("copying the image {} to {}: {e}", built.display(), elf.display()))?;
+    std::fs::copy(&built, &elf).map_err(|e| {
+        format!(
+            "copying the image {} to {}: {e}",
+            built.display(),
+            elf.display()
+        )
+    })?;
     drop(turn);
     let size_bytes = std::fs::metadata(&elf)
         .map_err(|e| format!("{}: {e}", elf.display()))?

@@ -487,9 +487,7 @@ pub fn qualify(opts: &Options) -> Finished {
     }
     let built = firmware::detect(&m.build.target)
         .map_err(|e| Problem::new(Stage::Toolchain, e))
-        .and_then(|tc| {
-            firmware::build(&m, &tc, &out).map_err(|e| Problem::new(Stage::Build, e))
-        });
+        .and_then(|tc| firmware::build(&m, &tc, &out).map_err(|e| Problem::new(Stage::Build, e)));
     let image = match built {
         Ok(i) => i,
         Err(p) => {
@@ -553,8 +551,7 @@ pub fn list(opts: &Options) -> Result<Vec<String>, String> {
     let m = manifest::load(&opts.port).map_err(|e| e.to_string())?;
     let out = out_dir(opts, &m.port.name);
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let image = firmware::detect(&m.build.target)
-        .and_then(|tc| firmware::build(&m, &tc, &out))?;
+    let image = firmware::detect(&m.build.target).and_then(|tc| firmware::build(&m, &tc, &out))?;
     let spec = device::specs(&m, Some(1))?.remove(0);
     let mut ctx = Ctx::new(&m, &image, &out, spec, false, false, LabAccess::default())?;
     let mut dev = ctx.boot_retrying(1)?;
@@ -723,6 +720,12 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
     let mut settings: Vec<(String, String)> =
         lab.as_ref().map_or_else(Vec::new, |l| l.settings.clone());
     settings.push(("entropy".into(), crate::lab::entropy_hex()));
+    if !opts.bench {
+        // The performance group's reporting period: Thread-Metric's second is for `fqp bench`
+        // (the baseline's conditions); thresholds are per second of the port's own figures,
+        // which a quarter of a second measures as well.
+        settings.push(("perf_period_ms".into(), QUALIFY_PERF_PERIOD_MS.to_string()));
+    }
     settings.push((
         "time".into(),
         time::OffsetDateTime::now_utc().unix_timestamp().to_string(),
@@ -912,6 +915,9 @@ fn decode_fault(t: &mut Test, elf: &Path) {
         m.push_str(&format!(", {}", place.join(" ")));
     }
 }
+
+/// The performance group's reporting period in a qualification (see `fqp_suite_perf`).
+const QUALIFY_PERF_PERIOD_MS: u32 = 250;
 
 /// Times an emulator may be killed from outside before a device is given up.
 const MAX_OUTSIDE_KILLS: u32 = 3;
