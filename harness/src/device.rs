@@ -230,7 +230,7 @@ fn run_command(s: &Start<'_>, c: &CommandSection, argv: &[String]) -> Result<(),
         let mut l = &log;
         let _ = writeln!(l, "$ {shown}");
     }
-    let mut child = Command::new(&args[0])
+    let child = Command::new(&args[0])
         .args(&args[1..])
         .current_dir(&port_dir)
         .stdin(Stdio::null())
@@ -244,15 +244,15 @@ fn run_command(s: &Start<'_>, c: &CommandSection, argv: &[String]) -> Result<(),
                 args[0]
             )
         })?;
-    let guard = crate::interrupt::Registered::new(child.id());
+    // Killed if the run is interrupted.
+    let mut child = crate::interrupt::Guarded::new(child);
     let end = Instant::now() + Duration::from_millis(c.timeout_ms);
     let status = loop {
-        if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
+        if let Some(st) = child.try_wait() {
             break st;
         }
         if Instant::now() >= end {
-            let _ = child.kill();
-            let _ = child.wait();
+            child.kill();
             return Err(format!(
                 "the flash command `{shown}` did not finish within {:.1} s (flash.command.timeout_ms); its output: {}",
                 c.timeout_ms as f64 / 1000.0,
@@ -261,7 +261,6 @@ fn run_command(s: &Start<'_>, c: &CommandSection, argv: &[String]) -> Result<(),
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    drop(guard);
     if !status.success() {
         let mut text = String::new();
         let _ = std::fs::File::open(s.flash_log).and_then(|mut f| f.read_to_string(&mut text));

@@ -466,15 +466,7 @@ pub fn build(m: &Manifest, tc: &Toolchain, out: &Path) -> Result<Image, String> 
     }
     tracing::info!(crate_dir = %dir.display(), toolchain = %tc.describe(), "building firmware");
     std::fs::create_dir_all(&target_dir).map_err(|e| format!("{}: {e}", target_dir.display()))?;
-    let turn_path = target_dir.join(".fqp-build.lock");
-    let turn = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&turn_path)
-        .map_err(|e| format!("{}: {e}", turn_path.display()))?;
-    turn.lock()
-        .map_err(|e| format!("cannot lock {}: {e}", turn_path.display()))?;
+    let turn = fqp_reports::files::lock(&target_dir.join(".fqp-build.lock"))?;
     let mut child = std::os::unix::process::CommandExt::process_group(&mut cmd, 0)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -137,6 +137,10 @@ impl Guarded {
         Guarded { child, guard }
     }
 
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The exit status, if it has ended (reaped then).
     pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
         let status = self.child.try_wait().ok().flatten();
@@ -146,11 +150,11 @@ impl Guarded {
         status
     }
 
-    /// Kills it and reaps it.
-    pub fn kill(&mut self) {
+    /// Kills it and reaps it; its exit status.
+    pub fn kill(&mut self) -> Option<std::process::ExitStatus> {
         let _ = self.child.kill();
         self.guard.take();
-        let _ = self.child.wait();
+        self.child.wait().ok()
     }
 }
 

@@ -314,7 +314,7 @@ fn merge(
     };
     let mut runs = Vec::new();
     for p in results {
-        if let Err(e) = fqp_reports::sign::verify_file(p, Some(&trusted.pem)) {
+        if let Err(e) = fqp_reports::sign::verify_file(p, &trusted.pem) {
             return refuse(format!(
                 "{}: {e}\n  fix: merge only parts signed by {} (or give --trust the certificate of the lab that ran them)",
                 p.display(),

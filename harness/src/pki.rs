@@ -128,7 +128,7 @@ pub const BROKER_NAME: &str = "broker.fqp.lab";
 /// saved when there is none or it has expired.
 fn lab_root(dir: &Path) -> Result<Ca, String> {
     // Runs started together must agree on one root.
-    fqp_reports::sign::with_lab_lock(dir, || lab_root_locked(dir))
+    fqp_reports::files::with_lab_lock(dir, || lab_root_locked(dir))
 }
 
 fn lab_root_locked(dir: &Path) -> Result<Ca, String> {
@@ -162,14 +162,14 @@ fn lab_root_locked(dir: &Path) -> Result<Ca, String> {
         );
     }
     let root = ca("fqp lab root CA")?;
-    fqp_reports::sign::create_private_dir(dir)?;
+    fqp_reports::files::create_private_dir(dir)?;
     // Written aside, then moved in: a reader never sees half a file. The key is this user's
     // alone.
     for (path, text) in [
         (&key_path, root.issuer.key().serialize_pem()),
         (&crt, root.pem.clone()),
     ] {
-        write_private(path, &text)?;
+        fqp_reports::files::write_private(path, &text)?;
     }
     Ok(root)
 }
@@ -310,37 +310,15 @@ impl Pki {
     /// devices (never the root CA's, which stays in the lab directory) under `dir`, itself
     /// made private; returns the paths.
     pub fn write_with_keys(&self, dir: &Path) -> Result<Vec<PathBuf>, String> {
-        fqp_reports::sign::create_private_dir(dir)?;
+        fqp_reports::files::create_private_dir(dir)?;
         let mut written = self.write_certificates(dir)?;
         for (name, p) in self.pairs() {
             let path = dir.join(format!("{name}.key"));
-            write_private(&path, &p.key)?;
+            fqp_reports::files::write_private(&path, &p.key)?;
             written.push(path);
         }
         Ok(written)
     }
-}
-
-/// Writes `text` to `path`, readable and writable by this user only: made aside under a name
-/// no other writer uses, then moved over `path` (a reader never sees half a key, and two
-/// writers never collide).
-fn write_private(path: &Path, text: &str) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = path.with_extension(format!("part-{}-{n}", std::process::id()));
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            format!("{}: {e}", path.display())
-        })
 }
 
 /// A directory of private files for one run, in the lab directory, removed with it.
@@ -352,7 +330,7 @@ impl PrivateRunDir {
     pub fn new(lab: &Path) -> Result<PrivateRunDir, String> {
         let dir = lab.join("runs").join(std::process::id().to_string());
         let _ = std::fs::remove_dir_all(&dir);
-        fqp_reports::sign::create_private_dir(&dir)?;
+        fqp_reports::files::create_private_dir(&dir)?;
         Ok(PrivateRunDir(dir))
     }
 

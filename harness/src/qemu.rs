@@ -2,22 +2,22 @@
 //! harness exactly like a board's USB serial port. "Flashing" is loading the image at launch;
 //! a reset is a fresh launch.
 
+use crate::interrupt::Guarded;
 use crate::manifest::QemuSection;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 /// A running QEMU.
 pub struct Qemu {
-    child: Child,
+    /// Killed if the run is interrupted, and when dropped.
+    child: Guarded,
     /// The console's pseudo-terminal.
     pub pty: PathBuf,
     /// The thread counting a profiled run's instructions, done when QEMU has exited.
     profiler: Option<std::thread::JoinHandle<()>>,
-    /// Killed if the run is interrupted; released before QEMU is reaped.
-    guard: Option<crate::interrupt::Registered>,
     /// QEMU was killed by fqp (not from outside).
     killed: bool,
 }
@@ -89,8 +89,9 @@ impl Qemu {
                 ),
                 _ => format!("cannot start {}: {e}", cfg.binary),
             })?;
-        let guard = Some(crate::interrupt::Registered::new(child.id()));
-        let profiler = match (&cfg.profile, child.stderr.take()) {
+        let (stderr, stdout) = (child.stderr.take(), child.stdout.take());
+        let mut child = Guarded::new(child);
+        let profiler = match (&cfg.profile, stderr) {
             (Some(profile), Some(stderr)) => {
                 let (profile, rest) = (
                     profile.clone(),
@@ -103,7 +104,7 @@ impl Qemu {
             _ => None,
         };
         // QEMU announces the pseudo-terminal on stdout; keep draining stdout into the log.
-        let stdout = child.stdout.take().expect("piped");
+        let stdout = stdout.expect("piped");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut logf = logf;
@@ -128,14 +129,11 @@ impl Qemu {
                     child,
                     pty,
                     profiler,
-                    guard,
                     killed: false,
                 })
             }
             Err(_) => {
-                let _ = child.kill();
-                drop(guard);
-                let status = child.wait().ok();
+                let status = child.kill();
                 let text = std::fs::read_to_string(log).unwrap_or_default();
                 let tail: Vec<&str> = text.lines().rev().take(10).collect();
                 Err(format!(
@@ -150,11 +148,7 @@ impl Qemu {
 
     /// The exit status, if QEMU has ended.
     pub fn exited(&mut self) -> Option<ExitStatus> {
-        let status = self.child.try_wait().ok().flatten();
-        if status.is_some() {
-            self.guard.take();
-        }
-        status
+        self.child.try_wait()
     }
 
     /// The signal that ended QEMU, if something other than fqp killed it (an operator, the
@@ -180,9 +174,7 @@ impl Qemu {
     /// Kills QEMU and reaps it.
     fn kill(&mut self) -> Option<ExitStatus> {
         self.killed = true;
-        let _ = self.child.kill();
-        self.guard.take();
-        self.child.wait().ok()
+        self.child.kill()
     }
 
     /// Waits up to `d` for QEMU to end by itself, then kills it. Returns its status.

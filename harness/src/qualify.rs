@@ -251,11 +251,11 @@ pub struct Finished {
 impl Finished {
     /// The process's exit status (see `fqp --help`).
     pub fn exit_code(&self) -> u8 {
-        match (&self.report_error, self.run.verdict) {
-            // An interruption says so, whatever else failed with it.
-            (_, Verdict::Interrupted) => self.run.exit_code(),
-            (Some(_), _) => fqp_reports::EXIT_INFRASTRUCTURE,
-            (None, _) => self.run.exit_code(),
+        // An interruption says so, whatever else failed with it.
+        if self.report_error.is_some() && self.run.verdict != Verdict::Interrupted {
+            fqp_reports::EXIT_INFRASTRUCTURE
+        } else {
+            self.run.exit_code()
         }
     }
 }
@@ -874,9 +874,8 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
                 let mut t = Test::new(&l.id, Status::Error);
                 t.index = Some(l.index);
                 t.error_kind = Some(ErrorKind::DeviceLost);
-                t.message = Some(
-                    "not run: no device was left to run it (see the infrastructure errors)".into(),
-                );
+                t.message =
+                    Some("not run: no device was left to run it (see the run's problems)".into());
                 t
             }
         };
@@ -1037,9 +1036,8 @@ fn work(
                     outside_kills += 1;
                     if outside_kills > MAX_OUTSIDE_KILLS {
                         w.errors.push(Problem::new(Stage::Emulator, format!("the emulator was killed from outside {outside_kills} times: giving up on device {}", ctx.spec.id)));
-                        let rest = n;
                         if let Ok(mut q) = queue.lock() {
-                            q.push_front(unit[rest..].to_vec());
+                            q.push_front(unit[n..].to_vec());
                         }
                         break 'units;
                     }

@@ -69,6 +69,33 @@ fn valid_id(id: &str) -> bool {
     matches!(id.split_once('/'), Some((g, n)) if word(g) && word(n))
 }
 
+/// The figure a `METRIC` line reports, if the reports can hold it and the thresholds judge
+/// it: named, a finite number, reported once, one of at most [`MAX_METRICS`] (`have`).
+fn figure(f: &fqp_protocol::Frame<'_>, have: &[Metric]) -> Result<Metric, String> {
+    let name = f.get("name").unwrap_or_default();
+    let text = f.get("value").unwrap_or_default();
+    if name.is_empty() {
+        return Err("a figure without a name".into());
+    }
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("figure {name} = {text:?}, not a number"))?;
+    if !value.is_finite() {
+        return Err(format!("figure {name} = {text}, not a finite number"));
+    }
+    if have.iter().any(|m| m.name == name) {
+        return Err(format!("figure {name} reported twice"));
+    }
+    if have.len() == MAX_METRICS {
+        return Err(format!("more than {MAX_METRICS} figures"));
+    }
+    Ok(Metric {
+        name,
+        value,
+        unit: f.get("unit").unwrap_or_default(),
+    })
+}
+
 /// A test's console output, bounded: past the limits, lines are counted, not kept.
 fn keep_output(t: &mut Test, line: String, dropped: &mut usize) {
     let bytes: usize = t.output.iter().map(String::len).sum();
@@ -323,32 +350,9 @@ impl<L: Link> Session<L> {
                     Kind::Log => {
                         keep_output(&mut t, f.get("msg").unwrap_or_default(), &mut dropped)
                     }
-                    Kind::Metric if ours => {
-                        // A figure the reports can hold and the thresholds can judge, once.
-                        let name = f.get("name").unwrap_or_default();
-                        let text = f.get("value").unwrap_or_default();
-                        let bad = match text.parse::<f64>() {
-                            _ if name.is_empty() => Some("a figure without a name".to_string()),
-                            Ok(v) if !v.is_finite() => {
-                                Some(format!("figure {name} = {text}, not a finite number"))
-                            }
-                            Err(_) => Some(format!("figure {name} = {text:?}, not a number")),
-                            Ok(_) if t.metrics.iter().any(|m| m.name == name) => {
-                                Some(format!("figure {name} reported twice"))
-                            }
-                            Ok(_) if t.metrics.len() == MAX_METRICS => {
-                                Some(format!("more than {MAX_METRICS} figures"))
-                            }
-                            Ok(value) => {
-                                t.metrics.push(Metric {
-                                    name,
-                                    value,
-                                    unit: f.get("unit").unwrap_or_default(),
-                                });
-                                None
-                            }
-                        };
-                        if let Some(why) = bad {
+                    Kind::Metric if ours => match figure(&f, &t.metrics) {
+                        Ok(m) => t.metrics.push(m),
+                        Err(why) => {
                             fail(
                                 &mut t,
                                 ErrorKind::Protocol,
@@ -356,7 +360,7 @@ impl<L: Link> Session<L> {
                             );
                             break 'run true;
                         }
-                    }
+                    },
                     Kind::Fail if ours => {
                         failed_check = true;
                         t.message = f.get("msg");

@@ -97,7 +97,7 @@ pub fn verify(
     match trusted_pem(trusted, lab) {
         Ok(t) => check(
             "signature",
-            sign::verify_file(path, Some(&t.pem)).map(|s| {
+            sign::verify_file(path, &t.pem).map(|s| {
                 format!(
                     "signed by {} (certificate sha256 {}), trusted as {}",
                     s.subject, s.fingerprint, t.what

@@ -5,6 +5,7 @@
 //! disagree. `results.json` is the model itself, versioned by [`SCHEMA_VERSION`] and
 //! documented in `docs/results.md`.
 
+pub mod files;
 mod html;
 mod junit;
 mod markdown;

@@ -1,4 +1,4 @@
-//! Combining the results of partial runs (CI partitions, or runs repeated per group) into one.
+//! Combining the parts of a partitioned run (CI shards) into one.
 
 use crate::model::{Problem, Run};
 
@@ -12,9 +12,11 @@ pub fn merge(runs: Vec<Run>) -> Result<Run, String> {
     check_parts(&runs)?;
     let mut iter = runs.into_iter();
     let mut out = iter.next().ok_or("nothing to merge")?;
-    let label = |r: &Run| match r.partition {
-        Some(p) => format!("part {}/{}", p.index, p.count),
-        None => "a run".to_string(),
+    // Every run here is a part (check_parts).
+    let label = |r: &Run| {
+        r.partition
+            .map(|p| format!("part {}/{}", p.index, p.count))
+            .unwrap_or_default()
     };
     let first_label = label(&out);
     for p in &mut out.problems {
@@ -39,10 +41,11 @@ pub fn merge(runs: Vec<Run>) -> Result<Run, String> {
             out.firmware = r.firmware.clone();
         }
         let l = label(&r);
-        out.problems.extend(r.problems.iter().map(|p| Problem {
-            stage: p.stage,
-            message: format!("{l}: {}", p.message),
-        }));
+        out.problems.extend(
+            r.problems
+                .iter()
+                .map(|p| Problem::new(p.stage, format!("{l}: {}", p.message))),
+        );
         out.started = out.started.clone().min(r.started.clone());
         out.duration_ms = out.duration_ms.max(r.duration_ms);
         for g in r.groups {
@@ -63,7 +66,6 @@ pub fn merge(runs: Vec<Run>) -> Result<Run, String> {
         }
     }
     out.partition = None;
-    out.interrupted = None;
     out.sort();
     out.verdict = out.decide();
     out.findings = out.classify();

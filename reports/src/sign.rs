@@ -44,8 +44,6 @@ pub struct Signer {
     pub subject: String,
     /// SHA-256 of the certificate's DER, hex.
     pub fingerprint: String,
-    /// Whether the certificate was checked against a trusted one.
-    pub trusted: bool,
 }
 
 /// A lab's signing key and certificate.
@@ -92,7 +90,7 @@ impl LabKey {
         let (key_path, cert_path) = (dir.join(KEY_FILE), dir.join(CERT_FILE));
         if !key_path.exists() && !cert_path.exists() {
             // Runs started together must not make two pairs: one makes it, the others load it.
-            return with_lab_lock(dir, || Self::load_or_create_locked(dir, name));
+            return crate::files::with_lab_lock(dir, || Self::load_or_create_locked(dir, name));
         }
         Self::load_or_create_locked(dir, name)
     }
@@ -102,8 +100,8 @@ impl LabKey {
         match (key_path.exists(), cert_path.exists()) {
             (false, false) => {
                 let lab = Self::create(name)?;
-                create_private_dir(dir)?;
-                write_private(&key_path, &lab.key.serialize_pem())?;
+                crate::files::create_private_dir(dir)?;
+                crate::files::write_private(&key_path, &lab.key.serialize_pem())?;
                 std::fs::write(&cert_path, &lab.cert_pem)
                     .map_err(|e| format!("{}: {e}", cert_path.display()))?;
                 Ok((lab, true))
@@ -201,45 +199,6 @@ impl LabKey {
     }
 }
 
-/// Runs `f` holding the lab directory `dir`'s lock (made private first, if new): what is
-/// made there once (the results key, the lab's root CA) is made by one process of those that
-/// start together.
-pub fn with_lab_lock<T>(dir: &Path, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
-    create_private_dir(dir)?;
-    let path = dir.join(".lock");
-    let lock = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    lock.lock()
-        .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
-    f()
-}
-
-/// Creates `dir` (and its parents) for private keys: only its owner may enter a directory
-/// it creates.
-pub fn create_private_dir(dir: &Path) -> Result<(), String> {
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-    b.create(dir).map_err(|e| format!("{}: {e}", dir.display()))
-}
-
-/// Writes a private key readable by its owner only.
-fn write_private(path: &Path, text: &str) -> Result<(), String> {
-    use std::io::Write;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    o.open(path)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .map_err(|e| format!("{}: {e}", path.display()))
-}
-
 /// Where the signature of `path` goes: `<path>.sig`.
 pub fn signature_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -247,9 +206,9 @@ pub fn signature_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Verifies `bytes` against `sig`; with `trusted` (a certificate in PEM), also that the signer
-/// is that certificate or was issued by it.
-pub fn verify(bytes: &[u8], sig: &Signature, trusted: Option<&str>) -> Result<Signer, String> {
+/// Verifies `bytes` against `sig`, and that the signer is trusted: `trusted` itself (a
+/// certificate in PEM), or a results signer it issued.
+pub fn verify(bytes: &[u8], sig: &Signature, trusted: &str) -> Result<Signer, String> {
     if sig.format != SIGNATURE_FORMAT || sig.algorithm != ALGORITHM {
         return Err(format!(
             "unknown signature format {:?}/{:?} (this fqp checks {SIGNATURE_FORMAT}/{ALGORITHM})",
@@ -273,41 +232,37 @@ pub fn verify(bytes: &[u8], sig: &Signature, trusted: Option<&str>) -> Result<Si
                 .into(),
         );
     }
-    let mut signer = Signer {
+    let signer = Signer {
         subject: cert.subject().to_string(),
         fingerprint: sha256(&der),
-        trusted: false,
     };
-    if let Some(pem) = trusted {
-        let tder = cert_der(pem, "the trusted certificate")?;
-        let tcert = parse_cert(&tder, "the trusted certificate")?;
-        let itself = tder == der;
-        let issued = !itself
-            && cert.issuer() == tcert.subject()
-            && cert.verify_signature(Some(tcert.public_key())).is_ok();
-        if !itself && !issued {
-            return Err(format!(
-                "signed by {} (certificate sha256 {}), which is neither the trusted certificate \
-                 nor issued by it",
+    let tder = cert_der(trusted, "the trusted certificate")?;
+    let tcert = parse_cert(&tder, "the trusted certificate")?;
+    let itself = tder == der;
+    let issued = !itself
+        && cert.issuer() == tcert.subject()
+        && cert.verify_signature(Some(tcert.public_key())).is_ok();
+    if !itself && !issued {
+        return Err(format!(
+            "signed by {} (certificate sha256 {}), which is neither the trusted certificate \
+             nor issued by it",
+            signer.subject, signer.fingerprint
+        ));
+    }
+    if issued {
+        issued_for_results(&cert, &tcert).map_err(|why| {
+            format!(
+                "signed by {} (certificate sha256 {}), issued by the trusted CA but {why}",
                 signer.subject, signer.fingerprint
-            ));
-        }
-        if issued {
-            issued_for_results(&cert, &tcert).map_err(|why| {
-                format!(
-                    "signed by {} (certificate sha256 {}), issued by the trusted CA but {why}",
-                    signer.subject, signer.fingerprint
-                )
-            })?;
-        }
-        if !cert.validity().is_valid() {
-            return Err(format!(
-                "the signer's certificate is outside its validity ({} to {})",
-                cert.validity().not_before,
-                cert.validity().not_after
-            ));
-        }
-        signer.trusted = true;
+            )
+        })?;
+    }
+    if !cert.validity().is_valid() {
+        return Err(format!(
+            "the signer's certificate is outside its validity ({} to {})",
+            cert.validity().not_before,
+            cert.validity().not_after
+        ));
     }
     Ok(signer)
 }
@@ -359,7 +314,7 @@ fn issued_for_results(cert: &X509Certificate<'_>, ca: &X509Certificate<'_>) -> R
 }
 
 /// Verifies the file at `path` against `<path>.sig`.
-pub fn verify_file(path: &Path, trusted: Option<&str>) -> Result<Signer, String> {
+pub fn verify_file(path: &Path, trusted: &str) -> Result<Signer, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let sig_path = signature_path(path);
     let text = std::fs::read_to_string(&sig_path).map_err(|e| {
@@ -382,28 +337,22 @@ mod tests {
         let lab = LabKey::create("Test Lab").unwrap();
         let data = br#"{"verdict":"passed"}"#;
         let sig = lab.sign(data).unwrap();
-        let who = verify(data, &sig, None).unwrap();
-        assert!(who.subject.contains("Test Lab"), "{}", who.subject);
-        assert!(!who.trusted);
         // Trusted as itself.
-        assert!(
-            verify(data, &sig, Some(lab.certificate_pem()))
-                .unwrap()
-                .trusted
-        );
+        let who = verify(data, &sig, lab.certificate_pem()).unwrap();
+        assert!(who.subject.contains("Test Lab"), "{}", who.subject);
         // The data changed.
-        let e = verify(br#"{"verdict":"failed"}"#, &sig, None).unwrap_err();
+        let e = verify(br#"{"verdict":"failed"}"#, &sig, lab.certificate_pem()).unwrap_err();
         assert!(e.contains("changed after it was signed"), "{e}");
         // The data and its digest changed (a forger who updated the sha256 field).
         let mut forged = sig.clone();
         forged.sha256 = sha256(br#"{"verdict":"failed"}"#);
-        let e = verify(br#"{"verdict":"failed"}"#, &forged, None).unwrap_err();
+        let e = verify(br#"{"verdict":"failed"}"#, &forged, lab.certificate_pem()).unwrap_err();
         assert!(e.contains("signature does not match"), "{e}");
         // Re-signed by another key: valid signature, but not by the trusted lab.
         let other = LabKey::create("Someone Else").unwrap();
         let resigned = other.sign(data).unwrap();
-        assert!(verify(data, &resigned, None).is_ok());
-        let e = verify(data, &resigned, Some(lab.certificate_pem())).unwrap_err();
+        assert!(verify(data, &resigned, other.certificate_pem()).is_ok());
+        let e = verify(data, &resigned, lab.certificate_pem()).unwrap_err();
         assert!(
             e.contains("Someone Else") && e.contains("neither the trusted"),
             "{e}"
@@ -422,14 +371,13 @@ mod tests {
             let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
             let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
             leaf.distinguished_name.push(DnType::CommonName, name);
-            if usage {
-                leaf.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-                leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::CodeSigning];
+            leaf.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+            // For signing results, or (without `usage`) a TLS client certificate of that CA.
+            leaf.extended_key_usages = vec![if usage {
+                rcgen::ExtendedKeyUsagePurpose::CodeSigning
             } else {
-                // A TLS client certificate of the same CA.
-                leaf.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-                leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-            }
+                rcgen::ExtendedKeyUsagePurpose::ClientAuth
+            }];
             if ca {
                 leaf.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
             }
@@ -438,14 +386,14 @@ mod tests {
         };
         let lab = signer("Bench 3", true, false);
         let sig = lab.sign(b"data").unwrap();
-        let who = verify(b"data", &sig, Some(&ca_cert.pem())).unwrap();
-        assert!(who.trusted && who.subject.contains("Bench 3"));
+        let who = verify(b"data", &sig, &ca_cert.pem()).unwrap();
+        assert!(who.subject.contains("Bench 3"));
         // Any other certificate of that CA is not a results signer.
         let tls = signer("device 7", false, false).sign(b"data").unwrap();
-        let e = verify(b"data", &tls, Some(&ca_cert.pem())).unwrap_err();
+        let e = verify(b"data", &tls, &ca_cert.pem()).unwrap_err();
         assert!(e.contains("not for signing results"), "{e}");
         let sub_ca = signer("sub CA", true, true).sign(b"data").unwrap();
-        let e = verify(b"data", &sub_ca, Some(&ca_cert.pem())).unwrap_err();
+        let e = verify(b"data", &sub_ca, &ca_cert.pem()).unwrap_err();
         assert!(e.contains("is a CA's"), "{e}");
         // A trusted certificate that is no CA issues no signers.
         let plain_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
@@ -466,12 +414,7 @@ mod tests {
             &leaf.signed_by(&key, &plain_issuer).unwrap().pem(),
         )
         .unwrap();
-        let e = verify(
-            b"data",
-            &under.sign(b"data").unwrap(),
-            Some(&plain_cert.pem()),
-        )
-        .unwrap_err();
+        let e = verify(b"data", &under.sign(b"data").unwrap(), &plain_cert.pem()).unwrap_err();
         assert!(e.contains("not a CA"), "{e}");
     }
 

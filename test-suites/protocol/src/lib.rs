@@ -291,7 +291,8 @@ pub fn parse(line: &str) -> Result<Option<Frame<'_>>, FrameError> {
     if found != expected {
         return Err(FrameError::BadChecksum { expected, found });
     }
-    // `@FQP *XXXX`: the checksum's space is the prefix's own, and there is no kind.
+    // A line of the prefix and a checksum alone: the checksum's space is the prefix's own,
+    // and there is no kind.
     let content = body
         .get(PREFIX.len()..star)
         .ok_or(FrameError::UnknownKind)?;
@@ -474,7 +475,7 @@ mod tests {
 
     #[test]
     fn a_checksummed_line_with_nothing_after_the_prefix_is_refused() {
-        // "@FQP *xxxx" with the right checksum: the checksum's space is the prefix's own.
+        // The prefix and its right checksum: the checksum's space is the prefix's own.
         let crc = crc16(b"@FQP ");
         let line = std::format!("@FQP *{crc:04X}");
         assert!(parse(&line).is_err());
