@@ -10,14 +10,23 @@ cargo fmt --all -- --check
 # Inside a port, --all also covers its path dependencies: the firmware-only crates.
 (cd reference-port && cargo fmt --all -- --check)
 (cd port-template && cargo fmt --all -- --check)
-echo "== lint (host)"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
-# The kernel without a heap.
-cargo clippy -p fqp-kernel --no-default-features --quiet -- -D warnings
 echo "== lint (firmware)"
 scripts/firmware-cargo.sh reference-port clippy --release --quiet -- -D warnings
 scripts/firmware-cargo.sh reference-port clippy --release --quiet --features selftest -- -D warnings
 scripts/firmware-cargo.sh port-template clippy --release --quiet -- -D warnings
+echo "== lint (host)"
+# The kernel without a heap (a feature set no test builds).
+cargo clippy -p fqp-kernel --no-default-features --quiet -- -D warnings
+# Everything else is linted while it builds: clippy-driver compiles the workspace's own crates
+# (every target: libraries, the binary, tests, benchmarks), warnings fail the build. The tests
+# then run from that build (the wrapper is part of what cargo fingerprints, so it stays set);
+# the fqp they start leaves it out of the firmware builds.
+command -v clippy-driver >/dev/null || {
+  echo "error: clippy-driver not found: install Clippy (rustup component add clippy)" >&2
+  exit 1
+}
+export RUSTC_WORKSPACE_WRAPPER="$PWD/scripts/clippy-rustc"
+cargo test --workspace --all-targets --no-run --quiet
 echo "== tests"
 # cargo-nextest runs the tests of every binary side by side (cargo test runs the binaries one
 # after another, and the on-device suites keep one binary busy for minutes): used when

@@ -27,6 +27,10 @@ pub fn fqp() -> Command {
         "FQP_FIRMWARE_TARGET_DIR",
         repo().join("reference-port/target"),
     );
+    // scripts/test.sh builds the tests with Clippy in place of rustc for this workspace; the
+    // firmware builds fqp starts would otherwise inherit it and not reuse the firmware
+    // `scripts/qualify-reference.sh` built.
+    c.env_remove("RUSTC_WORKSPACE_WRAPPER");
     c
 }
 
