@@ -124,7 +124,9 @@ pub fn init(r: &Request<'_>) -> Result<Vec<PathBuf>, String> {
     for (dep, sub) in [
         ("../kernel", "kernel"),
         ("../test-suites/testkit", "test-suites/testkit"),
-        ("../test-suites/cortex-m", "test-suites/cortex-m"),
+        ("../libs/port", "libs/port"),
+        ("../libs/port-cortex-m", "libs/port-cortex-m"),
+        ("../libs/port-build", "libs/port-build"),
         ("../test-suites/kernel", "test-suites/kernel"),
         ("../test-suites/perf", "test-suites/perf"),
     ] {

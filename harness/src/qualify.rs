@@ -778,6 +778,9 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
         fw.version = Some(dev.info.fw.clone());
         fw.kernel = Some(dev.info.kernel.clone());
     }
+    if let Some(e) = dev.info.lacking(&m.capabilities) {
+        return run.problems.push(Problem::new(Stage::Manifest, e));
+    }
     let chosen = match dev
         .session
         .list(Duration::from_secs(10))

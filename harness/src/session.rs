@@ -14,12 +14,50 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// What the device said about itself when it synced.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeviceInfo {
     pub port: String,
     pub fw: String,
     pub kernel: String,
     pub tests: u64,
+    /// The optional devices the board provides (`devices=`; `None` from a firmware built
+    /// before the test kit reported them).
+    pub devices: Option<Vec<String>>,
+}
+
+/// The capabilities that need a device of the board: (capability, device, its accessor).
+const DEVICE_OF: [(&str, &str, &str); 2] = [
+    ("network", "ethernet", "Board::ethernet"),
+    ("storage", "storage", "Board::storage"),
+];
+
+impl DeviceInfo {
+    /// What is wrong when the manifest declares a capability whose device the board does not
+    /// provide (each named, with the accessor to implement); `None` when nothing is.
+    pub fn lacking(&self, capabilities: &[String]) -> Option<String> {
+        let devices = self.devices.as_ref()?;
+        let lacking: Vec<String> = DEVICE_OF
+            .iter()
+            .filter(|(cap, dev, _)| {
+                capabilities.iter().any(|c| c == cap) && !devices.iter().any(|d| d == dev)
+            })
+            .map(|(cap, dev, accessor)| {
+                format!(
+                    "the port declares capability \"{cap}\" but board {:?} provides no {dev} \
+                     device ({accessor} returned None at start-up)",
+                    self.port
+                )
+            })
+            .collect();
+        (!lacking.is_empty()).then(|| {
+            format!(
+                "{}\n  fix: implement the accessor in the port's board (fqp-port's Board; check \
+                 that the device's initialisation succeeds), or leave the capability out of \
+                 `capabilities` in port.toml",
+                lacking.join("\n")
+            )
+        })
+    }
 }
 
 /// A test the device offers.
@@ -210,6 +248,12 @@ impl<L: Link> Session<L> {
                             fw: f.get("fw").unwrap_or_default(),
                             kernel: f.get("kernel").unwrap_or_default(),
                             tests: f.num("tests").unwrap_or(0),
+                            devices: f.get("devices").map(|d| {
+                                d.split(',')
+                                    .filter(|s| !s.is_empty())
+                                    .map(str::to_string)
+                                    .collect()
+                            }),
                         });
                     }
                     Ok(Some(_)) => {}
@@ -669,6 +713,7 @@ mod tests {
                         ("fw", "9"),
                         ("kernel", "1.0"),
                         ("tests", "4"),
+                        ("devices", "ethernet,entropy"),
                     ],
                 ),
             ]
@@ -680,11 +725,47 @@ mod tests {
                 port: "demo".into(),
                 fw: "9".into(),
                 kernel: "1.0".into(),
-                tests: 4
+                tests: 4,
+                devices: Some(vec!["ethernet".into(), "entropy".into()]),
             }
         );
         assert_eq!(s.corrupt_lines, 1);
         assert_eq!(s.link.sent.len(), 3);
+    }
+
+    #[test]
+    fn a_declared_capability_without_its_device_is_named_with_the_accessor() {
+        let info = |devices: Option<&str>| DeviceInfo {
+            port: "demo".into(),
+            devices: devices.map(|d| {
+                d.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            }),
+            ..DeviceInfo::default()
+        };
+        let caps: Vec<String> = ["kernel", "network", "storage", "keystore"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(info(Some("ethernet,storage")).lacking(&caps), None);
+        let e = info(Some("storage")).lacking(&caps).unwrap();
+        assert!(
+            e.contains("capability \"network\" but board \"demo\" provides no ethernet device (Board::ethernet returned None"),
+            "{e}"
+        );
+        assert!(!e.contains("Board::storage"), "{e}");
+        let e = info(Some("")).lacking(&caps).unwrap();
+        assert!(
+            e.contains("Board::ethernet") && e.contains("Board::storage") && e.contains("fix: "),
+            "{e}"
+        );
+        // Capabilities that need no device, and firmware that does not report devices.
+        assert_eq!(
+            info(Some("")).lacking(&["kernel".into(), "keystore".into()]),
+            None
+        );
+        assert_eq!(info(None).lacking(&caps), None);
     }
 
     #[test]

@@ -154,6 +154,42 @@ fn port_template_qualifies_on_a_second_board() {
 }
 
 #[test]
+fn a_capability_whose_device_the_board_lacks_stops_the_run_at_sync_naming_it() {
+    // The template's board has no Ethernet and no storage (its Board keeps the accessors'
+    // default, None); this manifest declares both anyway.
+    let dir = repo().join("target/fqp-tests/template-claims-devices-port");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string(repo().join("port-template/port.toml")).unwrap();
+    let text = text
+        .replace(
+            "capabilities = [\"kernel\", \"test-irq\", \"heap\"]",
+            "capabilities = [\"kernel\", \"test-irq\", \"heap\", \"network\", \"storage\"]",
+        )
+        .replace(
+            "crate = \".\"",
+            &format!("crate = {:?}", repo().join("port-template")),
+        );
+    std::fs::write(dir.join("port.toml"), text).unwrap();
+    let o = qualify(&dir, "template-claims-devices", &[]);
+    assert_eq!(o.code, 2, "{}", o.explain());
+    let problem = &o.results["problems"][0];
+    assert_eq!(problem["stage"], "manifest", "{problem}");
+    let msg = problem["message"].as_str().unwrap();
+    for expected in [
+        "capability \"network\" but board \"lm3s6965\" provides no ethernet device (Board::ethernet returned None",
+        "capability \"storage\" but board \"lm3s6965\" provides no storage device (Board::storage returned None",
+        "or leave the capability out of `capabilities` in port.toml",
+    ] {
+        assert!(msg.contains(expected), "{msg}");
+    }
+    assert!(
+        o.results["groups"].as_array().is_none_or(Vec::is_empty),
+        "nothing ran: {}",
+        o.results["groups"]
+    );
+}
+
+#[test]
 fn list_shows_tests_with_their_requirements() {
     // Listing boots the image, leaving its logs in out/<port> under the working directory.
     let cwd = repo().join("target/fqp-tests/list");

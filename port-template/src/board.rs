@@ -1,10 +1,10 @@
 //! The board support the qualification runner drives: console, test interrupts, heap
-//! statistics, reset and exit. This file and `pl011.rs` are what a port mostly rewrites.
+//! statistics, reset and exit (`fqp_port::Board`, the one trait a port implements). This file and `pl011.rs` are what a port mostly rewrites.
 
 use crate::pl011::Pl011;
 use cortex_m::peripheral::NVIC;
-use fqp_kernel::heap::{FirstFit, HeapStats};
-use fqp_testkit::Board;
+use fqp_kernel::heap::FirstFit;
+use fqp_port::{Board, HeapStats};
 
 /// PORT: the clock that drives SysTick (the core clock), in hertz.
 pub const CPU_HZ: u32 = 12_000_000;
@@ -35,7 +35,7 @@ impl Board for Lm3s6965 {
     }
 
     fn pend_test_irq(&self, n: usize) {
-        fqp_testkit_cortex_m::nvic::pend(TEST_IRQS[n]);
+        fqp_port_cortex_m::nvic::pend(TEST_IRQS[n]);
     }
 
     fn heap_stats(&self) -> Option<HeapStats> {
@@ -43,18 +43,22 @@ impl Board for Lm3s6965 {
     }
 
     fn reset(&self) -> ! {
-        cortex_m::peripheral::SCB::sys_reset()
+        fqp_port_cortex_m::reset()
     }
 
     fn exit(&self, code: i32) -> ! {
         // Under an emulator semihosting ends the run; on a board this resets.
-        fqp_testkit_cortex_m::exit(code)
+        fqp_port_cortex_m::exit(code)
     }
+
+    // PORT: a board with Ethernet, a TRNG or storage for the keystore overrides `ethernet`,
+    // `entropy`, `storage` (see the reference port's `src/main.rs`), and declares the
+    // capabilities they give in port.toml.
 }
 
 /// Sets the kernel-aware interrupts below the kernel's syscall ceiling and enables them.
 pub fn enable_interrupts(nvic: &mut NVIC) {
-    fqp_testkit_cortex_m::nvic::enable_kernel_aware(nvic, &[UART0_IRQ, TEST_IRQS[0], TEST_IRQS[1]]);
+    fqp_port_cortex_m::nvic::enable_kernel_aware(nvic, &[UART0_IRQ, TEST_IRQS[0], TEST_IRQS[1]]);
 }
 
 unsafe extern "C" fn uart0() {

@@ -10,8 +10,6 @@ mod board;
 mod pl011;
 
 use cortex_m_rt::entry;
-// HardFault and panic reporting over the console.
-use fqp_testkit_cortex_m as _;
 
 /// Main stack kept for interrupts below the top of RAM; the rest after the program's data is
 /// heap. PORT: size for your interrupt handlers.

@@ -103,7 +103,7 @@ impl Lan9118 {
     }
 }
 
-impl fqp_net::EthernetDevice for Lan9118 {
+impl fqp_port::Ethernet for Lan9118 {
     fn mac(&self) -> [u8; 6] {
         let lo = self.mac_read(MAC_ADDRL).to_le_bytes();
         let hi = self.mac_read(MAC_ADDRH).to_le_bytes();

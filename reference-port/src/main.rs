@@ -16,11 +16,11 @@ mod storage;
 mod uart;
 mod vectors;
 
+use core::sync::atomic::{AtomicBool, Ordering};
 use cortex_m_rt::entry;
-// HardFault and panic reporting over the console.
-use fqp_kernel::heap::{FirstFit, HeapStats};
-use fqp_testkit::{Board, Group};
-use fqp_testkit_cortex_m as _;
+use fqp_kernel::heap::FirstFit;
+use fqp_port::{Board, Entropy, Ethernet, HeapStats, Storage};
+use fqp_testkit::Group;
 use uart::Uart;
 
 /// Processor (and SysTick) clock of the AN385.
@@ -47,7 +47,12 @@ pub fn ethernet() -> &'static lan9118::Lan9118 {
     &ETH
 }
 
-struct An385;
+/// The board. The devices it hands out are set up once, in `main`, before the test runner
+/// starts: the Ethernet controller when it answers, the keystore's host file when `fqp`
+/// named one (`storage.rs`).
+struct An385 {
+    ethernet_up: AtomicBool,
+}
 
 impl Board for An385 {
     fn name(&self) -> &'static str {
@@ -63,7 +68,7 @@ impl Board for An385 {
     }
 
     fn pend_test_irq(&self, n: usize) {
-        fqp_testkit_cortex_m::nvic::pend(vectors::TEST_IRQS[n]);
+        fqp_port_cortex_m::nvic::pend(vectors::TEST_IRQS[n]);
     }
 
     fn heap_stats(&self) -> Option<HeapStats> {
@@ -71,15 +76,32 @@ impl Board for An385 {
     }
 
     fn reset(&self) -> ! {
-        cortex_m::peripheral::SCB::sys_reset()
+        fqp_port_cortex_m::reset()
     }
 
     fn exit(&self, code: i32) -> ! {
-        fqp_testkit_cortex_m::exit(code)
+        fqp_port_cortex_m::exit(code)
+    }
+
+    fn ethernet(&self) -> Option<&dyn Ethernet> {
+        self.ethernet_up
+            .load(Ordering::Acquire)
+            .then_some(&ETH as &dyn Ethernet)
+    }
+
+    /// The AN385 has no TRNG: the host provisions a seed.
+    fn entropy(&self) -> Option<&dyn Entropy> {
+        None
+    }
+
+    fn storage(&self) -> Option<&dyn Storage> {
+        storage::HostFile::get().map(|f| f as &dyn Storage)
     }
 }
 
-static BOARD: An385 = An385;
+static BOARD: An385 = An385 {
+    ethernet_up: AtomicBool::new(false),
+};
 
 /// The groups in the image: every kernel group, then networking, MQTT, the keystore, TLS and
 /// the performance benchmarks.
@@ -144,16 +166,12 @@ fn main() -> ! {
         HEAP.add_region(lo2, hi2 - lo2 as usize);
     }
     UART0.init(CPU_HZ, 115_200);
-    if ETH.init() {
-        fqp_suite_net::set_device(&ETH);
-    }
+    BOARD.ethernet_up.store(ETH.init(), Ordering::Release);
     let mut cp = cortex_m::Peripherals::take().expect("peripherals taken once, at start-up");
     vectors::enable(&mut cp.NVIC);
     let mut line = [0u8; 256];
     let cmdline = cmdline(&mut line);
-    if let Some(file) = storage::HostFile::from_cmdline(cmdline) {
-        fqp_suite_security::set_storage(file);
-    }
+    storage::HostFile::init(cmdline);
     #[cfg(feature = "selftest")]
     selftest::boot(cmdline);
     fqp_testkit::run(&BOARD, groups(), env!("CARGO_PKG_VERSION"), CPU_HZ)

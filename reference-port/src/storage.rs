@@ -5,7 +5,7 @@
 //! reset in the middle leaves the previous image whole.
 
 use core::sync::atomic::{AtomicBool, Ordering};
-use fqp_keystore::{Error, Storage};
+use fqp_port::{DeviceError as Error, Storage};
 
 const SYS_OPEN: usize = 0x01;
 const SYS_CLOSE: usize = 0x02;
@@ -33,25 +33,43 @@ fn syscall(op: usize, args: &[usize]) -> isize {
     unsafe { cortex_m_semihosting::syscall1(op, args.as_ptr() as usize) as isize }
 }
 
+/// Set (once, with `FILE` written) by [`HostFile::init`].
+static READY: AtomicBool = AtomicBool::new(false);
+/// Claimed by the first [`HostFile::init`] that finds a path.
+static CLAIMED: AtomicBool = AtomicBool::new(false);
+static mut FILE: HostFile = HostFile {
+    path: [0; PATH],
+    len: 0,
+};
+
 impl HostFile {
-    /// The file named by `storage=<path>` on the firmware's command line (taken once).
-    pub fn from_cmdline(cmdline: &[u8]) -> Option<&'static mut HostFile> {
-        static TAKEN: AtomicBool = AtomicBool::new(false);
-        static mut FILE: HostFile = HostFile {
-            path: [0; PATH],
-            len: 0,
-        };
-        let value = cmdline
+    /// Takes the file named by `storage=<path>` on the firmware's command line (in `main`,
+    /// before the test runner starts); whether there was one.
+    pub fn init(cmdline: &[u8]) -> bool {
+        let Some(value) = cmdline
             .split(|&c| c == b' ')
-            .find_map(|w| w.strip_prefix(b"storage="))?;
-        if value.is_empty() || value.len() + 5 > PATH || TAKEN.swap(true, Ordering::AcqRel) {
-            return None;
+            .find_map(|w| w.strip_prefix(b"storage="))
+        else {
+            return false;
+        };
+        if value.is_empty() || value.len() + 5 > PATH || CLAIMED.swap(true, Ordering::AcqRel) {
+            return false;
         }
-        // SAFETY: TAKEN makes this the only reference ever made to FILE.
+        // SAFETY: CLAIMED lets one call, once, write FILE; no reader looks at it before READY
+        // is set below.
         let file = unsafe { &mut *core::ptr::addr_of_mut!(FILE) };
         file.path[..value.len()].copy_from_slice(value);
         file.len = value.len();
-        Some(file)
+        READY.store(true, Ordering::Release);
+        true
+    }
+
+    /// The file [`HostFile::init`] took, if any.
+    pub fn get() -> Option<&'static HostFile> {
+        // SAFETY: once READY is set FILE is never written again (init wrote it before).
+        READY
+            .load(Ordering::Acquire)
+            .then(|| unsafe { &*core::ptr::addr_of!(FILE) })
     }
 
     /// The path (`tmp`: with `.tmp` appended), NUL-terminated, and its length without NUL.
@@ -74,7 +92,7 @@ impl HostFile {
 }
 
 impl Storage for HostFile {
-    fn load(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+    fn load(&self, buf: &mut [u8]) -> Result<usize, Error> {
         let Some(fd) = self.open(false, MODE_RB) else {
             return Ok(0); // nothing saved yet
         };
@@ -95,7 +113,7 @@ impl Storage for HostFile {
         read
     }
 
-    fn store(&mut self, data: &[u8]) -> Result<(), Error> {
+    fn store(&self, data: &[u8]) -> Result<(), Error> {
         let fd = self.open(true, MODE_WB).ok_or(Error::Failed)?;
         let left = syscall(SYS_WRITE, &[fd, data.as_ptr() as usize, data.len()]);
         let closed = syscall(SYS_CLOSE, &[fd]);

@@ -51,7 +51,7 @@ pub static __INTERRUPTS: [Vector; 32] = {
 /// Gives the kernel-aware interrupts a priority below the kernel's syscall ceiling and
 /// enables them.
 pub fn enable(nvic: &mut NVIC) {
-    fqp_testkit_cortex_m::nvic::enable_kernel_aware(
+    fqp_port_cortex_m::nvic::enable_kernel_aware(
         nvic,
         &[UART0_RX_IRQ, ETH_IRQ, TEST_IRQS[0], TEST_IRQS[1]],
     );

@@ -15,6 +15,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub use fqp_port::{DeviceError, Entropy, Storage};
 use heapless::{String, Vec};
 use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::ecdsa::{Signature, SigningKey};
@@ -44,18 +45,13 @@ pub enum Error {
     Failed,
 }
 
-/// The port's source of true randomness (a TRNG; on an emulated board, what the host gives).
-pub trait Entropy {
-    /// Fills `buf` with unpredictable bytes.
-    fn fill(&mut self, buf: &mut [u8]) -> Result<(), Error>;
-}
-
-/// Where a port keeps the keystore across resets (flash, EEPROM, a file on a host).
-pub trait Storage {
-    /// Reads the saved image into `buf`; its length (0 when nothing was saved).
-    fn load(&mut self, buf: &mut [u8]) -> Result<usize, Error>;
-    /// Replaces the saved image.
-    fn store(&mut self, data: &[u8]) -> Result<(), Error>;
+impl From<DeviceError> for Error {
+    fn from(e: DeviceError) -> Error {
+        match e {
+            DeviceError::Failed => Error::Failed,
+            DeviceError::TooLong => Error::TooLong,
+        }
+    }
 }
 
 /// A certificate: its label and where it lies in the arena.
@@ -85,7 +81,7 @@ fn label(s: &str) -> Result<String<MAX_LABEL>, Error> {
 
 impl<'a> Keystore<'a> {
     /// An empty keystore whose DRBG is seeded from `entropy`, keeping certificates in `arena`.
-    pub fn new(entropy: &mut (impl Entropy + ?Sized), arena: &'a mut [u8]) -> Result<Self, Error> {
+    pub fn new(entropy: &(impl Entropy + ?Sized), arena: &'a mut [u8]) -> Result<Self, Error> {
         let mut seed = [0u8; 32];
         entropy.fill(&mut seed)?;
         Ok(Keystore {
@@ -217,7 +213,7 @@ impl<'a> Keystore<'a> {
 
     /// Saves every object to `storage`: a count byte, then per object a kind byte, the label
     /// and the data, each length-prefixed.
-    pub fn save(&self, storage: &mut impl Storage, buf: &mut [u8]) -> Result<(), Error> {
+    pub fn save(&self, storage: &(impl Storage + ?Sized), buf: &mut [u8]) -> Result<(), Error> {
         let mut w = Writer { buf, n: 0 };
         w.put(&[(self.keys.len() + self.certs.len()) as u8])?;
         for (l, k) in &self.keys {
@@ -231,12 +227,12 @@ impl<'a> Keystore<'a> {
             w.field(&self.arena[c.start..c.start + c.len])?;
         }
         let n = w.n;
-        storage.store(&w.buf[..n])
+        Ok(storage.store(&w.buf[..n])?)
     }
 
     /// Loads the objects saved in `storage` (replacing those held). A damaged image is
     /// refused and leaves the keystore empty.
-    pub fn load(&mut self, storage: &mut impl Storage, buf: &mut [u8]) -> Result<(), Error> {
+    pub fn load(&mut self, storage: &(impl Storage + ?Sized), buf: &mut [u8]) -> Result<(), Error> {
         self.keys.clear();
         self.certs.clear();
         self.used = 0;
@@ -340,26 +336,32 @@ mod tests {
     use p256::ecdsa::signature::hazmat::PrehashVerifier;
     use p256::ecdsa::VerifyingKey;
 
+    use core::sync::atomic::{AtomicU8, Ordering};
+    use std::sync::Mutex;
+
     /// Test entropy: a counter (deterministic, distinct per seed value).
-    struct Counter(u8);
+    struct Counter(AtomicU8);
+    fn counter(start: u8) -> Counter {
+        Counter(AtomicU8::new(start))
+    }
     impl Entropy for Counter {
-        fn fill(&mut self, buf: &mut [u8]) -> Result<(), Error> {
+        fn fill(&self, buf: &mut [u8]) -> Result<(), DeviceError> {
             for b in buf {
-                self.0 = self.0.wrapping_add(1);
-                *b = self.0;
+                *b = self.0.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
             }
             Ok(())
         }
     }
 
-    struct Ram(std::vec::Vec<u8>);
+    struct Ram(Mutex<std::vec::Vec<u8>>);
     impl Storage for Ram {
-        fn load(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
-            buf[..self.0.len()].copy_from_slice(&self.0);
-            Ok(self.0.len())
+        fn load(&self, buf: &mut [u8]) -> Result<usize, DeviceError> {
+            let saved = self.0.lock().unwrap();
+            buf[..saved.len()].copy_from_slice(&saved);
+            Ok(saved.len())
         }
-        fn store(&mut self, data: &[u8]) -> Result<(), Error> {
-            self.0 = data.to_vec();
+        fn store(&self, data: &[u8]) -> Result<(), DeviceError> {
+            *self.0.lock().unwrap() = data.to_vec();
             Ok(())
         }
     }
@@ -373,7 +375,7 @@ mod tests {
     #[test]
     fn generated_keys_sign_what_their_public_key_verifies() {
         let mut arena = [0u8; 64];
-        let mut ks = Keystore::new(&mut Counter(0), &mut arena).unwrap();
+        let mut ks = Keystore::new(&counter(0), &mut arena).unwrap();
         let public = ks.generate_p256("device").unwrap();
         assert_eq!(public[0], 0x04, "uncompressed SEC1");
         assert_eq!(ks.public_key("device").unwrap(), public);
@@ -391,7 +393,7 @@ mod tests {
     #[test]
     fn labels_are_checked() {
         let mut arena = [0u8; 16];
-        let mut ks = Keystore::new(&mut Counter(7), &mut arena).unwrap();
+        let mut ks = Keystore::new(&counter(7), &mut arena).unwrap();
         ks.generate_p256("a").unwrap();
         assert_eq!(ks.generate_p256("a"), Err(Error::Exists));
         assert_eq!(ks.sign("missing", b"x"), Err(Error::NotFound));
@@ -429,16 +431,16 @@ mod tests {
     #[test]
     fn objects_survive_a_save_and_load() {
         let mut arena = [0u8; 64];
-        let mut ks = Keystore::new(&mut Counter(1), &mut arena).unwrap();
+        let mut ks = Keystore::new(&counter(1), &mut arena).unwrap();
         let public = ks.generate_p256("device").unwrap();
         ks.import_certificate("root", b"\x30\x03\x02\x01\x05")
             .unwrap();
-        let mut storage = Ram(std::vec::Vec::new());
+        let storage = Ram(Mutex::new(std::vec::Vec::new()));
         let mut buf = [0u8; 4096];
-        ks.save(&mut storage, &mut buf).unwrap();
+        ks.save(&storage, &mut buf).unwrap();
         let mut arena2 = [0u8; 64];
-        let mut after_reset = Keystore::new(&mut Counter(99), &mut arena2).unwrap();
-        after_reset.load(&mut storage, &mut buf).unwrap();
+        let mut after_reset = Keystore::new(&counter(99), &mut arena2).unwrap();
+        after_reset.load(&storage, &mut buf).unwrap();
         assert_eq!(after_reset.public_key("device").unwrap(), public);
         assert!(verify(
             &public,
@@ -450,15 +452,19 @@ mod tests {
             b"\x30\x03\x02\x01\x05"
         );
         // Damaged storage is refused, not half-loaded into garbage keys.
-        storage.0.truncate(storage.0.len() - 3);
-        assert_eq!(after_reset.load(&mut storage, &mut buf), Err(Error::Failed));
+        {
+            let mut saved = storage.0.lock().unwrap();
+            let n = saved.len();
+            saved.truncate(n - 3);
+        }
+        assert_eq!(after_reset.load(&storage, &mut buf), Err(Error::Failed));
         assert_eq!(after_reset.labels().count(), 0, "nothing half-loaded");
     }
 
     #[test]
     fn random_bytes_pass_the_monobit_and_runs_tests() {
         // FIPS 140-2 style checks on 20 000 bits.
-        let mut ks = Keystore::new(&mut Counter(3), &mut []).unwrap();
+        let mut ks = Keystore::new(&counter(3), &mut []).unwrap();
         let mut bytes = [0u8; 2500];
         ks.random(&mut bytes);
         let ones: u32 = bytes.iter().map(|b| b.count_ones()).sum();
@@ -470,7 +476,7 @@ mod tests {
         let runs = 1 + bits.windows(2).filter(|w| w[0] != w[1]).count();
         assert!((9_500..=10_500).contains(&runs), "runs: {runs}");
         // Different seeds give different streams.
-        let mut other = Keystore::new(&mut Counter(4), &mut []).unwrap();
+        let mut other = Keystore::new(&counter(4), &mut []).unwrap();
         let mut b2 = [0u8; 32];
         other.random(&mut b2);
         assert_ne!(&bytes[..32], &b2);

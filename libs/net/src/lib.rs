@@ -1,9 +1,10 @@
 //! # fqp-net: TCP/IP over the port's Ethernet device
 //!
-//! The port implements [`EthernetDevice`] (send a frame, take a received frame, its MAC
-//! address) and calls [`on_interrupt`] from its receive interrupt; this crate does the rest
-//! with `smoltcp`: one kernel task owns the interface and polls it whenever a frame arrives,
-//! a socket needs service, or a protocol timer is due. DHCP configures the address;
+//! The port's board provides an [`Ethernet`] device (`fqp-port`: send a frame, take a
+//! received frame, its MAC address) and calls [`on_interrupt`] from its receive interrupt;
+//! this crate does the rest with `smoltcp`: one kernel task owns the interface and polls it
+//! whenever a frame arrives, a socket needs service, or a protocol timer is due. DHCP
+//! configures the address;
 //! [`resolve`] asks a name server (the lease's, or one given) for a host's address.
 //! Applications use [`TcpStream`]: connect, write, read with timeouts, close.
 //!
@@ -19,21 +20,12 @@ use fqp_kernel::semaphore::Semaphore;
 use fqp_kernel::task;
 use fqp_kernel::time::ms_to_ticks;
 use fqp_kernel::Timeout;
+pub use fqp_port::Ethernet;
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet, SocketStorage};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::socket::{dhcpv4, tcp, udp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, IpEndpoint};
-
-/// The port's Ethernet controller.
-pub trait EthernetDevice: Sync {
-    /// The controller's MAC address.
-    fn mac(&self) -> [u8; 6];
-    /// Queues one frame (without FCS) for sending; false when there is no room now.
-    fn send(&self, frame: &[u8]) -> bool;
-    /// Moves the next received frame (without FCS) into `buf`; its length, or `None`.
-    fn receive(&self, buf: &mut [u8]) -> Option<usize>;
-}
 
 /// TCP sockets available at once.
 pub const MAX_TCP: usize = 4;
@@ -74,13 +66,13 @@ pub struct Lease {
 /// The device, with one receive and one transmit frame buffer (kept here, in the stack's
 /// static state, rather than on the network task's stack).
 struct Nic {
-    dev: &'static dyn EthernetDevice,
+    dev: &'static dyn Ethernet,
     rx: [u8; MTU],
     tx: [u8; MTU],
 }
 
 struct Rx<'a>(&'a [u8]);
-struct Tx<'a>(&'static dyn EthernetDevice, &'a mut [u8; MTU]);
+struct Tx<'a>(&'static dyn Ethernet, &'a mut [u8; MTU]);
 
 impl RxToken for Rx<'_> {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
@@ -151,7 +143,7 @@ pub fn on_interrupt() {
 }
 
 /// Starts the stack on `nic` (once; later calls do nothing) with its task at `priority`.
-pub fn start(nic: &'static dyn EthernetDevice, priority: u8) -> Result<(), Error> {
+pub fn start(nic: &'static dyn Ethernet, priority: u8) -> Result<(), Error> {
     let mut stack = STACK.lock();
     if stack.is_some() {
         return Ok(());

@@ -4,8 +4,8 @@
 //! The lab network (for the reference port, QEMU's user networking) provides a DHCP server;
 //! the harness runs the lab services on its machine and provisions their addresses after
 //! boot: `echo` (a TCP echo server) and `closer` (answers `bye` and closes). Port 1 of the same
-//! machine is closed. The port registers its Ethernet device with [`set_device`] before the
-//! runner starts; the stack is started by the first test that needs it.
+//! machine is closed. The Ethernet device is the board's (`Board::ethernet`, `fqp-port`); the
+//! stack is started by the first test that needs it.
 
 #![no_std]
 
@@ -15,35 +15,17 @@ mod mqtt;
 pub use mqtt::MQTT;
 
 use core::net::Ipv4Addr;
-use fqp_net::{Error, EthernetDevice, TcpStream};
+use fqp_net::{Error, TcpStream};
 use fqp_testkit::{check, check_eq, check_range, group, log, TestResult};
 
 /// How long DHCP may take.
 const DHCP_MS: u32 = 5_000;
 
-/// The port's Ethernet device, as registered; then kept under a lock by the tests.
-static DEVICE_GIVEN: fqp_testkit::Handoff<&'static dyn EthernetDevice> =
-    fqp_testkit::Handoff::new();
-static DEVICE: fqp_kernel::mutex::Mutex<Option<&'static dyn EthernetDevice>> =
-    fqp_kernel::mutex::Mutex::new(None);
-
-/// Registers the port's Ethernet device (in `main`, before `fqp_testkit::run`).
-pub fn set_device(dev: &'static dyn EthernetDevice) {
-    DEVICE_GIVEN.put(dev);
-}
-
 /// Starts the stack (once) and waits for the lease (skips the test when the port has no
 /// Ethernet device).
 pub fn up() -> Result<fqp_net::Lease, fqp_testkit::Failure> {
-    let dev = {
-        let mut d = DEVICE.lock();
-        if d.is_none() {
-            *d = DEVICE_GIVEN.take();
-        }
-        match *d {
-            Some(d) => d,
-            None => fqp_testkit::skip!("the port registered no Ethernet device"),
-        }
+    let Some(dev) = fqp_testkit::board().ethernet() else {
+        fqp_testkit::skip!("the board provides no Ethernet device (Board::ethernet is None)")
     };
     check!(
         fqp_net::start(dev, fqp_testkit::TEST_PRIORITY + 2).is_ok(),

@@ -87,6 +87,8 @@ fn session<'b>(
 
 /// A client connected with the lab's credentials, the given session and will; also whether
 /// the broker had a session for it.
+// The client's message handler is a closure, whose type has no name an alias could give.
+#[allow(clippy::type_complexity)]
 fn session_with<'b>(
     tx: &'b mut [u8],
     rx: &'b mut [u8],

@@ -163,7 +163,7 @@ fn basic_processing() -> TestResult {
             // Work that keeps the CPU busy: the counter is read anew for every element, as a
             // volatile is.
             for a in array.iter_mut() {
-                *a = a.wrapping_add(count(0)) ^ *a;
+                *a ^= a.wrapping_add(count(0));
             }
             bump(0);
         }

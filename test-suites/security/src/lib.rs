@@ -2,10 +2,10 @@
 //! (`ASK action=verify-signature`), certificates are imported from what the host provisions
 //! (the lab's root CA), random numbers are tested statistically.
 //!
-//! Entropy: a port with a TRNG registers it with [`set_entropy`]. Without one (the emulated
+//! Entropy: the board's TRNG (`Board::entropy`, `fqp-port`). Without one (the emulated
 //! reference board has none), the keystore is seeded from the `entropy` setting the host
 //! provisions after every boot, mixed with the cycle counter; the report says so through the
-//! test's log.
+//! test's log. Persistence uses the board's storage (`Board::storage`).
 
 #![no_std]
 
@@ -14,51 +14,14 @@ extern crate alloc;
 mod tls;
 pub use tls::TLS;
 
-use fqp_keystore::{Entropy, Error, Keystore, Storage};
+use fqp_keystore::{DeviceError, Entropy, Error, Keystore};
 use fqp_testkit::{check, check_eq, check_range, group, log, TestResult};
-
-type Device<T> = &'static mut T;
-
-/// A port's entropy source, as registered; then kept under a lock by the tests.
-static TRNG_GIVEN: fqp_testkit::Handoff<Device<dyn Entropy + Send>> = fqp_testkit::Handoff::new();
-static TRNG: fqp_kernel::mutex::Mutex<Option<Device<dyn Entropy + Send>>> =
-    fqp_kernel::mutex::Mutex::new(None);
-
-/// Registers the port's true random number generator (in `main`, before the runner starts).
-pub fn set_entropy(trng: &'static mut (dyn Entropy + Send)) {
-    TRNG_GIVEN.put(trng);
-}
-
-/// Where the port keeps the keystore across resets, as registered; then under a lock.
-static STORAGE_GIVEN: fqp_testkit::Handoff<Device<dyn Storage + Send>> =
-    fqp_testkit::Handoff::new();
-static STORAGE: fqp_kernel::mutex::Mutex<Option<Device<dyn Storage + Send>>> =
-    fqp_kernel::mutex::Mutex::new(None);
-
-/// Registers the port's persistent storage for the keystore (flash, EEPROM, a host file; in
-/// `main`, before the runner starts).
-pub fn set_storage(storage: &'static mut (dyn Storage + Send)) {
-    STORAGE_GIVEN.put(storage);
-}
-
-/// A registered storage, borrowed.
-struct Borrowed<'a>(&'a mut (dyn Storage + Send));
-
-impl Storage for Borrowed<'_> {
-    fn load(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
-        self.0.load(buf)
-    }
-
-    fn store(&mut self, data: &[u8]) -> Result<(), Error> {
-        self.0.store(data)
-    }
-}
 
 /// The host-provisioned seed, mixed with the cycle counter.
 struct Provisioned([u8; 32]);
 
 impl Entropy for Provisioned {
-    fn fill(&mut self, buf: &mut [u8]) -> Result<(), Error> {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), DeviceError> {
         let mix = fqp_kernel::time::uptime_cycles().to_le_bytes();
         for (i, b) in buf.iter_mut().enumerate() {
             *b = self.0[i % 32] ^ mix[i % 8];
@@ -70,16 +33,12 @@ impl Entropy for Provisioned {
 /// A keystore seeded from the port's TRNG, or else from the host's entropy, keeping its
 /// certificates in `arena`.
 fn keystore(arena: &mut [u8]) -> Result<Keystore<'_>, fqp_testkit::Failure> {
-    let mut trng = TRNG.lock();
-    if trng.is_none() {
-        *trng = TRNG_GIVEN.take();
-    }
-    if let Some(trng) = trng.as_mut() {
-        return Keystore::new(&mut **trng, arena).map_err(|e| fqp_testkit::fail!("TRNG: {:?}", e));
+    if let Some(trng) = fqp_testkit::board().entropy() {
+        return Keystore::new(trng, arena).map_err(|e| fqp_testkit::fail!("TRNG: {:?}", e));
     }
     let Some(text) = fqp_testkit::config::get_str("entropy") else {
         fqp_testkit::skip!(
-            "no entropy: the port registered no TRNG and the host provisioned no seed"
+            "no entropy: the board has no TRNG (Board::entropy) and the host provisioned no seed"
         )
     };
     let seed = hex::decode(&text)
@@ -88,8 +47,8 @@ fn keystore(arena: &mut [u8]) -> Result<Keystore<'_>, fqp_testkit::Failure> {
         .ok_or_else(|| fqp_testkit::fail!("the entropy setting is not 32 bytes of hex"))?;
     let mut e = Provisioned([0; 32]);
     e.0.copy_from_slice(&seed);
-    log!("entropy from the host (this board has no TRNG registered)");
-    Keystore::new(&mut e, arena).map_err(|e| fqp_testkit::fail!("seeding: {:?}", e))
+    log!("entropy from the host (the board has no TRNG)");
+    Keystore::new(&e, arena).map_err(|e| fqp_testkit::fail!("seeding: {:?}", e))
 }
 
 /// Stack of the task the keystore and TLS tests run in: P-256 arithmetic and the TLS
@@ -223,14 +182,9 @@ fn keys_persist_through_the_ports_storage() -> TestResult {
 }
 
 fn keys_persist_through_the_ports_storage_body() -> TestResult {
-    let mut guard = STORAGE.lock();
-    if guard.is_none() {
-        *guard = STORAGE_GIVEN.take();
-    }
-    let Some(storage) = guard.as_mut() else {
-        fqp_testkit::skip!("the port registered no storage (fqp_suite_security::set_storage)")
+    let Some(storage) = fqp_testkit::board().storage() else {
+        fqp_testkit::skip!("the board provides no storage (Board::storage is None)")
     };
-    let mut storage = Borrowed(&mut **storage);
     let Some(root) = fqp_testkit::config::get_str("root_ca") else {
         fqp_testkit::skip!("the host provisioned no root_ca")
     };
@@ -244,7 +198,7 @@ fn keys_persist_through_the_ports_storage_body() -> TestResult {
             .map_err(|e| fqp_testkit::fail!("generate: {:?}", e))?;
         ks.import_certificate("root-ca", &root)
             .map_err(|e| fqp_testkit::fail!("import: {:?}", e))?;
-        ks.save(&mut storage, &mut image)
+        ks.save(storage, &mut image)
             .map_err(|e| fqp_testkit::fail!("save: {:?}", e))?;
         public
     };
@@ -252,7 +206,7 @@ fn keys_persist_through_the_ports_storage_body() -> TestResult {
     let mut arena = alloc::vec![0u8; 4096];
     let mut ks = keystore(&mut arena)?;
     check_eq!(ks.public_key("persistent"), Err(Error::NotFound));
-    ks.load(&mut storage, &mut image)
+    ks.load(storage, &mut image)
         .map_err(|e| fqp_testkit::fail!("load: {:?}", e))?;
     check_eq!(ks.public_key("persistent"), Ok(public));
     check!(

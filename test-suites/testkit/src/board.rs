@@ -1,32 +1,43 @@
-//! The board interface the test runner needs: the part of a port that qualification drives.
+//! The board the runner was started on, kept in one place that the runner, the console, the
+//! test interrupts and the fault handlers all reach it from (none of them through another).
 //!
-//! A vendor implements [`Board`] for its board (see `port-template/`). The console transmit
-//! path is polled so it works in any context, faults included; the receive path is
-//! interrupt-driven: the port's UART receive interrupt passes each byte to
-//! [`crate::console::rx_byte`].
+//! What a board is, and what a port implements, is `fqp-port`'s [`Board`].
 
-/// What a port provides to the test runner.
-pub trait Board: Sync {
-    /// Short board name, reported to the host (`port=` in `HELLO`/`READY`).
-    fn name(&self) -> &'static str;
+use core::fmt;
+use core::sync::atomic::{AtomicPtr, Ordering};
+pub use fqp_port::{Board, Device};
 
-    /// Writes bytes to the console, returning when they are all handed to the hardware.
-    /// Must work from any context (task, interrupt, fault handler) without the kernel.
-    fn write(&self, bytes: &[u8]);
+/// The board, once [`set`]; a leaked box holding the trait object (a wide pointer does not
+/// fit an atomic).
+static BOARD: AtomicPtr<&'static dyn Board> = AtomicPtr::new(core::ptr::null_mut());
 
-    /// Number of software-triggerable test interrupts (at least 2 for the ISR groups).
-    fn test_irqs(&self) -> usize;
+/// Makes `board` the one the test kit uses (by `fqp_testkit::run`, once, at start-up).
+pub(crate) fn set(board: &'static dyn Board) {
+    let boxed = alloc::boxed::Box::leak(alloc::boxed::Box::new(board));
+    BOARD.store(boxed, Ordering::Release);
+}
 
-    /// Pends test interrupt `n`. The port's handler for it calls [`crate::irq::dispatch`]
-    /// with `n`. Its priority must allow kernel calls.
-    fn pend_test_irq(&self, n: usize);
+/// The board given to `fqp_testkit::run`.
+pub fn board() -> &'static dyn Board {
+    try_board().expect("fqp_testkit::run has not been called")
+}
 
-    /// Statistics of the heap, if the port has one (the heap test group needs them).
-    fn heap_stats(&self) -> Option<fqp_kernel::heap::HeapStats>;
+/// The board, if `fqp_testkit::run` has been called (fault handlers use this).
+pub fn try_board() -> Option<&'static dyn Board> {
+    // SAFETY: when set, the pointer is to a leaked, never-freed box written once by `set`.
+    unsafe { BOARD.load(Ordering::Acquire).as_ref() }.copied()
+}
 
-    /// Resets the whole board.
-    fn reset(&self) -> !;
+/// The optional devices `board` provides, comma-separated (`READY`'s `devices=`).
+pub(crate) struct Devices(pub &'static dyn Board);
 
-    /// Ends the run with `code` where the board can (an emulator exits); otherwise resets.
-    fn exit(&self, code: i32) -> !;
+impl fmt::Display for Devices {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut sep = "";
+        for d in Device::ALL.into_iter().filter(|d| self.0.has(*d)) {
+            write!(f, "{sep}{}", d.name())?;
+            sep = ",";
+        }
+        Ok(())
+    }
 }

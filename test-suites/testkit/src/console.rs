@@ -1,7 +1,8 @@
 //! The console as the test runner uses it: whole protocol lines out (one writer at a time, so
 //! lines from several tasks never interleave mid-line), bytes in from the receive interrupt.
 
-use crate::runner::{board, current_test};
+use crate::board::board;
+use crate::running;
 use core::fmt;
 use fqp_kernel::arch::{Active, Port};
 use fqp_kernel::mutex::Mutex;
@@ -89,7 +90,7 @@ fn test_id() -> impl fmt::Display {
             }
         }
     }
-    Id(current_test())
+    Id(running::current())
 }
 
 /// A `LOG` line for the running test.

@@ -15,7 +15,7 @@ pub fn set_handler(n: usize, f: Option<fn()>) {
 
 /// Pends test interrupt `n`; with interrupts enabled it runs before this returns.
 pub fn trigger(n: usize) {
-    crate::runner::board().pend_test_irq(n);
+    crate::board::board().pend_test_irq(n);
 }
 
 /// How many times interrupt `n` has been taken.

@@ -18,13 +18,14 @@ extern crate alloc;
 pub mod board;
 pub mod config;
 pub mod console;
-mod handoff;
+#[cfg(feature = "cortex-m")]
+mod faults;
 pub mod irq;
 mod runner;
+mod running;
 
-pub use board::Board;
-pub use handoff::Handoff;
-pub use runner::{run, try_board};
+pub use board::{board, try_board, Board};
+pub use runner::run;
 
 use core::fmt::{self, Write};
 use fqp_kernel::task::{self, SpawnError, TaskId};
@@ -217,13 +218,13 @@ pub fn spawn(
         .priority(prio)
         .stack_words(words)
         .spawn(f)?;
-    runner::track_helper(id);
+    running::track_helper(id);
     Ok(id)
 }
 
 /// Heap statistics of the port, if it has a heap.
 pub fn heap_stats() -> Option<fqp_kernel::heap::HeapStats> {
-    runner::board().heap_stats()
+    board().heap_stats()
 }
 
 /// Priority the tests run at: helpers can be placed above or below it.

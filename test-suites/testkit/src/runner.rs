@@ -1,23 +1,18 @@
 //! The runner task: answers the host, runs one test at a time, cleans up after it.
 
+use crate::board::{self, board, Board, Devices};
 use crate::console::{self, send_line, LINE};
-use crate::{irq, Board, Group, Test, TEST_PRIORITY};
+use crate::{irq, running, Group, Test, TEST_PRIORITY};
 use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
-use fqp_kernel::arch::{Active, Port};
-use fqp_kernel::mutex::Mutex;
-use fqp_kernel::task::{self, TaskId};
+use fqp_kernel::task;
 use fqp_protocol::{Kind, LineBuf, VERSION};
 
 struct Ctx {
-    board: &'static dyn Board,
     groups: &'static [&'static Group],
     fw: &'static str,
 }
 
 static CTX: AtomicPtr<Ctx> = AtomicPtr::new(core::ptr::null_mut());
-static CURRENT: Mutex<Option<(&'static str, &'static str)>> = Mutex::new(None);
-/// Helpers spawned by the running test.
-static HELPERS: Mutex<heapless::Vec<TaskId, 16>> = Mutex::new(heapless::Vec::new());
 /// Tests passed, failed and skipped since boot, reported in `BYE`.
 static COUNTS: [AtomicU32; 3] = [const { AtomicU32::new(0) }; 3];
 
@@ -28,32 +23,6 @@ fn ctx() -> &'static Ctx {
     unsafe { &*p }
 }
 
-/// The board given to [`run`].
-pub fn board() -> &'static dyn Board {
-    ctx().board
-}
-
-/// The board, if [`run`] has been called (fault handlers use this).
-pub fn try_board() -> Option<&'static dyn Board> {
-    // SAFETY: when set, the pointer is to a leaked, never-freed Ctx.
-    unsafe { CTX.load(Ordering::Acquire).as_ref() }.map(|c| c.board)
-}
-
-pub(crate) fn current_test() -> Option<(&'static str, &'static str)> {
-    if !fqp_kernel::is_running() || Active::in_isr() {
-        return None;
-    }
-    *CURRENT.lock()
-}
-
-pub(crate) fn track_helper(id: TaskId) {
-    let mut h = HELPERS.lock();
-    assert!(
-        h.push(id).is_ok(),
-        "a test may spawn at most 16 helper tasks"
-    );
-}
-
 /// Starts the test runner on `board` with `groups` and hands the CPU to the kernel.
 /// `fw` is the firmware version reported to the host; `cpu_hz` clocks the kernel tick.
 pub fn run(
@@ -62,7 +31,8 @@ pub fn run(
     fw: &'static str,
     cpu_hz: u32,
 ) -> ! {
-    let ctx = alloc::boxed::Box::leak(alloc::boxed::Box::new(Ctx { board, groups, fw }));
+    board::set(board);
+    let ctx = alloc::boxed::Box::leak(alloc::boxed::Box::new(Ctx { groups, fw }));
     CTX.store(ctx, Ordering::Release);
     task::Builder::new("runner")
         .priority(TEST_PRIORITY)
@@ -80,10 +50,11 @@ fn hello(kind: Kind) -> LineBuf<LINE> {
     let c = ctx();
     LineBuf::new(kind)
         .field("proto", VERSION)
-        .field("port", c.board.name())
+        .field("port", board().name())
         .field("fw", c.fw)
         .field("kernel", fqp_kernel::VERSION)
         .field("tests", test_count())
+        .field("devices", Devices(board()))
 }
 
 fn find(id: &[u8]) -> Option<(&'static Group, &'static Test)> {
@@ -215,12 +186,12 @@ impl core::fmt::Display for Lossy<'_> {
 fn run_one(g: &'static Group, t: &'static Test) -> LineBuf<LINE> {
     let id = format_args!("{}/{}", g.name, t.name);
     send_line(LineBuf::new(Kind::Start).field("id", id));
-    *CURRENT.lock() = Some((g.name, t.name));
+    running::set_current(Some((g.name, t.name)));
     let start = fqp_kernel::time::uptime_us();
     let result = (t.run)();
     let us = fqp_kernel::time::uptime_us() - start;
     cleanup();
-    *CURRENT.lock() = None;
+    running::set_current(None);
     let id = format_args!("{}/{}", g.name, t.name);
     let slot = match &result {
         Ok(()) => 0,
@@ -257,7 +228,7 @@ fn run_one(g: &'static Group, t: &'static Test) -> LineBuf<LINE> {
 
 /// Restores what a test may have changed: helper tasks, interrupt handlers, hooks, priority.
 fn cleanup() {
-    let helpers = core::mem::take(&mut *HELPERS.lock());
+    let helpers = running::take_helpers();
     for id in helpers {
         let _ = task::delete(id); // already gone is fine
     }

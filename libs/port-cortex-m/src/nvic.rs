@@ -1,4 +1,5 @@
-//! Interrupt lines of the NVIC, as the qualification image uses them.
+//! Interrupt lines of the NVIC, as the qualification image uses them: the test interrupts
+//! and the devices' interrupts that call the kernel.
 
 use cortex_m::peripheral::NVIC;
 

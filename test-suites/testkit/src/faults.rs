@@ -1,28 +1,8 @@
-//! Cortex-M mechanics every Cortex-M port needs in its qualification image, so that a port
-//! keeps only the facts of its board (which lines, which UART).
-//!
-//! Fault and panic reporting:
-//! Linking this crate gives the image a HardFault handler and a panic handler that print one
-//! protocol line (`FAULT` with the stacked PC, LR, xPSR and the fault status registers, or
-//! `PANIC` with the location and message) through the port's [`fqp_testkit::Board`], polled and
-//! without the kernel, then reset the board. The host reports the running test as an error with
-//! that detail and boots a fresh device. A port needs only `use fqp_testkit_cortex_m as _;`.
-
-#![no_std]
-
-pub mod nvic;
-
-/// Ends an emulated run through semihosting with `code`; on hardware (no debugger to take
-/// the call) it resets the board instead.
-pub fn exit(code: i32) -> ! {
-    use cortex_m_semihosting::debug;
-    debug::exit(if code == 0 {
-        debug::EXIT_SUCCESS
-    } else {
-        debug::EXIT_FAILURE
-    });
-    cortex_m::peripheral::SCB::sys_reset()
-}
+//! Fault and panic reporting on Cortex-M (feature `cortex-m`): the image gets a HardFault
+//! handler and a panic handler that print one protocol line (`FAULT` with the stacked PC, LR,
+//! xPSR and the fault status registers, or `PANIC` with the location and message) through
+//! the board's console, polled and without the kernel, then reset the board. The host reports
+//! the running test as an error with that detail and boots a fresh device.
 
 use core::fmt::Write;
 use core::ptr::read_volatile;
@@ -44,7 +24,7 @@ impl core::fmt::Display for Hex {
 
 /// Writes `line` on a fresh console line, if the test runner has a board yet.
 fn emit(line: &[u8]) {
-    if let Some(b) = fqp_testkit::try_board() {
+    if let Some(b) = crate::try_board() {
         b.write(b"\n");
         b.write(line);
     }

@@ -1,0 +1,66 @@
+//! # fqp-port-build: what a port's `build.rs` does
+//!
+//! A port's build script is one call, `fqp_port_build::link_scripts()`: the port's
+//! `memory.x` (its flash and RAM) and `device.x` (its interrupt names, when it has one) go
+//! where cortex-m-rt's `link.x` includes them from, and cargo relinks when either changes.
+//! (Without it the linker finds them only when run from the port's own directory, and an
+//! edited `memory.x` would not relink.)
+
+use std::path::{Path, PathBuf};
+
+/// The linker scripts a port may carry, by name; `memory.x` is required.
+const SCRIPTS: [(&str, bool); 2] = [("memory.x", true), ("device.x", false)];
+
+/// Copies the port's linker scripts to `OUT_DIR` and adds it to the linker's search path.
+/// Panics (failing the build) with what is missing and where, as a build script should.
+pub fn link_scripts() {
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    if let Err(e) = copy_scripts(&dir, &out) {
+        panic!("{e}");
+    }
+    for (name, _) in SCRIPTS {
+        println!("cargo:rerun-if-changed={name}");
+    }
+    println!("cargo:rustc-link-search={}", out.display());
+}
+
+/// Copies the scripts found in `dir` to `out`; an error names a required one that is missing.
+fn copy_scripts(dir: &Path, out: &Path) -> Result<(), String> {
+    for (name, required) in SCRIPTS {
+        let from = dir.join(name);
+        if !from.is_file() {
+            if required {
+                return Err(format!(
+                    "{} is missing: a port describes its flash and RAM there (see \
+                     port-template/memory.x)",
+                    from.display()
+                ));
+            }
+            continue;
+        }
+        std::fs::copy(&from, out.join(name))
+            .map_err(|e| format!("copying {} to {}: {e}", from.display(), out.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scripts_found_are_copied_and_a_missing_memory_map_is_named() {
+        let base = std::env::temp_dir().join(format!("fqp-port-build-{}", std::process::id()));
+        let (port, out) = (base.join("port"), base.join("out"));
+        std::fs::create_dir_all(&port).unwrap();
+        std::fs::create_dir_all(&out).unwrap();
+        let e = copy_scripts(&port, &out).unwrap_err();
+        assert!(e.contains("memory.x is missing"), "{e}");
+        std::fs::write(port.join("memory.x"), "MEMORY {}").unwrap();
+        copy_scripts(&port, &out).unwrap();
+        assert!(out.join("memory.x").is_file());
+        assert!(!out.join("device.x").exists(), "device.x is optional");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}
