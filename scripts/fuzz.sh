@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Long fuzzing campaigns of the parsers that read what devices, brokers, servers and users hand
 # fqp: each `fuzz_…` property test (random bytes and damaged valid inputs, see
-# harness/fuzzing) run with many more inputs than the test command's 2 000.
+# libs/fuzzing) run with many more inputs than the test command's 2 000.
 #   scripts/fuzz.sh                  # 10 000 000 inputs per parser (hours on 2 cores)
 #   scripts/fuzz.sh 100000           # a shorter campaign
 #   scripts/fuzz.sh 1000000 x509     # one parser (a test name filter)

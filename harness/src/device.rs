@@ -11,7 +11,7 @@
 //! address; each board of a pool (`[[devices]]`) can name its own.
 
 use crate::firmware::Image;
-use crate::manifest::{CommandSection, DeviceEntry, Manifest, PLACEHOLDERS};
+use crate::manifest::{CommandSection, DeviceEntry, Flash, Manifest, PLACEHOLDERS};
 use crate::qemu::Qemu;
 use crate::serial::{self, Link, SerialLink, TcpLink, Transcript};
 use std::io::Read;
@@ -38,7 +38,7 @@ pub fn specs(m: &Manifest, wanted: Option<usize>) -> Result<Vec<Spec>, String> {
             })
             .collect()
     };
-    if m.flash.method == "qemu" {
+    if m.flash.is_emulated() {
         return Ok(numbered(wanted.unwrap_or(1)));
     }
     if m.devices.is_empty() {
@@ -90,9 +90,8 @@ pub struct Start<'a> {
 /// Starts the device and opens its console.
 pub fn start(s: &Start<'_>) -> Result<Running, String> {
     let m = s.m;
-    match m.flash.method.as_str() {
-        "qemu" => {
-            let q = m.flash.qemu.as_ref().expect("validated: [flash.qemu]");
+    match &m.flash {
+        Flash::Qemu(q) => {
             let qemu = Qemu::launch(q, &s.image.elf, s.qemu_log, s.storage)?;
             let path = m
                 .serial
@@ -105,12 +104,7 @@ pub fn start(s: &Start<'_>) -> Result<Running, String> {
                 link: Box::new(link),
             })
         }
-        "probe-rs" => {
-            let p = m
-                .flash
-                .probe_rs
-                .as_ref()
-                .expect("validated: [flash.probe-rs]");
+        Flash::ProbeRs(p) => {
             let probe = s
                 .spec
                 .entry
@@ -122,7 +116,7 @@ pub fn start(s: &Start<'_>) -> Result<Running, String> {
             let job = crate::probe::Job {
                 chip: &p.chip,
                 probe: probe.as_ref(),
-                protocol: p.protocol.as_deref(),
+                protocol: p.protocol,
                 speed_khz: p.speed_khz,
                 connect_under_reset: p.connect_under_reset,
             };
@@ -133,12 +127,7 @@ pub fn start(s: &Start<'_>) -> Result<Running, String> {
             }
             console(s)
         }
-        "command" => {
-            let c = m
-                .flash
-                .command
-                .as_ref()
-                .expect("validated: [flash.command]");
+        Flash::Command(c) => {
             let argv = match (&c.reset, s.flashed) {
                 (Some(reset), true) => reset,
                 _ => &c.flash,
@@ -146,7 +135,6 @@ pub fn start(s: &Start<'_>) -> Result<Running, String> {
             run_command(s, c, argv)?;
             console(s)
         }
-        other => Err(format!("flash method {other:?} is not supported")),
     }
 }
 

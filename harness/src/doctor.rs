@@ -3,7 +3,7 @@
 //! manifest needs) and says how to fix what is missing; `devices` lists the debug probes and
 //! serial ports in view, and searches probe-rs's chip database.
 
-use crate::manifest::{self, Manifest};
+use crate::manifest::{self, CommandSection, Flash, Manifest, ProbeRsSection};
 use std::path::Path;
 use std::process::Command;
 
@@ -56,61 +56,13 @@ pub fn doctor(port: Option<&Path>, lab: Option<&Path>) -> Vec<Finding> {
         Ok(tc) => found(true, "toolchain", format!("{target}: {}", tc.describe())),
         Err(e) => found(false, "toolchain", e),
     });
-    let method = m.as_ref().map_or("qemu", |m| m.flash.method.as_str());
-    match method {
-        "qemu" => {
-            let bin = m
-                .as_ref()
-                .and_then(|m| m.flash.qemu.as_ref())
-                .map_or("qemu-system-arm".to_string(), |q| q.binary.clone());
-            f.push(match version(&bin) {
-                Ok(v) => found(true, "emulator", v),
-                Err(e) => found(
-                    false,
-                    "emulator",
-                    format!("{e}\n  fix: run scripts/setup.sh, or apt-get install qemu-system-arm"),
-                ),
-            });
-        }
-        "probe-rs" => {
-            let p = m.as_ref().and_then(|m| m.flash.probe_rs.as_ref());
-            if let Some(p) = p {
-                f.push(match crate::probe::check_chip(&p.chip) {
-                    Ok(name) => found(true, "chip", format!("{name} is in probe-rs's database")),
-                    Err(e) => found(false, "chip", e),
-                });
-                let wanted = p
-                    .probe
-                    .as_deref()
-                    .and_then(|s| crate::probe::parse_selector(s).ok());
-                f.push(
-                    match crate::probe::choose(wanted.as_ref(), &crate::probe::list_probes()) {
-                        Ok(sel) => found(true, "probe", sel.to_string()),
-                        Err(e) => found(false, "probe", e),
-                    },
-                );
-            }
-        }
-        _ => {
-            if let Some(c) = m.as_ref().and_then(|m| m.flash.command.as_ref()) {
-                let tool = &c.flash[0];
-                let on_path = Command::new("sh")
-                    .args(["-c", "command -v \"$1\"", "sh", tool])
-                    .output()
-                    .is_ok_and(|o| o.status.success());
-                f.push(if on_path {
-                    found(true, "flash tool", tool.clone())
-                } else {
-                    found(
-                        false,
-                        "flash tool",
-                        format!("{tool} is not installed or not on PATH\n  fix: install the vendor's flash tool, or correct flash.command.flash"),
-                    )
-                });
-            }
-        }
+    match m.as_ref().map(|m| &m.flash) {
+        None => f.push(emulator("qemu-system-arm")),
+        Some(Flash::Qemu(q)) => f.push(emulator(&q.binary)),
+        Some(Flash::ProbeRs(p)) => f.extend(probe(p)),
+        Some(Flash::Command(c)) => f.push(flash_tool(c)),
     }
-    if let Some(m) = m.as_ref().filter(|m| m.flash.method != "qemu") {
+    if let Some(m) = m.as_ref().filter(|m| !m.flash.is_emulated()) {
         f.push(console_finding(m));
     }
     let dir = crate::verify::lab_dir(lab);
@@ -185,4 +137,51 @@ pub fn devices() -> Vec<String> {
         out.push(format!("  {p}"));
     }
     out
+}
+
+/// Whether the emulator `bin` runs.
+fn emulator(bin: &str) -> Finding {
+    match version(bin) {
+        Ok(v) => found(true, "emulator", v),
+        Err(e) => found(
+            false,
+            "emulator",
+            format!("{e}\n  fix: run scripts/setup.sh, or apt-get install qemu-system-arm"),
+        ),
+    }
+}
+
+/// Whether probe-rs knows the chip, and the probe is attached.
+fn probe(p: &ProbeRsSection) -> [Finding; 2] {
+    let chip = match crate::probe::check_chip(&p.chip) {
+        Ok(name) => found(true, "chip", format!("{name} is in probe-rs's database")),
+        Err(e) => found(false, "chip", e),
+    };
+    let wanted = p
+        .probe
+        .as_deref()
+        .and_then(|s| crate::probe::parse_selector(s).ok());
+    let probe = match crate::probe::choose(wanted.as_ref(), &crate::probe::list_probes()) {
+        Ok(sel) => found(true, "probe", sel.to_string()),
+        Err(e) => found(false, "probe", e),
+    };
+    [chip, probe]
+}
+
+/// Whether the vendor's flash tool is on PATH.
+fn flash_tool(c: &CommandSection) -> Finding {
+    let tool = &c.flash[0];
+    let on_path = Command::new("sh")
+        .args(["-c", "command -v \"$1\"", "sh", tool])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if on_path {
+        found(true, "flash tool", tool.clone())
+    } else {
+        found(
+            false,
+            "flash tool",
+            format!("{tool} is not installed or not on PATH\n  fix: install the vendor's flash tool, or correct flash.command.flash"),
+        )
+    }
 }

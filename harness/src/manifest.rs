@@ -21,14 +21,16 @@ pub const KERNEL_KEYS: &[&str] = &[
     "timer_priority",
 ];
 
+/// A port's manifest. `F` is how `[flash]` is held: as written ([`RawFlash`], while parsing)
+/// or checked ([`Flash`], what [`load`] and [`parse`] return).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Manifest {
+pub struct Manifest<F = Flash> {
     pub port: PortSection,
     pub build: BuildSection,
     #[serde(default)]
     pub kernel: BTreeMap<String, toml::Value>,
-    pub flash: FlashSection,
+    pub flash: F,
     #[serde(default)]
     pub serial: SerialSection,
     #[serde(default)]
@@ -88,16 +90,114 @@ fn release() -> String {
     "release".into()
 }
 
+/// `[flash]` as written: a method's name and tables, checked into a [`Flash`] by [`parse`].
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FlashSection {
-    pub method: String,
+pub struct RawFlash {
+    method: String,
     #[serde(default)]
-    pub qemu: Option<QemuSection>,
+    qemu: Option<QemuSection>,
     #[serde(default, rename = "probe-rs")]
-    pub probe_rs: Option<ProbeRsSection>,
+    probe_rs: Option<ProbeRsSection>,
     #[serde(default)]
-    pub command: Option<CommandSection>,
+    command: Option<CommandSection>,
+}
+
+/// How the image reaches the device: the flash method, with its settings.
+#[derive(Debug, Clone)]
+pub enum Flash {
+    /// An emulator (`method = "qemu"`): QEMU started for each device, its console a
+    /// pseudo-terminal.
+    Qemu(QemuSection),
+    /// A debug probe, through probe-rs (`method = "probe-rs"`).
+    ProbeRs(ProbeRsSection),
+    /// The vendor's own tool (`method = "command"`).
+    Command(CommandSection),
+}
+
+impl Flash {
+    /// The method's name, as `flash.method` writes it.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Flash::Qemu(_) => "qemu",
+            Flash::ProbeRs(_) => "probe-rs",
+            Flash::Command(_) => "command",
+        }
+    }
+
+    /// The emulator's settings, for an emulated device.
+    pub fn qemu(&self) -> Option<&QemuSection> {
+        match self {
+            Flash::Qemu(q) => Some(q),
+            _ => None,
+        }
+    }
+
+    /// The emulator's settings, to change for one run.
+    pub fn qemu_mut(&mut self) -> Option<&mut QemuSection> {
+        match self {
+            Flash::Qemu(q) => Some(q),
+            _ => None,
+        }
+    }
+
+    /// True for an emulated device (started by fqp; a board is there already).
+    pub fn is_emulated(&self) -> bool {
+        matches!(self, Flash::Qemu(_))
+    }
+}
+
+impl RawFlash {
+    /// The method with its table, or what is missing or unknown.
+    fn check(self) -> Result<Flash, Invalid> {
+        match (self.method.as_str(), self.qemu, self.probe_rs, self.command) {
+            ("qemu", Some(q), ..) => Ok(Flash::Qemu(q)),
+            ("qemu", None, ..) => Err((
+                "flash.qemu",
+                "method \"qemu\" needs a [flash.qemu] table".into(),
+                "add [flash.qemu] with at least `machine = \"...\"`",
+            )),
+            ("probe-rs", _, Some(p), _) => Ok(Flash::ProbeRs(p)),
+            ("probe-rs", _, None, _) => Err((
+                "flash.probe-rs",
+                "method \"probe-rs\" needs a [flash.probe-rs] table".into(),
+                "add [flash.probe-rs] with at least `chip = \"...\"` (`fqp devices --chips NAME` searches the chip database)",
+            )),
+            ("command", .., Some(c)) => Ok(Flash::Command(c)),
+            ("command", .., None) => Err((
+                "flash.command",
+                "method \"command\" needs a [flash.command] table".into(),
+                "add [flash.command] with `flash = [\"tool\", \"args\", \"{image}\"]`",
+            )),
+            (other, ..) => Err((
+                "flash.method",
+                format!("flash method {other:?} is not supported"),
+                "use \"qemu\" (an emulator), \"probe-rs\" (a debug probe) or \"command\" (your own flash tool)",
+            )),
+        }
+    }
+}
+
+/// How a debug probe talks to the chip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum WireProtocol {
+    Swd,
+    Jtag,
+}
+
+impl TryFrom<String> for WireProtocol {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "swd" => Ok(WireProtocol::Swd),
+            "jtag" => Ok(WireProtocol::Jtag),
+            _ => Err(format!(
+                "`flash.probe-rs.protocol` is {s:?}, which is not a protocol: use \"swd\" or \"jtag\""
+            )),
+        }
+    }
 }
 
 /// Flashing through a debug probe with probe-rs.
@@ -111,7 +211,7 @@ pub struct ProbeRsSection {
     pub probe: Option<String>,
     /// "swd" or "jtag" (default: the probe's).
     #[serde(default)]
-    pub protocol: Option<String>,
+    pub protocol: Option<WireProtocol>,
     #[serde(default)]
     pub speed_khz: Option<u32>,
     /// Read the flash back after writing it.
@@ -357,7 +457,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Manifest, ManifestError> {
         problem,
         fix: fix.to_string(),
     };
-    let mut m: Manifest = toml::from_str(text).map_err(|e| {
+    let raw: Manifest<RawFlash> = toml::from_str(text).map_err(|e| {
         let key = e.message().split('`').nth(1).map(str::to_string);
         let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
         ManifestError {
@@ -367,6 +467,9 @@ pub fn parse(text: &str, file: &Path) -> Result<Manifest, ManifestError> {
             fix: "see docs/port-manifest.md for every section and key".into(),
         }
     })?;
+    let mut m = raw
+        .with_flash(RawFlash::check)
+        .map_err(|(key, problem, fix)| err(Some(key), problem, fix))?;
     // Absolute, so that every path derived from it (the crate, cargo's target directory)
     // means the same wherever cargo and QEMU run.
     m.path = std::path::absolute(&file).unwrap_or(file.clone());
@@ -452,61 +555,34 @@ fn validate(m: &Manifest) -> Result<(), Invalid> {
             "use letters, digits, `-` and `_` only",
         ));
     }
-    match m.flash.method.as_str() {
-        "qemu" => {
-            if m.flash.qemu.is_none() {
-                return Err((
-                    "flash.qemu",
-                    "method \"qemu\" needs a [flash.qemu] table".into(),
-                    "add [flash.qemu] with at least `machine = \"...\"`",
-                ));
+    match &m.flash {
+        Flash::Qemu(_) => {}
+        Flash::ProbeRs(p) => {
+            if let Some(sel) = &p.probe {
+                crate::probe::parse_selector(sel).map_err(|e| {
+                    (
+                        "flash.probe-rs.probe",
+                        e,
+                        "write VID:PID or VID:PID:SERIAL in hex, e.g. \"0483:374b\"",
+                    )
+                })?;
             }
         }
-        "probe-rs" => match &m.flash.probe_rs {
-            None => {
-                return Err((
-                    "flash.probe-rs",
-                    "method \"probe-rs\" needs a [flash.probe-rs] table".into(),
-                    "add [flash.probe-rs] with at least `chip = \"...\"` (`fqp devices --chips NAME` searches the chip database)",
-                ))
-            }
-            Some(p) => {
-                if let Some(sel) = &p.probe {
-                    crate::probe::parse_selector(sel).map_err(|e| ("flash.probe-rs.probe", e, "write VID:PID or VID:PID:SERIAL in hex, e.g. \"0483:374b\""))?;
+        Flash::Command(c) => {
+            for (key, argv) in [
+                ("flash.command.flash", Some(&c.flash)),
+                ("flash.command.reset", c.reset.as_ref()),
+            ] {
+                let Some(argv) = argv else { continue };
+                if argv.is_empty() {
+                    return Err((key, "empty command".into(), "give the program and its arguments, e.g. [\"st-flash\", \"write\", \"{bin}\", \"0x8000000\"]"));
                 }
-                if p.protocol.as_deref().is_some_and(|x| x != "swd" && x != "jtag") {
-                    return Err(("flash.probe-rs.protocol", format!("{:?} is not a protocol", p.protocol.as_deref().unwrap_or("")), "use \"swd\" or \"jtag\""));
-                }
-            }
-        },
-        "command" => match &m.flash.command {
-            None => {
-                return Err((
-                    "flash.command",
-                    "method \"command\" needs a [flash.command] table".into(),
-                    "add [flash.command] with `flash = [\"tool\", \"args\", \"{image}\"]`",
-                ))
-            }
-            Some(c) => {
-                for (key, argv) in [("flash.command.flash", Some(&c.flash)), ("flash.command.reset", c.reset.as_ref())] {
-                    let Some(argv) = argv else { continue };
-                    if argv.is_empty() {
-                        return Err((key, "empty command".into(), "give the program and its arguments, e.g. [\"st-flash\", \"write\", \"{bin}\", \"0x8000000\"]"));
-                    }
-                    for a in argv {
-                        if let Some(bad) = unknown_placeholder(a) {
-                            return Err((key, format!("unknown placeholder {bad} in {a:?}"), "use {image}, {bin}, {device}, {probe}, {serial} or {port_dir} (docs/port-manifest.md)"));
-                        }
+                for a in argv {
+                    if let Some(bad) = unknown_placeholder(a) {
+                        return Err((key, format!("unknown placeholder {bad} in {a:?}"), "use {image}, {bin}, {device}, {probe}, {serial} or {port_dir} (docs/port-manifest.md)"));
                     }
                 }
             }
-        },
-        other => {
-            return Err((
-                "flash.method",
-                format!("flash method {other:?} is not supported"),
-                "use \"qemu\" (an emulator), \"probe-rs\" (a debug probe) or \"command\" (your own flash tool)",
-            ));
         }
     }
     if let Some(u) = &m.serial.usb {
@@ -540,7 +616,7 @@ fn validate(m: &Manifest) -> Result<(), Invalid> {
                 "give every [[devices]] entry its own id",
             ));
         }
-        if m.flash.method == "qemu" {
+        if m.flash.is_emulated() {
             return Err((
                 "devices",
                 "[[devices]] lists boards; QEMU devices are started as needed".into(),
@@ -548,7 +624,7 @@ fn validate(m: &Manifest) -> Result<(), Invalid> {
             ));
         }
     }
-    if let Some(q) = &m.flash.qemu {
+    if let Some(q) = m.flash.qemu() {
         if q.icount_shift.is_some_and(|s| s > 10) {
             return Err((
                 "flash.qemu.icount_shift",
@@ -562,7 +638,7 @@ fn validate(m: &Manifest) -> Result<(), Invalid> {
         && m.devices
             .iter()
             .all(|d| d.serial.is_some() || d.tcp.is_some());
-    if m.flash.method != "qemu" && !console_for_all && !console_each {
+    if !m.flash.is_emulated() && !console_for_all && !console_each {
         return Err((
             "serial.path",
             "no console for the board".into(),
@@ -603,6 +679,27 @@ fn validate(m: &Manifest) -> Result<(), Invalid> {
     Ok(())
 }
 
+impl<F> Manifest<F> {
+    /// The same manifest with `[flash]` turned by `f`.
+    fn with_flash<G>(
+        self,
+        f: impl FnOnce(F) -> Result<G, Invalid>,
+    ) -> Result<Manifest<G>, Invalid> {
+        Ok(Manifest {
+            port: self.port,
+            build: self.build,
+            kernel: self.kernel,
+            flash: f(self.flash)?,
+            serial: self.serial,
+            timeouts: self.timeouts,
+            capabilities: self.capabilities,
+            network: self.network,
+            devices: self.devices,
+            path: self.path,
+        })
+    }
+}
+
 impl Manifest {
     /// The firmware crate's directory (absolute, `..` resolved when it exists).
     pub fn crate_dir(&self) -> PathBuf {
@@ -625,7 +722,7 @@ impl Manifest {
         self.network
             .host
             .clone()
-            .or_else(|| (self.flash.method == "qemu").then(|| "10.0.2.2".to_string()))
+            .or_else(|| self.flash.is_emulated().then(|| "10.0.2.2".to_string()))
     }
 
     /// `FQP_*` environment for the build from `[kernel]`.
@@ -680,7 +777,8 @@ machine = "mps2-an385"
         let m = load_str("good", GOOD).unwrap();
         assert_eq!(m.build.profile, "release");
         assert_eq!(m.timeouts.boot_ms, 10_000);
-        assert_eq!(m.flash.qemu.as_ref().unwrap().binary, "qemu-system-arm");
+        assert_eq!(m.flash.qemu().unwrap().binary, "qemu-system-arm");
+        assert_eq!(m.flash.method(), "qemu");
         let env = m.kernel_env();
         assert!(env.contains(&("FQP_TICK_HZ".into(), "1000".into())));
         assert!(env.contains(&("FQP_TIME_SLICING".into(), "0".into())));
@@ -771,6 +869,12 @@ machine = "mps2-an385"
                 "VID:PID",
             ),
             (
+                board("[flash.probe-rs]\nchip = \"STM32F411RETx\"\nprotocol = \"usb\"\n")
+                    .replace("method = \"command\"", "method = \"probe-rs\""),
+                "flash.probe-rs.protocol",
+                "docs/port-manifest.md",
+            ),
+            (
                 board("[flash.command]\nflash = [\"st-flash\", \"write\", \"{elf}\"]\n"),
                 "flash.command.flash",
                 "{image}",
@@ -840,7 +944,10 @@ machine = "mps2-an385"
             &board("[flash.command]\nflash = [\"st-flash\", \"write\", \"{bin}\", \"0x8000000\"]\n\n[[devices]]\nid = \"b1\"\nserial = \"/dev/ttyACM1\"\n"),
         )
         .unwrap();
-        assert_eq!(m.flash.command.as_ref().unwrap().timeout_ms, 120_000);
+        let Flash::Command(c) = &m.flash else {
+            panic!("a command-flashed board: {:?}", m.flash)
+        };
+        assert_eq!(c.timeout_ms, 120_000);
         assert_eq!(m.devices[0].serial.as_deref(), Some("/dev/ttyACM1"));
     }
 

@@ -155,7 +155,7 @@ pub fn choose(wanted: Option<&Selector>, attached: &[ProbeInfo]) -> Result<Selec
 pub struct Job<'a> {
     pub chip: &'a str,
     pub probe: Option<&'a Selector>,
-    pub protocol: Option<&'a str>,
+    pub protocol: Option<crate::manifest::WireProtocol>,
     pub speed_khz: Option<u32>,
     pub connect_under_reset: bool,
 }
@@ -172,14 +172,13 @@ fn open(job: &Job<'_>) -> Result<probe_rs::Session, String> {
         })
         .map_err(|e| format!("cannot open probe {selector}: {e}"))?;
     if let Some(p) = job.protocol {
-        let wire = if p == "jtag" {
-            WireProtocol::Jtag
-        } else {
-            WireProtocol::Swd
+        let wire = match p {
+            crate::manifest::WireProtocol::Jtag => WireProtocol::Jtag,
+            crate::manifest::WireProtocol::Swd => WireProtocol::Swd,
         };
         probe
             .select_protocol(wire)
-            .map_err(|e| format!("probe {selector} cannot use {p}: {e}"))?;
+            .map_err(|e| format!("probe {selector} cannot use {wire}: {e}"))?;
     }
     if let Some(khz) = job.speed_khz {
         probe

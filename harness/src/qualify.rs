@@ -413,7 +413,7 @@ pub fn qualify(opts: &Options) -> Finished {
             for key in ["time_slicing", "run_time_stats"] {
                 m.kernel.insert(key.into(), toml::Value::Boolean(false));
             }
-            if let Some(q) = m.flash.qemu.as_mut() {
+            if let Some(q) = m.flash.qemu_mut() {
                 q.icount_sleep = false;
                 if let Some(p) = &opts.profile {
                     q.profile = Some(p.clone());
@@ -478,10 +478,10 @@ pub fn qualify(opts: &Options) -> Finished {
         ));
         return finish(run, &out, t0, opts);
     }
-    if opts.profile.is_some() && m.flash.qemu.is_none() {
+    if opts.profile.is_some() && !m.flash.is_emulated() {
         run.problems.push(Problem::new(Stage::Options, format!(
             "--profile counts an emulator's instructions, and this port's devices are flashed with {:?}\n  fix: profile on an emulated board (flash.method = \"qemu\"), or leave --profile out",
-            m.flash.method
+            m.flash.method()
         )));
         return finish(run, &out, t0, opts);
     }
@@ -702,7 +702,7 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
     let lab = match m.lab_host().filter(|_| !opts.bench) {
         Some(host) => match Lab::start(
             &host,
-            m.flash.method == "qemu",
+            m.flash.is_emulated(),
             &opts.broker,
             opts.broker_ca.as_deref(),
             out,

@@ -572,15 +572,23 @@ impl<L: Link> Session<L> {
         for (n, piece) in pieces.iter().enumerate() {
             let text = String::from_utf8_lossy(piece);
             let append = if n == 0 { "0" } else { "1" };
+            let at = sent.to_string();
             sent += piece.len();
-            // A damaged line is answered by ERR or nothing: try each piece a few times.
+            // A damaged line is answered by ERR or nothing: try each piece a few times. Each
+            // piece names its offset (`at`), so a piece the device took twice (its first answer
+            // came late) leaves the value as sent once; `append` is for test kits before `at`.
             let mut tries = 0;
             loop {
                 self.send(&command(
                     Kind::Set,
-                    &[("key", key), ("value", &text), ("append", append)],
+                    &[
+                        ("key", key),
+                        ("value", &text),
+                        ("append", append),
+                        ("at", &at),
+                    ],
                 ))?;
-                match self.wait_ok(key, timeout) {
+                match self.wait_ok(key, sent as u64, timeout) {
                     Ok(len) if len == sent as u64 => break,
                     Ok(len) => {
                         return Err(format!(
@@ -595,13 +603,19 @@ impl<L: Link> Session<L> {
         Ok(())
     }
 
-    fn wait_ok(&mut self, key: &str, timeout: Duration) -> Result<u64, String> {
+    /// Waits for the `OK` of a `SET` of `key` that leaves `expected` bytes; the length it
+    /// reports. A shorter one is the late answer to an earlier piece, and is passed over.
+    fn wait_ok(&mut self, key: &str, expected: u64, timeout: Duration) -> Result<u64, String> {
         let end = Instant::now() + timeout;
         loop {
             match self.link.recv(end) {
                 Recv::Line(l) => match fqp_protocol::parse(&l) {
                     Ok(Some(f)) if f.kind == Kind::Ok && f.get("key").as_deref() == Some(key) => {
-                        return f.num("len").ok_or_else(|| "OK without len".to_string())
+                        match f.num("len") {
+                            Some(len) if len < expected => continue,
+                            Some(len) => return Ok(len),
+                            None => return Err("OK without len".to_string()),
+                        }
                     }
                     Ok(Some(f)) if f.kind == Kind::Err => {
                         return Err(format!("device: {}", f.get("msg").unwrap_or_default()))
@@ -731,6 +745,36 @@ mod tests {
         );
         assert_eq!(s.corrupt_lines, 1);
         assert_eq!(s.link.sent.len(), 3);
+    }
+
+    #[test]
+    fn a_piece_answered_late_and_taken_twice_leaves_the_value_as_sent() {
+        // A device that applies `at` as the test kit does; it takes the second piece but its
+        // answer comes only after the host gave up on it and sent the piece again.
+        let value: Vec<u8> = (0..200u8).map(|i| b'a' + i % 26).collect();
+        let held = std::rc::Rc::new(std::cell::RefCell::new(Vec::<u8>::new()));
+        let device = held.clone();
+        let mut pieces = 0;
+        let mut late: Option<Recv> = None;
+        let mut s = fake(move |k, cmd| {
+            assert_eq!(k, Kind::Set);
+            let f = fqp_protocol::parse(cmd).unwrap().unwrap();
+            let at = f.num("at").unwrap() as usize;
+            let mut v = device.borrow_mut();
+            assert!(at <= v.len());
+            v.truncate(at);
+            v.extend_from_slice(f.get("value").unwrap().as_bytes());
+            let ok = dev(Kind::Ok, &[("key", "ca"), ("len", &v.len().to_string())]);
+            pieces += 1;
+            if pieces == 2 {
+                late = Some(ok);
+                return vec![Recv::Timeout];
+            }
+            late.take().into_iter().chain([ok]).collect()
+        });
+        s.set("ca", &value, Duration::from_millis(50)).unwrap();
+        assert_eq!(*held.borrow(), value);
+        assert_eq!(s.link.sent.len(), 5, "4 pieces, the second sent twice");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! interrupt; the stack-overflow hook runs in the context-switch handler with the kernel's
 //! interrupts masked, so it may only record and report (the default stops the system).
 
-use crate::task::TaskId;
+use crate::sched::TaskId;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 static IDLE: AtomicUsize = AtomicUsize::new(0);

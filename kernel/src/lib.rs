@@ -10,7 +10,8 @@
 //! ## Layers
 //! - [`arch`]: the CPU port (the only place that knows registers and exception frames).
 //! - `sched`: the scheduler state machine, pure and unit-tested on the host.
-//! - `rt`: the one kernel instance, its critical section, start-up, tick and switch entries.
+//! - `rt`: the one kernel instance, its critical section, tick and switch entries;
+//!   `startup`: the idle task and the first switch; `stack`: fill pattern and overflow guard.
 //! - the API modules ([`task`], [`queue`], [`semaphore`], [`mutex`], [`notify`],
 //!   [`stream`], [`event_group`], [`timer`], [`heap`]), each a thin critical-section wrapper
 //!   over the state machine.
@@ -37,16 +38,20 @@ mod list;
 pub mod mutex;
 pub mod notify;
 pub mod queue;
+pub mod queue_set;
 mod rt;
 mod sched;
 pub mod semaphore;
+mod stack;
+mod startup;
 pub mod stream;
 pub mod task;
 pub mod time;
 pub mod timer;
 
-pub use rt::{cpu_hz, fqp_switch_context, fqp_yield_context, is_running, start, tick_from_isr};
+pub use rt::{cpu_hz, fqp_switch_context, fqp_yield_context, is_running, tick_from_isr};
 pub use sched::{State as TaskState, WaitList};
+pub use startup::start;
 pub use time::{TimedOut, Timeout};
 
 /// Version of this kernel.

@@ -386,9 +386,33 @@ impl<T, const N: usize> Queue<T, N> {
         N
     }
 
-    /// This queue's identity in a [`QueueSet`].
+    /// This queue's identity in a [`QueueSet`](crate::queue_set::QueueSet).
     pub fn member(&self) -> Member {
         Member(&self.raw as *const _ as usize)
+    }
+
+    /// Where a set member posts `key` when this queue is a set's queue of keys.
+    pub(crate) fn set_link(&'static self, key: usize) -> SetLink {
+        SetLink {
+            raw: &self.raw,
+            buf: self.buf(),
+            key,
+        }
+    }
+
+    /// Makes this (empty) queue a member of the set `l` posts to. Inside a kernel critical
+    /// section (caller's duty).
+    pub(crate) fn join_set(&self, l: SetLink) -> Result<(), SetError> {
+        // SAFETY: inside a kernel critical section.
+        let raw = unsafe { &mut *self.raw.get() };
+        if raw.set.is_some() {
+            return Err(SetError::AlreadyInSet);
+        }
+        if raw.len > 0 {
+            return Err(SetError::NotEmpty);
+        }
+        raw.set = Some(l);
+        Ok(())
     }
 }
 
@@ -433,10 +457,11 @@ impl<T, const N: usize> Drop for Queue<T, N> {
     }
 }
 
-/// A set member's identity, as returned by [`QueueSet::select`]; compare it with
-/// `queue.member()` or `semaphore.member()`.
+/// A set member's identity, as returned by
+/// [`QueueSet::select`](crate::queue_set::QueueSet::select); compare it with `queue.member()`
+/// or `semaphore.member()`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Member(usize);
+pub struct Member(pub(crate) usize);
 
 /// Why an object could not join a set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -447,94 +472,6 @@ pub enum SetError {
     AlreadyInSet,
     /// The set's capacity must cover the capacities of all its members.
     SetTooSmall,
-}
-
-/// Blocks on several queues and semaphores at once: [`QueueSet::select`] returns a member that
-/// has an item (queue) or a count (semaphore), which the caller then takes without waiting.
-///
-/// Each member announces every item it receives, so `N` must be at least the sum of the
-/// members' capacities. Tasks should take from members only after `select` named them.
-pub struct QueueSet<const N: usize> {
-    keys: Queue<usize, N>,
-    committed: UnsafeCell<usize>,
-}
-
-// SAFETY: `committed` is touched only inside kernel critical sections; `keys` is a queue.
-unsafe impl<const N: usize> Sync for QueueSet<N> {}
-
-impl<const N: usize> Default for QueueSet<N> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<const N: usize> QueueSet<N> {
-    pub const fn new() -> Self {
-        QueueSet {
-            keys: Queue::new(),
-            committed: UnsafeCell::new(0),
-        }
-    }
-
-    fn join(
-        &'static self,
-        key: usize,
-        cap: usize,
-        link: impl FnOnce(&mut Kernel, SetLink) -> Result<(), SetError>,
-    ) -> Result<Member, SetError> {
-        rt::with(|k| {
-            // SAFETY: inside a kernel critical section.
-            let committed = unsafe { &mut *self.committed.get() };
-            if *committed + cap > N {
-                return Err(SetError::SetTooSmall);
-            }
-            let l = SetLink {
-                raw: &self.keys.raw,
-                buf: self.keys.buf(),
-                key,
-            };
-            link(k, l)?;
-            *committed += cap;
-            Ok(Member(key))
-        })
-    }
-
-    /// Adds an (empty) queue to the set.
-    pub fn add_queue<T, const M: usize>(
-        &'static self,
-        q: &'static Queue<T, M>,
-    ) -> Result<Member, SetError> {
-        self.join(q.member().0, M, |_, l| {
-            // SAFETY: inside a kernel critical section.
-            let raw = unsafe { &mut *q.raw.get() };
-            if raw.set.is_some() {
-                return Err(SetError::AlreadyInSet);
-            }
-            if raw.len > 0 {
-                return Err(SetError::NotEmpty);
-            }
-            raw.set = Some(l);
-            Ok(())
-        })
-    }
-
-    /// Adds a semaphore (with count 0) to the set.
-    pub fn add_semaphore(
-        &'static self,
-        s: &'static crate::semaphore::Semaphore,
-    ) -> Result<Member, SetError> {
-        self.join(s.member().0, s.max() as usize, |_, l| s.join_set(l))
-    }
-
-    /// Waits up to `timeout` for a member to have something; returns which.
-    pub fn select(&self, timeout: Timeout) -> Result<Member, TimedOut> {
-        self.keys.receive(timeout).map(Member)
-    }
-
-    /// The member that has something now, if any. Callable from interrupt handlers.
-    pub fn try_select(&self) -> Result<Member, TimedOut> {
-        self.select(Timeout::NONE)
-    }
 }
 
 impl Member {

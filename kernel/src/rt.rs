@@ -7,12 +7,11 @@
 //! interrupt.
 
 use crate::arch::{Active, Port};
-use crate::config::{IDLE_STACK_WORDS, RUN_TIME_STATS, STACK_CHECK, TICK_HZ};
+use crate::config::{RUN_TIME_STATS, STACK_CHECK, TICK_HZ};
 use crate::hooks;
 use crate::list::Idx;
-use crate::sched::Kernel;
-use crate::task;
-use crate::task::TaskId;
+use crate::sched::{Kernel, TaskId};
+use crate::stack;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -27,9 +26,9 @@ unsafe impl Sync for Global {}
 /// it at the offsets of `sched::layout`.
 pub(crate) static KERNEL: Global = Global(UnsafeCell::new(Kernel::new()));
 
-/// CPU clock in hertz, set by [`start`].
+/// CPU clock in hertz, set by [`set_clock`].
 static CPU_HZ: AtomicU32 = AtomicU32::new(0);
-/// Tick timer cycles per tick, set by [`start`] (kept, not divided out at every switch).
+/// Tick timer cycles per tick, set by [`set_clock`] (kept, not divided out at every switch).
 static CYCLES_PER_TICK: AtomicU32 = AtomicU32::new(0);
 
 /// Runs `f` on the kernel inside a critical section.
@@ -68,40 +67,10 @@ pub(crate) fn switch_if(k: &mut Kernel, due: bool) {
     }
 }
 
-/// Starts the scheduler: creates the idle task, starts the tick, runs the highest-priority
-/// task (the timer service task is created with the first timer). Tasks created before this
-/// call start here. Never returns.
-///
-/// `cpu_hz` is the frequency of the clock that drives the tick timer.
-pub fn start(cpu_hz: u32) -> ! {
-    static IDLE_STACK: task::StaticStack<IDLE_STACK_WORDS> = task::StaticStack::new();
+/// Records the clock the tick runs from (by `startup::start`, before the first task).
+pub(crate) fn set_clock(cpu_hz: u32) {
     CPU_HZ.store(cpu_hz, Ordering::Relaxed);
     CYCLES_PER_TICK.store(cpu_hz / TICK_HZ, Ordering::Relaxed);
-    task::Builder::new("idle")
-        .priority(0)
-        .static_stack(IDLE_STACK.take().expect("kernel started twice"))
-        .spawn_raw(idle_entry, (0, 0))
-        .expect("no task slot left for the idle task");
-    let sp = with(|k| {
-        k.started = true;
-        let i = k.select();
-        k.last_switch_cycles = 0;
-        k.tasks[i].sp
-    });
-    // SAFETY: called once; `sp` was produced by the port's init_stack for this task.
-    unsafe { Active::start_first_task(sp, cpu_hz, TICK_HZ) }
-}
-
-extern "C" fn idle_entry(_: usize, _: usize) -> ! {
-    loop {
-        task::reap_zombies();
-        hooks::run_idle();
-        if task::idle_should_yield() {
-            task::yield_now();
-        } else {
-            Active::wait_for_interrupt();
-        }
-    }
 }
 
 /// The tick interrupt's body; the port's tick handler calls it.
@@ -131,13 +100,13 @@ unsafe fn switching() -> &'static mut Kernel {
 fn switch_out(k: &mut Kernel, cur: Idx, sp: *mut u32) -> bool {
     let t = &mut k.tasks[cur];
     t.sp = sp;
-    !RUN_TIME_STATS && (!STACK_CHECK || task::stack_intact(t, sp))
+    !RUN_TIME_STATS && (!STACK_CHECK || stack::intact(t.stack_floor, sp))
 }
 
 /// The rest of the outgoing half: reports a damaged stack, accounts CPU time.
 #[inline(never)]
 fn switch_out_more(k: &mut Kernel, cur: Idx) {
-    if STACK_CHECK && !task::stack_intact(&k.tasks[cur], k.tasks[cur].sp) {
+    if STACK_CHECK && !stack::intact(k.tasks[cur].stack_floor, k.tasks[cur].sp) {
         hooks::stack_overflow(TaskId::of(k, cur), k.tasks[cur].name);
     }
     if RUN_TIME_STATS {

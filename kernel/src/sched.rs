@@ -67,6 +67,60 @@ impl WaitList {
     }
 }
 
+/// A handle to a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TaskId {
+    idx: Idx,
+    gen: u16,
+}
+
+/// The task a handle named no longer exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskGone;
+
+impl TaskId {
+    pub(crate) fn of(k: &Kernel, i: Idx) -> TaskId {
+        TaskId {
+            idx: i,
+            gen: k.tasks[i].gen,
+        }
+    }
+
+    /// The slot, if the task still exists.
+    pub(crate) fn slot(self, k: &Kernel) -> Result<Idx, TaskGone> {
+        if self.idx as usize >= crate::config::MAX_TASKS {
+            return Err(TaskGone);
+        }
+        let t = &k.tasks[self.idx];
+        if t.gen == self.gen && !matches!(t.state, State::Free | State::Zombie) {
+            Ok(self.idx)
+        } else {
+            Err(TaskGone)
+        }
+    }
+
+    /// The slot number (stable while the task exists).
+    pub fn index(self) -> usize {
+        self.idx as usize
+    }
+
+    /// The handle as one word, for keeping it where only atomics go (an interrupt handler's
+    /// statics); [`TaskId::from_raw`] gives it back.
+    pub fn into_raw(self) -> u32 {
+        (self.gen as u32) << 16 | self.idx as u32
+    }
+
+    /// A handle from [`TaskId::into_raw`]. A word that never named a task gives a handle that
+    /// names none (every call with it answers [`TaskGone`]), unless it happens to match a live
+    /// task's slot and generation.
+    pub fn from_raw(raw: u32) -> TaskId {
+        TaskId {
+            idx: (raw & 0xff) as Idx,
+            gen: (raw >> 16) as u16,
+        }
+    }
+}
+
 /// A task control block. The fields the context switch reads come first; a block is 64 bytes
 /// (aligned so: with the default configuration its fields take 60), so a slot's block is one
 /// shift away.
@@ -74,7 +128,7 @@ impl WaitList {
 pub(crate) struct Tcb {
     /// Saved stack pointer while not running.
     pub sp: *mut u32,
-    /// Lowest stack word above the guard ([`crate::task::GUARD_WORDS`] words, below it, keep
+    /// Lowest stack word above the guard ([`crate::stack::GUARD_WORDS`] words, below it, keep
     /// the fill pattern while the stack has never overflowed).
     pub stack_floor: *mut u32,
     /// Effective priority (raised by priority inheritance).
@@ -108,7 +162,7 @@ pub(crate) struct Tcb {
 impl Tcb {
     /// Lowest word of the stack.
     pub fn stack_lo(&self) -> *mut u32 {
-        self.stack_floor.wrapping_sub(crate::task::GUARD_WORDS)
+        self.stack_floor.wrapping_sub(crate::stack::GUARD_WORDS)
     }
 
     const EMPTY: Tcb = Tcb {

@@ -126,7 +126,7 @@ impl Semaphore {
         unsafe { (*self.s.get()).max }
     }
 
-    /// This semaphore's identity in a [`crate::queue::QueueSet`].
+    /// This semaphore's identity in a [`crate::queue_set::QueueSet`].
     pub fn member(&self) -> Member {
         Member::of(self.s.get())
     }

@@ -10,69 +10,13 @@ use crate::config::PRIORITIES;
 use crate::list::{Idx, NIL};
 use crate::rt::{self, request_switch, switch_if};
 use crate::sched::{Kernel, State, Tcb};
+pub use crate::sched::{TaskGone, TaskId};
+use crate::stack;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-/// Word written over every new stack; unused stack still holds it.
-pub(crate) const STACK_FILL: u32 = 0xA5A5_A5A5;
-/// Lowest words of a stack that must keep the fill pattern (the overflow guard).
-pub(crate) const GUARD_WORDS: usize = 2;
 /// Smallest stack accepted, in words: the initial frame, the guard, and room to run.
 pub const MIN_STACK_WORDS: usize = 64;
-
-/// A handle to a task.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct TaskId {
-    idx: Idx,
-    gen: u16,
-}
-
-/// The task a handle named no longer exists.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TaskGone;
-
-impl TaskId {
-    pub(crate) fn of(k: &Kernel, i: Idx) -> TaskId {
-        TaskId {
-            idx: i,
-            gen: k.tasks[i].gen,
-        }
-    }
-
-    /// The slot, if the task still exists.
-    pub(crate) fn slot(self, k: &Kernel) -> Result<Idx, TaskGone> {
-        if self.idx as usize >= crate::config::MAX_TASKS {
-            return Err(TaskGone);
-        }
-        let t = &k.tasks[self.idx];
-        if t.gen == self.gen && !matches!(t.state, State::Free | State::Zombie) {
-            Ok(self.idx)
-        } else {
-            Err(TaskGone)
-        }
-    }
-
-    /// The slot number (stable while the task exists).
-    pub fn index(self) -> usize {
-        self.idx as usize
-    }
-
-    /// The handle as one word, for keeping it where only atomics go (an interrupt handler's
-    /// statics); [`TaskId::from_raw`] gives it back.
-    pub fn into_raw(self) -> u32 {
-        (self.gen as u32) << 16 | self.idx as u32
-    }
-
-    /// A handle from [`TaskId::into_raw`]. A word that never named a task gives a handle that
-    /// names none (every call with it answers [`TaskGone`]), unless it happens to match a live
-    /// task's slot and generation.
-    pub fn from_raw(raw: u32) -> TaskId {
-        TaskId {
-            idx: (raw & 0xff) as Idx,
-            gen: (raw >> 16) as u16,
-        }
-    }
-}
 
 /// Why a task could not be created.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -234,7 +178,7 @@ impl Builder {
         if stack.len() < MIN_STACK_WORDS {
             return Err(SpawnError::StackTooSmall);
         }
-        stack.fill(STACK_FILL);
+        stack.fill(stack::FILL);
         // SAFETY: the stack is exclusively the new task's from here on.
         let sp = unsafe { Active::init_stack(stack, entry, args) };
         let (lo, words) = (stack.as_mut_ptr(), stack.len() as u32);
@@ -243,7 +187,7 @@ impl Builder {
             let gen = k.tasks[i].gen;
             let t = &mut k.tasks[i];
             t.sp = sp;
-            t.stack_floor = lo.wrapping_add(GUARD_WORDS);
+            t.stack_floor = lo.wrapping_add(stack::GUARD_WORDS);
             t.stack_words = words;
             t.prio = self.prio;
             t.base_prio = self.prio;
@@ -479,24 +423,12 @@ pub fn name(id: TaskId) -> Result<&'static str, TaskGone> {
 fn untouched_words(t: &Tcb) -> usize {
     // SAFETY: `stack_lo..stack_lo + stack_words` is the task's stack, live while it exists.
     let stack = unsafe { core::slice::from_raw_parts(t.stack_lo(), t.stack_words as usize) };
-    stack.iter().take_while(|&&w| w == STACK_FILL).count()
+    stack.iter().take_while(|&&w| w == stack::FILL).count()
 }
 
 /// The fewest free stack words the task has ever had.
 pub fn stack_high_water(id: TaskId) -> Result<usize, TaskGone> {
     rt::with(|k| Ok(untouched_words(&k.tasks[id.slot(k)?])))
-}
-
-/// True if `sp` is inside the task's stack above the guard, and the guard is intact.
-#[inline(always)]
-pub(crate) fn stack_intact(t: &Tcb, sp: *mut u32) -> bool {
-    if sp < t.stack_floor {
-        return false;
-    }
-    // SAFETY: the guard words are the lowest words of the task's live stack, just below
-    // its floor.
-    let [a, b] = unsafe { *(t.stack_floor.wrapping_sub(GUARD_WORDS) as *const [u32; GUARD_WORDS]) };
-    a == STACK_FILL && b == STACK_FILL
 }
 
 /// A snapshot of one task, for run-time statistics.

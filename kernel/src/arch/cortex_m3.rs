@@ -362,7 +362,7 @@ global_asm!(
     kernel = sym crate::rt::KERNEL,
     run_time_stats = const crate::config::RUN_TIME_STATS as u32,
     stack_check = const crate::config::STACK_CHECK as u32,
-    fill = const crate::task::STACK_FILL,
+    fill = const crate::stack::FILL,
     lock_depth = const layout::LOCK_DEPTH,
     ready_bits = const layout::READY_BITS,
     current = const layout::CURRENT,
@@ -377,7 +377,7 @@ global_asm!(
 );
 
 // The switch paths load the guard as one pair of words below the floor.
-const _: () = assert!(crate::task::GUARD_WORDS == 2);
+const _: () = assert!(crate::stack::GUARD_WORDS == 2);
 
 /// log2 of an array stride the switch path multiplies by with a shift.
 const fn shift(stride: usize) -> u32 {

@@ -14,19 +14,35 @@ pub const MAX_KEYS: usize = 32;
 
 static SETTINGS: Mutex<BTreeMap<String, Vec<u8>>> = Mutex::new(BTreeMap::new());
 
-/// Stores `value` under `key` (appending when `append`); the value's length, or why not.
-pub(crate) fn set(key: &str, value: &[u8], append: bool) -> Result<usize, &'static str> {
+/// Where a `SET` puts its value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum At {
+    /// Replaces the value.
+    Start,
+    /// After the value's first `n` bytes, dropping the rest: a piece sent twice (the host
+    /// retrying after an answer it did not see) leaves the same value as sent once.
+    Offset(usize),
+    /// After the whole value (`append=1` from a harness that sends no offset).
+    End,
+}
+
+/// Stores `value` under `key` at `at`; the value's length, or why not.
+pub(crate) fn set(key: &str, value: &[u8], at: At) -> Result<usize, &'static str> {
     let mut s = SETTINGS.lock();
     if !s.contains_key(key) && s.len() >= MAX_KEYS {
         return Err("too many settings");
     }
     let v = s.entry(String::from(key)).or_default();
-    if !append {
-        v.clear();
-    }
-    if v.len() + value.len() > MAX_VALUE {
+    let keep = match at {
+        At::Start => 0,
+        At::Offset(n) if n > v.len() => return Err("offset past the end of the value"),
+        At::Offset(n) => n,
+        At::End => v.len(),
+    };
+    if keep + value.len() > MAX_VALUE {
         return Err("value too long");
     }
+    v.truncate(keep);
     v.extend_from_slice(value);
     Ok(v.len())
 }

@@ -1,6 +1,7 @@
 //! The runner task: answers the host, runs one test at a time, cleans up after it.
 
 use crate::board::{self, board, Board, Devices};
+use crate::config::At;
 use crate::console::{self, send_line, LINE};
 use crate::{irq, running, Group, Test, TEST_PRIORITY};
 use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
@@ -154,14 +155,18 @@ pub(crate) fn on_set(frame: &fqp_protocol::Frame<'_>) -> LineBuf<LINE> {
     let key = frame.get_into("key", &mut key).unwrap_or(&[]);
     let mut value = [0u8; 256];
     let value = frame.get_into("value", &mut value).unwrap_or(&[]);
-    let append = frame.num("append") == Some(1);
+    let at = match (frame.num("at"), frame.num("append")) {
+        (Some(n), _) => At::Offset(n as usize),
+        (None, Some(1)) => At::End,
+        (None, _) => At::Start,
+    };
     let stored = core::str::from_utf8(key)
         .map_err(|_| "key is not UTF-8")
         .and_then(|k| {
             if k.is_empty() {
                 Err("no key")
             } else {
-                crate::config::set(k, value, append)
+                crate::config::set(k, value, at)
             }
         });
     match stored {
