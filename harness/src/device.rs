@@ -233,7 +233,7 @@ fn run_command(s: &Start<'_>, c: &CommandSection, argv: &[String]) -> Result<(),
             )
         })?;
     // Killed if the run is interrupted.
-    let mut child = crate::interrupt::Guarded::new(child);
+    let mut child = fqp_process::Guarded::new(child);
     let end = Instant::now() + Duration::from_millis(c.timeout_ms);
     let status = loop {
         if let Some(st) = child.try_wait() {

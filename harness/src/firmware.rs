@@ -475,7 +475,7 @@ pub fn build(m: &Manifest, tc: &Toolchain, out: &Path) -> Result<Image, String> 
     // An interrupted run kills the build (its output ends, and the wait below returns), and so
     // does a build that outlives its deadline.
     // cargo leads a process group of its own: killing the group stops its compilers too.
-    let guard = crate::interrupt::Registered::group(child.id());
+    let guard = fqp_process::Registered::group(child.id());
     let deadline = Duration::from_millis(m.timeouts.build_ms);
     let (done, finished) = std::sync::mpsc::channel::<()>();
     let watchdog = {
@@ -485,7 +485,7 @@ pub fn build(m: &Manifest, tc: &Toolchain, out: &Path) -> Result<Image, String> 
                 finished.recv_timeout(deadline),
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout)
             );
-            expired && crate::interrupt::kill_registered(target)
+            expired && fqp_process::kill_registered(target)
         })
     };
     let mut logf = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;

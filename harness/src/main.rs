@@ -9,10 +9,7 @@ mod device;
 mod doctor;
 mod firmware;
 mod init;
-mod interrupt;
-mod lab;
 mod manifest;
-mod pki;
 mod probe;
 mod profile;
 mod progress;
@@ -95,7 +92,7 @@ enum Cmd {
         /// mqtts://[user:password@]host:port (TLS; devices present certificates from the lab
         /// root, pki-root.crt in the lab directory, which the broker must trust).
         #[arg(long, value_name = "BROKER", default_value = "embedded")]
-        broker: lab::Broker,
+        broker: fqp_lab::Broker,
         /// The CA certificate (PEM or DER) an mqtts:// broker's certificate chains to
         /// (default: the lab root, for a broker given a certificate by `fqp pki`).
         #[arg(long, value_name = "FILE")]
@@ -346,7 +343,7 @@ fn merge(
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    interrupt::install();
+    fqp_process::install();
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => "warn",
         (false, 0) => "info",
@@ -472,7 +469,7 @@ fn main() -> ExitCode {
             broker_ip,
             devices,
             lab,
-        } => match pki::Pki::make(&broker_ip, &devices, Some(&verify::lab_dir(lab.as_deref())))
+        } => match fqp_lab::Pki::make(&broker_ip, &devices, Some(&verify::lab_dir(lab.as_deref())))
             .and_then(|p| p.write_with_keys(&out))
         {
             Ok(files) => {

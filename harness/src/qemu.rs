@@ -2,8 +2,8 @@
 //! harness exactly like a board's USB serial port. "Flashing" is loading the image at launch;
 //! a reset is a fresh launch.
 
-use crate::interrupt::Guarded;
 use crate::manifest::QemuSection;
+use fqp_process::Guarded;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -155,7 +155,7 @@ impl Qemu {
     /// kernel's OOM killer, a crash of QEMU itself): the infrastructure failed, not the port.
     pub fn killed_from_outside(&mut self) -> Option<i32> {
         use std::os::unix::process::ExitStatusExt;
-        if self.killed || crate::interrupt::signal().is_some() {
+        if self.killed || fqp_process::signal().is_some() {
             return None;
         }
         // The console closes as QEMU dies: give the process a moment to be reapable.

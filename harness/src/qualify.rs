@@ -4,12 +4,12 @@
 
 use crate::device::{self, Running, Spec};
 use crate::firmware::{self, Image};
-use crate::lab::Lab;
 use crate::manifest::{self, Manifest};
 use crate::progress::Progress;
 use crate::qemu::Qemu;
 use crate::serial::{self, Link, Transcript};
 use crate::session::{DeviceInfo, Listed, Session};
+use fqp_lab::Lab;
 use fqp_reports::{
     Attempt, ErrorKind, Firmware, Partition, Port, Problem, Run, Stage, Status, Test, Verdict,
 };
@@ -40,7 +40,7 @@ pub struct Options {
     /// Lab directory holding the results-signing key (see `verify::lab_dir`).
     pub lab: Option<PathBuf>,
     /// The MQTT broker of the network tests.
-    pub broker: crate::lab::Broker,
+    pub broker: fqp_lab::Broker,
     /// The CA an external TLS broker's certificate chains to.
     pub broker_ca: Option<PathBuf>,
     /// Print each test's result as it ends.
@@ -153,7 +153,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn boot(&mut self) -> Result<Device, String> {
-        if let Some(signal) = crate::interrupt::signal() {
+        if let Some(signal) = fqp_process::signal() {
             return Err(format!("the run was interrupted ({signal})"));
         }
         self.boots += 1;
@@ -193,7 +193,7 @@ impl Ctx<'_> {
         loop {
             match self.boot() {
                 Ok(d) => return Ok(d),
-                Err(e) if attempt > retries || crate::interrupt::signal().is_some() => {
+                Err(e) if attempt > retries || fqp_process::signal().is_some() => {
                     return Err(if attempt > 1 {
                         format!("{e} (the device failed to start {attempt} times in a row)")
                     } else {
@@ -507,7 +507,7 @@ pub fn qualify(opts: &Options) -> Finished {
         kernel_text_by_module: kernel.map(|k| k.text_by_module).unwrap_or_default(),
     });
     run.partition = opts.partition;
-    if crate::interrupt::signal().is_none() {
+    if fqp_process::signal().is_none() {
         // A harness bug, or a device value it mishandles, must not lose the run: it becomes
         // an infrastructure error in a report like any other.
         let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -647,25 +647,6 @@ fn hold_to_thresholds(run: &mut Run) {
     }
 }
 
-/// `issue-certificate`: a client certificate for the key a device made (fields `device`,
-/// `public`: SEC1 hex, `ca`: `lab` or `foreign`), answered as the setting `device_cert` (DER,
-/// hex).
-fn issue_certificate(
-    pki: &crate::pki::Pki,
-    fields: &[(String, String)],
-) -> Result<Vec<(String, String)>, String> {
-    let public = hex::decode(crate::lab::field(fields, "public")?)
-        .map_err(|_| "public is not hex".to_string())?;
-    let foreign = match crate::lab::field(fields, "ca")? {
-        "lab" => false,
-        "foreign" => true,
-        other => return Err(format!("ca {other:?}: write lab or foreign")),
-    };
-    let device = crate::lab::field(fields, "device").unwrap_or("device");
-    let der = pki.issue_client(device, &public, foreign)?;
-    Ok(vec![("device_cert".into(), hex::encode(der))])
-}
-
 fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut Run) {
     let mut specs = match device::specs(m, opts.devices) {
         Ok(s) => s.into_iter(),
@@ -678,7 +659,7 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
     // directory of the lab directory, removed when the run ends.
     let ids: Vec<String> = specs.clone().map(|s| s.id).collect();
     let lab_dir = crate::verify::lab_dir(opts.lab.as_deref());
-    let private = match crate::pki::PrivateRunDir::new(&lab_dir) {
+    let private = match fqp_lab::PrivateRunDir::new(&lab_dir) {
         Ok(d) => d,
         Err(e) => {
             return run
@@ -687,7 +668,7 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
         }
     };
     let pki_dir = private.path();
-    let pki = match crate::pki::Pki::make(
+    let pki = match fqp_lab::Pki::make(
         &m.lab_host().unwrap_or_else(|| "10.0.2.2".into()),
         &ids,
         Some(&lab_dir),
@@ -696,7 +677,7 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
     .and_then(|p| p.write_certificates(&out.join("pki")).map(|_| p))
     {
         Ok(p) => std::sync::Arc::new(p),
-        Err(e) => return run.problems.push(Problem::new(Stage::Lab, e)),
+        Err(e) => return run.problems.push(Problem::new(Stage::Lab, e.to_string())),
     };
     // The lab lives until the run ends (a broker process with it). Benchmarks use none.
     let lab = match m.lab_host().filter(|_| !opts.bench) {
@@ -710,7 +691,7 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
             pki_dir,
         ) {
             Ok(l) => Some(std::sync::Arc::new(l)),
-            Err(e) => return run.problems.push(Problem::new(Stage::Lab, e)),
+            Err(e) => return run.problems.push(Problem::new(Stage::Lab, e.to_string())),
         },
         None => None,
     };
@@ -719,7 +700,7 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
     // certificate validity) and the root CA.
     let mut settings: Vec<(String, String)> =
         lab.as_ref().map_or_else(Vec::new, |l| l.settings.clone());
-    settings.push(("entropy".into(), crate::lab::entropy_hex()));
+    settings.push(("entropy".into(), fqp_lab::entropy_hex()));
     if !opts.bench {
         // The performance group's reporting period: Thread-Metric's second is for `fqp bench`
         // (the baseline's conditions); thresholds are per second of the port's own figures,
@@ -742,10 +723,17 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
         let lab = lab.clone();
         std::sync::Arc::new(
             move |action: &str, fields: &[(String, String)]| match action {
-                "verify-signature" => crate::lab::verify_signature(fields).map(|()| vec![]),
-                "issue-certificate" => issue_certificate(&pki, fields),
+                "verify-signature" => fqp_lab::verify_signature(fields)
+                    .map(|()| vec![])
+                    .map_err(|e| e.to_string()),
+                "issue-certificate" => {
+                    fqp_lab::issue_certificate(&pki, fields).map_err(|e| e.to_string())
+                }
                 other => match &lab {
-                    Some(l) => l.act(other, fields).map(|()| vec![]),
+                    Some(l) => l
+                        .act(other, fields)
+                        .map(|()| vec![])
+                        .map_err(|e| e.to_string()),
                     None => Err(format!(
                         "no lab services for {other}: set network.host in port.toml"
                     )),
@@ -871,7 +859,7 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
         .collect();
     left.extend(held);
     for l in left {
-        let t = match crate::interrupt::signal() {
+        let t = match fqp_process::signal() {
             Some(signal) => interrupted_test(&l, signal),
             None => {
                 let mut t = Test::new(&l.id, Status::Error);
@@ -961,7 +949,7 @@ fn work(
             if std::env::var_os("FQP_TEST_PANIC_IN_WORKER").is_some() {
                 panic!("FQP_TEST_PANIC_IN_WORKER is set");
             }
-            if let Some(signal) = crate::interrupt::signal() {
+            if let Some(signal) = fqp_process::signal() {
                 // Report the rest of this group; the queue's are reported by the caller.
                 for l in &unit[n..] {
                     w.tests
@@ -984,7 +972,7 @@ fn work(
                             device.insert(d)
                         }
                         Err(e) => {
-                            if crate::interrupt::signal().is_none() {
+                            if fqp_process::signal().is_none() {
                                 w.errors.push(Problem::new(
                                     Stage::Boot,
                                     format!("the device could not be (re)started ({log}): {e}"),
@@ -1011,7 +999,7 @@ fn work(
                 let mut outcome = d.session.run(&test.id, timeout);
                 outcome.test.index = Some(test.index);
                 decode_fault(&mut outcome.test, &ctx.image.elf);
-                if let Some(signal) = crate::interrupt::signal() {
+                if let Some(signal) = fqp_process::signal() {
                     // The interruption ended the test (its device was killed), not the port.
                     if outcome.test.status != Status::Passed {
                         outcome.test = interrupted_test(test, signal);
@@ -1099,7 +1087,7 @@ fn work(
 
 fn finish(mut run: Run, out: &Path, t0: Instant, opts: &Options) -> Finished {
     run.duration_ms = t0.elapsed().as_millis() as u64;
-    if let Some(signal) = crate::interrupt::signal() {
+    if let Some(signal) = fqp_process::signal() {
         run.interrupted = Some(signal.into());
     }
     conclude(&mut run);

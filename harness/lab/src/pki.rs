@@ -6,6 +6,7 @@
 //! server certificate from a CA the device does not trust, an expired one, one for another
 //! host name, a malformed one, and a client certificate from another CA.
 
+use crate::LabError;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType, PKCS_ECDSA_P256_SHA256,
@@ -62,8 +63,8 @@ struct Ca {
     der: Vec<u8>,
 }
 
-fn key() -> Result<KeyPair, String> {
-    KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| format!("lab PKI key: {e}"))
+fn key() -> Result<KeyPair, LabError> {
+    KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| LabError::pki(format!("key: {e}")))
 }
 
 fn validity(p: &mut CertificateParams, from_days: i64, to_days: i64) {
@@ -72,8 +73,8 @@ fn validity(p: &mut CertificateParams, from_days: i64, to_days: i64) {
     p.not_after = now + Duration::days(to_days);
 }
 
-fn ca(name: &str) -> Result<Ca, String> {
-    let mut p = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+fn ca(name: &str) -> Result<Ca, LabError> {
+    let mut p = CertificateParams::new(Vec::<String>::new()).map_err(LabError::pki)?;
     p.distinguished_name.push(DnType::CommonName, name);
     p.distinguished_name
         .push(DnType::OrganizationName, "fqp qualification lab");
@@ -83,7 +84,7 @@ fn ca(name: &str) -> Result<Ca, String> {
     let key = key()?;
     let cert = p
         .self_signed(&key)
-        .map_err(|e| format!("lab CA {name}: {e}"))?;
+        .map_err(|e| LabError::pki(format!("CA {name}: {e}")))?;
     Ok(Ca {
         pem: cert.pem(),
         der: cert.der().to_vec(),
@@ -92,14 +93,23 @@ fn ca(name: &str) -> Result<Ca, String> {
 }
 
 /// A leaf certificate signed by `ca`.
-fn leaf(ca: &Ca, cn: &str, names: &[&str], server: bool, days: (i64, i64)) -> Result<Pair, String> {
-    let mut p = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+fn leaf(
+    ca: &Ca,
+    cn: &str,
+    names: &[&str],
+    server: bool,
+    days: (i64, i64),
+) -> Result<Pair, LabError> {
+    let mut p = CertificateParams::new(Vec::<String>::new()).map_err(LabError::pki)?;
     p.distinguished_name.push(DnType::CommonName, cn);
     for n in names {
         p.subject_alt_names
             .push(match n.parse::<std::net::IpAddr>() {
                 Ok(ip) => SanType::IpAddress(ip),
-                Err(_) => SanType::DnsName((*n).try_into().map_err(|e| format!("{n}: {e}"))?),
+                Err(_) => SanType::DnsName(
+                    (*n).try_into()
+                        .map_err(|e| LabError::pki(format!("{n}: {e}")))?,
+                ),
             });
     }
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -112,7 +122,7 @@ fn leaf(ca: &Ca, cn: &str, names: &[&str], server: bool, days: (i64, i64)) -> Re
     let key = key()?;
     let cert = p
         .signed_by(&key, &ca.issuer)
-        .map_err(|e| format!("lab certificate {cn}: {e}"))?;
+        .map_err(|e| LabError::pki(format!("certificate {cn}: {e}")))?;
     Ok(Pair {
         cert: cert.pem(),
         key: key.serialize_pem(),
@@ -126,24 +136,24 @@ pub const BROKER_NAME: &str = "broker.fqp.lab";
 
 /// The lab's root CA kept in `dir` (`pki-root.crt`, `pki-root.key`): loaded, or made and
 /// saved when there is none or it has expired.
-fn lab_root(dir: &Path) -> Result<Ca, String> {
+fn lab_root(dir: &Path) -> Result<Ca, LabError> {
     // Runs started together must agree on one root.
-    fqp_reports::files::with_lab_lock(dir, || lab_root_locked(dir))
+    fqp_reports::files::with_lab_lock(dir, || Ok(lab_root_locked(dir)))
+        .map_err(LabError::Pki)
+        .and_then(|r| r)
 }
 
-fn lab_root_locked(dir: &Path) -> Result<Ca, String> {
+fn lab_root_locked(dir: &Path) -> Result<Ca, LabError> {
     let (crt, key_path) = (dir.join("pki-root.crt"), dir.join("pki-root.key"));
     if let (Ok(pem), Ok(key_pem)) = (
         std::fs::read_to_string(&crt),
         std::fs::read_to_string(&key_path),
     ) {
-        let bad = |e: String| {
-            format!(
-                "the lab root CA in {}: {e}\n  fix: delete pki-root.crt and pki-root.key there to make a new one (brokers set up with the old one must then be given the new pki-root.crt)",
-                dir.display()
-            )
+        let bad = |problem: String| LabError::RootCa {
+            dir: dir.to_path_buf(),
+            problem,
         };
-        let der = pem_der(&pem).map_err(bad)?;
+        let der = pem_der(&pem).map_err(|e| bad(e.to_string()))?;
         let key = KeyPair::from_pem(&key_pem).map_err(|e| bad(e.to_string()))?;
         let (_, cert) =
             x509_parser::parse_x509_certificate(&der).map_err(|e| bad(e.to_string()))?;
@@ -162,21 +172,21 @@ fn lab_root_locked(dir: &Path) -> Result<Ca, String> {
         );
     }
     let root = ca("fqp lab root CA")?;
-    fqp_reports::files::create_private_dir(dir)?;
+    fqp_reports::files::create_private_dir(dir).map_err(LabError::Pki)?;
     // Written aside, then moved in: a reader never sees half a file. The key is this user's
     // alone.
     for (path, text) in [
         (&key_path, root.issuer.key().serialize_pem()),
         (&crt, root.pem.clone()),
     ] {
-        fqp_reports::files::write_private(path, &text)?;
+        fqp_reports::files::write_private(path, &text).map_err(LabError::Pki)?;
     }
     Ok(root)
 }
 
-fn pem_der(pem: &str) -> Result<Vec<u8>, String> {
+fn pem_der(pem: &str) -> Result<Vec<u8>, LabError> {
     let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
-        .map_err(|e| format!("not a PEM certificate: {e}"))?;
+        .map_err(|e| LabError::pki(format!("not a PEM certificate: {e}")))?;
     Ok(p.contents)
 }
 
@@ -188,7 +198,7 @@ impl Pki {
         broker_ip: &str,
         devices: &[String],
         root_dir: Option<&Path>,
-    ) -> Result<Pki, String> {
+    ) -> Result<Pki, LabError> {
         let root = match root_dir {
             Some(dir) => lab_root(dir)?,
             None => ca("fqp lab root CA")?,
@@ -204,7 +214,7 @@ impl Pki {
                     leaf(&root, &format!("fqp device {id}"), &[], false, (-1, 30))?,
                 ))
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, LabError>>()?;
         let untrusted_server = leaf(&rogue, BROKER_NAME, &names, true, (-1, 30))?;
         let expired_server = leaf(&root, BROKER_NAME, &names, true, (-30, -1))?;
         let wrong_name_server = leaf(
@@ -252,14 +262,17 @@ impl Pki {
         device: &str,
         public: &[u8],
         foreign: bool,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, LabError> {
         if public.len() != 65 || public[0] != 4 {
-            return Err(format!(
-                "a device key must be P-256, 65 bytes SEC1 uncompressed; got {} bytes",
-                public.len()
-            ));
+            return Err(LabError::Field {
+                field: "public".into(),
+                problem: format!(
+                    "a device key must be P-256, 65 bytes SEC1 uncompressed; got {} bytes",
+                    public.len()
+                ),
+            });
         }
-        let mut p = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+        let mut p = CertificateParams::new(Vec::<String>::new()).map_err(LabError::pki)?;
         p.distinguished_name
             .push(DnType::CommonName, format!("fqp device {device}"));
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -272,7 +285,9 @@ impl Pki {
         };
         let cert = p
             .signed_by(&DeviceKey(public.to_vec()), &ca.issuer)
-            .map_err(|e| format!("issuing a certificate for device {device}: {e}"))?;
+            .map_err(|e| {
+                LabError::pki(format!("issuing a certificate for device {device}: {e}"))
+            })?;
         Ok(cert.der().to_vec())
     }
 
@@ -294,13 +309,13 @@ impl Pki {
 
     /// Writes the certificates (public material only: `root-ca.crt`, `<name>.crt`) under
     /// `dir`, for a run's output directory; returns the paths.
-    pub fn write_certificates(&self, dir: &Path) -> Result<Vec<PathBuf>, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    pub fn write_certificates(&self, dir: &Path) -> Result<Vec<PathBuf>, LabError> {
+        std::fs::create_dir_all(dir).map_err(LabError::file(dir))?;
         let mut written = Vec::new();
         let root = ("root-ca".to_string(), &self.root);
         for (name, p) in std::iter::once(root).chain(self.pairs()) {
             let path = dir.join(format!("{name}.crt"));
-            std::fs::write(&path, &p.cert).map_err(|e| format!("{}: {e}", path.display()))?;
+            std::fs::write(&path, &p.cert).map_err(LabError::file(&path))?;
             written.push(path);
         }
         Ok(written)
@@ -309,12 +324,12 @@ impl Pki {
     /// Writes the certificates and, readable by this user only, the keys of the servers and
     /// devices (never the root CA's, which stays in the lab directory) under `dir`, itself
     /// made private; returns the paths.
-    pub fn write_with_keys(&self, dir: &Path) -> Result<Vec<PathBuf>, String> {
-        fqp_reports::files::create_private_dir(dir)?;
+    pub fn write_with_keys(&self, dir: &Path) -> Result<Vec<PathBuf>, LabError> {
+        fqp_reports::files::create_private_dir(dir).map_err(LabError::Pki)?;
         let mut written = self.write_certificates(dir)?;
         for (name, p) in self.pairs() {
             let path = dir.join(format!("{name}.key"));
-            fqp_reports::files::write_private(&path, &p.key)?;
+            fqp_reports::files::write_private(&path, &p.key).map_err(LabError::Pki)?;
             written.push(path);
         }
         Ok(written)
@@ -327,10 +342,10 @@ pub struct PrivateRunDir(PathBuf);
 impl PrivateRunDir {
     /// `<lab>/runs/<pid>`, new and private (what an earlier process of the same id left is
     /// removed first).
-    pub fn new(lab: &Path) -> Result<PrivateRunDir, String> {
+    pub fn new(lab: &Path) -> Result<PrivateRunDir, LabError> {
         let dir = lab.join("runs").join(std::process::id().to_string());
         let _ = std::fs::remove_dir_all(&dir);
-        fqp_reports::files::create_private_dir(&dir)?;
+        fqp_reports::files::create_private_dir(&dir).map_err(LabError::Pki)?;
         Ok(PrivateRunDir(dir))
     }
 
@@ -411,7 +426,10 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         // A damaged root is refused with the way out, not silently replaced.
         std::fs::write(dir.join("pki-root.key"), "garbage").unwrap();
-        let err = Pki::make("10.0.2.2", &[], Some(&dir)).err().unwrap();
+        let err = Pki::make("10.0.2.2", &[], Some(&dir))
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("fix: delete pki-root.crt"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -1,0 +1,549 @@
+//! # fqp-lab: the lab a qualification run needs on the host
+//!
+//! The network services the device's tests talk to, started for a run and stopped with it: a
+//! TCP echo server, a server that answers `bye` and closes, a name server for the lab's names,
+//! TLS echo servers with good and bad certificates, and an MQTT broker (rumqttd in process
+//! behind a proxy that can cut connections, mosquitto, or the user's own) with a user name and
+//! password required and a TLS listener requiring client certificates. Their addresses, as
+//! the device reaches this machine (`network.host` in the manifest; QEMU's user network:
+//! 10.0.2.2), and the broker's credentials are provisioned on the device after every boot.
+//! The certificates come from the lab's PKI ([`Pki`]), whose root CA lives in the lab
+//! directory. [`Lab::act`] carries out what a test asks of the host (`ASK action=…`).
+
+mod broker;
+mod error;
+mod pki;
+mod services;
+
+pub use broker::Broker;
+pub use error::LabError;
+pub use pki::{Pair, Pki, PrivateRunDir};
+
+use broker::{
+    read_ca, spawn_mosquitto, start_broker, start_mosquitto, Proxy, BROKER_PASSWORD, BROKER_USER,
+};
+use services::{closer, echo, name_server, serve, tls_echo};
+use std::net::{TcpListener, TcpStream};
+pub struct Lab {
+    /// Settings to provision: `(key, value)`.
+    pub settings: Vec<(String, String)>,
+    broker: Running,
+    /// How the TLS echo server (client certificates required) ended each connection.
+    tls_endings: Endings,
+}
+
+/// Connection endings of a TLS server, newest last: `closed`, or why it refused the client.
+pub(crate) type Endings = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// The broker as the lab runs it, for restarts.
+enum Running {
+    /// rumqttd cannot be stopped in process: it sits behind a proxy that can cut every
+    /// connection and turn new ones away for a while, which is what clients see of a restart.
+    Embedded(std::sync::Arc<Proxy>),
+    /// A mosquitto process and its configuration, restarted for real.
+    Mosquitto(
+        std::sync::Mutex<fqp_process::Guarded>,
+        std::path::PathBuf,
+        u16,
+    ),
+    External,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Running::Mosquitto(child, ..) = &self.broker {
+            if let Ok(mut c) = child.lock() {
+                c.kill();
+            }
+        }
+    }
+}
+
+impl Lab {
+    /// Carries out what a test asks (`ASK action=…`).
+    pub fn act(&self, action: &str, fields: &[(String, String)]) -> Result<(), LabError> {
+        match action {
+            "restart-broker" => self.restart_broker(),
+            "tls-refusal" => self.tls_refusal(field(fields, "expect")?),
+            other => Err(LabError::UnknownAction(other.to_string())),
+        }
+    }
+
+    /// Whether the TLS echo server's latest connection ended refusing the client for a reason
+    /// that contains `expect` (rustls's words, e.g. `UnknownIssuer`, `no certificates`).
+    fn tls_refusal(&self, expect: &str) -> Result<(), LabError> {
+        // The device may see the refusal a moment before the server thread records it.
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            let last = self.tls_endings.lock().ok().and_then(|e| e.last().cloned());
+            match last {
+                Some(why) if why.contains(expect) => return Ok(()),
+                Some(why) if std::time::Instant::now() > end => {
+                    return Err(LabError::Refuted(format!(
+                        "the TLS server's last connection ended: {why}"
+                    )))
+                }
+                None if std::time::Instant::now() > end => {
+                    return Err(LabError::Refuted("the TLS server had no connection".into()))
+                }
+                _ => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        }
+    }
+
+    fn restart_broker(&self) -> Result<(), LabError> {
+        match &self.broker {
+            Running::Embedded(proxy) => {
+                proxy.restart(std::time::Duration::from_secs(1));
+                Ok(())
+            }
+            Running::Mosquitto(child, conf, port) => {
+                // A poisoned lock only means a thread panicked holding it; the child is
+                // still ours to restart.
+                let mut c = child.lock().unwrap_or_else(|p| p.into_inner());
+                c.kill();
+                *c = spawn_mosquitto(conf, *port)?;
+                Ok(())
+            }
+            Running::External => Err(LabError::Broker {
+                problem: "the test asks to restart the broker, and fqp does not restart a broker it does not run".into(),
+                fix: "run the tests that restart the broker with the embedded broker or mosquitto".into(),
+            }),
+        }
+    }
+}
+
+impl Lab {
+    /// Starts the services, listening where a device at `host` can reach them (loopback for
+    /// an emulator's user network, every interface for boards).
+    /// `pki` is the run's lab PKI, written to `pki_dir`; `broker_ca` the CA certificate an
+    /// external TLS broker's certificate chains to.
+    pub fn start(
+        host: &str,
+        emulated: bool,
+        broker: &Broker,
+        broker_ca: Option<&std::path::Path>,
+        dir: &std::path::Path,
+        pki: &crate::pki::Pki,
+        pki_dir: &std::path::Path,
+    ) -> Result<Lab, LabError> {
+        let bind = if emulated { "127.0.0.1:0" } else { "0.0.0.0:0" };
+        let mut settings = Vec::new();
+        for (key, each) in [("echo", echo as fn(TcpStream)), ("closer", closer)] {
+            let start = || LabError::start(format!("the lab's {key} server"));
+            let l = TcpListener::bind(bind).map_err(start())?;
+            let port = l.local_addr().map_err(start())?.port();
+            serve(l, each);
+            settings.push((key.to_string(), format!("{host}:{port}")));
+        }
+        // TLS: the good server (client certificates from the lab root required) and one
+        // server per way a server certificate can be bad.
+        let tls_endings = Endings::default();
+        let port = tls_echo(bind, &pki.server, Some(&pki.root_der), tls_endings.clone())?;
+        settings.push(("tls_echo".into(), format!("{host}:{port}")));
+        for (key, cert) in [
+            ("tls_untrusted", &pki.untrusted_server),
+            ("tls_expired", &pki.expired_server),
+            ("tls_wrong_name", &pki.wrong_name_server),
+            ("tls_malformed", &pki.malformed_server),
+        ] {
+            let port = tls_echo(bind, cert, None, Endings::default())?;
+            settings.push((key.into(), format!("{host}:{port}")));
+        }
+        settings.push(("tls_server_name".into(), crate::pki::BROKER_NAME.into()));
+        // A name server for the lab's names (a device's own, from DHCP, knows none of them).
+        if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
+            let port = name_server(bind, ip)?;
+            settings.push(("dns".into(), format!("{host}:{port}")));
+        }
+        let ip = if emulated { "127.0.0.1" } else { "0.0.0.0" };
+        let running;
+        let (addr, user, password) = match broker {
+            Broker::Embedded => {
+                let (plain, tls) = start_broker("127.0.0.1", ip, pki_dir)?;
+                let (proxy, port) = Proxy::start(ip, plain)?;
+                running = Running::Embedded(proxy);
+                settings.push(("mqtts".into(), format!("{host}:{tls}")));
+                (
+                    format!("{host}:{port}"),
+                    BROKER_USER.to_string(),
+                    BROKER_PASSWORD.to_string(),
+                )
+            }
+            Broker::Mosquitto => {
+                let (child, conf, port, tls) = start_mosquitto(ip, dir, pki_dir)?;
+                running = Running::Mosquitto(std::sync::Mutex::new(child), conf, port);
+                settings.push(("mqtts".into(), format!("{host}:{tls}")));
+                (
+                    format!("{host}:{port}"),
+                    BROKER_USER.to_string(),
+                    BROKER_PASSWORD.to_string(),
+                )
+            }
+            Broker::External {
+                host: h,
+                port,
+                user,
+                password,
+                tls,
+            } => {
+                use std::net::ToSocketAddrs;
+                // The device has no name service of the lab's: give it the address. A broker
+                // on this machine is reached where the device reaches this machine.
+                let v4 = (h.as_str(), *port)
+                    .to_socket_addrs()
+                    .map_err(|e| LabError::Option {
+                        problem: format!("broker {h}: {e}"),
+                        fix: "give --broker a host name this machine resolves".into(),
+                    })?
+                    .find(|a| a.is_ipv4())
+                    .ok_or_else(|| LabError::Option {
+                        problem: format!("broker {h} has no IPv4 address"),
+                        fix: "the device's network stack speaks IPv4: give a broker it can reach"
+                            .into(),
+                    })?;
+                let ip = if v4.ip().is_loopback() {
+                    host.to_string()
+                } else {
+                    v4.ip().to_string()
+                };
+                running = Running::External;
+                if *tls {
+                    // The name its certificate is checked against: as given, unless it is
+                    // this machine, which the device knows by its own address for it.
+                    let name = if v4.ip().is_loopback() {
+                        host
+                    } else {
+                        h.as_str()
+                    };
+                    settings.push(("mqtts".into(), format!("{ip}:{port}")));
+                    settings.push(("mqtts_name".into(), name.to_string()));
+                    if let Some(ca) = broker_ca {
+                        settings.push(("mqtts_ca".into(), hex::encode(read_ca(ca)?)));
+                    }
+                    settings.push(("mqtt_user".into(), user.clone()));
+                    settings.push(("mqtt_password".into(), password.clone()));
+                    return Ok(Lab {
+                        settings,
+                        broker: running,
+                        tls_endings,
+                    });
+                }
+                (format!("{ip}:{port}"), user.clone(), password.clone())
+            }
+        };
+        if broker_ca.is_some() {
+            return Err(LabError::Option {
+                problem: "--broker-ca is for an mqtts:// broker".into(),
+                fix: "leave --broker-ca out: the lab's own brokers use the lab root".into(),
+            });
+        }
+        settings.push(("mqtt".into(), addr));
+        settings.push(("mqtt_user".into(), user));
+        settings.push(("mqtt_password".into(), password));
+        Ok(Lab {
+            settings,
+            broker: running,
+            tls_endings,
+        })
+    }
+}
+
+/// The value of a field of an `ASK`.
+pub fn field<'a>(fields: &'a [(String, String)], key: &str) -> Result<&'a str, LabError> {
+    fields
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .ok_or_else(|| LabError::Field {
+            field: key.to_string(),
+            problem: "missing".into(),
+        })
+}
+
+/// `issue-certificate`: a client certificate for the key a device made (fields `device`,
+/// `public`: SEC1 hex, `ca`: `lab` or `foreign`), answered as the setting `device_cert` (DER,
+/// hex).
+pub fn issue_certificate(
+    pki: &Pki,
+    fields: &[(String, String)],
+) -> Result<Vec<(String, String)>, LabError> {
+    let public = hex::decode(field(fields, "public")?).map_err(|_| LabError::Field {
+        field: "public".into(),
+        problem: "not hex".into(),
+    })?;
+    let foreign = match field(fields, "ca")? {
+        "lab" => false,
+        "foreign" => true,
+        other => {
+            return Err(LabError::Field {
+                field: "ca".into(),
+                problem: format!("{other:?}: write lab or foreign"),
+            })
+        }
+    };
+    let device = field(fields, "device").unwrap_or("device");
+    let der = pki.issue_client(device, &public, foreign)?;
+    Ok(vec![("device_cert".into(), hex::encode(der))])
+}
+
+/// 32 bytes from this machine's random source, hex: the seed of a device without entropy.
+pub fn entropy_hex() -> String {
+    use ring::rand::SecureRandom;
+    let mut seed = [0u8; 32];
+    // The system source does not fail on supported hosts; a zero seed would be caught by the
+    // device's statistical tests.
+    let _ = ring::rand::SystemRandom::new().fill(&mut seed);
+    hex::encode(seed)
+}
+
+/// `verify-signature`: checks, on the host, an ECDSA P-256 signature made on the device:
+/// fields `public` (SEC1, hex), `msg` (text) and `sig` (`r || s`, hex).
+pub fn verify_signature(fields: &[(String, String)]) -> Result<(), LabError> {
+    let get = |k: &str| field(fields, k);
+    let hex_field = |k: &str| {
+        hex::decode(get(k)?).map_err(|_| LabError::Field {
+            field: k.to_string(),
+            problem: "not hex".into(),
+        })
+    };
+    let public = hex_field("public")?;
+    let sig = hex_field("sig")?;
+    let msg = get("msg")?;
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, &public)
+        .verify(msg.as_bytes(), &sig)
+        .map_err(|_| LabError::Refuted("the signature does not verify with that public key".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    /// A lab for an emulator on this machine, with its PKI in a temporary directory.
+    fn test_lab() -> Lab {
+        let dir = std::env::temp_dir().join(format!("fqp-lab-{}", std::process::id()));
+        let pki = crate::pki::Pki::make("127.0.0.1", &["1".into()], None).unwrap();
+        pki.write_with_keys(&dir.join("pki")).unwrap();
+        Lab::start(
+            "127.0.0.1",
+            true,
+            &Broker::Embedded,
+            None,
+            &dir,
+            &pki,
+            &dir.join("pki"),
+        )
+        .unwrap()
+    }
+
+    use super::*;
+    use crate::services::dns_reply;
+    use std::io::{Read, Write};
+
+    #[test]
+    fn signatures_made_elsewhere_are_checked() {
+        use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
+        let sig = key.sign(&rng, b"fqp").unwrap();
+        let fields = |msg: &str| {
+            vec![
+                ("public".to_string(), hex::encode(key.public_key())),
+                ("msg".to_string(), msg.to_string()),
+                ("sig".to_string(), hex::encode(sig)),
+            ]
+        };
+        assert!(verify_signature(&fields("fqp")).is_ok());
+        assert!(verify_signature(&fields("tampered")).is_err());
+        assert!(verify_signature(&fields("fqp")[..2])
+            .unwrap_err()
+            .to_string()
+            .contains("sig"));
+        assert_eq!(entropy_hex().len(), 64);
+        assert_ne!(entropy_hex(), entropy_hex());
+    }
+
+    #[test]
+    fn broker_choices_parse() {
+        assert_eq!("embedded".parse::<Broker>().unwrap(), Broker::Embedded);
+        assert_eq!("mosquitto".parse::<Broker>().unwrap(), Broker::Mosquitto);
+        assert_eq!(
+            "mqtt://dev:s3cr@t@broker.lab:1883"
+                .parse::<Broker>()
+                .unwrap(),
+            Broker::External {
+                host: "broker.lab".into(),
+                port: 1883,
+                user: "dev".into(),
+                password: "s3cr@t".into(),
+                tls: false,
+            }
+        );
+        assert_eq!(
+            "mqtts://a.iot.example:8883".parse::<Broker>().unwrap(),
+            Broker::External {
+                host: "a.iot.example".into(),
+                port: 8883,
+                user: String::new(),
+                password: String::new(),
+                tls: true,
+            }
+        );
+        let e = "tcp://x:1".parse::<Broker>().unwrap_err().to_string();
+        assert!(e.contains("mqtt://[user:password@]host:port"), "{e}");
+        assert!("mqtt://x".parse::<Broker>().is_err());
+    }
+
+    #[test]
+    fn echo_and_closer_behave() {
+        let lab = test_lab();
+        let addr = |k: &str| {
+            lab.settings
+                .iter()
+                .find(|(key, _)| key == k)
+                .unwrap()
+                .1
+                .clone()
+        };
+        let mut c = TcpStream::connect(addr("echo")).unwrap();
+        c.write_all(b"ping").unwrap();
+        let mut buf = [0u8; 4];
+        c.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"ping");
+        let mut c = TcpStream::connect(addr("closer")).unwrap();
+        c.write_all(b"hello\n").unwrap();
+        let mut all = Vec::new();
+        c.read_to_end(&mut all).unwrap();
+        assert_eq!(all, b"bye\n");
+    }
+
+    #[test]
+    fn the_name_server_knows_the_lab_names_only() {
+        let lab = test_lab();
+        let dns = &lab.settings.iter().find(|(k, _)| k == "dns").unwrap().1;
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let ask = |name: &str| {
+            let mut q = vec![0xab, 0xcd, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+            for l in name.split('.') {
+                q.push(l.len() as u8);
+                q.extend_from_slice(l.as_bytes());
+            }
+            q.extend_from_slice(&[0, 0, 1, 0, 1]);
+            sock.send_to(&q, dns).unwrap();
+            let mut buf = [0u8; 512];
+            let n = sock.recv(&mut buf).unwrap();
+            buf[..n].to_vec()
+        };
+        let r = ask("Broker.fqp.lab");
+        assert_eq!(&r[..4], &[0xab, 0xcd, 0x81, 0x80]); // our id, a reply, no error
+        assert_eq!(&r[6..8], &[0, 1]); // one answer
+        assert_eq!(&r[r.len() - 4..], &[127, 0, 0, 1]);
+        let r = ask("elsewhere.fqp.lab");
+        assert_eq!((r[3] & 0x0f, &r[6..8]), (3, &[0u8, 0][..])); // NXDOMAIN
+                                                                 // Not a query: no answer.
+        assert!(dns_reply(&[0xab, 0xcd, 0x81, 0x80], std::net::Ipv4Addr::LOCALHOST).is_none());
+    }
+
+    /// fqp-mqtt's client over a host TCP socket.
+    struct Tcp(TcpStream);
+
+    impl fqp_transport::Transport for Tcp {
+        fn send(&mut self, data: &[u8], _: u32) -> Result<usize, fqp_transport::Error> {
+            self.0.write(data).map_err(|_| fqp_transport::Error::Closed)
+        }
+
+        fn recv(&mut self, buf: &mut [u8], timeout_ms: u32) -> Result<usize, fqp_transport::Error> {
+            let _ = self
+                .0
+                .set_read_timeout(Some(std::time::Duration::from_millis(
+                    timeout_ms.max(1) as u64
+                )));
+            match self.0.read(buf) {
+                Ok(n) => Ok(n),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    Err(fqp_transport::Error::Timeout)
+                }
+                Err(_) => Err(fqp_transport::Error::Closed),
+            }
+        }
+    }
+
+    fn ms() -> u64 {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_millis() as u64
+    }
+
+    #[test]
+    fn our_mqtt_client_works_against_the_lab_broker() {
+        use fqp_mqtt::{Client, Connect, QoS};
+        let lab = test_lab();
+        let get = |k: &str| {
+            lab.settings
+                .iter()
+                .find(|(key, _)| key == k)
+                .unwrap()
+                .1
+                .clone()
+        };
+        let connect = |password: &'static str| Connect {
+            client_id: "host-test",
+            clean_session: true,
+            keep_alive: 30,
+            username: Some(BROKER_USER),
+            password: Some(password.as_bytes()),
+            will: None,
+        };
+        let (mut tx, mut rx) = (vec![0u8; 80 * 1024], vec![0u8; 80 * 1024]);
+        let got: std::cell::RefCell<Vec<(String, usize)>> = Default::default();
+        let mut c = Client::new(&mut tx, &mut rx, ms, |m| {
+            got.borrow_mut()
+                .push((m.topic.to_string(), m.payload.len()))
+        });
+        let wrong = c.connect(
+            Tcp(TcpStream::connect(get("mqtt")).unwrap()),
+            &connect("nope"),
+            5_000,
+        );
+        assert!(
+            matches!(
+                wrong,
+                Err(fqp_mqtt::Error::Refused(4 | 5)) | Err(fqp_mqtt::Error::Transport(_))
+            ),
+            "{wrong:?}"
+        );
+        c.connect(
+            Tcp(TcpStream::connect(get("mqtt")).unwrap()),
+            &connect(BROKER_PASSWORD),
+            5_000,
+        )
+        .unwrap();
+        c.subscribe(&[("lab/+/echo", QoS::AtLeastOnce)]).unwrap();
+        c.publish("lab/a/echo", b"zero", QoS::AtMostOnce, false)
+            .unwrap();
+        c.publish("lab/b/echo", &vec![7u8; 64 * 1024], QoS::AtLeastOnce, false)
+            .unwrap();
+        for _ in 0..50 {
+            c.poll(100).unwrap();
+            if got.borrow().len() >= 2 {
+                break;
+            }
+        }
+        drop(c);
+        let got = got.into_inner();
+        assert!(got.contains(&("lab/a/echo".to_string(), 4)), "{got:?}");
+        assert!(
+            got.contains(&("lab/b/echo".to_string(), 64 * 1024)),
+            "{got:?}"
+        );
+    }
+}
