@@ -13,11 +13,7 @@ filter=${2:-fuzz_}
 export FQP_FUZZ_CASES=$cases
 # Optimised, with the checks of a debug build (overflow, debug assertions) kept.
 export CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true
-for p in fqp-protocol fqp-mqtt fqp-tls fqp-net fqp-reports fqp; do
+for p in fqp-protocol fqp-mqtt fqp-tls fqp-net fqp-reports fqp-runner; do
   echo "== $p: $cases inputs per fuzz test"
-  if [ "$p" = fqp ]; then
-    cargo test --release -p fqp --bin fqp -- --test-threads 2 "$filter"
-  else
-    cargo test --release -p "$p" --lib -- --test-threads 2 "$filter"
-  fi
+  cargo test --release -p "$p" --lib -- --test-threads 2 "$filter"
 done

@@ -3,7 +3,7 @@
 //! manifest needs) and says how to fix what is missing; `devices` lists the debug probes and
 //! serial ports in view, and searches probe-rs's chip database.
 
-use crate::manifest::{self, CommandSection, Flash, Manifest, ProbeRsSection};
+use fqp_runner::manifest::{self, CommandSection, Flash, Manifest, ProbeRsSection};
 use std::path::Path;
 use std::process::Command;
 
@@ -52,7 +52,7 @@ pub fn doctor(port: Option<&Path>, lab: Option<&Path>) -> Vec<Finding> {
     let target = m
         .as_ref()
         .map_or("thumbv7m-none-eabi", |m| m.build.target.as_str());
-    f.push(match crate::firmware::detect(target) {
+    f.push(match fqp_runner::firmware::detect(target) {
         Ok(tc) => found(true, "toolchain", format!("{target}: {}", tc.describe())),
         Err(e) => found(false, "toolchain", e),
     });
@@ -65,7 +65,7 @@ pub fn doctor(port: Option<&Path>, lab: Option<&Path>) -> Vec<Finding> {
     if let Some(m) = m.as_ref().filter(|m| !m.flash.is_emulated()) {
         f.push(console_finding(m));
     }
-    let dir = crate::verify::lab_dir(lab);
+    let dir = fqp_runner::verify::lab_dir(lab);
     let none_yet = ["lab-key.pem", "lab-cert.pem"]
         .iter()
         .all(|f| !dir.join(f).exists());
@@ -100,7 +100,8 @@ fn console_finding(m: &Manifest) -> Finding {
         };
     }
     if let Some(usb) = &m.serial.usb {
-        return match crate::serial::find_usb_port(usb, None, &crate::serial::list_ports()) {
+        return match fqp_runner::serial::find_usb_port(usb, None, &fqp_runner::serial::list_ports())
+        {
             Ok(p) => found(true, "console", p),
             Err(e) => found(false, "console", e),
         };
@@ -119,7 +120,7 @@ fn console_finding(m: &Manifest) -> Finding {
 /// `fqp devices`: the probes and serial ports in view.
 pub fn devices() -> Vec<String> {
     let mut out = Vec::new();
-    let probes = crate::probe::list_probes();
+    let probes = fqp_runner::probe::list_probes();
     out.push(format!("debug probes ({}):", probes.len()));
     #[cfg(target_os = "linux")]
     if !Path::new("/sys/bus/usb/devices").exists() {
@@ -131,7 +132,7 @@ pub fn devices() -> Vec<String> {
     for p in &probes {
         out.push(format!("  {}  {}", p.selector, p.name));
     }
-    let ports = crate::serial::list_ports();
+    let ports = fqp_runner::serial::list_ports();
     out.push(format!("serial ports ({}):", ports.len()));
     for p in &ports {
         out.push(format!("  {p}"));
@@ -153,15 +154,16 @@ fn emulator(bin: &str) -> Finding {
 
 /// Whether probe-rs knows the chip, and the probe is attached.
 fn probe(p: &ProbeRsSection) -> [Finding; 2] {
-    let chip = match crate::probe::check_chip(&p.chip) {
+    let chip = match fqp_runner::probe::check_chip(&p.chip) {
         Ok(name) => found(true, "chip", format!("{name} is in probe-rs's database")),
         Err(e) => found(false, "chip", e),
     };
     let wanted = p
         .probe
         .as_deref()
-        .and_then(|s| crate::probe::parse_selector(s).ok());
-    let probe = match crate::probe::choose(wanted.as_ref(), &crate::probe::list_probes()) {
+        .and_then(|s| fqp_runner::probe::parse_selector(s).ok());
+    let probe = match fqp_runner::probe::choose(wanted.as_ref(), &fqp_runner::probe::list_probes())
+    {
         Ok(sel) => found(true, "probe", sel.to_string()),
         Err(e) => found(false, "probe", e),
     };

@@ -2,7 +2,8 @@
 //! libraries' test suites wired in, that builds (and, on the template's emulated board,
 //! qualifies) as generated. The vendor then follows the `PORT:` markers and `PORTING.md`.
 
-use std::path::{Component, Path, PathBuf};
+use fqp_runner::manifest::relative;
+use std::path::{Path, PathBuf};
 
 /// A library a port can include: its test-suite crate and the capability it qualifies.
 pub struct Library {
@@ -36,25 +37,6 @@ pub fn fqp_root() -> PathBuf {
         .parent()
         .unwrap_or(Path::new("."))
         .to_path_buf()
-}
-
-/// `to` relative to the directory `from` (both absolute), or `to` itself when they share no
-/// root.
-pub(crate) fn relative(to: &Path, from: &Path) -> PathBuf {
-    let (t, f): (Vec<Component>, Vec<Component>) =
-        (to.components().collect(), from.components().collect());
-    let common = t.iter().zip(&f).take_while(|(a, b)| a == b).count();
-    if common == 0 {
-        return to.to_path_buf();
-    }
-    let mut out = PathBuf::new();
-    for _ in common..f.len() {
-        out.push("..");
-    }
-    for c in &t[common..] {
-        out.push(c);
-    }
-    out
 }
 
 fn valid_name(n: &str) -> bool {

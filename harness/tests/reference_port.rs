@@ -4,6 +4,7 @@
 mod common;
 
 use common::{qualify, repo, Outcome};
+use std::path::PathBuf;
 
 fn tests_of(o: &Outcome) -> Vec<&serde_json::Value> {
     o.results["groups"]
@@ -83,21 +84,28 @@ fn reference_port_qualifies() {
     assert!(md.starts_with("### ✅ mps2-an385: QUALIFIED"), "{md}");
 }
 
+/// A copy of `port`'s manifest in `target/fqp-tests/<name>` declaring other capabilities
+/// (the line `from` becomes `to`), building the same crate; its directory.
+fn port_declaring(port: &str, name: &str, from: &str, to: &str) -> PathBuf {
+    let dir = repo().join("target/fqp-tests").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string(repo().join(port).join("port.toml")).unwrap();
+    assert!(text.contains(from), "{port}/port.toml has no line {from}");
+    let text = text
+        .replace(from, to)
+        .replace("crate = \".\"", &format!("crate = {:?}", repo().join(port)));
+    std::fs::write(dir.join("port.toml"), text).unwrap();
+    dir
+}
+
 #[test]
 fn a_missing_capability_skips_its_tests_and_qualifies_the_smaller_set() {
-    let dir = repo().join("target/fqp-tests/no-irq-port");
-    std::fs::create_dir_all(&dir).unwrap();
-    let text = std::fs::read_to_string(repo().join("reference-port/port.toml")).unwrap();
-    let text = text
-        .replace(
-            "capabilities = [\"kernel\", \"test-irq\", \"heap\", \"heap-regions\", \"network\", \"keystore\", \"storage\"]",
-            "capabilities = [\"kernel\", \"heap\", \"heap-regions\", \"network\", \"keystore\", \"storage\"]",
-        )
-        .replace(
-            "crate = \".\"",
-            &format!("crate = {:?}", repo().join("reference-port")),
-        );
-    std::fs::write(dir.join("port.toml"), text).unwrap();
+    let dir = port_declaring(
+        "reference-port",
+        "no-irq-port",
+        "capabilities = [\"kernel\", \"test-irq\", \"heap\", \"heap-regions\", \"network\", \"keystore\", \"storage\"]",
+        "capabilities = [\"kernel\", \"heap\", \"heap-regions\", \"network\", \"keystore\", \"storage\"]",
+    );
     let o = qualify(&dir, "no-irq", &[]);
     assert_eq!(o.code, 0, "{}", o.explain());
     let skipped: Vec<&serde_json::Value> = tests_of(&o)
@@ -157,19 +165,12 @@ fn port_template_qualifies_on_a_second_board() {
 fn a_capability_whose_device_the_board_lacks_stops_the_run_at_sync_naming_it() {
     // The template's board has no Ethernet and no storage (its Board keeps the accessors'
     // default, None); this manifest declares both anyway.
-    let dir = repo().join("target/fqp-tests/template-claims-devices-port");
-    std::fs::create_dir_all(&dir).unwrap();
-    let text = std::fs::read_to_string(repo().join("port-template/port.toml")).unwrap();
-    let text = text
-        .replace(
-            "capabilities = [\"kernel\", \"test-irq\", \"heap\"]",
-            "capabilities = [\"kernel\", \"test-irq\", \"heap\", \"network\", \"storage\"]",
-        )
-        .replace(
-            "crate = \".\"",
-            &format!("crate = {:?}", repo().join("port-template")),
-        );
-    std::fs::write(dir.join("port.toml"), text).unwrap();
+    let dir = port_declaring(
+        "port-template",
+        "template-claims-devices-port",
+        "capabilities = [\"kernel\", \"test-irq\", \"heap\"]",
+        "capabilities = [\"kernel\", \"test-irq\", \"heap\", \"network\", \"storage\"]",
+    );
     let o = qualify(&dir, "template-claims-devices", &[]);
     assert_eq!(o.code, 2, "{}", o.explain());
     let problem = &o.results["problems"][0];

@@ -41,6 +41,19 @@ pub(crate) struct SetLink {
 }
 
 impl SetLink {
+    /// Makes this the link of a member whose link slot is `slot`: refused when the member is
+    /// in a set already, or not `empty` (the set would not know of what it holds).
+    pub(crate) fn attach(self, slot: &mut Option<SetLink>, empty: bool) -> Result<(), SetError> {
+        if slot.is_some() {
+            return Err(SetError::AlreadyInSet);
+        }
+        if !empty {
+            return Err(SetError::NotEmpty);
+        }
+        *slot = Some(self);
+        Ok(())
+    }
+
     /// Posts the member's key into the set and wakes a task selecting on it. Inside a kernel
     /// critical section.
     pub(crate) fn post(&self, k: &mut Kernel) {
@@ -405,14 +418,7 @@ impl<T, const N: usize> Queue<T, N> {
     pub(crate) fn join_set(&self, l: SetLink) -> Result<(), SetError> {
         // SAFETY: inside a kernel critical section.
         let raw = unsafe { &mut *self.raw.get() };
-        if raw.set.is_some() {
-            return Err(SetError::AlreadyInSet);
-        }
-        if raw.len > 0 {
-            return Err(SetError::NotEmpty);
-        }
-        raw.set = Some(l);
-        Ok(())
+        l.attach(&mut raw.set, raw.len == 0)
     }
 }
 

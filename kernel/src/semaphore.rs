@@ -135,14 +135,7 @@ impl Semaphore {
     pub(crate) fn join_set(&self, l: SetLink) -> Result<(), SetError> {
         // SAFETY: inside a kernel critical section (caller's duty).
         let s = unsafe { &mut *self.s.get() };
-        if s.set.is_some() {
-            return Err(SetError::AlreadyInSet);
-        }
-        if s.count > 0 {
-            return Err(SetError::NotEmpty);
-        }
-        s.set = Some(l);
-        Ok(())
+        l.attach(&mut s.set, s.count == 0)
     }
 
     /// The current count.

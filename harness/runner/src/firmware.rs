@@ -765,8 +765,10 @@ pub fn locate(elf: &Path, pc: u64) -> Option<Located> {
 /// `path` without the directories above this checkout or the cargo registry's crate folder:
 /// what a reader finds in their tree.
 fn short_path(path: &str) -> String {
+    // This crate is harness/runner in the checkout.
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+        .ancestors()
+        .nth(2)
         .map(|p| format!("{}/", p.display()))
         .unwrap_or_default();
     let rootless = path.strip_prefix(&root).unwrap_or(path);

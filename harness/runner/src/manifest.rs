@@ -740,6 +740,25 @@ impl Manifest {
     }
 }
 
+/// `to` relative to the directory `from` (both absolute), or `to` itself when they share no
+/// root.
+pub fn relative(to: &Path, from: &Path) -> PathBuf {
+    let (t, f): (Vec<std::path::Component>, Vec<std::path::Component>) =
+        (to.components().collect(), from.components().collect());
+    let common = t.iter().zip(&f).take_while(|(a, b)| a == b).count();
+    if common == 0 {
+        return to.to_path_buf();
+    }
+    let mut out = PathBuf::new();
+    for _ in common..f.len() {
+        out.push("..");
+    }
+    for c in &t[common..] {
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -794,7 +813,7 @@ machine = "mps2-an385"
         )
         .unwrap();
         let cwd = std::env::current_dir().unwrap();
-        let rel = crate::init::relative(&dir, &cwd);
+        let rel = relative(&dir, &cwd);
         let m = load(&rel).unwrap();
         assert!(m.path.is_absolute(), "{}", m.path.display());
         assert_eq!(m.crate_dir(), dir.join("fw").canonicalize().unwrap());
@@ -973,7 +992,7 @@ machine = "mps2-an385"
 
     /// The manifests of the tree's ports.
     fn manifest_seeds() -> Vec<Vec<u8>> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         [
             "reference-port",
             "port-template",

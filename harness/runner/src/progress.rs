@@ -58,7 +58,7 @@ impl Progress {
                     total.set_message("some tests did not pass");
                 }
             }
-            None => crate::out_line(&line),
+            None => out_line(&line),
         }
     }
 
@@ -112,4 +112,10 @@ pub fn result_line(t: &Test) -> String {
         format!("{:.1} ms", us as f64 / 1000.0)
     });
     format!("{tag:>5} {} ({time}){extra}", t.id)
+}
+
+/// Writes one line to standard output (ignoring a closed pipe: `fqp … | head` is fine).
+pub fn out_line(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{text}");
 }

@@ -1,0 +1,55 @@
+//! `fqp init`: a new port from the template.
+
+use super::fail;
+use crate::init;
+use fqp_runner::progress::out_line;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Directory to create (must not exist, or be empty).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The board, as a human reads it (port.board).
+    #[arg(long)]
+    pub board: String,
+    /// Short port name (default: the directory's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Who makes the port (port.vendor).
+    #[arg(long)]
+    pub vendor: Option<String>,
+    /// Libraries to include, comma-separated (kernel is always included).
+    #[arg(long, value_delimiter = ',', value_name = "LIB,…")]
+    pub libs: Vec<String>,
+}
+
+impl Args {
+    pub fn run(self) -> ExitCode {
+        let root = init::fqp_root();
+        let made = init::init(&init::Request {
+            dir: &self.dir,
+            name: self.name.as_deref(),
+            board: &self.board,
+            vendor: self.vendor.as_deref(),
+            libs: &self.libs,
+            fqp_root: &root,
+        });
+        match made {
+            Ok(files) => {
+                out_line(&format!(
+                    "created {} ({} files)",
+                    self.dir.display(),
+                    files.len()
+                ));
+                out_line(&format!(
+                    "next:\n  fqp qualify --port {0}     # builds and qualifies it (the template's emulated board)\n  then follow the PORT: markers; {0}/PORTING.md explains each step",
+                    self.dir.display()
+                ));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        }
+    }
+}
