@@ -53,6 +53,25 @@ pub fn init(r: &Request<'_>) -> Result<Vec<PathBuf>, String> {
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     let name = r.name.unwrap_or(&dir_name);
+    check(r, name)?;
+    let template = r.fqp_root.join("port-template");
+    std::fs::create_dir_all(r.dir).map_err(|e| format!("{}: {e}", r.dir.display()))?;
+    let dir = std::path::absolute(r.dir).map_err(|e| e.to_string())?;
+    let root = std::path::absolute(r.fqp_root).map_err(|e| e.to_string())?;
+    let mut written = Vec::new();
+    copy_tree(&template, &dir, Path::new(""), &mut written)?;
+    name_package(&dir, &root, name, r.board)?;
+    name_manifest(&dir, r, name)?;
+    // The name the device reports at sync.
+    let board_rs = dir.join("src/board.rs");
+    let text = read(&board_rs)?.replace("\"lm3s6965\"", &format!("\"{name}\""));
+    write(&board_rs, &text)?;
+    Ok(written)
+}
+
+/// What must hold before anything is written: a valid name, known libraries, an empty
+/// directory, a template to copy.
+fn check(r: &Request<'_>, name: &str) -> Result<(), String> {
     if !valid_name(name) {
         return Err(format!(
             "{name:?} is not a valid port name\n  fix: use letters, digits, `-` and `_` (pass --name, or name the directory so)"
@@ -87,13 +106,12 @@ pub fn init(r: &Request<'_>) -> Result<Vec<PathBuf>, String> {
             template.display()
         ));
     }
-    std::fs::create_dir_all(r.dir).map_err(|e| format!("{}: {e}", r.dir.display()))?;
-    let dir = std::path::absolute(r.dir).map_err(|e| e.to_string())?;
-    let root = std::path::absolute(r.fqp_root).map_err(|e| e.to_string())?;
-    let mut written = Vec::new();
-    copy_tree(&template, &dir, Path::new(""), &mut written)?;
+    Ok(())
+}
 
-    // Cargo.toml: the package and binary named for the port, path dependencies into this tree.
+/// Cargo.toml (and its lock file): the package and binary named for the port, the path
+/// dependencies pointing into the fqp tree at `root`.
+fn name_package(dir: &Path, root: &Path, name: &str, board: &str) -> Result<(), String> {
     let cargo = dir.join("Cargo.toml");
     let mut text = read(&cargo)?;
     let package = format!("fqp-port-{name}");
@@ -101,7 +119,7 @@ pub fn init(r: &Request<'_>) -> Result<Vec<PathBuf>, String> {
         .replace("fqp-port-lm3s6965", &package)
         .replace(
             "description = \"fqp port template: TI LM3S6965 (Cortex-M3), as emulated by QEMU lm3s6965evb\"",
-            &format!("description = \"fqp port: {}\"", toml_escape(r.board)),
+            &format!("description = \"fqp port: {}\"", toml_escape(board)),
         );
     for (dep, sub) in [
         ("../kernel", "kernel"),
@@ -112,7 +130,7 @@ pub fn init(r: &Request<'_>) -> Result<Vec<PathBuf>, String> {
         ("../test-suites/kernel", "test-suites/kernel"),
         ("../test-suites/perf", "test-suites/perf"),
     ] {
-        let to = relative(&root.join(sub), &dir);
+        let to = relative(&root.join(sub), dir);
         text = text.replace(
             &format!("path = \"{dep}\""),
             &format!("path = {:?}", to.display().to_string()),
@@ -126,8 +144,11 @@ pub fn init(r: &Request<'_>) -> Result<Vec<PathBuf>, String> {
         let text = read(&lock)?.replace("\"fqp-port-lm3s6965\"", &format!("\"{package}\""));
         write(&lock, &text)?;
     }
+    Ok(())
+}
 
-    // port.toml: name, board, vendor, capabilities of the chosen libraries.
+/// port.toml: name, board, vendor, and the capabilities of the chosen libraries.
+fn name_manifest(dir: &Path, r: &Request<'_>, name: &str) -> Result<(), String> {
     let manifest = dir.join("port.toml");
     let mut text = read(&manifest)?;
     text = text
@@ -161,13 +182,7 @@ pub fn init(r: &Request<'_>) -> Result<Vec<PathBuf>, String> {
                 .join(", ")
         ),
     );
-    write(&manifest, &text)?;
-
-    // The name the device reports at sync.
-    let board_rs = dir.join("src/board.rs");
-    let text = read(&board_rs)?.replace("\"lm3s6965\"", &format!("\"{name}\""));
-    write(&board_rs, &text)?;
-    Ok(written)
+    write(&manifest, &text)
 }
 
 fn toml_escape(s: &str) -> String {

@@ -129,124 +129,146 @@ impl Lab {
     ) -> Result<Lab, LabError> {
         let bind = if emulated { "127.0.0.1:0" } else { "0.0.0.0:0" };
         let mut settings = Vec::new();
-        for (key, each) in [("echo", echo as fn(TcpStream)), ("closer", closer)] {
-            let start = || LabError::start(format!("the lab's {key} server"));
-            let l = TcpListener::bind(bind).map_err(start())?;
-            let port = l.local_addr().map_err(start())?.port();
-            serve(l, each);
-            settings.push((key.to_string(), format!("{host}:{port}")));
-        }
-        // TLS: the good server (client certificates from the lab root required) and one
-        // server per way a server certificate can be bad.
-        let tls_endings = Endings::default();
-        let port = tls_echo(bind, &pki.server, Some(&pki.root_der), tls_endings.clone())?;
-        settings.push(("tls_echo".into(), format!("{host}:{port}")));
-        for (key, cert) in [
-            ("tls_untrusted", &pki.untrusted_server),
-            ("tls_expired", &pki.expired_server),
-            ("tls_wrong_name", &pki.wrong_name_server),
-            ("tls_malformed", &pki.malformed_server),
-        ] {
-            let port = tls_echo(bind, cert, None, Endings::default())?;
-            settings.push((key.into(), format!("{host}:{port}")));
-        }
-        settings.push(("tls_server_name".into(), crate::pki::BROKER_NAME.into()));
-        // A name server for the lab's names (a device's own, from DHCP, knows none of them).
-        if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
-            let port = name_server(bind, ip)?;
-            settings.push(("dns".into(), format!("{host}:{port}")));
-        }
+        let tls_endings = start_services(host, bind, pki, &mut settings)?;
         let ip = if emulated { "127.0.0.1" } else { "0.0.0.0" };
-        let running;
-        let (addr, user, password) = match broker {
+        let broker = match broker {
             Broker::Embedded => {
                 let (plain, tls) = start_broker("127.0.0.1", ip, pki_dir)?;
                 let (proxy, port) = Proxy::start(ip, plain)?;
-                running = Running::Embedded(proxy);
-                settings.push(("mqtts".into(), format!("{host}:{tls}")));
-                (
-                    format!("{host}:{port}"),
-                    BROKER_USER.to_string(),
-                    BROKER_PASSWORD.to_string(),
-                )
+                own_broker(host, port, tls, broker_ca, &mut settings)?;
+                Running::Embedded(proxy)
             }
             Broker::Mosquitto => {
                 let (child, conf, port, tls) = start_mosquitto(ip, dir, pki_dir)?;
-                running = Running::Mosquitto(std::sync::Mutex::new(child), conf, port);
-                settings.push(("mqtts".into(), format!("{host}:{tls}")));
-                (
-                    format!("{host}:{port}"),
-                    BROKER_USER.to_string(),
-                    BROKER_PASSWORD.to_string(),
-                )
+                own_broker(host, port, tls, broker_ca, &mut settings)?;
+                Running::Mosquitto(std::sync::Mutex::new(child), conf, port)
             }
-            Broker::External {
-                host: h,
-                port,
-                user,
-                password,
-                tls,
-            } => {
-                use std::net::ToSocketAddrs;
-                // The device has no name service of the lab's: give it the address. A broker
-                // on this machine is reached where the device reaches this machine.
-                let v4 = (h.as_str(), *port)
-                    .to_socket_addrs()
-                    .map_err(|e| LabError::Option {
-                        problem: format!("broker {h}: {e}"),
-                        fix: "give --broker a host name this machine resolves".into(),
-                    })?
-                    .find(|a| a.is_ipv4())
-                    .ok_or_else(|| LabError::Option {
-                        problem: format!("broker {h} has no IPv4 address"),
-                        fix: "the device's network stack speaks IPv4: give a broker it can reach"
-                            .into(),
-                    })?;
-                let ip = if v4.ip().is_loopback() {
-                    host.to_string()
-                } else {
-                    v4.ip().to_string()
-                };
-                running = Running::External;
-                if *tls {
-                    // The name its certificate is checked against: as given, unless it is
-                    // this machine, which the device knows by its own address for it.
-                    let name = if v4.ip().is_loopback() {
-                        host
-                    } else {
-                        h.as_str()
-                    };
-                    settings.push(("mqtts".into(), format!("{ip}:{port}")));
-                    settings.push(("mqtts_name".into(), name.to_string()));
-                    if let Some(ca) = broker_ca {
-                        settings.push(("mqtts_ca".into(), hex::encode(read_ca(ca)?)));
-                    }
-                    settings.push(("mqtt_user".into(), user.clone()));
-                    settings.push(("mqtt_password".into(), password.clone()));
-                    return Ok(Lab {
-                        settings,
-                        broker: running,
-                        tls_endings,
-                    });
-                }
-                (format!("{ip}:{port}"), user.clone(), password.clone())
+            Broker::External { .. } => {
+                external_broker(broker, host, broker_ca, &mut settings)?;
+                Running::External
             }
         };
-        if broker_ca.is_some() {
-            return Err(LabError::Option {
-                problem: "--broker-ca is for an mqtts:// broker".into(),
-                fix: "leave --broker-ca out: the lab's own brokers use the lab root".into(),
-            });
-        }
-        settings.push(("mqtt".into(), addr));
-        settings.push(("mqtt_user".into(), user));
-        settings.push(("mqtt_password".into(), password));
         Ok(Lab {
             settings,
-            broker: running,
+            broker,
             tls_endings,
         })
     }
+}
+
+/// Starts the echo and closer servers, the TLS servers (the good one, requiring client
+/// certificates from the lab root, and one per way a server certificate can be bad) and the
+/// name server, on `bind`; adds their settings. How the good TLS server's connections ended.
+fn start_services(
+    host: &str,
+    bind: &str,
+    pki: &crate::pki::Pki,
+    settings: &mut Vec<(String, String)>,
+) -> Result<Endings, LabError> {
+    for (key, each) in [("echo", echo as fn(TcpStream)), ("closer", closer)] {
+        let start = || LabError::start(format!("the lab's {key} server"));
+        let l = TcpListener::bind(bind).map_err(start())?;
+        let port = l.local_addr().map_err(start())?.port();
+        serve(l, each);
+        settings.push((key.to_string(), format!("{host}:{port}")));
+    }
+    let tls_endings = Endings::default();
+    let port = tls_echo(bind, &pki.server, Some(&pki.root_der), tls_endings.clone())?;
+    settings.push(("tls_echo".into(), format!("{host}:{port}")));
+    for (key, cert) in [
+        ("tls_untrusted", &pki.untrusted_server),
+        ("tls_expired", &pki.expired_server),
+        ("tls_wrong_name", &pki.wrong_name_server),
+        ("tls_malformed", &pki.malformed_server),
+    ] {
+        let port = tls_echo(bind, cert, None, Endings::default())?;
+        settings.push((key.into(), format!("{host}:{port}")));
+    }
+    settings.push(("tls_server_name".into(), crate::pki::BROKER_NAME.into()));
+    // A name server for the lab's names (a device's own, from DHCP, knows none of them).
+    if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
+        let port = name_server(bind, ip)?;
+        settings.push(("dns".into(), format!("{host}:{port}")));
+    }
+    Ok(tls_endings)
+}
+
+/// The settings of a broker the lab runs (plain `port`, TLS `tls`, the lab's account).
+fn own_broker(
+    host: &str,
+    port: u16,
+    tls: u16,
+    broker_ca: Option<&std::path::Path>,
+    settings: &mut Vec<(String, String)>,
+) -> Result<(), LabError> {
+    if broker_ca.is_some() {
+        return Err(LabError::Option {
+            problem: "--broker-ca is for an mqtts:// broker".into(),
+            fix: "leave --broker-ca out: the lab's own brokers use the lab root".into(),
+        });
+    }
+    settings.push(("mqtts".into(), format!("{host}:{tls}")));
+    settings.push(("mqtt".into(), format!("{host}:{port}")));
+    settings.push(("mqtt_user".into(), BROKER_USER.into()));
+    settings.push(("mqtt_password".into(), BROKER_PASSWORD.into()));
+    Ok(())
+}
+
+/// The settings of the user's broker (`Broker::External`), by address: the device has no
+/// name service of the lab's. A broker on this machine is reached where the device reaches
+/// this machine (`host`).
+fn external_broker(
+    broker: &Broker,
+    host: &str,
+    broker_ca: Option<&std::path::Path>,
+    settings: &mut Vec<(String, String)>,
+) -> Result<(), LabError> {
+    use std::net::ToSocketAddrs;
+    let Broker::External {
+        host: h,
+        port,
+        user,
+        password,
+        tls,
+    } = broker
+    else {
+        return Ok(());
+    };
+    let v4 = (h.as_str(), *port)
+        .to_socket_addrs()
+        .map_err(|e| LabError::Option {
+            problem: format!("broker {h}: {e}"),
+            fix: "give --broker a host name this machine resolves".into(),
+        })?
+        .find(|a| a.is_ipv4())
+        .ok_or_else(|| LabError::Option {
+            problem: format!("broker {h} has no IPv4 address"),
+            fix: "the device's network stack speaks IPv4: give a broker it can reach".into(),
+        })?;
+    let (ip, name) = if v4.ip().is_loopback() {
+        (host.to_string(), host)
+    } else {
+        (v4.ip().to_string(), h.as_str())
+    };
+    if *tls {
+        // The name its certificate is checked against: as given, unless it is this machine,
+        // which the device knows by its own address for it.
+        settings.push(("mqtts".into(), format!("{ip}:{port}")));
+        settings.push(("mqtts_name".into(), name.to_string()));
+        if let Some(ca) = broker_ca {
+            settings.push(("mqtts_ca".into(), hex::encode(read_ca(ca)?)));
+        }
+    } else if broker_ca.is_some() {
+        return Err(LabError::Option {
+            problem: "--broker-ca is for an mqtts:// broker".into(),
+            fix: "leave --broker-ca out, or give the broker as mqtts://".into(),
+        });
+    } else {
+        settings.push(("mqtt".into(), format!("{ip}:{port}")));
+    }
+    settings.push(("mqtt_user".into(), user.clone()));
+    settings.push(("mqtt_password".into(), password.clone()));
+    Ok(())
 }
 
 /// The value of a field of an `ASK`.

@@ -401,6 +401,75 @@ fn mark_lines_from(
     Ok(())
 }
 
+/// `cargo build` of the port's crate in `dir` for its target and profile, into `target_dir`,
+/// with the toolchain `tc` (and its build-std flags); the command and the cargo it runs.
+fn cargo_build(m: &Manifest, tc: &Toolchain, dir: &Path, target_dir: &Path) -> (Command, PathBuf) {
+    let (cargo, rustc) = match tc {
+        Toolchain::Installed { cargo, rustc } | Toolchain::BuildStd { cargo, rustc, .. } => {
+            (cargo, rustc)
+        }
+    };
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(dir)
+        .args([
+            "build",
+            "--message-format=json-render-diagnostics",
+            "--target",
+            &m.build.target,
+        ])
+        .args(["--profile", &m.build.profile])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .env("RUSTC", rustc)
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CARGO_BUILD_TARGET")
+        .envs(m.kernel_env());
+    if let Some(bin) = &m.build.bin {
+        cmd.args(["--bin", bin]);
+    }
+    if !m.build.features.is_empty() {
+        cmd.args(["--features", &m.build.features.join(",")]);
+    }
+    if let Toolchain::BuildStd { linker, .. } = tc {
+        let var = format!(
+            "CARGO_TARGET_{}_LINKER",
+            m.build.target.to_uppercase().replace(['-', '.'], "_")
+        );
+        cmd.args([
+            "-Zbuild-std=core,alloc",
+            "-Zbuild-std-features=compiler-builtins-mem",
+        ])
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env(var, linker);
+    }
+    (cmd, cargo.clone())
+}
+
+/// What cargo's JSON messages say was built: the executable, and the kernel crate's source
+/// directory (for the size analysis by module).
+fn artifacts(stdout: std::process::ChildStdout) -> (Option<PathBuf>, Option<PathBuf>) {
+    let mut executable = None;
+    let mut kernel_src = None;
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        if let Some(exe) = msg["executable"].as_str() {
+            executable = Some(PathBuf::from(exe));
+        }
+        if msg["target"]["name"] == "fqp_kernel" {
+            kernel_src = msg["target"]["src_path"]
+                .as_str()
+                .and_then(|p| Path::new(p).parent())
+                .map(Path::to_path_buf);
+        }
+    }
+    (executable, kernel_src)
+}
+
 /// Builds the port's firmware into `out` (cargo's output to `build.log`, the image copied to
 /// `firmware.elf`, which is what the run flashes and its results name). Returns the image.
 ///
@@ -426,44 +495,7 @@ pub fn build(m: &Manifest, tc: &Toolchain, out: &Path) -> Result<Image, String> 
         Some(v) => format!("fqp-{}-{v}", tc.kind()),
         None => format!("fqp-{}", tc.kind()),
     });
-    let (cargo, rustc) = match tc {
-        Toolchain::Installed { cargo, rustc } | Toolchain::BuildStd { cargo, rustc, .. } => {
-            (cargo, rustc)
-        }
-    };
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(&dir)
-        .args([
-            "build",
-            "--message-format=json-render-diagnostics",
-            "--target",
-            &m.build.target,
-        ])
-        .args(["--profile", &m.build.profile])
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .env("RUSTC", rustc)
-        .env_remove("RUSTC_WRAPPER")
-        .env_remove("RUSTC_WORKSPACE_WRAPPER")
-        .env_remove("CARGO_BUILD_TARGET")
-        .envs(m.kernel_env());
-    if let Some(bin) = &m.build.bin {
-        cmd.args(["--bin", bin]);
-    }
-    if !m.build.features.is_empty() {
-        cmd.args(["--features", &m.build.features.join(",")]);
-    }
-    if let Toolchain::BuildStd { linker, .. } = tc {
-        let var = format!(
-            "CARGO_TARGET_{}_LINKER",
-            m.build.target.to_uppercase().replace(['-', '.'], "_")
-        );
-        cmd.args([
-            "-Zbuild-std=core,alloc",
-            "-Zbuild-std-features=compiler-builtins-mem",
-        ])
-        .env("RUSTC_BOOTSTRAP", "1")
-        .env(var, linker);
-    }
+    let (mut cmd, cargo) = cargo_build(m, tc, &dir, &target_dir);
     tracing::info!(crate_dir = %dir.display(), toolchain = %tc.describe(), "building firmware");
     std::fs::create_dir_all(&target_dir).map_err(|e| format!("{}: {e}", target_dir.display()))?;
     let turn = fqp_reports::files::lock(&target_dir.join(".fqp-build.lock"))?;
@@ -498,26 +530,7 @@ pub fn build(m: &Manifest, tc: &Toolchain, out: &Path) -> Result<Image, String> 
         }
         text
     });
-    let mut executable = None;
-    let mut kernel_src = None;
-    for line in BufReader::new(child.stdout.take().expect("piped"))
-        .lines()
-        .map_while(Result::ok)
-    {
-        if let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) {
-            if msg["reason"] == "compiler-artifact" {
-                if let Some(exe) = msg["executable"].as_str() {
-                    executable = Some(PathBuf::from(exe));
-                }
-                if msg["target"]["name"] == "fqp_kernel" {
-                    kernel_src = msg["target"]["src_path"]
-                        .as_str()
-                        .and_then(|p| Path::new(p).parent())
-                        .map(Path::to_path_buf);
-                }
-            }
-        }
-    }
+    let (executable, kernel_src) = artifacts(child.stdout.take().expect("piped"));
     drop(guard);
     let status = child
         .wait()

@@ -6,7 +6,7 @@ use crate::manifest::QemuSection;
 use fqp_process::Guarded;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -42,32 +42,7 @@ impl Qemu {
         log: &Path,
         storage: &Path,
     ) -> Result<Qemu, String> {
-        let mut semihosting = String::from("enable=on,target=native,arg=fw");
-        let storage = format!("storage={}", storage.display());
-        for a in cfg.semihosting_args.iter().chain([&storage]) {
-            semihosting.push_str(",arg=");
-            // QEMU's option syntax: a comma inside a value is written twice.
-            semihosting.push_str(&a.replace(',', ",,"));
-        }
-        let mut cmd = Command::new(&cfg.binary);
-        cmd.args([
-            "-M",
-            &cfg.machine,
-            "-nographic",
-            "-monitor",
-            "none",
-            "-serial",
-            "pty",
-        ])
-        .args(["-semihosting-config", &semihosting]);
-        if let Some(shift) = cfg.icount_shift {
-            let sleep = if cfg.icount_sleep { "on" } else { "off" };
-            cmd.args(["-icount", &format!("shift={shift},align=off,sleep={sleep}")]);
-        }
-        cmd.arg("-kernel").arg(image).args(&cfg.extra_args);
-        if cfg.profile.is_some() {
-            cmd.args(crate::profile::qemu_args(qemu_version(&cfg.binary)));
-        }
+        let mut cmd = command(cfg, image, storage);
         let logf = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -103,25 +78,7 @@ impl Qemu {
             }
             _ => None,
         };
-        // QEMU announces the pseudo-terminal on stdout; keep draining stdout into the log.
-        let stdout = stdout.expect("piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut logf = logf;
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = writeln!(logf, "{line}");
-                if let Some(pos) = line.find("/dev/pts/") {
-                    let path: String = line[pos..]
-                        .chars()
-                        .take_while(|c| !c.is_whitespace())
-                        .collect();
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(PathBuf::from(path));
-                    }
-                }
-            }
-        });
+        let rx = announced_pty(stdout.expect("piped"), logf);
         match rx.recv_timeout(Duration::from_secs(10)) {
             Ok(pty) => {
                 tracing::debug!(pty = %pty.display(), pid = child.id(), "QEMU started");
@@ -200,4 +157,59 @@ impl Drop for Qemu {
             let _ = t.join();
         }
     }
+}
+
+/// QEMU's command line for `cfg`: the machine, the console on a pseudo-terminal, semihosting
+/// with the firmware's arguments (`storage=<path>` among them), icount, the image.
+fn command(cfg: &QemuSection, image: &Path, storage: &Path) -> Command {
+    let mut semihosting = String::from("enable=on,target=native,arg=fw");
+    let storage = format!("storage={}", storage.display());
+    for a in cfg.semihosting_args.iter().chain([&storage]) {
+        semihosting.push_str(",arg=");
+        // QEMU's option syntax: a comma inside a value is written twice.
+        semihosting.push_str(&a.replace(',', ",,"));
+    }
+    let mut cmd = Command::new(&cfg.binary);
+    cmd.args([
+        "-M",
+        &cfg.machine,
+        "-nographic",
+        "-monitor",
+        "none",
+        "-serial",
+        "pty",
+    ])
+    .args(["-semihosting-config", &semihosting]);
+    if let Some(shift) = cfg.icount_shift {
+        let sleep = if cfg.icount_sleep { "on" } else { "off" };
+        cmd.args(["-icount", &format!("shift={shift},align=off,sleep={sleep}")]);
+    }
+    cmd.arg("-kernel").arg(image).args(&cfg.extra_args);
+    if cfg.profile.is_some() {
+        cmd.args(crate::profile::qemu_args(qemu_version(&cfg.binary)));
+    }
+    cmd
+}
+
+/// Drains QEMU's standard output into `log` (on a thread of its own, for as long as QEMU
+/// runs); the pseudo-terminal QEMU announces there arrives on the channel returned.
+fn announced_pty(stdout: ChildStdout, log: std::fs::File) -> mpsc::Receiver<PathBuf> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut log = log;
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = writeln!(log, "{line}");
+            if let Some(pos) = line.find("/dev/pts/") {
+                let path: String = line[pos..]
+                    .chars()
+                    .take_while(|c| !c.is_whitespace())
+                    .collect();
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(PathBuf::from(path));
+                }
+            }
+        }
+    });
+    rx
 }

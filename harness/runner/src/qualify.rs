@@ -16,7 +16,7 @@ use fqp_reports::{
 use fqp_suites::Suites;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What to run.
@@ -647,61 +647,62 @@ fn hold_to_thresholds(run: &mut Run) {
     }
 }
 
-fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut Run) {
-    let mut specs = match device::specs(m, opts.devices) {
-        Ok(s) => s.into_iter(),
-        Err(e) => return run.problems.push(Problem::new(Stage::Options, e)),
-    };
-    let pool = specs.len() > 1;
-    // The lab PKI of this run (also written to <out>/pki): devices import its root CA and
-    // get certificates for the keys they make; the lab's TLS servers use it.
-    // Its certificates go to <out>/pki; the keys the lab's services need stay in a private
-    // directory of the lab directory, removed when the run ends.
-    let ids: Vec<String> = specs.clone().map(|s| s.id).collect();
+/// The lab of a run: its private directory (keys; removed when dropped), its PKI (also
+/// written to `<out>/pki`: certificates only), and its services, unless the run is a
+/// benchmark or the port names no address for this machine. The lab lives until the run ends
+/// (a broker process with it).
+fn start_lab(m: &Manifest, out: &Path, opts: &Options, ids: &[String]) -> Result<RunLab, Problem> {
+    let lab_problem = |e: String| Problem::new(Stage::Lab, e);
     let lab_dir = crate::verify::lab_dir(opts.lab.as_deref());
-    let private = match fqp_lab::PrivateRunDir::new(&lab_dir) {
-        Ok(d) => d,
-        Err(e) => {
-            return run
-                .problems
-                .push(Problem::new(Stage::Lab, format!("the lab directory: {e}")))
-        }
-    };
+    let private = fqp_lab::PrivateRunDir::new(&lab_dir)
+        .map_err(|e| lab_problem(format!("the lab directory: {e}")))?;
     let pki_dir = private.path();
-    let pki = match fqp_lab::Pki::make(
+    let pki = fqp_lab::Pki::make(
         &m.lab_host().unwrap_or_else(|| "10.0.2.2".into()),
-        &ids,
+        ids,
         Some(&lab_dir),
     )
     .and_then(|p| p.write_with_keys(pki_dir).map(|_| p))
     .and_then(|p| p.write_certificates(&out.join("pki")).map(|_| p))
-    {
-        Ok(p) => std::sync::Arc::new(p),
-        Err(e) => return run.problems.push(Problem::new(Stage::Lab, e.to_string())),
-    };
-    // The lab lives until the run ends (a broker process with it). Benchmarks use none.
+    .map_err(|e| lab_problem(e.to_string()))?;
     let lab = match m.lab_host().filter(|_| !opts.bench) {
-        Some(host) => match Lab::start(
-            &host,
-            m.flash.is_emulated(),
-            &opts.broker,
-            opts.broker_ca.as_deref(),
-            out,
-            &pki,
-            pki_dir,
-        ) {
-            Ok(l) => Some(std::sync::Arc::new(l)),
-            Err(e) => return run.problems.push(Problem::new(Stage::Lab, e.to_string())),
-        },
+        Some(host) => Some(Arc::new(
+            Lab::start(
+                &host,
+                m.flash.is_emulated(),
+                &opts.broker,
+                opts.broker_ca.as_deref(),
+                out,
+                &pki,
+                pki_dir,
+            )
+            .map_err(|e| lab_problem(e.to_string()))?,
+        )),
         None => None,
     };
-    // What every device is given after boot: the lab's settings, fresh entropy (a board may
-    // have no entropy source of its own; an emulated one certainly has none), the time (for
-    // certificate validity) and the root CA.
-    let mut settings: Vec<(String, String)> =
-        lab.as_ref().map_or_else(Vec::new, |l| l.settings.clone());
+    Ok(RunLab {
+        _private: private,
+        pki: Arc::new(pki),
+        lab,
+    })
+}
+
+/// What [`start_lab`] started, kept for the run.
+struct RunLab {
+    /// Removed (with the keys in it) when the run ends.
+    _private: fqp_lab::PrivateRunDir,
+    pki: Arc<fqp_lab::Pki>,
+    lab: Option<Arc<Lab>>,
+}
+
+/// What every device is given after boot: the lab's settings, fresh entropy (a board may
+/// have no entropy source of its own; an emulated one certainly has none), the time (for
+/// certificate validity) and the root CA.
+fn device_settings(lab: Option<&Lab>, pki: &fqp_lab::Pki, bench: bool) -> Vec<(String, String)> {
+    use sha2::Digest;
+    let mut settings: Vec<(String, String)> = lab.map_or_else(Vec::new, |l| l.settings.clone());
     settings.push(("entropy".into(), fqp_lab::entropy_hex()));
-    if !opts.bench {
+    if !bench {
         // The performance group's reporting period: Thread-Metric's second is for `fqp bench`
         // (the baseline's conditions); thresholds are per second of the port's own figures,
         // which a quarter of a second measures as well.
@@ -711,36 +712,51 @@ fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut 
         "time".into(),
         time::OffsetDateTime::now_utc().unix_timestamp().to_string(),
     ));
-    {
-        use sha2::Digest;
-        settings.push(("root_ca".into(), hex::encode(&pki.root_der)));
-        settings.push((
-            "root_ca_sha256".into(),
-            hex::encode(sha2::Sha256::digest(&pki.root_der)),
-        ));
-    }
-    let actions: crate::session::Actions = {
-        let lab = lab.clone();
-        std::sync::Arc::new(
-            move |action: &str, fields: &[(String, String)]| match action {
-                "verify-signature" => fqp_lab::verify_signature(fields)
+    settings.push(("root_ca".into(), hex::encode(&pki.root_der)));
+    settings.push((
+        "root_ca_sha256".into(),
+        hex::encode(sha2::Sha256::digest(&pki.root_der)),
+    ));
+    settings
+}
+
+/// What the tests may ask of the host (`ASK action=…`): signatures checked, certificates
+/// issued for keys made on the device, and the lab services' own actions.
+fn lab_actions(lab: Option<Arc<Lab>>, pki: Arc<fqp_lab::Pki>) -> crate::session::Actions {
+    Arc::new(
+        move |action: &str, fields: &[(String, String)]| match action {
+            "verify-signature" => fqp_lab::verify_signature(fields)
+                .map(|()| vec![])
+                .map_err(|e| e.to_string()),
+            "issue-certificate" => {
+                fqp_lab::issue_certificate(&pki, fields).map_err(|e| e.to_string())
+            }
+            other => match &lab {
+                Some(l) => l
+                    .act(other, fields)
                     .map(|()| vec![])
                     .map_err(|e| e.to_string()),
-                "issue-certificate" => {
-                    fqp_lab::issue_certificate(&pki, fields).map_err(|e| e.to_string())
-                }
-                other => match &lab {
-                    Some(l) => l
-                        .act(other, fields)
-                        .map(|()| vec![])
-                        .map_err(|e| e.to_string()),
-                    None => Err(format!(
-                        "no lab services for {other}: set network.host in port.toml"
-                    )),
-                },
+                None => Err(format!(
+                    "no lab services for {other}: set network.host in port.toml"
+                )),
             },
-        )
+        },
+    )
+}
+
+fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut Run) {
+    let mut specs = match device::specs(m, opts.devices) {
+        Ok(s) => s.into_iter(),
+        Err(e) => return run.problems.push(Problem::new(Stage::Options, e)),
     };
+    let pool = specs.len() > 1;
+    let ids: Vec<String> = specs.clone().map(|s| s.id).collect();
+    let run_lab = match start_lab(m, out, opts, &ids) {
+        Ok(l) => l,
+        Err(p) => return run.problems.push(p),
+    };
+    let settings = device_settings(run_lab.lab.as_deref(), &run_lab.pki, opts.bench);
+    let actions = lab_actions(run_lab.lab.clone(), run_lab.pki.clone());
     let access = LabAccess {
         settings: &settings[..],
         actions: Some(actions),

@@ -1,0 +1,324 @@
+//! Reading a manifest: parse, then check every key, each mistake named with its key and fix.
+
+use super::{DeviceEntry, Flash, Manifest, RawFlash, SerialSection, KERNEL_KEYS, PLACEHOLDERS};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A manifest problem: where, which key, and how to fix it.
+#[derive(Debug, PartialEq)]
+pub struct ManifestError {
+    pub file: PathBuf,
+    pub key: Option<String>,
+    pub problem: String,
+    pub fix: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(k) = &self.key {
+            write!(f, ": `{k}`")?;
+        }
+        write!(f, ": {}\n  fix: {}", self.problem, self.fix)
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+/// Reads and validates the manifest of the port in `dir` (or the file `dir` itself).
+pub fn load(dir: &Path) -> Result<Manifest, ManifestError> {
+    let file = if dir.is_dir() {
+        dir.join("port.toml")
+    } else {
+        dir.to_path_buf()
+    };
+    let err = |key: Option<&str>, problem: String, fix: &str| ManifestError {
+        file: file.clone(),
+        key: key.map(str::to_string),
+        problem,
+        fix: fix.to_string(),
+    };
+    let text = std::fs::read_to_string(&file).map_err(|e| {
+        err(None, format!("cannot read the port manifest: {e}"), "pass --port the directory of a port (it holds port.toml); port-template/ has an example")
+    })?;
+    parse(&text, &file)
+}
+
+/// Parses and validates the manifest `text` of the file `file`.
+pub fn parse(text: &str, file: &Path) -> Result<Manifest, ManifestError> {
+    let file = file.to_path_buf();
+    let err = |key: Option<&str>, problem: String, fix: &str| ManifestError {
+        file: file.clone(),
+        key: key.map(str::to_string),
+        problem,
+        fix: fix.to_string(),
+    };
+    let raw: Manifest<RawFlash> = toml::from_str(text).map_err(|e| {
+        let key = e.message().split('`').nth(1).map(str::to_string);
+        let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+        ManifestError {
+            file: file.clone(),
+            key,
+            problem: format!("line {line}, column {col}: {}", e.message()),
+            fix: "see docs/port-manifest.md for every section and key".into(),
+        }
+    })?;
+    let mut m = raw
+        .with_flash(RawFlash::check)
+        .map_err(|(key, problem, fix)| err(Some(key), problem, fix))?;
+    // Absolute, so that every path derived from it (the crate, cargo's target directory)
+    // means the same wherever cargo and QEMU run.
+    m.path = std::path::absolute(&file).unwrap_or(file.clone());
+    validate(&m).map_err(|(key, problem, fix)| err(Some(key), problem, fix))?;
+    Ok(m)
+}
+
+/// The first `{…}` in `arg` that is not a known placeholder.
+fn unknown_placeholder(arg: &str) -> Option<String> {
+    let mut rest = arg;
+    while let Some(start) = rest.find('{') {
+        let end = rest[start..].find('}').map(|e| start + e + 1)?;
+        let p = &rest[start..end];
+        if !PLACEHOLDERS.iter().any(|(name, _)| *name == p) {
+            return Some(p.to_string());
+        }
+        rest = &rest[end..];
+    }
+    None
+}
+
+fn serial_options_error(s: &SerialSection) -> Option<Invalid> {
+    if s.data_bits.is_some_and(|b| !(5..=8).contains(&b)) {
+        return Some((
+            "serial.data_bits",
+            "must be 5, 6, 7 or 8".into(),
+            "most boards use 8",
+        ));
+    }
+    if s.stop_bits.is_some_and(|b| b != 1 && b != 2) {
+        return Some((
+            "serial.stop_bits",
+            "must be 1 or 2".into(),
+            "most boards use 1",
+        ));
+    }
+    if s.parity
+        .as_deref()
+        .is_some_and(|p| !matches!(p, "none" | "even" | "odd"))
+    {
+        return Some((
+            "serial.parity",
+            format!("{:?} is not a parity", s.parity.as_deref().unwrap_or("")),
+            "use \"none\", \"even\" or \"odd\"",
+        ));
+    }
+    if s.flow_control
+        .as_deref()
+        .is_some_and(|p| !matches!(p, "none" | "software" | "hardware"))
+    {
+        return Some((
+            "serial.flow_control",
+            format!(
+                "{:?} is not a flow control",
+                s.flow_control.as_deref().unwrap_or("")
+            ),
+            "use \"none\", \"software\" or \"hardware\"",
+        ));
+    }
+    None
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
+/// A mistake: the key, the problem, the fix.
+pub(crate) type Invalid = (&'static str, String, &'static str);
+
+fn validate(m: &Manifest) -> Result<(), Invalid> {
+    check_port_name(&m.port.name)?;
+    check_flash(&m.flash)?;
+    check_serial(&m.serial)?;
+    check_devices(m)?;
+    check_kernel(m)?;
+    if !(m.timeouts.factor > 0.0 && m.timeouts.factor <= 100.0) {
+        return Err((
+            "timeouts.factor",
+            format!("{} is out of range", m.timeouts.factor),
+            "use a factor between 0 and 100 (1.0 = the tests' own timeouts)",
+        ));
+    }
+    if m.build.target.is_empty() {
+        return Err((
+            "build.target",
+            "empty target".into(),
+            "name the Rust target triple, e.g. \"thumbv7m-none-eabi\"",
+        ));
+    }
+    Ok(())
+}
+
+fn check_port_name(name: &str) -> Result<(), Invalid> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err((
+            "port.name",
+            format!("{name:?} is not a valid port name"),
+            "use letters, digits, `-` and `_` only",
+        ));
+    }
+    Ok(())
+}
+
+/// The method's own settings (that it has its table is [`RawFlash::check`]'s).
+fn check_flash(flash: &Flash) -> Result<(), Invalid> {
+    match flash {
+        Flash::Qemu(q) => {
+            if q.icount_shift.is_some_and(|s| s > 10) {
+                return Err((
+                    "flash.qemu.icount_shift",
+                    "must be 0..=10".into(),
+                    "5 matches the performance baselines (32 ns per instruction)",
+                ));
+            }
+        }
+        Flash::ProbeRs(p) => {
+            if let Some(sel) = &p.probe {
+                crate::probe::parse_selector(sel).map_err(|e| {
+                    (
+                        "flash.probe-rs.probe",
+                        e,
+                        "write VID:PID or VID:PID:SERIAL in hex, e.g. \"0483:374b\"",
+                    )
+                })?;
+            }
+        }
+        Flash::Command(c) => {
+            for (key, argv) in [
+                ("flash.command.flash", Some(&c.flash)),
+                ("flash.command.reset", c.reset.as_ref()),
+            ] {
+                let Some(argv) = argv else { continue };
+                if argv.is_empty() {
+                    return Err((key, "empty command".into(), "give the program and its arguments, e.g. [\"st-flash\", \"write\", \"{bin}\", \"0x8000000\"]"));
+                }
+                for a in argv {
+                    if let Some(bad) = unknown_placeholder(a) {
+                        return Err((key, format!("unknown placeholder {bad} in {a:?}"), "use {image}, {bin}, {device}, {probe}, {serial} or {port_dir} (docs/port-manifest.md)"));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How many ways `[serial]` names the console (path, usb, tcp).
+fn console_ways(s: &SerialSection) -> usize {
+    [s.path.is_some(), s.usb.is_some(), s.tcp.is_some()]
+        .iter()
+        .filter(|c| **c)
+        .count()
+}
+
+fn check_serial(s: &SerialSection) -> Result<(), Invalid> {
+    if let Some(u) = &s.usb {
+        for (key, v) in [("serial.usb.vid", &u.vid), ("serial.usb.pid", &u.pid)] {
+            if u16::from_str_radix(v, 16).is_err() {
+                return Err((key, format!("{v:?} is not a hex USB id"), "write four hex digits, e.g. \"0483\" (`fqp devices` lists the ports with their ids)"));
+            }
+        }
+    }
+    if console_ways(s) > 1 {
+        return Err((
+            "serial",
+            "more than one of path, usb and tcp".into(),
+            "name the console one way: path, usb or tcp",
+        ));
+    }
+    match serial_options_error(s) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The pool of boards, and a console for each board.
+fn check_devices(m: &Manifest) -> Result<(), Invalid> {
+    let mut ids = std::collections::BTreeSet::new();
+    for d in &m.devices {
+        if d.id.is_empty() || !ids.insert(d.id.as_str()) {
+            return Err((
+                "devices",
+                format!("device id {:?} is empty or used twice", d.id),
+                "give every [[devices]] entry its own id",
+            ));
+        }
+        if m.flash.is_emulated() {
+            return Err((
+                "devices",
+                "[[devices]] lists boards; QEMU devices are started as needed".into(),
+                "remove [[devices]] and pass --devices N for N emulators",
+            ));
+        }
+    }
+    let console_each = !m.devices.is_empty()
+        && m.devices
+            .iter()
+            .all(|d: &DeviceEntry| d.serial.is_some() || d.tcp.is_some());
+    if !m.flash.is_emulated() && console_ways(&m.serial) == 0 && !console_each {
+        return Err((
+            "serial.path",
+            "no console for the board".into(),
+            "set serial.path (e.g. \"/dev/ttyACM0\"), serial.usb (vid/pid, found among the USB ports) or serial.tcp (\"host:port\")",
+        ));
+    }
+    Ok(())
+}
+
+fn check_kernel(m: &Manifest) -> Result<(), Invalid> {
+    for (k, v) in &m.kernel {
+        if !KERNEL_KEYS.contains(&k.as_str()) {
+            return Err((
+                "kernel",
+                format!("unknown kernel setting {k:?}"),
+                "use one of the keys listed in docs/port-manifest.md ([kernel])",
+            ));
+        }
+        if !matches!(v, toml::Value::Integer(n) if *n >= 0) && !matches!(v, toml::Value::Boolean(_))
+        {
+            return Err((
+                "kernel",
+                format!("kernel setting {k:?} must be a non-negative integer or a boolean"),
+                "for example `tick_hz = 1000` or `time_slicing = false`",
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl<F> Manifest<F> {
+    /// The same manifest with `[flash]` turned by `f`.
+    fn with_flash<G>(
+        self,
+        f: impl FnOnce(F) -> Result<G, Invalid>,
+    ) -> Result<Manifest<G>, Invalid> {
+        Ok(Manifest {
+            port: self.port,
+            build: self.build,
+            kernel: self.kernel,
+            flash: f(self.flash)?,
+            serial: self.serial,
+            timeouts: self.timeouts,
+            capabilities: self.capabilities,
+            network: self.network,
+            devices: self.devices,
+            path: self.path,
+        })
+    }
+}
