@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs a cargo command on a firmware crate with the toolchain fqp would pick:
 # rustup's if it has the target, else Debian's with -Zbuild-std.
-#   scripts/firmware-cargo.sh <crate dir> clippy -- -D warnings
+#   scripts/firmware-cargo.sh <crate dir> build --release
+#   RUSTC_WRAPPER=scripts/clippy-rustc scripts/firmware-cargo.sh <crate dir> check   # lints
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=$1; shift
@@ -16,6 +17,7 @@ lld=$(ls -d /usr/lib/llvm-*/bin/ld.lld 2>/dev/null | sort -V | tail -n 1)
 # builds in the tests do (FQP_FIRMWARE_TARGET_DIR): the target's core library is built once.
 export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$root/reference-port/target/fqp-build-std"
 export CARGO_TARGET_THUMBV7M_NONE_EABI_LINKER=${lld:-ld.lld}
-# Debian first on PATH, so `cargo clippy` finds Debian's cargo-clippy and clippy-driver.
+# Debian first on PATH, so that scripts/clippy-rustc finds Debian's clippy-driver (the one
+# that matches Debian's rustc).
 export PATH=/usr/bin:$PATH
 exec /usr/bin/cargo "$sub" --target "$target" -Zbuild-std=core,alloc -Zbuild-std-features=compiler-builtins-mem "$@"

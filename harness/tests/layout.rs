@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::repo;
+use common::{cargo_manifest, repo};
 use std::path::{Component, Path, PathBuf};
 
 /// The layer of the crate in `dir` (relative to the tree's root), as architecture.md draws it.
@@ -37,8 +37,7 @@ fn tidy(path: &Path) -> String {
 
 /// The path dependencies of the crate in `dir`, as directories relative to the root.
 fn path_dependencies(dir: &str) -> Vec<String> {
-    let text = std::fs::read_to_string(repo().join(dir).join("Cargo.toml")).unwrap();
-    let manifest: toml::Table = text.parse().unwrap();
+    let manifest = cargo_manifest(dir);
     let mut deps = Vec::new();
     for section in ["dependencies", "dev-dependencies", "build-dependencies"] {
         let Some(table) = manifest.get(section).and_then(|t| t.as_table()) else {
@@ -55,10 +54,7 @@ fn path_dependencies(dir: &str) -> Vec<String> {
 
 #[test]
 fn no_crate_depends_on_a_layer_above_its_own() {
-    let root: toml::Table = std::fs::read_to_string(repo().join("Cargo.toml"))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let root = cargo_manifest(".");
     let workspace = root["workspace"].as_table().unwrap();
     let crates: Vec<&str> = ["members", "exclude"]
         .iter()

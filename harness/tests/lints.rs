@@ -5,13 +5,7 @@
 
 mod common;
 
-use common::repo;
-
-fn manifest(dir: &str) -> toml::Table {
-    let path = repo().join(dir).join("Cargo.toml");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    text.parse().unwrap_or_else(|e| panic!("{path:?}: {e}"))
-}
+use common::cargo_manifest as manifest;
 
 #[test]
 fn every_firmware_crate_has_the_workspace_lints() {

@@ -4,7 +4,6 @@
 
 use crate::queue::{Member, Queue, SetError, SetLink};
 use crate::rt;
-use crate::sched::Kernel;
 use crate::semaphore::Semaphore;
 use crate::time::{TimedOut, Timeout};
 use core::cell::UnsafeCell;
@@ -40,15 +39,15 @@ impl<const N: usize> QueueSet<N> {
         &'static self,
         key: usize,
         cap: usize,
-        link: impl FnOnce(&mut Kernel, SetLink) -> Result<(), SetError>,
+        link: impl FnOnce(SetLink) -> Result<(), SetError>,
     ) -> Result<Member, SetError> {
-        rt::with(|k| {
+        rt::with(|_| {
             // SAFETY: inside a kernel critical section.
             let committed = unsafe { &mut *self.committed.get() };
             if *committed + cap > N {
                 return Err(SetError::SetTooSmall);
             }
-            link(k, self.keys.set_link(key))?;
+            link(self.keys.set_link(key))?;
             *committed += cap;
             Ok(Member(key))
         })
@@ -59,12 +58,12 @@ impl<const N: usize> QueueSet<N> {
         &'static self,
         q: &'static Queue<T, M>,
     ) -> Result<Member, SetError> {
-        self.join(q.member().0, M, |_, l| q.join_set(l))
+        self.join(q.member().0, M, |l| q.join_set(l))
     }
 
     /// Adds a semaphore (with count 0) to the set.
     pub fn add_semaphore(&'static self, s: &'static Semaphore) -> Result<Member, SetError> {
-        self.join(s.member().0, s.max() as usize, |_, l| s.join_set(l))
+        self.join(s.member().0, s.max() as usize, |l| s.join_set(l))
     }
 
     /// Waits up to `timeout` for a member to have something; returns which.

@@ -19,7 +19,7 @@ mod vectors;
 use core::sync::atomic::{AtomicBool, Ordering};
 use cortex_m_rt::entry;
 use fqp_kernel::heap::FirstFit;
-use fqp_port::{Board, Entropy, Ethernet, HeapStats, Storage};
+use fqp_port::{Board, Ethernet, HeapStats, Storage};
 use fqp_testkit::Group;
 use uart::Uart;
 
@@ -89,10 +89,7 @@ impl Board for An385 {
             .then_some(&ETH as &dyn Ethernet)
     }
 
-    /// The AN385 has no TRNG: the host provisions a seed.
-    fn entropy(&self) -> Option<&dyn Entropy> {
-        None
-    }
+    // No `entropy`: the AN385 has no TRNG, so the host provisions a seed.
 
     fn storage(&self) -> Option<&dyn Storage> {
         storage::HostFile::get().map(|f| f as &dyn Storage)

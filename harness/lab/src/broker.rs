@@ -76,6 +76,17 @@ impl Proxy {
     }
 }
 
+/// A broker somebody else runs, as `--broker` gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct External {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    /// `mqtts://`: the devices connect with TLS and present lab client certificates.
+    pub tls: bool,
+}
+
 /// Which MQTT broker the tests use.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Broker {
@@ -86,13 +97,7 @@ pub enum Broker {
     Mosquitto,
     /// A broker somebody else runs: `mqtt://[user:password@]host:port`, or `mqtts://…` for
     /// TLS.
-    External {
-        host: String,
-        port: u16,
-        user: String,
-        password: String,
-        tls: bool,
-    },
+    External(External),
 }
 
 impl std::str::FromStr for Broker {
@@ -131,13 +136,13 @@ impl std::str::FromStr for Broker {
         if host.is_empty() {
             return Err(bad());
         }
-        Ok(Broker::External {
+        Ok(Broker::External(External {
             host: host.to_string(),
             port,
             user,
             password,
             tls,
-        })
+        }))
     }
 }
 

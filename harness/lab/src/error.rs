@@ -14,17 +14,17 @@ pub enum LabError {
         source: std::io::Error,
     },
     /// A file of the lab (its directory, a certificate, a broker's configuration or log).
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {source}\n  fix: check that the directory is there and that this user may read and write it (--out, the lab directory)", path.display())]
     File {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     /// rustls refused the certificates a lab TLS server was given.
-    #[error("lab TLS server: {0}")]
+    #[error("lab TLS server: {0}\n  fix: these are the lab PKI's own certificates, made by fqp: report it")]
     Tls(String),
     /// The lab's PKI could not make, read, write or issue a certificate or key.
-    #[error("lab PKI: {0}")]
+    #[error("lab PKI: {0}\n  fix: check that this user may write the lab directory (--lab, $FQP_LAB, ~/.config/fqp/lab); anything else is fqp's fault: report it")]
     Pki(String),
     /// The root CA kept in the lab directory is damaged.
     #[error("the lab root CA in {}: {problem}\n  fix: delete pki-root.crt and pki-root.key there to make a new one (brokers set up with the old one must then be given the new pki-root.crt)", dir.display())]
@@ -36,10 +36,10 @@ pub enum LabError {
     #[error("{problem}\n  fix: {fix}")]
     Option { problem: String, fix: String },
     /// A test asked for an action the lab does not know.
-    #[error("unknown lab action {0:?}")]
+    #[error("unknown lab action {0:?}\n  fix: the firmware's test kit asks for what this fqp does not offer: build the firmware from the same fqp tree as the harness")]
     UnknownAction(String),
     /// A test's request lacks a field, or has one the lab cannot read.
-    #[error("the request's field {field}: {problem}")]
+    #[error("the test's request, field {field}: {problem}\n  fix: the request comes from the test on the device: its test kit and this fqp must come from the same tree")]
     Field { field: String, problem: String },
     /// What the test asked the lab to confirm does not hold.
     #[error("{0}")]

@@ -15,7 +15,7 @@ mod error;
 mod pki;
 mod services;
 
-pub use broker::Broker;
+pub use broker::{Broker, External};
 pub use error::LabError;
 pub use pki::{Pair, Pki, PrivateRunDir};
 
@@ -127,6 +127,12 @@ impl Lab {
         pki: &crate::pki::Pki,
         pki_dir: &std::path::Path,
     ) -> Result<Lab, LabError> {
+        if broker_ca.is_some() && !matches!(broker, Broker::External(External { tls: true, .. })) {
+            return Err(LabError::Option {
+                problem: "--broker-ca is for an mqtts:// broker".into(),
+                fix: "leave --broker-ca out (the lab's own brokers use the lab root), or give the broker as mqtts://".into(),
+            });
+        }
         let bind = if emulated { "127.0.0.1:0" } else { "0.0.0.0:0" };
         let mut settings = Vec::new();
         let tls_endings = start_services(host, bind, pki, &mut settings)?;
@@ -135,16 +141,16 @@ impl Lab {
             Broker::Embedded => {
                 let (plain, tls) = start_broker("127.0.0.1", ip, pki_dir)?;
                 let (proxy, port) = Proxy::start(ip, plain)?;
-                own_broker(host, port, tls, broker_ca, &mut settings)?;
+                own_broker(host, port, tls, &mut settings);
                 Running::Embedded(proxy)
             }
             Broker::Mosquitto => {
                 let (child, conf, port, tls) = start_mosquitto(ip, dir, pki_dir)?;
-                own_broker(host, port, tls, broker_ca, &mut settings)?;
+                own_broker(host, port, tls, &mut settings);
                 Running::Mosquitto(std::sync::Mutex::new(child), conf, port)
             }
-            Broker::External { .. } => {
-                external_broker(broker, host, broker_ca, &mut settings)?;
+            Broker::External(external) => {
+                external_broker(external, host, broker_ca, &mut settings)?;
                 Running::External
             }
         };
@@ -194,46 +200,30 @@ fn start_services(
 }
 
 /// The settings of a broker the lab runs (plain `port`, TLS `tls`, the lab's account).
-fn own_broker(
-    host: &str,
-    port: u16,
-    tls: u16,
-    broker_ca: Option<&std::path::Path>,
-    settings: &mut Vec<(String, String)>,
-) -> Result<(), LabError> {
-    if broker_ca.is_some() {
-        return Err(LabError::Option {
-            problem: "--broker-ca is for an mqtts:// broker".into(),
-            fix: "leave --broker-ca out: the lab's own brokers use the lab root".into(),
-        });
-    }
+fn own_broker(host: &str, port: u16, tls: u16, settings: &mut Vec<(String, String)>) {
     settings.push(("mqtts".into(), format!("{host}:{tls}")));
     settings.push(("mqtt".into(), format!("{host}:{port}")));
     settings.push(("mqtt_user".into(), BROKER_USER.into()));
     settings.push(("mqtt_password".into(), BROKER_PASSWORD.into()));
-    Ok(())
 }
 
-/// The settings of the user's broker (`Broker::External`), by address: the device has no
+/// The settings of the user's broker, by address: the device has no
 /// name service of the lab's. A broker on this machine is reached where the device reaches
 /// this machine (`host`).
 fn external_broker(
-    broker: &Broker,
+    broker: &External,
     host: &str,
     broker_ca: Option<&std::path::Path>,
     settings: &mut Vec<(String, String)>,
 ) -> Result<(), LabError> {
     use std::net::ToSocketAddrs;
-    let Broker::External {
+    let External {
         host: h,
         port,
         user,
         password,
         tls,
-    } = broker
-    else {
-        return Ok(());
-    };
+    } = broker;
     let v4 = (h.as_str(), *port)
         .to_socket_addrs()
         .map_err(|e| LabError::Option {
@@ -258,17 +248,20 @@ fn external_broker(
         if let Some(ca) = broker_ca {
             settings.push(("mqtts_ca".into(), hex::encode(read_ca(ca)?)));
         }
-    } else if broker_ca.is_some() {
-        return Err(LabError::Option {
-            problem: "--broker-ca is for an mqtts:// broker".into(),
-            fix: "leave --broker-ca out, or give the broker as mqtts://".into(),
-        });
     } else {
         settings.push(("mqtt".into(), format!("{ip}:{port}")));
     }
     settings.push(("mqtt_user".into(), user.clone()));
     settings.push(("mqtt_password".into(), password.clone()));
     Ok(())
+}
+
+/// The bytes of a field of an `ASK` written in hex.
+fn hex_field(fields: &[(String, String)], key: &str) -> Result<Vec<u8>, LabError> {
+    hex::decode(field(fields, key)?).map_err(|_| LabError::Field {
+        field: key.to_string(),
+        problem: "not hex".into(),
+    })
 }
 
 /// The value of a field of an `ASK`.
@@ -290,10 +283,7 @@ pub fn issue_certificate(
     pki: &Pki,
     fields: &[(String, String)],
 ) -> Result<Vec<(String, String)>, LabError> {
-    let public = hex::decode(field(fields, "public")?).map_err(|_| LabError::Field {
-        field: "public".into(),
-        problem: "not hex".into(),
-    })?;
+    let public = hex_field(fields, "public")?;
     let foreign = match field(fields, "ca")? {
         "lab" => false,
         "foreign" => true,
@@ -322,16 +312,9 @@ pub fn entropy_hex() -> String {
 /// `verify-signature`: checks, on the host, an ECDSA P-256 signature made on the device:
 /// fields `public` (SEC1, hex), `msg` (text) and `sig` (`r || s`, hex).
 pub fn verify_signature(fields: &[(String, String)]) -> Result<(), LabError> {
-    let get = |k: &str| field(fields, k);
-    let hex_field = |k: &str| {
-        hex::decode(get(k)?).map_err(|_| LabError::Field {
-            field: k.to_string(),
-            problem: "not hex".into(),
-        })
-    };
-    let public = hex_field("public")?;
-    let sig = hex_field("sig")?;
-    let msg = get("msg")?;
+    let public = hex_field(fields, "public")?;
+    let sig = hex_field(fields, "sig")?;
+    let msg = field(fields, "msg")?;
     ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, &public)
         .verify(msg.as_bytes(), &sig)
         .map_err(|_| LabError::Refuted("the signature does not verify with that public key".into()))
@@ -393,23 +376,23 @@ mod tests {
             "mqtt://dev:s3cr@t@broker.lab:1883"
                 .parse::<Broker>()
                 .unwrap(),
-            Broker::External {
+            Broker::External(External {
                 host: "broker.lab".into(),
                 port: 1883,
                 user: "dev".into(),
                 password: "s3cr@t".into(),
                 tls: false,
-            }
+            })
         );
         assert_eq!(
             "mqtts://a.iot.example:8883".parse::<Broker>().unwrap(),
-            Broker::External {
+            Broker::External(External {
                 host: "a.iot.example".into(),
                 port: 8883,
                 user: String::new(),
                 password: String::new(),
                 tls: true,
-            }
+            })
         );
         let e = "tcp://x:1".parse::<Broker>().unwrap_err().to_string();
         assert!(e.contains("mqtt://[user:password@]host:port"), "{e}");

@@ -27,11 +27,14 @@ pub fn fqp() -> Command {
         "FQP_FIRMWARE_TARGET_DIR",
         repo().join("reference-port/target"),
     );
-    // scripts/test.sh builds the tests with Clippy in place of rustc for this workspace; the
-    // firmware builds fqp starts would otherwise inherit it and not reuse the firmware
-    // `scripts/qualify-reference.sh` built.
-    c.env_remove("RUSTC_WORKSPACE_WRAPPER");
     c
+}
+
+/// The `Cargo.toml` of the crate in `dir` (relative to the tree's root), parsed.
+pub fn cargo_manifest(dir: &str) -> toml::Table {
+    let path = repo().join(dir).join("Cargo.toml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    text.parse().unwrap_or_else(|e| panic!("{path:?}: {e}"))
 }
 
 /// The lab directory the tests sign with.

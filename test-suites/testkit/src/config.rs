@@ -17,10 +17,9 @@ static SETTINGS: Mutex<BTreeMap<String, Vec<u8>>> = Mutex::new(BTreeMap::new());
 /// Where a `SET` puts its value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum At {
-    /// Replaces the value.
-    Start,
-    /// After the value's first `n` bytes, dropping the rest: a piece sent twice (the host
-    /// retrying after an answer it did not see) leaves the same value as sent once.
+    /// After the value's first `n` bytes, dropping the rest (0: replaces the value): a piece
+    /// sent twice (the host retrying after an answer it did not see) leaves the same value as
+    /// sent once.
     Offset(usize),
     /// After the whole value (`append=1` from a harness that sends no offset).
     End,
@@ -34,7 +33,6 @@ pub(crate) fn set(key: &str, value: &[u8], at: At) -> Result<usize, &'static str
     }
     let v = s.entry(String::from(key)).or_default();
     let keep = match at {
-        At::Start => 0,
         At::Offset(n) if n > v.len() => return Err("offset past the end of the value"),
         At::Offset(n) => n,
         At::End => v.len(),

@@ -158,7 +158,7 @@ pub(crate) fn on_set(frame: &fqp_protocol::Frame<'_>) -> LineBuf<LINE> {
     let at = match (frame.num("at"), frame.num("append")) {
         (Some(n), _) => At::Offset(n as usize),
         (None, Some(1)) => At::End,
-        (None, _) => At::Start,
+        (None, _) => At::Offset(0),
     };
     let stored = core::str::from_utf8(key)
         .map_err(|_| "key is not UTF-8")

@@ -1,6 +1,6 @@
 //! Reading a manifest: parse, then check every key, each mistake named with its key and fix.
 
-use super::{DeviceEntry, Flash, Manifest, RawFlash, SerialSection, KERNEL_KEYS, PLACEHOLDERS};
+use super::{Flash, Manifest, RawFlash, SerialSection, KERNEL_KEYS, PLACEHOLDERS};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -270,7 +270,7 @@ fn check_devices(m: &Manifest) -> Result<(), Invalid> {
     let console_each = !m.devices.is_empty()
         && m.devices
             .iter()
-            .all(|d: &DeviceEntry| d.serial.is_some() || d.tcp.is_some());
+            .all(|d| d.serial.is_some() || d.tcp.is_some());
     if !m.flash.is_emulated() && console_ways(&m.serial) == 0 && !console_each {
         return Err((
             "serial.path",
