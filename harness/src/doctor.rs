@@ -14,20 +14,17 @@ pub struct Finding {
     pub detail: String,
 }
 
-fn found(ok: bool, what: &str, detail: impl Into<String>) -> Finding {
+fn found(ok: bool, what: &str, detail: impl std::fmt::Display) -> Finding {
     Finding {
         ok,
         what: what.into(),
-        detail: detail.into(),
+        detail: detail.to_string(),
     }
 }
 
 /// Whether `program` runs (`--version`); its first line of output when it does.
-fn version(program: &str) -> Result<String, String> {
-    let o = Command::new(program)
-        .arg("--version")
-        .output()
-        .map_err(|e| format!("{program}: {e}"))?;
+fn version(program: &str) -> std::io::Result<String> {
+    let o = Command::new(program).arg("--version").output()?;
     let text = String::from_utf8_lossy(&o.stdout);
     Ok(text.lines().next().unwrap_or("").trim().to_string())
 }
@@ -65,7 +62,7 @@ pub fn doctor(port: Option<&Path>, lab: Option<&Path>) -> Vec<Finding> {
     if let Some(m) = m.as_ref().filter(|m| !m.flash.is_emulated()) {
         f.push(console_finding(m));
     }
-    let dir = fqp_runner::verify::lab_dir(lab);
+    let dir = fqp_runner::sign::lab_dir(lab);
     let none_yet = ["lab-key.pem", "lab-cert.pem"]
         .iter()
         .all(|f| !dir.join(f).exists());
@@ -147,7 +144,7 @@ fn emulator(bin: &str) -> Finding {
         Err(e) => found(
             false,
             "emulator",
-            format!("{e}\n  fix: run scripts/setup.sh, or apt-get install qemu-system-arm"),
+            format!("{bin}: {e}\n  fix: run scripts/setup.sh, or apt-get install qemu-system-arm"),
         ),
     }
 }

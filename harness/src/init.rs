@@ -45,8 +45,43 @@ fn valid_name(n: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+/// A port could not be made from the template.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(
+        "{0:?} is not a valid port name\n  fix: use letters, digits, `-` and `_` (pass --name, or \
+         name the directory so)"
+    )]
+    Name(String),
+    #[error("unknown library {name:?}\n  fix: choose from {known}")]
+    Library { name: String, known: String },
+    #[error(
+        "{} exists and is not empty\n  fix: choose a new directory; fqp init never overwrites",
+        .0.display()
+    )]
+    NotEmpty(PathBuf),
+    #[error(
+        "no port template at {}\n  fix: run the fqp built from a complete fqp tree",
+        .0.display()
+    )]
+    NoTemplate(PathBuf),
+    #[error("{}: {source}", .path.display())]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl InitError {
+    fn file(path: &Path) -> impl FnOnce(std::io::Error) -> InitError {
+        let path = path.to_path_buf();
+        move |source| InitError::File { path, source }
+    }
+}
+
 /// Creates the port; returns the files written (relative to `dir`).
-pub fn init(r: &Request<'_>) -> Result<Vec<PathBuf>, String> {
+pub fn init(r: &Request<'_>) -> Result<Vec<PathBuf>, InitError> {
     let dir_name = r
         .dir
         .file_name()
@@ -55,9 +90,9 @@ pub fn init(r: &Request<'_>) -> Result<Vec<PathBuf>, String> {
     let name = r.name.unwrap_or(&dir_name);
     check(r, name)?;
     let template = r.fqp_root.join("port-template");
-    std::fs::create_dir_all(r.dir).map_err(|e| format!("{}: {e}", r.dir.display()))?;
-    let dir = std::path::absolute(r.dir).map_err(|e| e.to_string())?;
-    let root = std::path::absolute(r.fqp_root).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(r.dir).map_err(InitError::file(r.dir))?;
+    let dir = std::path::absolute(r.dir).map_err(InitError::file(r.dir))?;
+    let root = std::path::absolute(r.fqp_root).map_err(InitError::file(r.fqp_root))?;
     let mut written = Vec::new();
     copy_tree(&template, &dir, Path::new(""), &mut written)?;
     name_package(&dir, &root, name, r.board)?;
@@ -71,22 +106,20 @@ pub fn init(r: &Request<'_>) -> Result<Vec<PathBuf>, String> {
 
 /// What must hold before anything is written: a valid name, known libraries, an empty
 /// directory, a template to copy.
-fn check(r: &Request<'_>, name: &str) -> Result<(), String> {
+fn check(r: &Request<'_>, name: &str) -> Result<(), InitError> {
     if !valid_name(name) {
-        return Err(format!(
-            "{name:?} is not a valid port name\n  fix: use letters, digits, `-` and `_` (pass --name, or name the directory so)"
-        ));
+        return Err(InitError::Name(name.to_string()));
     }
     for lib in r.libs {
         if !LIBRARIES.iter().any(|l| l.name == lib) {
-            return Err(format!(
-                "unknown library {lib:?}\n  fix: choose from {}",
-                LIBRARIES
+            return Err(InitError::Library {
+                name: lib.clone(),
+                known: LIBRARIES
                     .iter()
                     .map(|l| format!("{} ({})", l.name, l.about))
                     .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+                    .join(", "),
+            });
         }
     }
     if r.dir.exists()
@@ -94,24 +127,18 @@ fn check(r: &Request<'_>, name: &str) -> Result<(), String> {
             .map(|mut d| d.next().is_some())
             .unwrap_or(true)
     {
-        return Err(format!(
-            "{} exists and is not empty\n  fix: choose a new directory; fqp init never overwrites",
-            r.dir.display()
-        ));
+        return Err(InitError::NotEmpty(r.dir.to_path_buf()));
     }
     let template = r.fqp_root.join("port-template");
     if !template.join("port.toml").is_file() {
-        return Err(format!(
-            "no port template at {}\n  fix: run the fqp built from a complete fqp tree",
-            template.display()
-        ));
+        return Err(InitError::NoTemplate(template));
     }
     Ok(())
 }
 
 /// Cargo.toml (and its lock file): the package and binary named for the port, the path
 /// dependencies pointing into the fqp tree at `root`.
-fn name_package(dir: &Path, root: &Path, name: &str, board: &str) -> Result<(), String> {
+fn name_package(dir: &Path, root: &Path, name: &str, board: &str) -> Result<(), InitError> {
     let cargo = dir.join("Cargo.toml");
     let mut text = read(&cargo)?;
     let package = format!("fqp-port-{name}");
@@ -148,7 +175,7 @@ fn name_package(dir: &Path, root: &Path, name: &str, board: &str) -> Result<(), 
 }
 
 /// port.toml: name, board, vendor, and the capabilities of the chosen libraries.
-fn name_manifest(dir: &Path, r: &Request<'_>, name: &str) -> Result<(), String> {
+fn name_manifest(dir: &Path, r: &Request<'_>, name: &str) -> Result<(), InitError> {
     let manifest = dir.join("port.toml");
     let mut text = read(&manifest)?;
     text = text
@@ -189,32 +216,36 @@ fn toml_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-fn read(p: &Path) -> Result<String, String> {
-    std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
+fn read(p: &Path) -> Result<String, InitError> {
+    std::fs::read_to_string(p).map_err(InitError::file(p))
 }
 
-fn write(p: &Path, text: &str) -> Result<(), String> {
-    std::fs::write(p, text).map_err(|e| format!("{}: {e}", p.display()))
+fn write(p: &Path, text: &str) -> Result<(), InitError> {
+    std::fs::write(p, text).map_err(InitError::file(p))
 }
 
 /// Copies the template (without build output) into `to`.
-fn copy_tree(from: &Path, to: &Path, rel: &Path, written: &mut Vec<PathBuf>) -> Result<(), String> {
-    let entries =
-        std::fs::read_dir(from.join(rel)).map_err(|e| format!("{}: {e}", from.display()))?;
+fn copy_tree(
+    from: &Path,
+    to: &Path,
+    rel: &Path,
+    written: &mut Vec<PathBuf>,
+) -> Result<(), InitError> {
+    let dir = from.join(rel);
+    let entries = std::fs::read_dir(&dir).map_err(InitError::file(&dir))?;
     for e in entries {
-        let e = e.map_err(|e| e.to_string())?;
+        let e = e.map_err(InitError::file(&dir))?;
         let name = e.file_name();
         if name == "target" {
             continue;
         }
         let r = rel.join(&name);
-        let kind = e.file_type().map_err(|e| e.to_string())?;
+        let kind = e.file_type().map_err(InitError::file(&e.path()))?;
         if kind.is_dir() {
-            std::fs::create_dir_all(to.join(&r)).map_err(|e| e.to_string())?;
+            std::fs::create_dir_all(to.join(&r)).map_err(InitError::file(&to.join(&r)))?;
             copy_tree(from, to, &r, written)?;
         } else {
-            std::fs::copy(from.join(&r), to.join(&r))
-                .map_err(|e| format!("{}: {e}", to.join(&r).display()))?;
+            std::fs::copy(from.join(&r), to.join(&r)).map_err(InitError::file(&to.join(&r)))?;
             written.push(r);
         }
     }
@@ -251,11 +282,11 @@ mod tests {
             libs: &none,
             fqp_root: &root,
         };
-        let e = init(&req).unwrap_err();
+        let e = init(&req).unwrap_err().to_string();
         assert!(e.contains("not a valid port name"), "{e}");
         req.name = Some("ok");
         req.libs = &mqtt;
-        let e = init(&req).unwrap_err();
+        let e = init(&req).unwrap_err().to_string();
         assert!(
             e.contains("unknown library \"mqtt\"") && e.contains("kernel ("),
             "{e}"

@@ -35,6 +35,9 @@ pub enum LabError {
     /// An option the user gave (`--broker`, `--broker-ca`) is not usable.
     #[error("{problem}\n  fix: {fix}")]
     Option { problem: String, fix: String },
+    /// A test asked for a service's action, and this run has no lab services.
+    #[error("no lab services for {0}\n  fix: set network.host in port.toml")]
+    NoServices(String),
     /// A test asked for an action the lab does not know.
     #[error("unknown lab action {0:?}\n  fix: the firmware's test kit asks for what this fqp does not offer: build the firmware from the same fqp tree as the harness")]
     UnknownAction(String),

@@ -10,15 +10,36 @@ use std::path::Path;
 /// The group `fqp bench` runs.
 pub const GROUP: &str = "perf";
 
+/// A saved run could not be read as a baseline.
+#[derive(Debug, thiserror::Error)]
+pub enum BaselineError {
+    #[error("baseline {}: {source}", .path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "baseline {}: not an fqp results.json: {source}\n  fix: give the results.json of an \
+         earlier `fqp bench`",
+        .path.display()
+    )]
+    Parse {
+        path: std::path::PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 /// A saved run's results.
-pub fn load(path: &Path) -> Result<Run, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("baseline {}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| {
-        format!(
-            "baseline {}: not an fqp results.json: {e}\n  fix: give the results.json of an earlier `fqp bench`",
-            path.display()
-        )
+pub fn load(path: &Path) -> Result<Run, BaselineError> {
+    let text = std::fs::read_to_string(path).map_err(|source| BaselineError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| BaselineError::Parse {
+        path: path.to_path_buf(),
+        source,
     })
 }
 

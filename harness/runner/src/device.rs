@@ -12,8 +12,9 @@
 
 use crate::firmware::Image;
 use crate::manifest::{CommandSection, DeviceEntry, Flash, Manifest, PLACEHOLDERS};
-use crate::qemu::Qemu;
-use crate::serial::{self, Link, SerialLink, TcpLink, Transcript};
+use crate::probe::ProbeError;
+use crate::qemu::{EmulatorError, Qemu};
+use crate::serial::{self, ConsoleError, Link, SerialLink, TcpLink, Transcript};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -29,7 +30,10 @@ pub struct Spec {
 
 /// The devices a run may use: `wanted` emulators, or the boards of `[[devices]]` (the first
 /// `wanted` when given), or the one board the manifest describes.
-pub fn specs(m: &Manifest, wanted: Option<usize>) -> Result<Vec<Spec>, String> {
+pub fn specs(m: &Manifest, wanted: Option<usize>) -> Result<Vec<Spec>, DevicesError> {
+    if wanted == Some(0) {
+        return Err(DevicesError::None);
+    }
     let numbered = |n: usize| {
         (1..=n)
             .map(|k| Spec {
@@ -44,18 +48,18 @@ pub fn specs(m: &Manifest, wanted: Option<usize>) -> Result<Vec<Spec>, String> {
     if m.devices.is_empty() {
         return match wanted {
             None | Some(1) => Ok(numbered(1)),
-            Some(n) => Err(format!(
-                "--devices {n} asks for {n} boards, but {} describes one\n  fix: list the boards as [[devices]] entries (docs/port-manifest.md)",
-                m.path.display()
-            )),
+            Some(n) => Err(DevicesError::OneBoard {
+                wanted: n,
+                manifest: m.path.clone(),
+            }),
         };
     }
     let n = wanted.unwrap_or(m.devices.len());
     if n > m.devices.len() {
-        return Err(format!(
-            "--devices {n} asks for more boards than the {} listed in [[devices]]",
-            m.devices.len()
-        ));
+        return Err(DevicesError::TooMany {
+            wanted: n,
+            listed: m.devices.len(),
+        });
     }
     Ok(m.devices[..n]
         .iter()
@@ -64,6 +68,21 @@ pub fn specs(m: &Manifest, wanted: Option<usize>) -> Result<Vec<Spec>, String> {
             entry: d.clone(),
         })
         .collect())
+}
+
+/// `--devices` asks for devices the port does not have.
+#[derive(Debug, thiserror::Error)]
+pub enum DevicesError {
+    #[error("--devices 0 leaves no device to run the tests\n  fix: ask for one device or more")]
+    None,
+    #[error(
+        "--devices {wanted} asks for {wanted} boards, but {} describes one\n  fix: list the \
+         boards as [[devices]] entries (docs/port-manifest.md)",
+        .manifest.display()
+    )]
+    OneBoard { wanted: usize, manifest: PathBuf },
+    #[error("--devices {wanted} asks for more boards than the {listed} listed in [[devices]]")]
+    TooMany { wanted: usize, listed: usize },
 }
 
 /// A started device: what keeps it alive (an emulator) and its console.
@@ -88,7 +107,7 @@ pub struct Start<'a> {
 }
 
 /// Starts the device and opens its console.
-pub fn start(s: &Start<'_>) -> Result<Running, String> {
+pub fn start(s: &Start<'_>) -> Result<Running, StartError> {
     let m = s.m;
     match &m.flash {
         Flash::Qemu(q) => {
@@ -125,7 +144,7 @@ pub fn start(s: &Start<'_>) -> Result<Running, String> {
             } else {
                 crate::probe::flash(&job, &s.image.elf, p.verify, s.progress)?;
             }
-            console(s)
+            Ok(console(s)?)
         }
         Flash::Command(c) => {
             let argv = match (&c.reset, s.flashed) {
@@ -133,13 +152,13 @@ pub fn start(s: &Start<'_>) -> Result<Running, String> {
                 _ => &c.flash,
             };
             run_command(s, c, argv)?;
-            console(s)
+            Ok(console(s)?)
         }
     }
 }
 
 /// The board's console: its own (`[[devices]]`), or the manifest's.
-fn console(s: &Start<'_>) -> Result<Running, String> {
+fn console(s: &Start<'_>) -> Result<Running, ConsoleError> {
     let (m, e) = (s.m, &s.spec.entry);
     let within = Duration::from_millis(m.timeouts.boot_ms);
     let link: Box<dyn Link + Send> = if let Some(addr) = e.tcp.as_ref().or(m.serial.tcp.as_ref()) {
@@ -156,15 +175,13 @@ fn console(s: &Start<'_>) -> Result<Running, String> {
 }
 
 /// The local serial port of a board, when its console is one (by path or found by USB ids).
-fn serial_path(m: &Manifest, e: &DeviceEntry) -> Result<String, String> {
+fn serial_path(m: &Manifest, e: &DeviceEntry) -> Result<String, ConsoleError> {
     if let Some(p) = e.serial.as_ref().or(m.serial.path.as_ref()) {
         return Ok(m.relative(p).display().to_string());
     }
     match &m.serial.usb {
         Some(usb) => serial::find_usb_port(usb, e.usb_serial.as_deref(), &serial::list_ports()),
-        None => Err(
-            "the board has no console configured (serial.path, serial.usb or serial.tcp)".into(),
-        ),
+        None => Err(ConsoleError::NotConfigured),
     }
 }
 
@@ -177,7 +194,11 @@ fn fill(arg: &str, values: &[(&str, String)]) -> String {
     out
 }
 
-fn run_command(s: &Start<'_>, c: &CommandSection, argv: &[String]) -> Result<(), String> {
+/// The values of the placeholders in a flash or reset command, for this device.
+fn placeholder_values(
+    s: &Start<'_>,
+    argv: &[String],
+) -> Result<Vec<(&'static str, String)>, FlashCommandError> {
     let uses = |p: &str| argv.iter().any(|a| a.contains(p));
     let bin = if uses("{bin}") {
         let path = s.image.elf.with_extension("bin");
@@ -191,8 +212,8 @@ fn run_command(s: &Start<'_>, c: &CommandSection, argv: &[String]) -> Result<(),
     } else {
         String::new()
     };
-    let port_dir = s.m.path.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let values: Vec<(&str, String)> = PLACEHOLDERS
+    let port_dir = s.m.path.parent().unwrap_or(Path::new("."));
+    Ok(PLACEHOLDERS
         .iter()
         .map(|(name, _)| {
             let v = match *name {
@@ -205,32 +226,46 @@ fn run_command(s: &Start<'_>, c: &CommandSection, argv: &[String]) -> Result<(),
             };
             (*name, v)
         })
-        .collect();
+        .collect())
+}
+
+/// Runs the port's flash (or reset) command `argv` for this device, its output appended to
+/// the flash log, within `flash.command.timeout_ms`.
+fn run_command(
+    s: &Start<'_>,
+    c: &CommandSection,
+    argv: &[String],
+) -> Result<(), FlashCommandError> {
+    let values = placeholder_values(s, argv)?;
     let args: Vec<String> = argv.iter().map(|a| fill(a, &values)).collect();
     let shown = args.join(" ");
+    let log_error = |source| FlashCommandError::Log {
+        path: s.flash_log.to_path_buf(),
+        source,
+    };
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(s.flash_log)
-        .map_err(|e| format!("{}: {e}", s.flash_log.display()))?;
+        .map_err(log_error)?;
     {
         use std::io::Write;
         let mut l = &log;
         let _ = writeln!(l, "$ {shown}");
     }
+    let port_dir = s.m.path.parent().unwrap_or(Path::new("."));
     let child = Command::new(&args[0])
         .args(&args[1..])
-        .current_dir(&port_dir)
+        .current_dir(port_dir)
         .stdin(Stdio::null())
-        .stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
+        .stdout(Stdio::from(log.try_clone().map_err(log_error)?))
         .stderr(Stdio::from(log))
         .spawn()
-        .map_err(|e| {
-            format!(
-                "cannot run the flash command `{shown}`: {e}\n  fix: check flash.command in {} (is {} installed and on PATH?)",
-                s.m.path.display(),
-                args[0]
-            )
+        .map_err(|source| FlashCommandError::Spawn {
+            shown: shown.clone(),
+            manifest: s.m.path.clone(),
+            program: args[0].clone(),
+            source,
         })?;
     // Killed if the run is interrupted.
     let mut child = fqp_process::Guarded::new(child);
@@ -241,11 +276,11 @@ fn run_command(s: &Start<'_>, c: &CommandSection, argv: &[String]) -> Result<(),
         }
         if Instant::now() >= end {
             child.kill();
-            return Err(format!(
-                "the flash command `{shown}` did not finish within {:.1} s (flash.command.timeout_ms); its output: {}",
-                c.timeout_ms as f64 / 1000.0,
-                s.flash_log.display()
-            ));
+            return Err(FlashCommandError::TimedOut {
+                shown,
+                ms: c.timeout_ms,
+                log: s.flash_log.to_path_buf(),
+            });
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -253,13 +288,70 @@ fn run_command(s: &Start<'_>, c: &CommandSection, argv: &[String]) -> Result<(),
         let mut text = String::new();
         let _ = std::fs::File::open(s.flash_log).and_then(|mut f| f.read_to_string(&mut text));
         let tail: Vec<&str> = text.lines().rev().take(15).collect();
-        return Err(format!(
-            "the flash command `{shown}` failed ({status}); its output ({}):\n{}",
-            s.flash_log.display(),
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        ));
+        return Err(FlashCommandError::Failed {
+            shown,
+            status,
+            log: s.flash_log.to_path_buf(),
+            tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        });
     }
     Ok(())
+}
+
+/// A device could not be brought up: flashed, reset, started or its console opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Emulator(#[from] EmulatorError),
+    #[error(transparent)]
+    Probe(#[from] ProbeError),
+    #[error(transparent)]
+    Command(#[from] FlashCommandError),
+    #[error(transparent)]
+    Console(#[from] ConsoleError),
+}
+
+/// The port's flash or reset command did not do its job.
+#[derive(Debug, thiserror::Error)]
+pub enum FlashCommandError {
+    #[error("{}: {source}", .path.display())]
+    Log {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Image(#[from] crate::firmware::BuildError),
+    #[error(
+        "cannot run the flash command `{shown}`: {source}\n  fix: check flash.command in {} (is \
+         {program} installed and on PATH?)",
+        .manifest.display()
+    )]
+    Spawn {
+        shown: String,
+        manifest: PathBuf,
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the flash command `{shown}` did not finish within {:.1} s (flash.command.timeout_ms); \
+         its output: {}",
+        *.ms as f64 / 1000.0,
+        .log.display()
+    )]
+    TimedOut {
+        shown: String,
+        ms: u64,
+        log: PathBuf,
+    },
+    #[error("the flash command `{shown}` failed ({status}); its output ({}):\n{tail}", .log.display())]
+    Failed {
+        shown: String,
+        status: std::process::ExitStatus,
+        log: PathBuf,
+        tail: String,
+    },
 }
 
 #[cfg(test)]

@@ -5,11 +5,12 @@
 //! ([`device`], [`qemu`], [`probe`], [`serial`]); one session per device speaking the line
 //! protocol ([`session`]); the run itself — plan, pool of devices, retries, verdict, reports
 //! ([`qualify`]) — and its figures ([`bench`], [`profile`]); what the user sees meanwhile
-//! ([`progress`]); signing and checking results ([`verify`]). The command line (`fqp`) is a
+//! ([`progress`]); signing results ([`sign`]) and checking them ([`verify`]). The command line (`fqp`) is a
 //! thin front over this crate; the lab's services are `fqp-lab`.
 
 pub mod bench;
 pub mod device;
+mod error;
 pub mod firmware;
 pub mod manifest;
 pub mod probe;
@@ -19,4 +20,7 @@ pub mod qemu;
 pub mod qualify;
 pub mod serial;
 pub mod session;
+pub mod sign;
 pub mod verify;
+
+pub use error::Error;

@@ -22,16 +22,88 @@ pub struct Selector {
     pub serial: Option<String>,
 }
 
-pub fn parse_selector(s: &str) -> Result<Selector, String> {
+pub fn parse_selector(s: &str) -> Result<Selector, ProbeError> {
     let mut parts = s.splitn(3, ':');
     let mut id = |what: &str| {
         let p = parts.next().unwrap_or("");
-        u16::from_str_radix(p, 16).map_err(|_| format!("{what} {p:?} in {s:?} is not a hex USB id"))
+        u16::from_str_radix(p, 16).map_err(|_| ProbeError::Selector {
+            what: what.to_string(),
+            part: p.to_string(),
+            selector: s.to_string(),
+        })
     };
     let vid = id("vendor id")?;
     let pid = id("product id")?;
     let serial = parts.next().filter(|x| !x.is_empty()).map(str::to_string);
     Ok(Selector { vid, pid, serial })
+}
+
+/// A board could not be reached or written through its debug probe.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("{what} {part:?} in {selector:?} is not a hex USB id")]
+    Selector {
+        what: String,
+        part: String,
+        selector: String,
+    },
+    #[error(
+        "chip {chip:?} is not in probe-rs's target database ({why}); did you mean {near}?\n  \
+         fix: set flash.probe-rs.chip to one of those (`fqp devices --chips {prefix}` searches \
+         the database)"
+    )]
+    UnknownChip {
+        chip: String,
+        why: String,
+        near: String,
+        prefix: String,
+    },
+    #[error(
+        "no debug probe found (attached probes: {attached})\n  fix: connect the board's probe; \
+         on Linux, install probe-rs's udev rules so that your user can open it; `fqp devices` \
+         lists what is visible"
+    )]
+    NoProbe { attached: String },
+    #[error(
+        "no debug probe matches {wanted} (attached probes: {attached})\n  fix: check \
+         flash.probe-rs.probe (or devices[].probe); `fqp devices` lists what is visible"
+    )]
+    NoMatch { wanted: Selector, attached: String },
+    #[error(
+        "{count} debug probes match, which one is the board's is ambiguous: {attached}\n  fix: \
+         set flash.probe-rs.probe (or devices[].probe) to VID:PID:SERIAL"
+    )]
+    Ambiguous { count: usize, attached: String },
+    #[error("cannot open probe {selector}: {why}")]
+    Open { selector: Selector, why: String },
+    #[error("probe {selector} cannot use {wire}: {why}")]
+    Wire {
+        selector: Selector,
+        wire: String,
+        why: String,
+    },
+    #[error("probe {selector} cannot run at {khz} kHz: {why}")]
+    Speed {
+        selector: Selector,
+        khz: u32,
+        why: String,
+    },
+    #[error(
+        "cannot attach to {chip} through probe {selector}: {why}\n  fix: check the wiring and \
+         power; try connect_under_reset = true"
+    )]
+    Attach {
+        chip: String,
+        selector: Selector,
+        why: String,
+    },
+    #[error("flashing {} failed: {why}", .image.display())]
+    Flash {
+        image: std::path::PathBuf,
+        why: String,
+    },
+    #[error("cannot reset the core: {0}")]
+    Reset(String),
 }
 
 impl std::fmt::Display for Selector {
@@ -62,7 +134,7 @@ fn closest_chips(registry: &Registry, name: &str, n: usize) -> Vec<String> {
 }
 
 /// Checks that `chip` is in probe-rs's target database; returns its canonical name.
-pub fn check_chip(chip: &str) -> Result<String, String> {
+pub fn check_chip(chip: &str) -> Result<String, ProbeError> {
     let registry = Registry::from_builtin_families();
     match registry.get_target_by_name(chip) {
         Ok(t) => Ok(t.name),
@@ -73,11 +145,12 @@ pub fn check_chip(chip: &str) -> Result<String, String> {
             } else {
                 starting
             };
-            Err(format!(
-                "chip {chip:?} is not in probe-rs's target database ({e}); did you mean {}?\n  fix: set flash.probe-rs.chip to one of those (`fqp devices --chips {}` searches the database)",
-                near.join(", "),
-                chip.get(..chip.len().min(6)).unwrap_or(chip)
-            ))
+            Err(ProbeError::UnknownChip {
+                chip: chip.to_string(),
+                why: e.to_string(),
+                near: near.join(", "),
+                prefix: chip.get(..chip.len().min(6)).unwrap_or(chip).to_string(),
+            })
         }
     }
 }
@@ -109,7 +182,7 @@ pub fn list_probes() -> Vec<ProbeInfo> {
 }
 
 /// Which attached probe to use: the one `wanted` names, or the only one attached.
-pub fn choose(wanted: Option<&Selector>, attached: &[ProbeInfo]) -> Result<Selector, String> {
+pub fn choose(wanted: Option<&Selector>, attached: &[ProbeInfo]) -> Result<Selector, ProbeError> {
     let listing = || {
         if attached.is_empty() {
             "none".to_string()
@@ -135,19 +208,17 @@ pub fn choose(wanted: Option<&Selector>, attached: &[ProbeInfo]) -> Result<Selec
         .collect();
     match (matching.as_slice(), wanted) {
         ([one], _) => Ok(one.selector.clone()),
-        ([], None) => Err(format!(
-            "no debug probe found (attached probes: {})\n  fix: connect the board's probe; on Linux, install probe-rs's udev rules so that your user can open it; `fqp devices` lists what is visible",
-            listing()
-        )),
-        ([], Some(w)) => Err(format!(
-            "no debug probe matches {w} (attached probes: {})\n  fix: check flash.probe-rs.probe (or devices[].probe); `fqp devices` lists what is visible",
-            listing()
-        )),
-        (_, _) => Err(format!(
-            "{} debug probes match, which one is the board's is ambiguous: {}\n  fix: set flash.probe-rs.probe (or devices[].probe) to VID:PID:SERIAL",
-            matching.len(),
-            listing()
-        )),
+        ([], None) => Err(ProbeError::NoProbe {
+            attached: listing(),
+        }),
+        ([], Some(w)) => Err(ProbeError::NoMatch {
+            wanted: w.clone(),
+            attached: listing(),
+        }),
+        (_, _) => Err(ProbeError::Ambiguous {
+            count: matching.len(),
+            attached: listing(),
+        }),
     }
 }
 
@@ -160,7 +231,7 @@ pub struct Job<'a> {
     pub connect_under_reset: bool,
 }
 
-fn open(job: &Job<'_>) -> Result<probe_rs::Session, String> {
+fn open(job: &Job<'_>) -> Result<probe_rs::Session, ProbeError> {
     let chip = check_chip(job.chip)?;
     let selector = choose(job.probe, &list_probes())?;
     let mut probe = Lister::new()
@@ -170,35 +241,42 @@ fn open(job: &Job<'_>) -> Result<probe_rs::Session, String> {
             interface: None,
             serial_number: selector.serial.clone(),
         })
-        .map_err(|e| format!("cannot open probe {selector}: {e}"))?;
+        .map_err(|e| ProbeError::Open {
+            selector: selector.clone(),
+            why: e.to_string(),
+        })?;
     if let Some(p) = job.protocol {
         let wire = match p {
             crate::manifest::WireProtocol::Jtag => WireProtocol::Jtag,
             crate::manifest::WireProtocol::Swd => WireProtocol::Swd,
         };
-        probe
-            .select_protocol(wire)
-            .map_err(|e| format!("probe {selector} cannot use {wire}: {e}"))?;
+        probe.select_protocol(wire).map_err(|e| ProbeError::Wire {
+            selector: selector.clone(),
+            wire: wire.to_string(),
+            why: e.to_string(),
+        })?;
     }
     if let Some(khz) = job.speed_khz {
-        probe
-            .set_speed(khz)
-            .map_err(|e| format!("probe {selector} cannot run at {khz} kHz: {e}"))?;
+        probe.set_speed(khz).map_err(|e| ProbeError::Speed {
+            selector: selector.clone(),
+            khz,
+            why: e.to_string(),
+        })?;
     }
     let attached = if job.connect_under_reset {
         probe.attach_under_reset(chip.as_str(), Permissions::default())
     } else {
         probe.attach(chip.as_str(), Permissions::default())
     };
-    attached.map_err(|e| {
-        format!(
-            "cannot attach to {chip} through probe {selector}: {e}\n  fix: check the wiring and power; try connect_under_reset = true"
-        )
+    attached.map_err(|e| ProbeError::Attach {
+        chip,
+        selector,
+        why: e.to_string(),
     })
 }
 
 /// Writes `image` (ELF), reads it back when `verify`, then resets the core and lets it run.
-pub fn flash(job: &Job<'_>, image: &Path, verify: bool, progress: bool) -> Result<(), String> {
+pub fn flash(job: &Job<'_>, image: &Path, verify: bool, progress: bool) -> Result<(), ProbeError> {
     let mut session = open(job)?;
     let bar = progress.then(|| {
         let b = indicatif::ProgressBar::new(0);
@@ -232,7 +310,10 @@ pub fn flash(job: &Job<'_>, image: &Path, verify: bool, progress: bool) -> Resul
         ElfLoader(Default::default()),
         options,
     )
-    .map_err(|e| format!("flashing {} failed: {e}", image.display()))?;
+    .map_err(|e| ProbeError::Flash {
+        image: image.to_path_buf(),
+        why: e.to_string(),
+    })?;
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
@@ -240,15 +321,15 @@ pub fn flash(job: &Job<'_>, image: &Path, verify: bool, progress: bool) -> Resul
 }
 
 /// Resets the core and lets it run, without writing the flash.
-pub fn reset(job: &Job<'_>) -> Result<(), String> {
+pub fn reset(job: &Job<'_>) -> Result<(), ProbeError> {
     reset_session(&mut open(job)?)
 }
 
-fn reset_session(session: &mut probe_rs::Session) -> Result<(), String> {
+fn reset_session(session: &mut probe_rs::Session) -> Result<(), ProbeError> {
     session
         .core(0)
         .and_then(|mut c| c.reset())
-        .map_err(|e| format!("cannot reset the core: {e}"))
+        .map_err(|e| ProbeError::Reset(e.to_string()))
 }
 
 #[cfg(test)]
@@ -264,6 +345,7 @@ mod tests {
         assert_eq!(parse_selector("1366:0105").unwrap().serial, None);
         assert!(parse_selector("stlink")
             .unwrap_err()
+            .to_string()
             .contains("not a hex USB id"));
         assert!(parse_selector("0483").is_err());
     }
@@ -273,11 +355,11 @@ mod tests {
         assert_eq!(check_chip("STM32F411RETx").unwrap(), "STM32F411RETx");
         assert_eq!(check_chip("nRF52840_xxAA").unwrap(), "nRF52840_xxAA");
         // A typo in the family: nothing starts with it, the closest names are offered.
-        let e = check_chip("STM32F411RTEx").unwrap_err();
+        let e = check_chip("STM32F411RTEx").unwrap_err().to_string();
         assert!(e.contains("did you mean STM32F411RE,"), "{e}");
         // …and what is suggested is accepted.
         assert!(check_chip("STM32F411RE").is_ok());
-        let e = check_chip("nrf52480").unwrap_err();
+        let e = check_chip("nrf52480").unwrap_err().to_string();
         assert!(e.contains("nRF52840_xxAA"), "{e}");
         assert!(!search_chips("STM32F411").is_empty());
     }
@@ -292,7 +374,7 @@ mod tests {
     #[test]
     fn the_probe_is_chosen_or_the_user_is_told_why_not() {
         // Nothing attached: that is what this machine has, checked for real too.
-        let e = choose(None, &list_probes()).unwrap_err();
+        let e = choose(None, &list_probes()).unwrap_err().to_string();
         assert!(
             e.contains("no debug probe found") && e.contains("udev"),
             "{e}"
@@ -301,7 +383,7 @@ mod tests {
             info("0483:374b:A1", "ST-Link V2-1"),
             info("0483:374b:B2", "ST-Link V2-1"),
         ];
-        let e = choose(None, &two).unwrap_err();
+        let e = choose(None, &two).unwrap_err().to_string();
         assert!(
             e.contains("2 debug probes match") && e.contains("VID:PID:SERIAL"),
             "{e}"
@@ -312,7 +394,7 @@ mod tests {
             Some("B2")
         );
         let want = parse_selector("1366:0105").unwrap();
-        let e = choose(Some(&want), &two).unwrap_err();
+        let e = choose(Some(&want), &two).unwrap_err().to_string();
         assert!(
             e.contains("no debug probe matches 1366:0105") && e.contains("0483:374b:A1"),
             "{e}"
@@ -328,13 +410,15 @@ mod tests {
             speed_khz: None,
             connect_under_reset: false,
         };
-        let e = flash(&job, Path::new("/nonexistent.elf"), true, false).unwrap_err();
+        let e = flash(&job, Path::new("/nonexistent.elf"), true, false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no debug probe found"), "{e}");
         let job = Job {
             chip: "STM32F999",
             ..job
         };
-        let e = reset(&job).unwrap_err();
+        let e = reset(&job).unwrap_err().to_string();
         assert!(e.contains("did you mean"), "{e}");
     }
 }

@@ -10,6 +10,34 @@ use std::process::{ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// The emulator could not be started, or did not offer its console.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    #[error("{}: {source}", .path.display())]
+    Log {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0} not found\n  fix: run scripts/setup.sh, or apt-get install qemu-system-arm")]
+    NotFound(String),
+    #[error("cannot start {binary}: {source}")]
+    Start {
+        binary: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "QEMU did not open its console pseudo-terminal ({status}); its output ({}):\n{tail}",
+        .log.display()
+    )]
+    NoPty {
+        status: String,
+        log: PathBuf,
+        tail: String,
+    },
+}
+
 /// A running QEMU.
 pub struct Qemu {
     /// Killed if the run is interrupted, and when dropped.
@@ -41,44 +69,57 @@ impl Qemu {
         image: &Path,
         log: &Path,
         storage: &Path,
-    ) -> Result<Qemu, String> {
+    ) -> Result<Qemu, EmulatorError> {
         let mut cmd = command(cfg, image, storage);
         let logf = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
-            .map_err(|e| format!("{}: {e}", log.display()))?;
+            .map_err(|source| EmulatorError::Log {
+                path: log.to_path_buf(),
+                source,
+            })?;
+        let log_copy = || {
+            logf.try_clone().map_err(|source| EmulatorError::Log {
+                path: log.to_path_buf(),
+                source,
+            })
+        };
         let stderr = match cfg.profile {
             Some(_) => Stdio::piped(),
-            None => Stdio::from(logf.try_clone().map_err(|e| e.to_string())?),
+            None => Stdio::from(log_copy()?),
         };
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => format!(
-                    "{} not found\n  fix: run scripts/setup.sh, or apt-get install qemu-system-arm",
-                    cfg.binary
-                ),
-                _ => format!("cannot start {}: {e}", cfg.binary),
+            .map_err(|source| match source.kind() {
+                std::io::ErrorKind::NotFound => EmulatorError::NotFound(cfg.binary.clone()),
+                _ => EmulatorError::Start {
+                    binary: cfg.binary.clone(),
+                    source,
+                },
             })?;
         let (stderr, stdout) = (child.stderr.take(), child.stdout.take());
         let mut child = Guarded::new(child);
         let profiler = match (&cfg.profile, stderr) {
             (Some(profile), Some(stderr)) => {
-                let (profile, rest) = (
-                    profile.clone(),
-                    logf.try_clone().map_err(|e| e.to_string())?,
-                );
+                let (profile, rest) = (profile.clone(), log_copy()?);
                 Some(std::thread::spawn(move || {
                     profile.feed(BufReader::with_capacity(1 << 20, stderr), rest)
                 }))
             }
             _ => None,
         };
-        let rx = announced_pty(stdout.expect("piped"), logf);
+        let Some(stdout) = stdout else {
+            return Err(EmulatorError::NoPty {
+                status: "its standard output was not given to fqp".into(),
+                log: log.to_path_buf(),
+                tail: String::new(),
+            });
+        };
+        let rx = announced_pty(stdout, logf);
         match rx.recv_timeout(Duration::from_secs(10)) {
             Ok(pty) => {
                 tracing::debug!(pty = %pty.display(), pid = child.id(), "QEMU started");
@@ -93,12 +134,11 @@ impl Qemu {
                 let status = child.kill();
                 let text = std::fs::read_to_string(log).unwrap_or_default();
                 let tail: Vec<&str> = text.lines().rev().take(10).collect();
-                Err(format!(
-                    "QEMU did not open its console pseudo-terminal ({}); its output ({}):\n{}",
-                    status.map_or("still running".into(), |s| s.to_string()),
-                    log.display(),
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                ))
+                Err(EmulatorError::NoPty {
+                    status: status.map_or("still running".into(), |s| s.to_string()),
+                    log: log.to_path_buf(),
+                    tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+                })
             }
         }
     }

@@ -10,6 +10,52 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// A device's console could not be found, opened or reached.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    #[error(
+        "cannot open console {name}: {why}\n  fix: check serial.path in the manifest, and that \
+         no other program holds the port"
+    )]
+    Open { name: String, why: String },
+    #[error("cannot share console {name}: {why}")]
+    Share { name: String, why: String },
+    #[error("console {addr}: cannot resolve: {source}\n  fix: check serial.tcp (host:port)")]
+    Resolve {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot connect to the console at {addr} within {:.1} s\n  fix: check serial.tcp and \
+         that the terminal server (or board) is up",
+        .within.as_secs_f64()
+    )]
+    Connect { addr: String, within: Duration },
+    #[error("console {addr}: {source}")]
+    Socket {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "no serial port is {wanted} (ports on this machine: {ports})\n  fix: plug the board in, \
+         or correct serial.usb; `fqp devices` lists the ports with their ids"
+    )]
+    NoUsbPort { wanted: String, ports: String },
+    #[error(
+        "{count} serial ports are {wanted}: {paths}\n  fix: add the board's USB serial number \
+         (serial.usb.serial, or devices[].usb_serial)"
+    )]
+    SeveralUsbPorts {
+        wanted: String,
+        count: usize,
+        paths: String,
+    },
+    #[error("the board has no console configured (serial.path, serial.usb or serial.tcp)")]
+    NotConfigured,
+}
+
 /// What the session reads from a link.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Recv {
@@ -58,7 +104,7 @@ impl SerialLink {
         path: &Path,
         settings: &SerialSection,
         transcript: Transcript,
-    ) -> Result<SerialLink, String> {
+    ) -> Result<SerialLink, ConsoleError> {
         use serialport::{DataBits, FlowControl, Parity, StopBits};
         let name = path.to_string_lossy().to_string();
         let data_bits = match settings.data_bits.unwrap_or(8) {
@@ -88,10 +134,14 @@ impl SerialLink {
             .flow_control(flow)
             .timeout(Duration::from_millis(50))
             .open()
-            .map_err(|e| format!("cannot open console {name}: {e}\n  fix: check serial.path in the manifest, and that no other program holds the port"))?;
-        let mut reader = port
-            .try_clone()
-            .map_err(|e| format!("cannot share console {name}: {e}"))?;
+            .map_err(|e| ConsoleError::Open {
+                name: name.clone(),
+                why: e.to_string(),
+            })?;
+        let mut reader = port.try_clone().map_err(|e| ConsoleError::Share {
+            name: name.clone(),
+            why: e.to_string(),
+        })?;
         let (rx, stop) = read_lines(move |buf| reader.read(buf), transcript);
         Ok(SerialLink {
             port,
@@ -205,13 +255,14 @@ impl TcpLink {
         addr: &str,
         within: Duration,
         transcript: Transcript,
-    ) -> Result<TcpLink, String> {
+    ) -> Result<TcpLink, ConsoleError> {
         use std::net::ToSocketAddrs;
         let end = Instant::now() + within;
         let resolved: Vec<_> = addr
             .to_socket_addrs()
-            .map_err(|e| {
-                format!("console {addr}: cannot resolve: {e}\n  fix: check serial.tcp (host:port)")
+            .map_err(|source| ConsoleError::Resolve {
+                addr: addr.to_string(),
+                source,
             })?
             .collect();
         let stream = loop {
@@ -222,19 +273,23 @@ impl TcpLink {
             match tried {
                 Some(s) => break s,
                 None if Instant::now() >= end => {
-                    return Err(format!(
-                        "cannot connect to the console at {addr} within {:.1} s\n  fix: check serial.tcp and that the terminal server (or board) is up",
-                        within.as_secs_f64()
-                    ))
+                    return Err(ConsoleError::Connect {
+                        addr: addr.to_string(),
+                        within,
+                    })
                 }
                 None => std::thread::sleep(Duration::from_millis(100)),
             }
         };
         let _ = stream.set_nodelay(true);
-        stream
+        let reader = stream
             .set_read_timeout(Some(Duration::from_millis(50)))
-            .map_err(|e| e.to_string())?;
-        let mut reader = stream.try_clone().map_err(|e| e.to_string())?;
+            .and_then(|()| stream.try_clone())
+            .map_err(|source| ConsoleError::Socket {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let mut reader = reader;
         let (lines, stop) = read_lines(
             move |buf| match reader.read(buf) {
                 // A closed connection is the link going away, not "nothing yet".
@@ -326,7 +381,7 @@ pub fn find_usb_port(
     usb: &UsbMatch,
     serial: Option<&str>,
     ports: &[PortInfo],
-) -> Result<String, String> {
+) -> Result<String, ConsoleError> {
     // Validated by the manifest.
     let vid = u16::from_str_radix(&usb.vid, 16).unwrap_or(0);
     let pid = u16::from_str_radix(&usb.pid, 16).unwrap_or(0);
@@ -356,15 +411,19 @@ pub fn find_usb_port(
     };
     match found.as_slice() {
         [one] => Ok(one.path.clone()),
-        [] => Err(format!(
-            "no serial port is {wanted} (ports on this machine: {})\n  fix: plug the board in, or correct serial.usb; `fqp devices` lists the ports with their ids",
-            listing()
-        )),
-        many => Err(format!(
-            "{} serial ports are {wanted}: {}\n  fix: add the board's USB serial number (serial.usb.serial, or devices[].usb_serial)",
-            many.len(),
-            many.iter().map(|p| p.path.as_str()).collect::<Vec<_>>().join(", ")
-        )),
+        [] => Err(ConsoleError::NoUsbPort {
+            wanted,
+            ports: listing(),
+        }),
+        many => Err(ConsoleError::SeveralUsbPorts {
+            wanted,
+            count: many.len(),
+            paths: many
+                .iter()
+                .map(|p| p.path.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
     }
 }
 
@@ -408,12 +467,16 @@ mod tests {
             find_usb_port(&m("0483", "374b", None), Some("AAA"), &ports).unwrap(),
             "/dev/ttyACM0"
         );
-        let e = find_usb_port(&m("0483", "374b", None), None, &ports).unwrap_err();
+        let e = find_usb_port(&m("0483", "374b", None), None, &ports)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("2 serial ports are USB 0483:374b") && e.contains("usb_serial"),
             "{e}"
         );
-        let e = find_usb_port(&m("1366", "0105", None), None, &ports).unwrap_err();
+        let e = find_usb_port(&m("1366", "0105", None), None, &ports)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("no serial port is USB 1366:0105")
                 && e.contains("/dev/ttyACM0 (USB 0483:374b serial AAA, STLink)"),
@@ -454,7 +517,8 @@ mod tests {
             transcript(&std::env::temp_dir().join("fqp-tcp-none.log")).unwrap(),
         )
         .err()
-        .unwrap();
+        .unwrap()
+        .to_string();
         assert!(
             e.contains("cannot connect to the console at 127.0.0.1:9"),
             "{e}"

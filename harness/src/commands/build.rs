@@ -2,8 +2,8 @@
 
 use super::fail;
 use fqp_runner::progress::out_line;
-use fqp_runner::{firmware, manifest, qualify};
-use std::path::PathBuf;
+use fqp_runner::{firmware, manifest, qualify, Error};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
@@ -15,15 +15,7 @@ pub struct Args {
 
 impl Args {
     pub fn run(self) -> ExitCode {
-        let built = manifest::load(&self.port)
-            .map_err(|e| e.to_string())
-            .and_then(|m| {
-                let out = qualify::out_dir(&qualify::Options::default(), &m.port.name);
-                std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-                let tc = firmware::detect(&m.build.target)?;
-                firmware::build(&m, &tc, &out)
-            });
-        match built {
+        match build(&self.port) {
             Ok(img) => {
                 out_line(&format!(
                     "{}\nsha256 {}  {} bytes  {}",
@@ -37,4 +29,16 @@ impl Args {
             Err(e) => fail(e),
         }
     }
+}
+
+/// Builds the port's firmware into its default output directory.
+fn build(port: &Path) -> Result<firmware::Image, Error> {
+    let m = manifest::load(port)?;
+    let out = qualify::out_dir(&qualify::Options::default(), &m.port.name);
+    std::fs::create_dir_all(&out).map_err(|source| Error::Output {
+        path: out.clone(),
+        source,
+    })?;
+    let tc = firmware::detect(&m.build.target)?;
+    Ok(firmware::build(&m, &tc, &out)?)
 }

@@ -2,7 +2,7 @@
 
 use super::fail;
 use fqp_runner::progress::out_line;
-use fqp_runner::{qualify, verify};
+use fqp_runner::{qualify, sign};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -28,8 +28,8 @@ impl Args {
     /// Checks that the parts are authentic and form one whole, joins them, states the
     /// qualification of the whole, writes and signs the reports.
     pub fn run(self) -> ExitCode {
-        let lab_dir = verify::lab_dir(self.lab.as_deref());
-        let trusted = match verify::trusted_pem(self.trust.as_deref(), &lab_dir) {
+        let lab_dir = sign::lab_dir(self.lab.as_deref());
+        let trusted = match sign::trusted_pem(self.trust.as_deref(), &lab_dir) {
             Ok(t) => t,
             Err(e) => return fail(e),
         };

@@ -2,7 +2,7 @@
 
 use super::fail;
 use fqp_runner::progress::out_line;
-use fqp_runner::verify;
+use fqp_runner::sign;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -24,7 +24,7 @@ pub struct Args {
 
 impl Args {
     pub fn run(self) -> ExitCode {
-        let lab = verify::lab_dir(self.lab.as_deref());
+        let lab = sign::lab_dir(self.lab.as_deref());
         match fqp_lab::Pki::make(&self.broker_ip, &self.devices, Some(&lab))
             .and_then(|p| p.write_with_keys(&self.out))
         {

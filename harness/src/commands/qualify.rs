@@ -64,9 +64,14 @@ impl Args {
     }
 }
 
+/// `--partition` is not `I/N` with 1 <= I <= N.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a partition: write I/N with 1 <= I <= N, for example 2/4")]
+pub struct PartitionError(String);
+
 /// Parses `I/N` with 1 <= I <= N.
-fn parse_partition(s: &str) -> Result<fqp_reports::Partition, String> {
-    let bad = || format!("{s:?} is not a partition: write I/N with 1 <= I <= N, for example 2/4");
+fn parse_partition(s: &str) -> Result<fqp_reports::Partition, PartitionError> {
+    let bad = || PartitionError(s.to_string());
     let (i, n) = s.split_once('/').ok_or_else(bad)?;
     let (index, count) = (
         i.trim().parse().map_err(|_| bad())?,

@@ -2,7 +2,7 @@
 //! from its tests.
 
 use fqp_runner::progress::out_line;
-use fqp_runner::verify;
+use fqp_runner::{sign, verify};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -27,7 +27,7 @@ impl Args {
         let v = verify::verify(
             &self.results,
             self.trust.as_deref(),
-            &verify::lab_dir(self.lab.as_deref()),
+            &sign::lab_dir(self.lab.as_deref()),
             self.image.as_deref(),
         );
         for l in &v.lines {

@@ -193,7 +193,7 @@ fn check_flash(flash: &Flash) -> Result<(), Invalid> {
                 crate::probe::parse_selector(sel).map_err(|e| {
                     (
                         "flash.probe-rs.probe",
-                        e,
+                        e.to_string(),
                         "write VID:PID or VID:PID:SERIAL in hex, e.g. \"0483:374b\"",
                     )
                 })?;

@@ -100,16 +100,19 @@ pub enum WireProtocol {
     Jtag,
 }
 
-impl TryFrom<String> for WireProtocol {
-    type Error = String;
+/// `flash.probe-rs.protocol` names no protocol.
+#[derive(Debug, thiserror::Error)]
+#[error("`flash.probe-rs.protocol` is {0:?}, which is not a protocol: use \"swd\" or \"jtag\"")]
+pub struct UnknownProtocol(String);
 
-    fn try_from(s: String) -> Result<Self, String> {
+impl TryFrom<String> for WireProtocol {
+    type Error = UnknownProtocol;
+
+    fn try_from(s: String) -> Result<Self, UnknownProtocol> {
         match s.as_str() {
             "swd" => Ok(WireProtocol::Swd),
             "jtag" => Ok(WireProtocol::Jtag),
-            _ => Err(format!(
-                "`flash.probe-rs.protocol` is {s:?}, which is not a protocol: use \"swd\" or \"jtag\""
-            )),
+            _ => Err(UnknownProtocol(s)),
         }
     }
 }

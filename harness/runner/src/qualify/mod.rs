@@ -25,7 +25,7 @@ mod publish;
 mod tests;
 
 use pool::*;
-pub use publish::{claim_out, conclude, publish, summary, write_reports, OutLock};
+pub use publish::{claim_out, conclude, publish, summary, write_reports, OutLock, ReportError};
 use publish::{finish, hold_to_thresholds};
 
 /// What to run.
@@ -46,7 +46,7 @@ pub struct Options {
     pub devices: Option<usize>,
     /// How many more times a failed test, or a failed boot, is tried.
     pub retries: u32,
-    /// Lab directory holding the results-signing key (see `verify::lab_dir`).
+    /// Lab directory holding the results-signing key (see `sign::lab_dir`).
     pub lab: Option<PathBuf>,
     /// The MQTT broker of the network tests.
     pub broker: fqp_lab::Broker,
@@ -91,7 +91,7 @@ pub struct Finished {
     pub run: Run,
     pub out: PathBuf,
     /// The reports could not be written (or signed): the run cannot be relied on.
-    pub report_error: Option<String>,
+    pub report_error: Option<ReportError>,
 }
 
 impl Finished {
@@ -116,10 +116,24 @@ fn selection_of(opts: &Options) -> Option<fqp_reports::Selection> {
     (s != fqp_reports::Selection::default()).then_some(s)
 }
 
+/// The options select none of the device's tests.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no test matches the selection (groups {groups:?}, tests {tests:?}, capabilities \
+     {capabilities:?}); the device has groups: {available}"
+)]
+pub struct SelectionError {
+    pub groups: Vec<String>,
+    pub tests: Vec<String>,
+    pub capabilities: Vec<String>,
+    /// The device's groups.
+    pub available: String,
+}
+
 /// The tests the options select, in listing order: groups and patterns first, then the
 /// partition (every `count`-th selected test, so that parts are balanced and each is stable
 /// for a given image and selection).
-fn select(listed: Vec<Listed>, opts: &Options) -> Result<Vec<Listed>, String> {
+fn select(listed: Vec<Listed>, opts: &Options) -> Result<Vec<Listed>, SelectionError> {
     let suites = Suites::builtin();
     let chosen: Vec<Listed> = listed
         .iter()
@@ -140,13 +154,12 @@ fn select(listed: Vec<Listed>, opts: &Options) -> Result<Vec<Listed>, String> {
             .map(|t| t.id.split('/').next().unwrap_or(""))
             .collect();
         groups.dedup();
-        return Err(format!(
-            "no test matches the selection (groups {:?}, tests {:?}, capabilities {:?}); the device has groups: {}",
-            opts.groups,
-            opts.tests,
-            opts.capabilities,
-            groups.join(", ")
-        ));
+        return Err(SelectionError {
+            groups: opts.groups.clone(),
+            tests: opts.tests.clone(),
+            capabilities: opts.capabilities.clone(),
+            available: groups.join(", "),
+        });
     }
     Ok(match opts.partition {
         Some(p) => chosen
@@ -260,8 +273,10 @@ pub fn qualify(opts: &Options) -> Finished {
         return finish(run, &out, t0, opts);
     }
     let built = firmware::detect(&m.build.target)
-        .map_err(|e| Problem::new(Stage::Toolchain, e))
-        .and_then(|tc| firmware::build(&m, &tc, &out).map_err(|e| Problem::new(Stage::Build, e)));
+        .map_err(|e| Problem::new(Stage::Toolchain, e.to_string()))
+        .and_then(|tc| {
+            firmware::build(&m, &tc, &out).map_err(|e| Problem::new(Stage::Build, e.to_string()))
+        });
     let image = match built {
         Ok(i) => i,
         Err(p) => {
@@ -296,7 +311,7 @@ pub fn qualify(opts: &Options) -> Finished {
 }
 
 /// A run whose reports cannot be written where asked.
-fn unreported(run: Run, out: PathBuf, why: String) -> Finished {
+fn unreported(run: Run, out: PathBuf, why: ReportError) -> Finished {
     Finished {
         run,
         out,
@@ -321,12 +336,17 @@ fn internal_error(what: &str, panic: &(dyn std::any::Any + Send)) -> Problem {
 
 /// Builds the port, boots one device, and returns the selected tests of its image with their
 /// descriptions, one formatted line each, and a closing summary line.
-pub fn list(opts: &Options) -> Result<Vec<String>, String> {
-    let m = manifest::load(&opts.port).map_err(|e| e.to_string())?;
+pub fn list(opts: &Options) -> Result<Vec<String>, crate::Error> {
+    let m = manifest::load(&opts.port)?;
     let out = out_dir(opts, &m.port.name);
-    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let image = firmware::detect(&m.build.target).and_then(|tc| firmware::build(&m, &tc, &out))?;
-    let spec = device::specs(&m, Some(1))?.remove(0);
+    std::fs::create_dir_all(&out).map_err(|source| crate::Error::Output {
+        path: out.clone(),
+        source,
+    })?;
+    let image = firmware::build(&m, &firmware::detect(&m.build.target)?, &out)?;
+    let Some(spec) = device::specs(&m, Some(1))?.into_iter().next() else {
+        return Err(device::DevicesError::None.into());
+    };
     let mut ctx = Ctx::new(&m, &image, &out, spec, false, false, LabAccess::default())?;
     let mut dev = ctx.boot_retrying(1)?;
     let listed = dev.session.list(Duration::from_secs(10));

@@ -59,7 +59,7 @@ impl<'a> Ctx<'a> {
         pool: bool,
         progress: bool,
         lab: LabAccess<'a>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::Error> {
         let suffix = if pool {
             format!("-{}", spec.id)
         } else {
@@ -72,8 +72,11 @@ impl<'a> Ctx<'a> {
         for l in [&serial_log, &qemu_log, &flash_log, &storage] {
             let _ = std::fs::remove_file(l);
         }
-        let transcript = serial::transcript(&serial_log)
-            .map_err(|e| format!("cannot write the serial transcript: {e}"))?;
+        let transcript =
+            serial::transcript(&serial_log).map_err(|source| crate::Error::Output {
+                path: serial_log.clone(),
+                source,
+            })?;
         Ok(Ctx {
             m,
             image,
@@ -90,9 +93,9 @@ impl<'a> Ctx<'a> {
         })
     }
 
-    fn boot(&mut self) -> Result<Device, String> {
+    fn boot(&mut self) -> Result<Device, crate::Error> {
         if let Some(signal) = fqp_process::signal() {
-            return Err(format!("the run was interrupted ({signal})"));
+            return Err(crate::Error::Interrupted(signal));
         }
         self.boots += 1;
         serial::mark(&self.transcript, &format!("boot {}", self.boots));
@@ -126,14 +129,17 @@ impl<'a> Ctx<'a> {
 impl Ctx<'_> {
     /// Boots, trying up to `1 + retries` times (an emulator or a board can fail to come up
     /// for reasons outside the port: a busy host, a USB hiccup).
-    pub(super) fn boot_retrying(&mut self, retries: u32) -> Result<Device, String> {
+    pub(super) fn boot_retrying(&mut self, retries: u32) -> Result<Device, crate::Error> {
         let mut attempt = 1;
         loop {
             match self.boot() {
                 Ok(d) => return Ok(d),
                 Err(e) if attempt > retries || fqp_process::signal().is_some() => {
                     return Err(if attempt > 1 {
-                        format!("{e} (the device failed to start {attempt} times in a row)")
+                        crate::Error::Retried {
+                            last: Box::new(e),
+                            attempts: attempt,
+                        }
                     } else {
                         e
                     })
@@ -184,7 +190,7 @@ pub(super) fn start_lab(
     ids: &[String],
 ) -> Result<RunLab, Problem> {
     let lab_problem = |e: String| Problem::new(Stage::Lab, e);
-    let lab_dir = crate::verify::lab_dir(opts.lab.as_deref());
+    let lab_dir = crate::sign::lab_dir(opts.lab.as_deref());
     let private = fqp_lab::PrivateRunDir::new(&lab_dir)
         .map_err(|e| lab_problem(format!("the lab directory: {e}")))?;
     let pki_dir = private.path();
@@ -263,20 +269,11 @@ pub(super) fn lab_actions(
 ) -> crate::session::Actions {
     Arc::new(
         move |action: &str, fields: &[(String, String)]| match action {
-            "verify-signature" => fqp_lab::verify_signature(fields)
-                .map(|()| vec![])
-                .map_err(|e| e.to_string()),
-            "issue-certificate" => {
-                fqp_lab::issue_certificate(&pki, fields).map_err(|e| e.to_string())
-            }
+            "verify-signature" => fqp_lab::verify_signature(fields).map(|()| vec![]),
+            "issue-certificate" => fqp_lab::issue_certificate(&pki, fields),
             other => match &lab {
-                Some(l) => l
-                    .act(other, fields)
-                    .map(|()| vec![])
-                    .map_err(|e| e.to_string()),
-                None => Err(format!(
-                    "no lab services for {other}: set network.host in port.toml"
-                )),
+                Some(l) => l.act(other, fields).map(|()| vec![]),
+                None => Err(fqp_lab::LabError::NoServices(other.to_string())),
             },
         },
     )
@@ -285,7 +282,11 @@ pub(super) fn lab_actions(
 pub(super) fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options, run: &mut Run) {
     let mut specs = match device::specs(m, opts.devices) {
         Ok(s) => s.into_iter(),
-        Err(e) => return run.problems.push(Problem::new(Stage::Options, e)),
+        Err(e) => {
+            return run
+                .problems
+                .push(Problem::new(Stage::Options, e.to_string()))
+        }
     };
     let pool = specs.len() > 1;
     let ids: Vec<String> = specs.clone().map(|s| s.id).collect();
@@ -310,11 +311,15 @@ pub(super) fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options,
         access.clone(),
     ) {
         Ok(c) => c,
-        Err(e) => return run.problems.push(Problem::new(Stage::Console, e)),
+        Err(e) => {
+            return run
+                .problems
+                .push(Problem::new(Stage::Console, e.to_string()))
+        }
     };
     let mut dev = match first.boot_retrying(opts.retries) {
         Ok(d) => d,
-        Err(e) => return run.problems.push(Problem::new(Stage::Boot, e)),
+        Err(e) => return run.problems.push(Problem::new(Stage::Boot, e.to_string())),
     };
     if let Some(fw) = run.firmware.as_mut() {
         fw.version = Some(dev.info.fw.clone());
@@ -326,8 +331,8 @@ pub(super) fn run_tests(m: &Manifest, image: &Image, out: &Path, opts: &Options,
     let chosen = match dev
         .session
         .list(Duration::from_secs(10))
-        .map_err(|e| Problem::new(Stage::Console, e))
-        .and_then(|l| select(l, opts).map_err(|e| Problem::new(Stage::Options, e)))
+        .map_err(|e| Problem::new(Stage::Console, e.to_string()))
+        .and_then(|l| select(l, opts).map_err(|e| Problem::new(Stage::Options, e.to_string())))
     {
         Ok(c) => c,
         Err(p) => return run.problems.push(p),

@@ -15,6 +15,53 @@ pub(super) const REPORTS: [&str; 7] = [
     "profile.txt",
 ];
 
+/// The reports could not be written where asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(
+        "cannot create the output directory {}: {source}\n  fix: give --out a directory this \
+         user can write",
+        .out.display()
+    )]
+    CreateOut {
+        out: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot lock {}: {source}", .path.display())]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "another fqp run ({holder}) is writing its reports to {}\n  fix: wait for it to end, or \
+         give this run another --out",
+        .out.display()
+    )]
+    Held { holder: String, out: PathBuf },
+    #[error("cannot remove the previous run's {name} in {}: {source}", .out.display())]
+    Stale {
+        name: &'static str,
+        out: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot write {}: {source}\n  fix: free space there, or give --out a directory this \
+         user can write",
+        .path.display()
+    )]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A report could not be rendered (a harness bug).
+    #[error("{0}")]
+    Render(String),
+}
+
 /// An output directory held by this run: another run into it is refused while this lives.
 pub struct OutLock {
     _file: std::fs::File,
@@ -22,13 +69,11 @@ pub struct OutLock {
 
 /// Creates `out`, takes it for this run (refused while another run holds it) and removes the
 /// reports of the previous run there.
-pub fn claim_out(out: &Path) -> Result<OutLock, String> {
+pub fn claim_out(out: &Path) -> Result<OutLock, ReportError> {
     use std::io::{Read, Seek, Write};
-    std::fs::create_dir_all(out).map_err(|e| {
-        format!(
-            "cannot create the output directory {}: {e}\n  fix: give --out a directory this user can write",
-            out.display()
-        )
+    std::fs::create_dir_all(out).map_err(|source| ReportError::CreateOut {
+        out: out.to_path_buf(),
+        source,
     })?;
     let path = out.join(".fqp.lock");
     let mut file = std::fs::OpenOptions::new()
@@ -37,23 +82,25 @@ pub fn claim_out(out: &Path) -> Result<OutLock, String> {
         .create(true)
         .truncate(false)
         .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|source| ReportError::Lock {
+            path: path.clone(),
+            source,
+        })?;
     match file.try_lock() {
         Ok(()) => {}
         Err(std::fs::TryLockError::WouldBlock) => {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
-            return Err(format!(
-                "another fqp run ({}) is writing its reports to {}\n  fix: wait for it to end, or give this run another --out",
-                match holder.trim() {
+            return Err(ReportError::Held {
+                holder: match holder.trim() {
                     "" => "process unknown".to_string(),
                     pid => format!("process {pid}"),
                 },
-                out.display()
-            ));
+                out: out.to_path_buf(),
+            });
         }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(format!("cannot lock {}: {e}", path.display()))
+        Err(std::fs::TryLockError::Error(source)) => {
+            return Err(ReportError::Lock { path, source })
         }
     }
     let _ = file.set_len(0);
@@ -63,12 +110,12 @@ pub fn claim_out(out: &Path) -> Result<OutLock, String> {
         match std::fs::remove_file(out.join(name)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(format!(
-                    "cannot remove the previous run's {} in {}: {e}",
+            Err(source) => {
+                return Err(ReportError::Stale {
                     name,
-                    out.display()
-                ))
+                    out: out.to_path_buf(),
+                    source,
+                })
             }
         }
     }
@@ -123,11 +170,12 @@ pub fn conclude(run: &mut Run) {
 /// Writes the reports and signs `results.json`. A run whose results cannot be signed is not
 /// a complete run: that becomes an infrastructure error, in reports written unsigned. Err:
 /// the reports could not be written (and the run cannot be relied on).
-pub fn publish(run: &mut Run, out: &Path, lab: Option<&Path>) -> Result<(), String> {
+pub fn publish(run: &mut Run, out: &Path, lab: Option<&Path>) -> Result<(), ReportError> {
     write_reports(run, out)?;
     let results = out.join("results.json");
-    if let Err(e) = crate::verify::sign_results(&results, &crate::verify::lab_dir(lab)) {
-        run.problems.push(Problem::new(Stage::Signing, e));
+    if let Err(e) = crate::sign::sign_results(&results, &crate::sign::lab_dir(lab)) {
+        run.problems
+            .push(Problem::new(Stage::Signing, e.to_string()));
         conclude(run);
         let _ = std::fs::remove_file(fqp_reports::sign::signature_path(&results));
         write_reports(run, out)?;
@@ -137,23 +185,31 @@ pub fn publish(run: &mut Run, out: &Path, lab: Option<&Path>) -> Result<(), Stri
 
 /// Writes the reports of `run` to `out`, each whole or not at all (written aside, then moved
 /// into place).
-pub fn write_reports(run: &Run, out: &Path) -> Result<(), String> {
+pub fn write_reports(run: &Run, out: &Path) -> Result<(), ReportError> {
     let write = |name: &str, bytes: &[u8]| {
         let part = out.join(format!("{name}.part"));
         std::fs::write(&part, bytes)
             .and_then(|()| std::fs::rename(&part, out.join(name)))
-            .map_err(|e| {
+            .map_err(|source| {
                 let _ = std::fs::remove_file(&part);
-                format!(
-                    "cannot write {}: {e}\n  fix: free space there, or give --out a directory this user can write",
-                    out.join(name).display()
-                )
+                ReportError::Write {
+                    path: out.join(name),
+                    source,
+                }
             })
     };
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    write("results.json", fqp_reports::to_json(run)?.as_bytes())?;
+    std::fs::create_dir_all(out).map_err(|source| ReportError::CreateOut {
+        out: out.to_path_buf(),
+        source,
+    })?;
+    write(
+        "results.json",
+        fqp_reports::to_json(run)
+            .map_err(ReportError::Render)?
+            .as_bytes(),
+    )?;
     let mut junit = Vec::new();
-    fqp_reports::write_junit(run, &mut junit)?;
+    fqp_reports::write_junit(run, &mut junit).map_err(ReportError::Render)?;
     write("junit.xml", &junit)?;
     write("report.html", fqp_reports::render_html(run).as_bytes())?;
     let md = fqp_reports::render_markdown(run);

@@ -140,6 +140,6 @@ fn selection_by_group_and_pattern() {
         tests: vec!["inherit".into()],
         ..Default::default()
     };
-    let e = select(all, &o).unwrap_err();
+    let e = select(all, &o).unwrap_err().to_string();
     assert!(e.contains("queue, sem, mutex"), "{e}");
 }

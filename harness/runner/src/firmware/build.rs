@@ -1,0 +1,337 @@
+//! The build itself: cargo in the port's crate for its target, watched and logged, and the
+//! image copied out for the run; the raw binary some flash tools take.
+
+use super::{Image, Toolchain};
+use crate::manifest::Manifest;
+use sha2::{Digest, Sha256};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// `cargo build` of the port's crate in `dir` for its target and profile, into `target_dir`,
+/// with the toolchain `tc` (and its build-std flags); the command and the cargo it runs.
+fn cargo_build(m: &Manifest, tc: &Toolchain, dir: &Path, target_dir: &Path) -> (Command, PathBuf) {
+    let (cargo, rustc) = match tc {
+        Toolchain::Installed { cargo, rustc } | Toolchain::BuildStd { cargo, rustc, .. } => {
+            (cargo, rustc)
+        }
+    };
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(dir)
+        .args([
+            "build",
+            "--message-format=json-render-diagnostics",
+            "--target",
+            &m.build.target,
+        ])
+        .args(["--profile", &m.build.profile])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .env("RUSTC", rustc)
+        .env_remove("RUSTC_WRAPPER")
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("CARGO_BUILD_TARGET")
+        .envs(m.kernel_env());
+    if let Some(bin) = &m.build.bin {
+        cmd.args(["--bin", bin]);
+    }
+    if !m.build.features.is_empty() {
+        cmd.args(["--features", &m.build.features.join(",")]);
+    }
+    if let Toolchain::BuildStd { linker, .. } = tc {
+        let var = format!(
+            "CARGO_TARGET_{}_LINKER",
+            m.build.target.to_uppercase().replace(['-', '.'], "_")
+        );
+        cmd.args([
+            "-Zbuild-std=core,alloc",
+            "-Zbuild-std-features=compiler-builtins-mem",
+        ])
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env(var, linker);
+    }
+    (cmd, cargo.clone())
+}
+
+/// What cargo's JSON messages say was built: the executable, and the kernel crate's source
+/// directory (for the size analysis by module).
+fn artifacts(stdout: std::process::ChildStdout) -> (Option<PathBuf>, Option<PathBuf>) {
+    let mut executable = None;
+    let mut kernel_src = None;
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        if let Some(exe) = msg["executable"].as_str() {
+            executable = Some(PathBuf::from(exe));
+        }
+        if msg["target"]["name"] == "fqp_kernel" {
+            kernel_src = msg["target"]["src_path"]
+                .as_str()
+                .and_then(|p| Path::new(p).parent())
+                .map(Path::to_path_buf);
+        }
+    }
+    (executable, kernel_src)
+}
+
+/// The firmware could not be built, or its image not read.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(
+        "{}: `build.crate` points to {}, which has no Cargo.toml\n  fix: set build.crate to the \
+         firmware crate's directory, relative to the manifest",
+        .manifest.display(),
+        .dir.display()
+    )]
+    NoCrate { manifest: PathBuf, dir: PathBuf },
+    #[error("{}: {source}", .path.display())]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Lock(String),
+    #[error("cannot run {}: {source}", .cargo.display())]
+    Cargo {
+        cargo: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the firmware build did not finish within {ms} ms and was stopped (timeouts.build_ms); \
+         its log: {}\n  fix: look for what it waits on (a lock held by another cargo, a build \
+         script), or raise timeouts.build_ms",
+        .log.display()
+    )]
+    TimedOut { ms: u64, log: PathBuf },
+    #[error("firmware build failed ({status}); full log: {}\n{tail}", .log.display())]
+    Failed {
+        status: std::process::ExitStatus,
+        log: PathBuf,
+        /// The last lines cargo printed.
+        tail: String,
+    },
+    #[error(
+        "the build produced no executable; if the crate has several binaries, set build.bin in {}",
+        .manifest.display()
+    )]
+    NoExecutable { manifest: PathBuf },
+    #[error("copying the image {} to {}: {source}", .from.display(), .to.display())]
+    Copy {
+        from: PathBuf,
+        to: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: not a 32-bit ELF image: {why}", .elf.display())]
+    NotElf { elf: PathBuf, why: String },
+    #[error(
+        "{}: loadable segments span {mib} MiB (flash and RAM addresses mixed?); use {{image}} \
+         instead of {{bin}}",
+        .elf.display()
+    )]
+    Spread { elf: PathBuf, mib: u64 },
+}
+
+impl BuildError {
+    fn file(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
+        move |source| BuildError::File {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// What cargo did: how it ended, and what its messages and errors said.
+struct Cargo {
+    status: std::process::ExitStatus,
+    /// The build outlived `timeouts.build_ms` and was stopped.
+    timed_out: bool,
+    executable: Option<PathBuf>,
+    kernel_src: Option<PathBuf>,
+    stderr: String,
+}
+
+/// Builds the port's firmware into `out` (cargo's output to `build.log`, the image copied to
+/// `firmware.elf`, which is what the run flashes and its results name). Returns the image.
+///
+/// Builds of one target directory (ports sharing it, one port with other features) take
+/// turns, and each copies its image out before the next may link over cargo's copy of it: a
+/// run never flashes an image another run built.
+pub fn build(m: &Manifest, tc: &Toolchain, out: &Path) -> Result<Image, BuildError> {
+    let log = &out.join("build.log");
+    let dir = m.crate_dir();
+    if !dir.join("Cargo.toml").is_file() {
+        return Err(BuildError::NoCrate {
+            manifest: m.path.clone(),
+            dir,
+        });
+    }
+    // Each port's own target directory, unless FQP_FIRMWARE_TARGET_DIR names one its ports
+    // share (the test command's many ports then build the target's core library once).
+    let target_root = std::env::var_os("FQP_FIRMWARE_TARGET_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| dir.join("target"), PathBuf::from);
+    let target_dir = target_root.join(match m.build.variant {
+        Some(v) => format!("fqp-{}-{v}", tc.kind()),
+        None => format!("fqp-{}", tc.kind()),
+    });
+    let (cmd, cargo) = cargo_build(m, tc, &dir, &target_dir);
+    tracing::info!(crate_dir = %dir.display(), toolchain = %tc.describe(), "building firmware");
+    std::fs::create_dir_all(&target_dir).map_err(BuildError::file(&target_dir))?;
+    let turn =
+        fqp_reports::files::lock(&target_dir.join(".fqp-build.lock")).map_err(BuildError::Lock)?;
+    let built = run_cargo(cmd, &cargo, Duration::from_millis(m.timeouts.build_ms))?;
+    let mut logf = std::fs::File::create(log).map_err(BuildError::file(log))?;
+    let _ = logf.write_all(built.stderr.as_bytes());
+    if built.timed_out {
+        return Err(BuildError::TimedOut {
+            ms: m.timeouts.build_ms,
+            log: log.clone(),
+        });
+    }
+    if !built.status.success() {
+        let tail: Vec<&str> = built.stderr.lines().rev().take(30).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(BuildError::Failed {
+            status: built.status,
+            log: log.clone(),
+            tail: tail.join("\n"),
+        });
+    }
+    let executable = built.executable.ok_or_else(|| BuildError::NoExecutable {
+        manifest: m.path.clone(),
+    })?;
+    let elf = out.join("firmware.elf");
+    std::fs::copy(&executable, &elf).map_err(|source| BuildError::Copy {
+        from: executable.clone(),
+        to: elf.clone(),
+        source,
+    })?;
+    drop(turn);
+    let size_bytes = std::fs::metadata(&elf)
+        .map_err(BuildError::file(&elf))?
+        .len();
+    Ok(Image {
+        sha256: file_sha256(&elf)?,
+        size_bytes,
+        elf,
+        toolchain: tc.describe(),
+        kernel_src: built.kernel_src,
+    })
+}
+
+/// Runs the build `cmd` (of `cargo`), stopping it after `deadline`, and collects what it
+/// said. An interrupted run kills the build too (its output ends, and the wait returns).
+fn run_cargo(mut cmd: Command, cargo: &Path, deadline: Duration) -> Result<Cargo, BuildError> {
+    let spawn_error = |source| BuildError::Cargo {
+        cargo: cargo.to_path_buf(),
+        source,
+    };
+    let mut child = std::os::unix::process::CommandExt::process_group(&mut cmd, 0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_error)?;
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(spawn_error(std::io::Error::other(
+            "its output was not given to fqp",
+        )));
+    };
+    // cargo leads a process group of its own: killing the group stops its compilers too.
+    let guard = fqp_process::Registered::group(child.id());
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let watchdog = {
+        let target = guard.target();
+        std::thread::spawn(move || {
+            let expired = matches!(
+                finished.recv_timeout(deadline),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+            );
+            expired && fqp_process::kill_registered(target)
+        })
+    };
+    let err_thread = std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    });
+    let (executable, kernel_src) = artifacts(stdout);
+    drop(guard);
+    let status = child.wait().map_err(spawn_error)?;
+    drop(done);
+    Ok(Cargo {
+        status,
+        timed_out: watchdog.join().unwrap_or(false),
+        executable,
+        kernel_src,
+        stderr: err_thread.join().unwrap_or_default(),
+    })
+}
+
+/// Writes `elf`'s loadable contents as a raw binary image (what many flash tools take):
+/// every `PT_LOAD` segment with file contents, placed at its physical (load) address, from
+/// the lowest one; gaps are filled with 0xFF, as erased flash reads.
+pub fn write_raw_binary(elf: &Path, out: &Path) -> Result<(), BuildError> {
+    use object::elf::{FileHeader32, PT_LOAD};
+    use object::read::elf::{FileHeader, ProgramHeader};
+    use object::Endianness;
+    let bad = |e: &dyn std::fmt::Display| BuildError::NotElf {
+        elf: elf.to_path_buf(),
+        why: e.to_string(),
+    };
+    let data = std::fs::read(elf).map_err(BuildError::file(elf))?;
+    let header = FileHeader32::<Endianness>::parse(&*data).map_err(|e| bad(&e))?;
+    let endian = header.endian().map_err(|e| bad(&e))?;
+    let mut pieces = Vec::new();
+    for ph in header
+        .program_headers(endian, &*data)
+        .map_err(|e| bad(&e))?
+    {
+        if ph.p_type(endian) != PT_LOAD || ph.p_filesz(endian) == 0 {
+            continue;
+        }
+        let bytes = ph
+            .data(endian, &*data)
+            .map_err(|_| bad(&"segment outside the file"))?;
+        pieces.push((ph.p_paddr(endian) as u64, bytes));
+    }
+    let start = pieces
+        .iter()
+        .map(|p| p.0)
+        .min()
+        .ok_or_else(|| bad(&"no loadable segment"))?;
+    let end = pieces
+        .iter()
+        .map(|p| p.0 + p.1.len() as u64)
+        .max()
+        .unwrap_or(start);
+    if end - start > 64 << 20 {
+        return Err(BuildError::Spread {
+            elf: elf.to_path_buf(),
+            mib: (end - start) >> 20,
+        });
+    }
+    let mut bin = vec![0xFFu8; (end - start) as usize];
+    for (addr, bytes) in pieces {
+        let at = (addr - start) as usize;
+        bin[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+    std::fs::write(out, bin).map_err(BuildError::file(out))
+}
+
+/// SHA-256 of a file, lowercase hex.
+pub fn file_sha256(path: &Path) -> Result<String, BuildError> {
+    let bytes = std::fs::read(path).map_err(BuildError::file(path))?;
+    Ok(hex::encode(Sha256::digest(&bytes)))
+}

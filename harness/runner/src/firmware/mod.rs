@@ -1,0 +1,27 @@
+//! A port's firmware: the toolchain that builds it ([`toolchain`]), the build ([`build`](fn@build)),
+//! what the image holds of the kernel ([`size`]), and where an address of it is in the
+//! source ([`locate`](fn@locate)).
+
+mod build;
+mod locate;
+mod size;
+mod toolchain;
+
+pub use build::{build, file_sha256, write_raw_binary, BuildError};
+pub use locate::{locate, Located};
+pub use size::{kernel_size, KernelSize};
+pub use toolchain::{detect, Toolchain, ToolchainError};
+
+use std::path::PathBuf;
+
+/// A built firmware image.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub elf: PathBuf,
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub toolchain: String,
+    /// The source directory of the kernel crate the image was built with (from cargo's
+    /// build messages), to tell the kernel's code from the rest.
+    pub kernel_src: Option<PathBuf>,
+}

@@ -1,0 +1,60 @@
+//! What can go wrong in a conversation with a device, outside a test (a test's own failures
+//! are its result). Every kind is the console's or the device's: the run records it at the
+//! `console` or `boot` stage.
+
+use std::time::Duration;
+
+/// The device could not be synced, listed or provisioned.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("cannot write to the console: {0}")]
+    Write(#[source] std::io::Error),
+    #[error(
+        "the device did not answer SYNC within {:.1} s. Its last console output:\n{recent}\n  \
+         fix: check that the firmware runs the fqp test runner and that serial.path/baud match \
+         the board's console",
+        .waited.as_secs_f64()
+    )]
+    NoSync { waited: Duration, recent: String },
+    #[error("the console closed before the device synced. Its last output:\n{recent}")]
+    ClosedBeforeSync { recent: String },
+    #[error(
+        "the device speaks fqp protocol version {device}, this harness version {harness}\n  \
+         fix: rebuild the firmware with this fqp's test kit"
+    )]
+    Version { device: u64, harness: u32 },
+    #[error(
+        "the device did not finish listing its tests within {:.1} s",
+        .0.as_secs_f64()
+    )]
+    ListTimeout(Duration),
+    #[error("the console closed while listing tests")]
+    ClosedWhileListing,
+    #[error(
+        "the device listed a test named {0:?}, which is not group/name (letters, digits, _ and -)"
+    )]
+    BadTestName(String),
+    #[error("the device listed test {0} twice")]
+    ListedTwice(String),
+    #[error("the device lists more than {0} tests")]
+    TooManyTests(usize),
+    #[error("the test list arrived damaged three times; the console is too noisy")]
+    ListDamaged,
+    #[error("provisioning {key}: the device holds {held} bytes, {sent} were sent")]
+    SetLength { key: String, held: u64, sent: usize },
+    #[error("provisioning {key}: {why}")]
+    Set { key: String, why: Refusal },
+}
+
+/// Why a piece of a setting was not acknowledged.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("OK without len")]
+    NoLength,
+    #[error("device: {0}")]
+    Device(String),
+    #[error("no answer")]
+    NoAnswer,
+    #[error("the console closed")]
+    Closed,
+}

@@ -1,0 +1,385 @@
+//! One conversation with a device's test runner: sync, list, run one test at a time.
+//!
+//! The host drives and keeps every clock: the device only answers. Lines that are not
+//! protocol lines are the device's output and are kept with the running test; a protocol line
+//! that arrives damaged is never believed, and the host asks for the result again (`AGAIN`).
+//! Whatever happens to the device during a test (a check fails, it faults, panics, resets,
+//! hangs, or disappears) ends that test with a precise status, and says whether the device
+//! must be restarted before the next one.
+
+mod error;
+mod run;
+
+pub use error::{Refusal, SessionError};
+
+use crate::serial::{Link, Recv};
+use fqp_protocol::{Kind, LineBuf};
+use fqp_reports::Test;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// What the device said about itself when it synced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceInfo {
+    pub port: String,
+    pub fw: String,
+    pub kernel: String,
+    pub tests: u64,
+    /// The optional devices the board provides (`devices=`; `None` from a firmware built
+    /// before the test kit reported them).
+    pub devices: Option<Vec<String>>,
+}
+
+/// The capabilities that need a device of the board: (capability, device, its accessor).
+const DEVICE_OF: [(&str, &str, &str); 2] = [
+    ("network", "ethernet", "Board::ethernet"),
+    ("storage", "storage", "Board::storage"),
+];
+
+impl DeviceInfo {
+    /// What is wrong when the manifest declares a capability whose device the board does not
+    /// provide (each named, with the accessor to implement); `None` when nothing is.
+    pub fn lacking(&self, capabilities: &[String]) -> Option<String> {
+        let devices = self.devices.as_ref()?;
+        let lacking: Vec<String> = DEVICE_OF
+            .iter()
+            .filter(|(cap, dev, _)| {
+                capabilities.iter().any(|c| c == cap) && !devices.iter().any(|d| d == dev)
+            })
+            .map(|(cap, dev, accessor)| {
+                format!(
+                    "the port declares capability \"{cap}\" but board {:?} provides no {dev} \
+                     device ({accessor} returned None at start-up)",
+                    self.port
+                )
+            })
+            .collect();
+        (!lacking.is_empty()).then(|| {
+            format!(
+                "{}\n  fix: implement the accessor in the port's board (fqp-port's Board; check \
+                 that the device's initialisation succeeds), or leave the capability out of \
+                 `capabilities` in port.toml",
+                lacking.join("\n")
+            )
+        })
+    }
+}
+
+/// A test the device offers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listed {
+    pub id: String,
+    /// Position in the device's listing.
+    pub index: usize,
+    pub timeout_ms: u64,
+}
+
+/// The end of one test.
+#[derive(Debug)]
+pub struct Outcome {
+    pub test: Test,
+    /// The device is not in a known state: restart it before the next test.
+    pub restart: bool,
+}
+
+/// Lines of plain output kept for error messages.
+const RECENT: usize = 20;
+/// How often SYNC is repeated while the device does not answer.
+const SYNC_EVERY: Duration = Duration::from_millis(300);
+/// Bytes of a setting per `SET` line (escaped, it stays within the device's 256-byte line).
+const SET_CHUNK: usize = 64;
+/// Corrupt lines tolerated per test before giving up on asking again.
+const MAX_AGAIN: usize = 3;
+/// The longest a device may ask for a test to run: a listed timeout beyond it is cut to it.
+pub const MAX_TEST_TIMEOUT_MS: u64 = 30 * 60 * 1000;
+/// Tests an image may list.
+const MAX_TESTS: usize = 10_000;
+/// Console output kept with one test (lines, bytes); the rest is in the serial transcript.
+const MAX_OUTPUT_LINES: usize = 2_000;
+const MAX_OUTPUT_BYTES: usize = 256 * 1024;
+/// Figures one test may report.
+const MAX_METRICS: usize = 64;
+
+/// Whether `id` is `group/name`, each a non-empty identifier (ASCII letters, digits, `_`,
+/// `-`): what every report and file name built from it can hold.
+fn valid_id(id: &str) -> bool {
+    let word = |w: &str| {
+        !w.is_empty()
+            && w.len() <= 96
+            && w.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    matches!(id.split_once('/'), Some((g, n)) if word(g) && word(n))
+}
+
+/// Carries out what a test asks of the host (`ASK action=…`): the action and its other
+/// fields. What it answers, if anything, are settings provisioned (`SET`) before `DONE`.
+pub type Actions = std::sync::Arc<
+    dyn Fn(&str, &[(String, String)]) -> Result<Vec<(String, String)>, fqp_lab::LabError>
+        + Send
+        + Sync,
+>;
+
+pub struct Session<L: Link> {
+    link: L,
+    nonce: u64,
+    recent: VecDeque<String>,
+    /// Protocol lines that failed their checksum (all tests).
+    pub corrupt_lines: usize,
+    /// What tests may ask of the lab; none: every request is refused.
+    pub actions: Option<Actions>,
+}
+
+fn command(kind: Kind, fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut l = LineBuf::<256>::new(kind);
+    for (k, v) in fields {
+        l = l.field(k, v);
+    }
+    l.finish().to_vec()
+}
+
+impl<L: Link> Session<L> {
+    pub fn new(link: L) -> Self {
+        Session {
+            link,
+            nonce: std::process::id() as u64 * 1000,
+            recent: VecDeque::new(),
+            corrupt_lines: 0,
+            actions: None,
+        }
+    }
+
+    fn remember(&mut self, line: &str) {
+        if !line.trim().is_empty() {
+            if self.recent.len() == RECENT {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(line.to_string());
+        }
+    }
+
+    /// The last plain lines the device printed.
+    pub fn recent_output(&self) -> String {
+        if self.recent.is_empty() {
+            "(nothing)".into()
+        } else {
+            self.recent.iter().cloned().collect::<Vec<_>>().join("\n")
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
+        self.link.send(bytes).map_err(SessionError::Write)
+    }
+
+    /// Sends `SYNC` until the device answers with our nonce, for at most `timeout`.
+    pub fn sync(&mut self, timeout: Duration) -> Result<DeviceInfo, SessionError> {
+        self.nonce += 1;
+        let nonce = self.nonce.to_string();
+        let sync = command(Kind::Sync, &[("nonce", &nonce)]);
+        let end = Instant::now() + timeout;
+        let mut next = Instant::now();
+        loop {
+            let now = Instant::now();
+            if now >= end {
+                return Err(SessionError::NoSync {
+                    waited: timeout,
+                    recent: self.recent_output(),
+                });
+            }
+            if now >= next {
+                self.send(&sync)?;
+                next = now + SYNC_EVERY;
+            }
+            match self.link.recv(next.min(end)) {
+                Recv::Timeout => {}
+                Recv::Closed => {
+                    return Err(SessionError::ClosedBeforeSync {
+                        recent: self.recent_output(),
+                    })
+                }
+                Recv::Line(l) => match fqp_protocol::parse(&l) {
+                    Ok(Some(f))
+                        if f.kind == Kind::Ready && f.raw("nonce") == Some(nonce.as_str()) =>
+                    {
+                        let proto = f.num("proto").unwrap_or(0);
+                        if proto != fqp_protocol::VERSION as u64 {
+                            return Err(SessionError::Version {
+                                device: proto,
+                                harness: fqp_protocol::VERSION as u32,
+                            });
+                        }
+                        return Ok(DeviceInfo {
+                            port: f.get("port").unwrap_or_default(),
+                            fw: f.get("fw").unwrap_or_default(),
+                            kernel: f.get("kernel").unwrap_or_default(),
+                            tests: f.num("tests").unwrap_or(0),
+                            devices: f.get("devices").map(|d| {
+                                d.split(',')
+                                    .filter(|s| !s.is_empty())
+                                    .map(str::to_string)
+                                    .collect()
+                            }),
+                        });
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => self.remember(&l),
+                    Err(_) => self.corrupt_lines += 1,
+                },
+            }
+        }
+    }
+
+    /// Asks for the list of tests.
+    pub fn list(&mut self, timeout: Duration) -> Result<Vec<Listed>, SessionError> {
+        for _attempt in 0..3 {
+            self.send(&command(Kind::List, &[]))?;
+            let end = Instant::now() + timeout;
+            let mut tests = Vec::new();
+            let mut damaged = false;
+            loop {
+                match self.link.recv(end) {
+                    Recv::Timeout => return Err(SessionError::ListTimeout(timeout)),
+                    Recv::Closed => return Err(SessionError::ClosedWhileListing),
+                    Recv::Line(l) => match fqp_protocol::parse(&l) {
+                        Ok(Some(f)) if f.kind == Kind::Test => {
+                            let id = f.get("id").unwrap_or_default();
+                            if !valid_id(&id) {
+                                return Err(SessionError::BadTestName(
+                                    id.chars().take(120).collect(),
+                                ));
+                            }
+                            if tests.iter().any(|t: &Listed| t.id == id) {
+                                return Err(SessionError::ListedTwice(id));
+                            }
+                            if tests.len() == MAX_TESTS {
+                                return Err(SessionError::TooManyTests(MAX_TESTS));
+                            }
+                            tests.push(Listed {
+                                id,
+                                index: tests.len(),
+                                timeout_ms: f
+                                    .num("timeout_ms")
+                                    .unwrap_or(5000)
+                                    .min(MAX_TEST_TIMEOUT_MS),
+                            })
+                        }
+                        Ok(Some(f)) if f.kind == Kind::Listed => {
+                            if damaged || f.num("count") != Some(tests.len() as u64) {
+                                break; // a line was lost: list again
+                            }
+                            return Ok(tests);
+                        }
+                        Ok(_) => {}
+                        Err(_) => {
+                            self.corrupt_lines += 1;
+                            damaged = true;
+                        }
+                    },
+                }
+            }
+        }
+        Err(SessionError::ListDamaged)
+    }
+
+    /// Asks the device for its own count of tests passed, failed and skipped since boot.
+    pub fn summary(&mut self, timeout: Duration) -> Option<[u64; 3]> {
+        self.send(&command(Kind::Summary, &[])).ok()?;
+        let end = Instant::now() + timeout;
+        loop {
+            match self.link.recv(end) {
+                Recv::Line(l) => {
+                    if let Ok(Some(f)) = fqp_protocol::parse(&l) {
+                        if f.kind == Kind::Summary {
+                            return Some([f.num("passed")?, f.num("failed")?, f.num("skipped")?]);
+                        }
+                    }
+                }
+                Recv::Timeout | Recv::Closed => return None,
+            }
+        }
+    }
+
+    /// Provisions setting `key` = `value` on the device (in pieces that fit a command line),
+    /// waiting for each piece to be acknowledged.
+    pub fn set(&mut self, key: &str, value: &[u8], timeout: Duration) -> Result<(), SessionError> {
+        let pieces: Vec<&[u8]> = if value.is_empty() {
+            vec![&[][..]]
+        } else {
+            value.chunks(SET_CHUNK).collect()
+        };
+        let mut sent = 0;
+        for (n, piece) in pieces.iter().enumerate() {
+            let text = String::from_utf8_lossy(piece);
+            let append = if n == 0 { "0" } else { "1" };
+            let at = sent.to_string();
+            sent += piece.len();
+            // A damaged line is answered by ERR or nothing: try each piece a few times. Each
+            // piece names its offset (`at`), so a piece the device took twice (its first answer
+            // came late) leaves the value as sent once; `append` is for test kits before `at`.
+            let mut tries = 0;
+            loop {
+                self.send(&command(
+                    Kind::Set,
+                    &[
+                        ("key", key),
+                        ("value", &text),
+                        ("append", append),
+                        ("at", &at),
+                    ],
+                ))?;
+                match self.wait_ok(key, sent as u64, timeout) {
+                    Ok(len) if len == sent as u64 => break,
+                    Ok(len) => {
+                        return Err(SessionError::SetLength {
+                            key: key.to_string(),
+                            held: len,
+                            sent,
+                        })
+                    }
+                    Err(why) if tries >= 2 => {
+                        return Err(SessionError::Set {
+                            key: key.to_string(),
+                            why,
+                        })
+                    }
+                    Err(_) => tries += 1,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the `OK` of a `SET` of `key` that leaves `expected` bytes; the length it
+    /// reports. A shorter one is the late answer to an earlier piece, and is passed over.
+    fn wait_ok(&mut self, key: &str, expected: u64, timeout: Duration) -> Result<u64, Refusal> {
+        let end = Instant::now() + timeout;
+        loop {
+            match self.link.recv(end) {
+                Recv::Line(l) => match fqp_protocol::parse(&l) {
+                    Ok(Some(f)) if f.kind == Kind::Ok && f.get("key").as_deref() == Some(key) => {
+                        match f.num("len") {
+                            Some(len) if len < expected => continue,
+                            Some(len) => return Ok(len),
+                            None => return Err(Refusal::NoLength),
+                        }
+                    }
+                    Ok(Some(f)) if f.kind == Kind::Err => {
+                        return Err(Refusal::Device(f.get("msg").unwrap_or_default()))
+                    }
+                    Ok(None) => self.remember(&l),
+                    _ => {}
+                },
+                Recv::Timeout => return Err(Refusal::NoAnswer),
+                Recv::Closed => return Err(Refusal::Closed),
+            }
+        }
+    }
+
+    /// Asks an emulated device to end the run (it answers with a best-effort `BYE`).
+    pub fn exit(&mut self, code: i32) {
+        let _ = self.send(&command(Kind::Exit, &[("code", &code.to_string())]));
+    }
+}
+
+#[cfg(test)]
+mod tests;
