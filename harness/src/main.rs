@@ -7,6 +7,7 @@
 mod commands;
 mod doctor;
 mod init;
+mod progress;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

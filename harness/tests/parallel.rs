@@ -23,6 +23,61 @@ fn shape(o: &Outcome) -> Vec<(String, String, String, u64)> {
         .collect()
 }
 
+/// The run's live event log (`events.jsonl`) tells the run its results describe: the plan
+/// before any result, each test's result once (with its status), every device done, the
+/// end last, in time order.
+fn assert_events_tell_the_run(o: &Outcome, devices: usize) {
+    let text = std::fs::read_to_string(o.out.join("events.jsonl")).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kind = |e: &serde_json::Value| e["event"].as_str().unwrap().to_string();
+    let at: Vec<u64> = events
+        .iter()
+        .map(|e| e["at_ms"].as_u64().unwrap())
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] <= w[1]), "in time order");
+    let tests = shape(o);
+    let planned = events.iter().position(|e| kind(e) == "planned").unwrap();
+    assert_eq!(events[planned]["tests"].as_u64(), Some(tests.len() as u64));
+    assert_eq!(events[planned]["devices"].as_u64(), Some(devices as u64));
+    let results: Vec<(String, String)> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| kind(e) == "result")
+        .map(|(k, e)| {
+            assert!(k > planned, "a result before the plan");
+            let t = &e["test"];
+            (
+                t["id"].as_str().unwrap().to_string(),
+                t["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let mut told = results.clone();
+    told.sort();
+    let mut reported: Vec<(String, String)> =
+        tests.iter().map(|t| (t.0.clone(), t.1.clone())).collect();
+    reported.sort();
+    assert_eq!(told, reported, "each result told once, as reported");
+    let done: std::collections::BTreeSet<String> = events
+        .iter()
+        .filter(|e| kind(e) == "device_done")
+        .map(|e| e["device"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        done.len(),
+        devices,
+        "every device said it was done: {done:?}"
+    );
+    assert!(events
+        .iter()
+        .filter(|e| kind(e) == "running")
+        .all(|e| done.contains(e["device"].as_str().unwrap())));
+    assert_eq!(kind(events.last().unwrap()), "finished");
+}
+
 #[test]
 fn a_pool_of_devices_gives_the_single_device_results() {
     let port = repo().join("reference-port");
@@ -48,6 +103,8 @@ fn a_pool_of_devices_gives_the_single_device_results() {
     assert_eq!(one.code, 0, "{}", one.explain());
     assert_eq!(three.code, 0, "{}", three.explain());
     assert_eq!(shape(&one), shape(&three));
+    assert_events_tell_the_run(&one, 1);
+    assert_events_tell_the_run(&three, 3);
     for k in 1..=3 {
         let log = std::fs::read_to_string(three.out.join(format!("serial-{k}.log"))).unwrap();
         assert!(log.contains("@FQP SUMMARY"), "device {k} ran and summed up");

@@ -2,7 +2,7 @@
 //! a saved run.
 
 use super::fail;
-use fqp_runner::progress::out_line;
+use crate::progress::out_line;
 use fqp_runner::qualify::{self, Options};
 use fqp_runner::{bench, profile::Profile};
 use std::path::{Path, PathBuf};
@@ -49,6 +49,7 @@ impl Args {
             retries: 0,
             lab: self.lab,
             progress: !quiet,
+            observers: crate::progress::observers(quiet),
             bench: true,
             profile: self.profile.then(Default::default),
             ..Default::default()

@@ -1,7 +1,7 @@
 //! `fqp build`: the port's firmware, built as a run builds it.
 
 use super::fail;
-use fqp_runner::progress::out_line;
+use crate::progress::out_line;
 use fqp_runner::{firmware, manifest, qualify, Error};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -1,8 +1,8 @@
 //! `fqp devices`: the probes and serial ports in view, or chips of probe-rs's database.
 
 use crate::doctor;
+use crate::progress::out_line;
 use fqp_runner::probe;
-use fqp_runner::progress::out_line;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]

@@ -1,7 +1,7 @@
 //! `fqp doctor`: what this machine has for the port, and what it lacks.
 
 use crate::doctor;
-use fqp_runner::progress::out_line;
+use crate::progress::out_line;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -2,7 +2,7 @@
 
 use super::fail;
 use crate::init;
-use fqp_runner::progress::out_line;
+use crate::progress::out_line;
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -1,7 +1,7 @@
 //! `fqp list`: the tests of the port's image and what each needs.
 
 use super::{fail, Selection};
-use fqp_runner::progress::out_line;
+use crate::progress::out_line;
 use fqp_runner::qualify;
 use std::process::ExitCode;
 

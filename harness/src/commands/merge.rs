@@ -1,7 +1,7 @@
 //! `fqp merge`: the parts of one partitioned run joined into one report.
 
 use super::fail;
-use fqp_runner::progress::out_line;
+use crate::progress::out_line;
 use fqp_runner::{qualify, sign};
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,7 +1,7 @@
 //! `fqp pki`: the lab's certificates and keys, written out for a broker set up by hand.
 
 use super::fail;
-use fqp_runner::progress::out_line;
+use crate::progress::out_line;
 use fqp_runner::sign;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,7 +1,7 @@
 //! `fqp qualify`: a run of the port's test suites, its reports and its verdict.
 
 use super::Selection;
-use fqp_runner::progress::out_line;
+use crate::progress::out_line;
 use fqp_runner::qualify;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +53,7 @@ impl Args {
             broker: self.broker,
             broker_ca: self.broker_ca,
             progress: !quiet,
+            observers: crate::progress::observers(quiet),
             ..self.selection.options()
         };
         let f = qualify::qualify(&opts);

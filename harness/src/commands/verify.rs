@@ -1,7 +1,7 @@
 //! `fqp verify`: is this result file the one a trusted lab signed, and does its verdict follow
 //! from its tests.
 
-use fqp_runner::progress::out_line;
+use crate::progress::out_line;
 use fqp_runner::{sign, verify};
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -3,9 +3,9 @@
 //! the reports. Whatever goes wrong, a valid report of what happened is written.
 
 use crate::device::{self, Running, Spec};
+use crate::events::{Event, EventLog, Observers};
 use crate::firmware::{self, Image};
 use crate::manifest::{self, Manifest};
-use crate::progress::Progress;
 use crate::qemu::Qemu;
 use crate::serial::{self, Link, Transcript};
 use crate::session::{DeviceInfo, Listed, Session};
@@ -19,14 +19,18 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod lab;
 mod pool;
 mod publish;
 #[cfg(test)]
 mod tests;
+mod work;
 
+use lab::*;
 use pool::*;
 pub use publish::{claim_out, conclude, publish, summary, write_reports, OutLock, ReportError};
 use publish::{finish, hold_to_thresholds};
+use work::*;
 
 /// What to run.
 #[derive(Debug, Clone, Default)]
@@ -52,8 +56,10 @@ pub struct Options {
     pub broker: fqp_lab::Broker,
     /// The CA an external TLS broker's certificate chains to.
     pub broker_ca: Option<PathBuf>,
-    /// Print each test's result as it ends.
+    /// Show the progress of what the runner does itself (a board's flashing).
     pub progress: bool,
+    /// Who watches the run (the progress display; the event log is added by the run).
+    pub observers: Observers,
     /// Benchmark conditions (`fqp bench`): the kernel without time slicing, an emulator's
     /// idle time not following real time, no lab services; a build of its own.
     pub bench: bool,
@@ -192,29 +198,12 @@ fn group_of(id: &str) -> &str {
 pub fn qualify(opts: &Options) -> Finished {
     let t0 = Instant::now();
     let m = match manifest::load(&opts.port) {
-        Ok(mut m) if opts.bench => {
-            // The conditions of the FreeRTOS baseline (shared/baselines): no time slicing, and
-            // no run-time statistics (FreeRTOS's configGENERATE_RUN_TIME_STATS is off there).
-            // Idle time must not follow real time either: waking from idle a little late, as
-            // the host's scheduler decides, would move the benchmarks' phase against the tick.
-            for key in ["time_slicing", "run_time_stats"] {
-                m.kernel.insert(key.into(), toml::Value::Boolean(false));
+        Ok(mut m) => {
+            if opts.bench {
+                bench_conditions(&mut m, opts);
             }
-            if let Some(q) = m.flash.qemu_mut() {
-                q.icount_sleep = false;
-                if let Some(p) = &opts.profile {
-                    q.profile = Some(p.clone());
-                    m.timeouts.factor *= crate::profile::SLOWDOWN;
-                    m.timeouts.boot_ms =
-                        (m.timeouts.boot_ms as f64 * crate::profile::SLOWDOWN) as u64;
-                }
-            }
-            m.build.variant = Some("bench");
-            let extra = std::mem::take(&mut m.build.bench_features);
-            m.build.features.extend(extra);
             m
         }
-        Ok(m) => m,
         Err(e) => {
             let mut run = empty_run(Port {
                 name: "unknown".into(),
@@ -247,11 +236,63 @@ pub fn qualify(opts: &Options) -> Finished {
         Err(e) => return unreported(run, out, e),
     };
     run.selection = selection_of(opts);
+    run.partition = opts.partition;
+    if let Err(p) = check_options(&m, opts) {
+        run.problems.push(p);
+        return finish(run, &out, t0, opts);
+    }
+    let image = match build_image(&m, &out, &mut run) {
+        Ok(i) => i,
+        Err(p) => {
+            run.problems.push(p);
+            return finish(run, &out, t0, opts);
+        }
+    };
+    if fqp_process::signal().is_none() {
+        let opts = &with_event_log(opts, &out);
+        // A harness bug, or a device value it mishandles, must not lose the run: it becomes
+        // an infrastructure error in a report like any other.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_tests(&m, &image, &out, opts, &mut run)
+        }));
+        match ran {
+            Ok(Ok(())) => {}
+            Ok(Err(p)) => run.problems.push(p),
+            Err(panic) => run.problems.push(internal_error("the run", &*panic)),
+        }
+    }
+    hold_to_thresholds(&mut run);
+    finish(run, &out, t0, opts)
+}
+
+/// The conditions of the FreeRTOS baseline (shared/baselines) for `fqp bench`: no time
+/// slicing, and no run-time statistics (FreeRTOS's configGENERATE_RUN_TIME_STATS is off
+/// there). Idle time must not follow real time either: waking from idle a little late, as the
+/// host's scheduler decides, would move the benchmarks' phase against the tick.
+fn bench_conditions(m: &mut Manifest, opts: &Options) {
+    for key in ["time_slicing", "run_time_stats"] {
+        m.kernel.insert(key.into(), toml::Value::Boolean(false));
+    }
+    if let Some(q) = m.flash.qemu_mut() {
+        q.icount_sleep = false;
+        if let Some(p) = &opts.profile {
+            q.profile = Some(p.clone());
+            m.timeouts.factor *= crate::profile::SLOWDOWN;
+            m.timeouts.boot_ms = (m.timeouts.boot_ms as f64 * crate::profile::SLOWDOWN) as u64;
+        }
+    }
+    m.build.variant = Some("bench");
+    let extra = std::mem::take(&mut m.build.bench_features);
+    m.build.features.extend(extra);
+}
+
+/// Options that cannot apply to this port or to any port.
+fn check_options(m: &Manifest, opts: &Options) -> Result<(), Problem> {
     let unknown = Suites::builtin()
         .unknown_capabilities(&opts.capabilities)
         .join(", ");
     if !unknown.is_empty() {
-        run.problems.push(Problem::new(
+        return Err(Problem::new(
             Stage::Options,
             format!(
                 "--capability {unknown}: no such capability\n  fix: use one of {}",
@@ -263,27 +304,22 @@ pub fn qualify(opts: &Options) -> Finished {
                     .join(", ")
             ),
         ));
-        return finish(run, &out, t0, opts);
     }
     if opts.profile.is_some() && !m.flash.is_emulated() {
-        run.problems.push(Problem::new(Stage::Options, format!(
+        return Err(Problem::new(Stage::Options, format!(
             "--profile counts an emulator's instructions, and this port's devices are flashed with {:?}\n  fix: profile on an emulated board (flash.method = \"qemu\"), or leave --profile out",
             m.flash.method()
         )));
-        return finish(run, &out, t0, opts);
     }
-    let built = firmware::detect(&m.build.target)
-        .map_err(|e| Problem::new(Stage::Toolchain, e.to_string()))
-        .and_then(|tc| {
-            firmware::build(&m, &tc, &out).map_err(|e| Problem::new(Stage::Build, e.to_string()))
-        });
-    let image = match built {
-        Ok(i) => i,
-        Err(p) => {
-            run.problems.push(p);
-            return finish(run, &out, t0, opts);
-        }
-    };
+    Ok(())
+}
+
+/// Builds the port's image and records it (with the kernel's share) in `run`.
+fn build_image(m: &Manifest, out: &Path, run: &mut Run) -> Result<Image, Problem> {
+    let tc = firmware::detect(&m.build.target)
+        .map_err(|e| Problem::new(Stage::Toolchain, e.to_string()))?;
+    let image =
+        firmware::build(m, &tc, out).map_err(|e| Problem::new(Stage::Build, e.to_string()))?;
     let kernel = firmware::kernel_size(&image.elf, image.kernel_src.as_deref());
     run.firmware = Some(Firmware {
         image: image.elf.display().to_string(),
@@ -295,19 +331,18 @@ pub fn qualify(opts: &Options) -> Finished {
         kernel_size: kernel.as_ref().map(|k| k.sections),
         kernel_text_by_module: kernel.map(|k| k.text_by_module).unwrap_or_default(),
     });
-    run.partition = opts.partition;
-    if fqp_process::signal().is_none() {
-        // A harness bug, or a device value it mishandles, must not lose the run: it becomes
-        // an infrastructure error in a report like any other.
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run_tests(&m, &image, &out, opts, &mut run)
-        }));
-        if let Err(panic) = ran {
-            run.problems.push(internal_error("the run", &*panic));
-        }
+    Ok(image)
+}
+
+/// The options with the run's event log (`events.jsonl` in `out`) among the observers;
+/// unchanged, with a warning, when the log cannot be written.
+fn with_event_log(opts: &Options, out: &Path) -> Options {
+    let mut opts = opts.clone();
+    match EventLog::create(out) {
+        Ok(log) => opts.observers = opts.observers.with(Arc::new(log)),
+        Err(e) => tracing::warn!("cannot write {}: {e}", out.join(EventLog::FILE).display()),
     }
-    hold_to_thresholds(&mut run);
-    finish(run, &out, t0, opts)
+    opts
 }
 
 /// A run whose reports cannot be written where asked.

@@ -5,8 +5,9 @@ use super::*;
 
 /// The reports a run writes: removed when a run starts, so that reports in an output
 /// directory are always those of its latest run (or of none, if it died unreported).
-pub(super) const REPORTS: [&str; 7] = [
+pub(super) const REPORTS: [&str; 8] = [
     "firmware.elf",
+    "events.jsonl",
     "results.json",
     "results.json.sig",
     "junit.xml",

@@ -88,11 +88,13 @@ fn attempt(status: Status, msg: &str) -> Test {
 
 #[test]
 fn a_pass_after_failures_is_flaky_and_keeps_the_failures() {
-    let t = combine(vec![
-        attempt(Status::Failed, "off by one"),
-        attempt(Status::Error, "no result"),
+    let t = combine(
+        vec![
+            attempt(Status::Failed, "off by one"),
+            attempt(Status::Error, "no result"),
+        ],
         attempt(Status::Passed, ""),
-    ]);
+    );
     assert_eq!(t.status, Status::Flaky);
     assert_eq!(t.attempts(), 3);
     assert_eq!(
@@ -101,14 +103,14 @@ fn a_pass_after_failures_is_flaky_and_keeps_the_failures() {
     );
     assert_eq!(t.retried[1].describe(), "error [timeout]: no result");
     // Failing every time is a failure with the last attempt's message.
-    let t = combine(vec![
-        attempt(Status::Failed, "first"),
+    let t = combine(
+        vec![attempt(Status::Failed, "first")],
         attempt(Status::Failed, "second"),
-    ]);
+    );
     assert_eq!((t.status, t.attempts()), (Status::Failed, 2));
     assert_eq!(t.message.as_deref(), Some("second"));
     // A single pass is a pass.
-    let t = combine(vec![attempt(Status::Passed, "")]);
+    let t = combine(vec![], attempt(Status::Passed, ""));
     assert_eq!((t.status, t.attempts()), (Status::Passed, 1));
 }
 

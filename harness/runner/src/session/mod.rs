@@ -205,7 +205,7 @@ impl<L: Link> Session<L> {
                         if proto != fqp_protocol::VERSION as u64 {
                             return Err(SessionError::Version {
                                 device: proto,
-                                harness: fqp_protocol::VERSION as u32,
+                                harness: fqp_protocol::VERSION,
                             });
                         }
                         return Ok(DeviceInfo {
