@@ -48,38 +48,39 @@ fn hard_fault_is_reported_with_pc_and_the_run_goes_on() {
     assert_eq!(t["error_kind"], "fault");
     let msg = t["message"].as_str().unwrap();
     assert!(msg.starts_with("HardFault at pc=0x"), "{msg}");
-    let pc = u32::from_str_radix(
-        t["details"]["pc"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("0x"),
-        16,
-    )
-    .unwrap();
+    let pc = hex_detail(t, "pc");
     assert!(
         pc > 0 && pc < 0x0030_0000,
         "pc {pc:#x} is in the code region"
     );
     // `udf` is an undefined instruction: UsageFault UNDEFINSTR, escalated (FORCED) to HardFault.
-    let cfsr = u32::from_str_radix(
-        t["details"]["cfsr"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("0x"),
-        16,
-    )
-    .unwrap();
-    let hfsr = u32::from_str_radix(
-        t["details"]["hfsr"]
-            .as_str()
-            .unwrap()
-            .trim_start_matches("0x"),
-        16,
-    )
-    .unwrap();
+    let cfsr = hex_detail(t, "cfsr");
+    let hfsr = hex_detail(t, "hfsr");
     assert_ne!(cfsr & (1 << 16), 0, "UNDEFINSTR set in CFSR {cfsr:#x}");
     assert_ne!(hfsr & (1 << 30), 0, "FORCED set in HFSR {hfsr:#x}");
-    // The pc decoded from the image: the function and the very line that faulted.
+    assert_decoded_to_the_faulting_line(&o, t, msg);
+    // The device was restarted and the next test ran on it.
+    assert_eq!(o.test("selftest/passes")["status"], "passed");
+    assert!(o.junit().contains("type=\"fault\""));
+    // The report shows the failure with its fault registers, rendered by a browser.
+    let dom = o.rendered_report();
+    assert!(
+        dom.contains(r#"class="verdict bad">NOT QUALIFIED</p>"#),
+        "{dom}"
+    );
+    assert!(dom.contains(r#"id="test-selftest/hard_fault""#), "{dom}");
+    assert!(dom.contains("HardFault at pc=0x"), "{dom}");
+}
+
+/// A hexadecimal field of a test's details.
+fn hex_detail(t: &serde_json::Value, key: &str) -> u32 {
+    let text = t["details"][key].as_str().unwrap();
+    u32::from_str_radix(text.trim_start_matches("0x"), 16).unwrap()
+}
+
+/// The fault's pc is decoded from the image to the function and the very line that faulted
+/// (in the test and its message), and the finding is a crash at that line.
+fn assert_decoded_to_the_faulting_line(o: &common::Outcome, t: &serde_json::Value, msg: &str) {
     let src = std::fs::read_to_string(repo().join("reference-port/src/selftest.rs")).unwrap();
     let line = src.lines().position(|l| l.contains("udf #7")).unwrap() + 1;
     let at = format!("reference-port/src/selftest.rs:{line}");
@@ -121,16 +122,6 @@ fn hard_fault_is_reported_with_pc_and_the_run_goes_on() {
             .contains("selftest::hard_fault"),
         "{finding}"
     );
-    // The device was restarted and the next test ran on it.
-    assert_eq!(o.test("selftest/passes")["status"], "passed");
-    assert!(o.junit().contains("type=\"fault\"")); // The report shows the failure with its fault registers, rendered by a browser.
-    let dom = o.rendered_report();
-    assert!(
-        dom.contains(r#"class="verdict bad">NOT QUALIFIED</p>"#),
-        "{dom}"
-    );
-    assert!(dom.contains(r#"id="test-selftest/hard_fault""#), "{dom}");
-    assert!(dom.contains("HardFault at pc=0x"), "{dom}");
 }
 
 #[test]

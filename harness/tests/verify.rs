@@ -51,17 +51,21 @@ fn results_are_signed_and_tampering_is_caught() {
         "{out}"
     );
 
+    assert_forgeries_are_caught(&o.out, cert);
+    assert_other_signers_and_images_are_caught(&o.out, cert);
+}
+
+/// A result file changed after it was signed fails its signature, and its verdict no longer
+/// follows from its tests; re-signed with the lab's key, the verdict still gives it away.
+fn assert_forgeries_are_caught(dir: &Path, cert: &str) {
+    let results = dir.join("results.json");
     // A failed test turned into a pass: the signature no longer matches.
     let text = std::fs::read_to_string(&results).unwrap();
     let forged = text.replacen("\"status\": \"failed\"", "\"status\": \"passed\"", 1);
     assert_ne!(forged, text);
-    let copy = o.out.join("forged.json");
+    let copy = dir.join("forged.json");
     std::fs::write(&copy, &forged).unwrap();
-    std::fs::copy(
-        o.out.join("results.json.sig"),
-        o.out.join("forged.json.sig"),
-    )
-    .unwrap();
+    std::fs::copy(dir.join("results.json.sig"), dir.join("forged.json.sig")).unwrap();
     let (code, out) = verify(&copy, &[]);
     assert_eq!(code, 1, "{out}");
     assert!(
@@ -82,7 +86,13 @@ fn results_are_signed_and_tampering_is_caught() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("ok    signature"), "{out}");
     assert!(out.contains("FAIL  verdict"), "{out}");
+}
 
+/// A signer other than the lab, an image other than the one qualified, and no signature at
+/// all are each refused.
+fn assert_other_signers_and_images_are_caught(dir: &Path, cert: &str) {
+    let results = dir.join("results.json");
+    let (key, _) = fqp_reports::sign::LabKey::load_or_create(&lab(), "unused").unwrap();
     // Signed by someone else: rejected when the lab certificate is required.
     let other = fqp_reports::sign::LabKey::create("Not The Lab").unwrap();
     other.sign_file(&results).unwrap();
@@ -95,7 +105,7 @@ fn results_are_signed_and_tampering_is_caught() {
     key.sign_file(&results).unwrap();
 
     // Another image than the one qualified.
-    let other_image = o.out.join("other.elf");
+    let other_image = dir.join("other.elf");
     std::fs::write(&other_image, b"not the image").unwrap();
     let (code, out) = verify(&results, &["--image", other_image.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
@@ -105,7 +115,7 @@ fn results_are_signed_and_tampering_is_caught() {
     );
 
     // No signature at all.
-    std::fs::remove_file(o.out.join("results.json.sig")).unwrap();
+    std::fs::remove_file(dir.join("results.json.sig")).unwrap();
     let (code, out) = verify(&results, &[]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("the results are not signed"), "{out}");

@@ -76,7 +76,7 @@ pub fn verify(
 
 /// The results were judged by this harness's suite descriptions.
 fn suites_match(run: &Run) -> Check {
-    let ours = fqp_suites::Suites::builtin().reference();
+    let ours = fqp_qualification::Suites::builtin().reference();
     match &run.suites {
         Some(r) if *r == ours => {
             Check::Holds(format!("version {} (sha256 {})", r.version, r.sha256))
@@ -127,7 +127,7 @@ fn verdict_follows(run: &Run) -> Check {
             "the findings do not follow from the tests and problems in the file".into(),
         );
     }
-    let q = fqp_suites::Suites::builtin().qualification(run);
+    let q = fqp_qualification::Suites::builtin().qualification(run);
     if run.qualification.as_ref() != Some(&q) {
         return Check::Fails(format!(
             "the qualification statement does not follow from the tests: recomputed {} ({})",

@@ -81,7 +81,7 @@ fn missing_section_is_named() {
 }
 
 #[test]
-fn bad_values_name_key_and_fix() {
+fn bad_values_of_an_emulated_port_name_key_and_fix() {
     let cases = [
         (
             GOOD.replace("method = \"qemu\"", "method = \"jtag\""),
@@ -113,6 +113,13 @@ fn bad_values_name_key_and_fix() {
             "timeouts.factor",
             "between",
         ),
+    ];
+    assert_named(&cases);
+}
+
+#[test]
+fn bad_values_of_a_board_name_key_and_fix() {
+    let cases = [
         (
             GOOD.replace("method = \"qemu\"", "method = \"probe-rs\""),
             "flash.probe-rs",
@@ -175,9 +182,14 @@ fn bad_values_name_key_and_fix() {
             "--devices N",
         ),
     ];
+    assert_named(&cases);
+}
+
+/// Each manifest text is refused naming its key, with a fix that mentions the text given.
+fn assert_named(cases: &[(String, &str, &str)]) {
     for (text, key, fix) in cases {
-        let e = load_str(key, &text).unwrap_err();
-        assert_eq!(e.key.as_deref(), Some(key), "{e}");
+        let e = load_str(key, text).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some(*key), "{e}");
         assert!(
             e.fix.contains(fix),
             "fix for {key} should mention {fix:?}: {e}"

@@ -10,10 +10,10 @@ use crate::qemu::Qemu;
 use crate::serial::{self, Link, Transcript};
 use crate::session::{DeviceInfo, Listed, Session};
 use fqp_lab::Lab;
+use fqp_qualification::Suites;
 use fqp_reports::{
     Attempt, ErrorKind, Firmware, Partition, Port, Problem, Run, Stage, Status, Test, Verdict,
 };
-use fqp_suites::Suites;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -279,20 +279,26 @@ fn failed_check_carries_location() {
 
 /// What a misbehaving device claims never becomes a pass it did not earn, nor a report
 /// that cannot be read back.
+/// The device's `END` of test g/t, passed.
+fn end_pass() -> Recv {
+    dev(Kind::End, &[("id", "g/t"), ("status", "pass"), ("us", "1")])
+}
+
+/// The device's figure `name` = `value` for test g/t.
+fn metric(name: &str, value: &str) -> Recv {
+    dev(
+        Kind::Metric,
+        &[
+            ("id", "g/t"),
+            ("name", name),
+            ("value", value),
+            ("unit", "u"),
+        ],
+    )
+}
+
 #[test]
 fn a_device_is_held_to_the_protocols_meaning() {
-    let end_pass = || dev(Kind::End, &[("id", "g/t"), ("status", "pass"), ("us", "1")]);
-    let metric = |name: &str, value: &str| {
-        dev(
-            Kind::Metric,
-            &[
-                ("id", "g/t"),
-                ("name", name),
-                ("value", value),
-                ("unit", "u"),
-            ],
-        )
-    };
     for (value, why) in [
         ("NaN", "not a finite number"),
         ("inf", "not a finite number"),
@@ -340,7 +346,10 @@ fn a_device_is_held_to_the_protocols_meaning() {
         (o.test.status, o.test.error_kind),
         (Status::Error, Some(ErrorKind::Protocol))
     );
-    // Output is bounded, and says so.
+}
+
+#[test]
+fn a_tests_output_is_bounded_and_says_so() {
     let flood: Vec<Recv> = (0..MAX_OUTPUT_LINES + 500)
         .map(|i| Recv::Line(format!("line {i}")))
         .chain([end_pass()])

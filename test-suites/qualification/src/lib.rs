@@ -1,4 +1,4 @@
-//! # fqp-suites: what the on-device test groups hold and need, and what qualification requires
+//! # fqp-qualification: what the on-device test groups hold and need, and what qualification requires
 //!
 //! The image knows its tests, but a qualification cannot take the device's word for what it
 //! must pass: this crate pins, for each group, every test it holds (its *cases*), the port
