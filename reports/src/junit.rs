@@ -247,8 +247,13 @@ fn suite<T: Write>(
     Ok(())
 }
 
+/// The JUnit XML could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("writing JUnit XML: {0}")]
+pub struct JunitError(#[source] std::io::Error);
+
 /// Writes the JUnit rendering of `run` to `out`.
-pub fn write_junit(run: &Run, out: impl Write) -> Result<(), String> {
+pub fn write_junit(run: &Run, out: impl Write) -> Result<(), JunitError> {
     let mut w = Writer::new_with_indent(out, b' ', 2);
     let s = run.summary();
     let errors = s.errors + run.problems.len();
@@ -285,7 +290,7 @@ pub fn write_junit(run: &Run, out: impl Write) -> Result<(), String> {
             })?;
         w.get_mut().write_all(b"\n")
     })();
-    written.map_err(|e| format!("writing JUnit XML: {e}"))
+    written.map_err(JunitError)
 }
 
 #[cfg(test)]
@@ -508,6 +513,7 @@ mod tests {
         std::fs::write(&p, bad.to_string()).unwrap();
         assert!(crate::read_json(&p)
             .unwrap_err()
+            .to_string()
             .contains("schema version 99"));
         std::fs::remove_dir_all(&dir).unwrap();
     }

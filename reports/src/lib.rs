@@ -16,34 +16,60 @@ mod sample;
 pub mod sign;
 
 pub use html::render_html;
-pub use junit::write_junit;
+pub use junit::{write_junit, JunitError};
 pub use markdown::render_markdown;
-pub use merge::merge;
+pub use merge::{merge, MergeError};
 pub use model::*;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// A `results.json` could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    #[error("results.json: {0}")]
+    Encode(#[source] serde_json::Error),
+    #[error("{}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("not a results file: {0}")]
+    NotResults(#[source] serde_json::Error),
+    #[error("schema version {0} (this fqp reads {SCHEMA_VERSION})")]
+    Schema(u32),
+    /// What was wrong with the file at `path`.
+    #[error("{}: {problem}", .path.display())]
+    In {
+        path: PathBuf,
+        problem: Box<ResultsError>,
+    },
+}
 
 /// `results.json`'s text: pretty, in a stable field order.
-pub fn to_json(run: &Run) -> Result<String, String> {
+pub fn to_json(run: &Run) -> Result<String, ResultsError> {
     serde_json::to_string_pretty(run)
         .map(|t| t + "\n")
-        .map_err(|e| format!("results.json: {e}"))
+        .map_err(ResultsError::Encode)
 }
 
 /// Reads a `results.json`, checking its schema version.
-pub fn read_json(path: &Path) -> Result<Run, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    parse_json(&text).map_err(|e| format!("{}: {e}", path.display()))
+pub fn read_json(path: &Path) -> Result<Run, ResultsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ResultsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_json(&text).map_err(|problem| ResultsError::In {
+        path: path.to_path_buf(),
+        problem: Box::new(problem),
+    })
 }
 
 /// Parses the text of a `results.json`, checking its schema version.
-pub fn parse_json(text: &str) -> Result<Run, String> {
-    let run: Run = serde_json::from_str(text).map_err(|e| format!("not a results file: {e}"))?;
+pub fn parse_json(text: &str) -> Result<Run, ResultsError> {
+    let run: Run = serde_json::from_str(text).map_err(ResultsError::NotResults)?;
     if run.schema != SCHEMA_VERSION {
-        return Err(format!(
-            "schema version {} (this fqp reads {SCHEMA_VERSION})",
-            run.schema
-        ));
+        return Err(ResultsError::Schema(run.schema));
     }
     Ok(run)
 }

@@ -1,6 +1,48 @@
 //! Combining the parts of a partitioned run (CI shards) into one.
 
-use crate::model::{Problem, Run};
+use crate::model::{Partition, Problem, Run};
+
+/// The results given are not the parts of one partitioned run.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("nothing to merge")]
+    Nothing,
+    #[error("cannot merge results of port {0:?} with port {1:?}")]
+    Ports(String, String),
+    #[error("cannot merge results of different firmware images ({0} and {1})")]
+    Images(String, String),
+    #[error("test {0} appears in more than one of the results")]
+    TestTwice(String),
+    #[error(
+        "the first results are not a part of a partitioned run (--partition I/N): fqp merge \
+         joins the parts of one"
+    )]
+    FirstNotAPart,
+    #[error("results of {port} started {started} are not a part (--partition I/N)")]
+    NotAPart { port: String, started: String },
+    #[error(
+        "part {}/{} and part {first}/{count} are of different partitionings",
+        .part.index,
+        .part.count
+    )]
+    Partitionings {
+        part: Partition,
+        first: usize,
+        count: usize,
+    },
+    #[error("part {}/{} does not exist", .0.index, .0.count)]
+    NoSuchPart(Partition),
+    #[error("part {}/{} is given twice", .0.index, .0.count)]
+    PartTwice(Partition),
+    #[error("the parts were run with different selections (--group, --test, --capability)")]
+    Selections,
+    #[error("the parts were judged by different harnesses or suite descriptions ({0} and {1})")]
+    Harnesses(String, String),
+    #[error("part {}/{} was interrupted ({signal}): run it again", .part.index, .part.count)]
+    Interrupted { part: Partition, signal: String },
+    #[error("parts missing: {0}")]
+    Missing(String),
+}
 
 /// Merges the parts of one partitioned run (`--partition I/N`, every I from 1 to N once, of
 /// one port, image, selection and suite descriptions) into a single run: every test once, in
@@ -8,10 +50,10 @@ use crate::model::{Problem, Run};
 /// verdict recomputed. Refuses anything else: a missing, repeated or foreign part, a part that
 /// is not one, a test reported twice. Whether each part is authentic (signed by a trusted
 /// lab) is the caller's to check.
-pub fn merge(runs: Vec<Run>) -> Result<Run, String> {
+pub fn merge(runs: Vec<Run>) -> Result<Run, MergeError> {
     check_parts(&runs)?;
     let mut iter = runs.into_iter();
-    let mut out = iter.next().ok_or("nothing to merge")?;
+    let mut out = iter.next().ok_or(MergeError::Nothing)?;
     // Every run here is a part (check_parts).
     let label = |r: &Run| {
         r.partition
@@ -25,16 +67,11 @@ pub fn merge(runs: Vec<Run>) -> Result<Run, String> {
     let image = |r: &Run| r.firmware.as_ref().map(|f| f.sha256.clone());
     for r in iter {
         if r.port.name != out.port.name {
-            return Err(format!(
-                "cannot merge results of port {:?} with port {:?}",
-                r.port.name, out.port.name
-            ));
+            return Err(MergeError::Ports(r.port.name, out.port.name));
         }
         if let (Some(a), Some(b)) = (image(&out), image(&r)) {
             if a != b {
-                return Err(format!(
-                    "cannot merge results of different firmware images ({a} and {b})"
-                ));
+                return Err(MergeError::Images(a, b));
             }
         }
         if out.firmware.is_none() {
@@ -56,10 +93,7 @@ pub fn merge(runs: Vec<Run>) -> Result<Run, String> {
                     .flat_map(|g| &g.tests)
                     .any(|x| x.id == t.id)
                 {
-                    return Err(format!(
-                        "test {} appears in more than one of the results",
-                        t.id
-                    ));
+                    return Err(MergeError::TestTwice(t.id));
                 }
                 out.push(&g.name, t);
             }
@@ -74,50 +108,44 @@ pub fn merge(runs: Vec<Run>) -> Result<Run, String> {
 
 /// The parts form one whole: partitions `1..=N` of the same `N`, each once, of the same
 /// selection, suite descriptions and harness.
-fn check_parts(runs: &[Run]) -> Result<(), String> {
-    let first = runs.first().ok_or("nothing to merge")?;
+fn check_parts(runs: &[Run]) -> Result<(), MergeError> {
+    let first = runs.first().ok_or(MergeError::Nothing)?;
     let Some(count) = first.partition.map(|p| p.count) else {
-        return Err("the first results are not a part of a partitioned run (--partition I/N): fqp merge joins the parts of one".into());
+        return Err(MergeError::FirstNotAPart);
     };
     let mut seen = vec![false; count];
     for r in runs {
-        let p = r.partition.ok_or_else(|| {
-            format!(
-                "results of {} started {} are not a part (--partition I/N)",
-                r.port.name, r.started
-            )
+        let p = r.partition.ok_or_else(|| MergeError::NotAPart {
+            port: r.port.name.clone(),
+            started: r.started.clone(),
         })?;
         if p.count != count {
-            return Err(format!(
-                "part {}/{} and part {}/{count} are of different partitionings",
-                p.index,
-                p.count,
-                first.partition.map_or(0, |f| f.index)
-            ));
+            return Err(MergeError::Partitionings {
+                part: p,
+                first: first.partition.map_or(0, |f| f.index),
+                count,
+            });
         }
         if p.index == 0 || p.index > count {
-            return Err(format!("part {}/{count} does not exist", p.index));
+            return Err(MergeError::NoSuchPart(p));
         }
         if std::mem::replace(&mut seen[p.index - 1], true) {
-            return Err(format!("part {}/{count} is given twice", p.index));
+            return Err(MergeError::PartTwice(p));
         }
         if r.selection != first.selection {
-            return Err(
-                "the parts were run with different selections (--group, --test, --capability)"
-                    .into(),
-            );
+            return Err(MergeError::Selections);
         }
         if r.suites != first.suites || r.harness != first.harness {
-            return Err(format!(
-                "the parts were judged by different harnesses or suite descriptions ({} and {})",
-                r.harness, first.harness
+            return Err(MergeError::Harnesses(
+                r.harness.clone(),
+                first.harness.clone(),
             ));
         }
         if let Some(signal) = &r.interrupted {
-            return Err(format!(
-                "part {}/{count} was interrupted ({signal}): run it again",
-                p.index
-            ));
+            return Err(MergeError::Interrupted {
+                part: p,
+                signal: signal.clone(),
+            });
         }
     }
     let missing: Vec<String> = (1..=count)
@@ -125,7 +153,7 @@ fn check_parts(runs: &[Run]) -> Result<(), String> {
         .map(|i| format!("{i}/{count}"))
         .collect();
     if !missing.is_empty() {
-        return Err(format!("parts missing: {}", missing.join(", ")));
+        return Err(MergeError::Missing(missing.join(", ")));
     }
     Ok(())
 }
@@ -178,9 +206,15 @@ mod tests {
         let a = run(1, &[(0, "a/x", Status::Passed)]);
         let mut b = run(2, &[(1, "a/y", Status::Passed)]);
         b.port.name = "other".into();
-        assert!(merge(vec![a.clone(), b]).unwrap_err().contains("port"));
+        assert!(merge(vec![a.clone(), b])
+            .unwrap_err()
+            .to_string()
+            .contains("port"));
         let dup = run(2, &[(0, "a/x", Status::Passed)]);
-        assert!(merge(vec![a.clone(), dup]).unwrap_err().contains("a/x"));
+        assert!(merge(vec![a.clone(), dup])
+            .unwrap_err()
+            .to_string()
+            .contains("a/x"));
         assert!(merge(vec![]).is_err());
     }
 
@@ -189,24 +223,26 @@ mod tests {
         let a = run(1, &[(0, "a/x", Status::Passed)]);
         let b = run(2, &[(1, "a/y", Status::Passed)]);
         // One part of two is not the whole.
-        let e = merge(vec![a.clone()]).unwrap_err();
+        let e = merge(vec![a.clone()]).unwrap_err().to_string();
         assert!(e.contains("parts missing: 2/2"), "{e}");
         // The same part twice.
-        let e = merge(vec![a.clone(), a.clone()]).unwrap_err();
+        let e = merge(vec![a.clone(), a.clone()]).unwrap_err().to_string();
         assert!(e.contains("part 1/2 is given twice"), "{e}");
         // Parts of different partitionings.
         let mut c = b.clone();
         c.partition = Some(Partition { index: 2, count: 3 });
-        let e = merge(vec![a.clone(), c]).unwrap_err();
+        let e = merge(vec![a.clone(), c]).unwrap_err().to_string();
         assert!(e.contains("different partitionings"), "{e}");
         // Not a part at all.
         let mut whole = b.clone();
         whole.partition = None;
         assert!(merge(vec![a.clone(), whole.clone()])
             .unwrap_err()
+            .to_string()
             .contains("are not a part"));
         assert!(merge(vec![whole])
             .unwrap_err()
+            .to_string()
             .contains("not a part of a partitioned run"));
         // Different selections or suite descriptions.
         let mut d = b.clone();
@@ -216,6 +252,7 @@ mod tests {
         });
         assert!(merge(vec![a.clone(), d])
             .unwrap_err()
+            .to_string()
             .contains("different selections"));
         let mut d = b.clone();
         d.suites = Some(SuitesRef {
@@ -224,11 +261,13 @@ mod tests {
         });
         assert!(merge(vec![a.clone(), d])
             .unwrap_err()
+            .to_string()
             .contains("different harnesses or suite"));
         let mut d = b.clone();
         d.interrupted = Some("SIGTERM".into());
         assert!(merge(vec![a.clone(), d])
             .unwrap_err()
+            .to_string()
             .contains("interrupted"));
         assert!(merge(vec![a, b]).is_ok());
     }

@@ -56,23 +56,155 @@ fn sha256(bytes: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes))
 }
 
+/// A certificate (`what` it is) that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("{what} is not a PEM certificate: {why}")]
+    NotPem { what: &'static str, why: String },
+    #[error("{what} holds a {label} where a CERTIFICATE belongs")]
+    NotCertificate { what: &'static str, label: String },
+    #[error("{what} is not a valid X.509 certificate: {why}")]
+    NotX509 { what: &'static str, why: String },
+}
+
+/// The lab's signing key could not be made, loaded or used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
+    #[error("lab directory {}: {problem}", .dir.display())]
+    Damaged {
+        dir: PathBuf,
+        problem: Box<KeyError>,
+    },
+    #[error(
+        "lab directory {} has only one of {KEY_FILE} and {CERT_FILE}: supply both, or remove it \
+         to have a new self-signed pair made",
+        .0.display()
+    )]
+    HalfPair(PathBuf),
+    #[error("cannot make a key: {0}")]
+    MakeKey(#[source] rcgen::Error),
+    #[error("cannot make a certificate: {0}")]
+    MakeCertificate(#[source] rcgen::Error),
+    #[error("{KEY_FILE} is not a PKCS#8 PEM private key: {0}")]
+    NotKey(#[source] rcgen::Error),
+    #[error("{KEY_FILE} is not an ECDSA P-256 key: results are signed with ECDSA P-256")]
+    NotP256,
+    #[error(transparent)]
+    Certificate(#[from] CertError),
+    #[error("{CERT_FILE} is not the certificate of {KEY_FILE}")]
+    NotItsCertificate,
+    #[error("cannot sign: {0}")]
+    Sign(#[source] rcgen::Error),
+    #[error("{}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the signature: {0}")]
+    Encode(#[source] serde_json::Error),
+}
+
+/// A signed file does not verify, or its signer is not trusted.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("unknown signature format {format:?}/{algorithm:?} (this fqp checks {SIGNATURE_FORMAT}/{ALGORITHM})")]
+    Format { format: String, algorithm: String },
+    #[error("the file was changed after it was signed (sha256 now {now}, signed {signed})")]
+    Changed { now: String, signed: String },
+    #[error(transparent)]
+    Certificate(#[from] CertError),
+    #[error("the signature is not hex")]
+    NotHex,
+    #[error(
+        "the signature does not match the file and the certificate: the file or the signature \
+         was altered"
+    )]
+    Mismatch,
+    #[error(
+        "signed by {} (certificate sha256 {}), which is neither the trusted certificate nor \
+         issued by it",
+        .0.subject,
+        .0.fingerprint
+    )]
+    Untrusted(Signer),
+    #[error(
+        "signed by {} (certificate sha256 {}), issued by the trusted CA but {why}",
+        .signer.subject,
+        .signer.fingerprint
+    )]
+    NotASigner { signer: Signer, why: NotForResults },
+    #[error("the signer's certificate is outside its validity ({not_before} to {not_after})")]
+    Expired {
+        not_before: String,
+        not_after: String,
+    },
+    #[error("{}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{}: {source} (the results are not signed: fqp writes the signature beside results.json)",
+        .path.display()
+    )]
+    Unsigned {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: not a signature file: {source}", .path.display())]
+    NotSignature {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Why a certificate the trusted CA issued may not sign results.
+#[derive(Debug, thiserror::Error)]
+pub enum NotForResults {
+    #[error("the trusted certificate is not a CA (basicConstraints), so it issues no signers")]
+    TrustedNotCa,
+    #[error("the trusted CA's keyUsage does not allow it to sign certificates")]
+    CaCannotSign,
+    #[error("the signer's certificate is a CA's, not a results signer's")]
+    SignerIsCa,
+    #[error("the signer's certificate lacks keyUsage digitalSignature")]
+    NoDigitalSignature,
+    #[error(
+        "the signer's certificate is not for signing results (extendedKeyUsage codeSigning): a \
+         TLS or device certificate of the same CA is not trusted to sign"
+    )]
+    NotCodeSigning,
+}
+
 /// The DER of the first certificate in `pem`.
-fn cert_der(pem: &str, what: &str) -> Result<Vec<u8>, String> {
-    let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
-        .map_err(|e| format!("{what} is not a PEM certificate: {e}"))?;
+fn cert_der(pem: &str, what: &'static str) -> Result<Vec<u8>, CertError> {
+    let (_, p) =
+        x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| CertError::NotPem {
+            what,
+            why: e.to_string(),
+        })?;
     if p.label != "CERTIFICATE" {
-        return Err(format!(
-            "{what} holds a {} where a CERTIFICATE belongs",
-            p.label
-        ));
+        return Err(CertError::NotCertificate {
+            what,
+            label: p.label,
+        });
     }
     Ok(p.contents)
 }
 
-fn parse_cert<'a>(der: &'a [u8], what: &str) -> Result<X509Certificate<'a>, String> {
+fn parse_cert<'a>(der: &'a [u8], what: &'static str) -> Result<X509Certificate<'a>, CertError> {
     X509Certificate::from_der(der)
         .map(|(_, c)| c)
-        .map_err(|e| format!("{what} is not a valid X.509 certificate: {e}"))
+        .map_err(|e| CertError::NotX509 {
+            what,
+            why: e.to_string(),
+        })
 }
 
 /// Checks `signature` over `bytes` with the public key of certificate `cert`.
@@ -86,7 +218,7 @@ fn check(cert: &X509Certificate<'_>, bytes: &[u8], signature: &[u8]) -> bool {
 impl LabKey {
     /// Loads the lab's key and certificate from `dir`; when neither exists, makes a
     /// self-signed pair for `name` there. Returns whether it was made.
-    pub fn load_or_create(dir: &Path, name: &str) -> Result<(LabKey, bool), String> {
+    pub fn load_or_create(dir: &Path, name: &str) -> Result<(LabKey, bool), KeyError> {
         let (key_path, cert_path) = (dir.join(KEY_FILE), dir.join(CERT_FILE));
         if !key_path.exists() && !cert_path.exists() {
             // Runs started together must not make two pairs: one makes it, the others load it.
@@ -95,38 +227,42 @@ impl LabKey {
         Self::load_or_create_locked(dir, name)
     }
 
-    fn load_or_create_locked(dir: &Path, name: &str) -> Result<(LabKey, bool), String> {
+    fn load_or_create_locked(dir: &Path, name: &str) -> Result<(LabKey, bool), KeyError> {
         let (key_path, cert_path) = (dir.join(KEY_FILE), dir.join(CERT_FILE));
         match (key_path.exists(), cert_path.exists()) {
             (false, false) => {
                 let lab = Self::create(name)?;
                 crate::files::create_private_dir(dir)?;
                 crate::files::write_private(&key_path, &lab.key.serialize_pem())?;
-                std::fs::write(&cert_path, &lab.cert_pem)
-                    .map_err(|e| format!("{}: {e}", cert_path.display()))?;
+                std::fs::write(&cert_path, &lab.cert_pem).map_err(|source| KeyError::Io {
+                    path: cert_path.clone(),
+                    source,
+                })?;
                 Ok((lab, true))
             }
             (true, true) => {
                 let read = |p: &Path| {
-                    std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
+                    std::fs::read_to_string(p).map_err(|source| KeyError::Io {
+                        path: p.to_path_buf(),
+                        source,
+                    })
                 };
                 Self::from_pem(&read(&key_path)?, &read(&cert_path)?)
                     .map(|lab| (lab, false))
-                    .map_err(|e| format!("lab directory {}: {e}", dir.display()))
+                    .map_err(|e| KeyError::Damaged {
+                        dir: dir.to_path_buf(),
+                        problem: Box::new(e),
+                    })
             }
-            (true, false) | (false, true) => Err(format!(
-                "lab directory {} has only one of {KEY_FILE} and {CERT_FILE}: supply both, or \
-                 remove it to have a new self-signed pair made",
-                dir.display()
-            )),
+            (true, false) | (false, true) => Err(KeyError::HalfPair(dir.to_path_buf())),
         }
     }
 
     /// A new key and a self-signed certificate for it, valid for ten years.
-    pub fn create(name: &str) -> Result<LabKey, String> {
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
-            .map_err(|e| format!("cannot make a key: {e}"))?;
-        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+    pub fn create(name: &str) -> Result<LabKey, KeyError> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(KeyError::MakeKey)?;
+        let mut params =
+            CertificateParams::new(Vec::<String>::new()).map_err(KeyError::MakeCertificate)?;
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, name);
         dn.push(DnType::OrganizationalUnitName, "fqp results signing");
@@ -138,7 +274,7 @@ impl LabKey {
         params.not_after = now + time::Duration::days(3650);
         let cert = params
             .self_signed(&key)
-            .map_err(|e| format!("cannot make a certificate: {e}"))?;
+            .map_err(KeyError::MakeCertificate)?;
         Ok(LabKey {
             key,
             cert_pem: cert.pem(),
@@ -146,13 +282,10 @@ impl LabKey {
     }
 
     /// A lab's own key (PKCS#8 PEM, ECDSA P-256) and certificate (PEM).
-    pub fn from_pem(key_pem: &str, cert_pem: &str) -> Result<LabKey, String> {
-        let key = KeyPair::from_pem(key_pem)
-            .map_err(|e| format!("{KEY_FILE} is not a PKCS#8 PEM private key: {e}"))?;
+    pub fn from_pem(key_pem: &str, cert_pem: &str) -> Result<LabKey, KeyError> {
+        let key = KeyPair::from_pem(key_pem).map_err(KeyError::NotKey)?;
         if !key.is_compatible(&PKCS_ECDSA_P256_SHA256) {
-            return Err(format!(
-                "{KEY_FILE} is not an ECDSA P-256 key: results are signed with ECDSA P-256"
-            ));
+            return Err(KeyError::NotP256);
         }
         let lab = LabKey {
             key,
@@ -162,9 +295,9 @@ impl LabKey {
         let probe = b"fqp lab key check";
         let der = cert_der(cert_pem, CERT_FILE)?;
         let cert = parse_cert(&der, CERT_FILE)?;
-        let sig = lab.key.sign(probe).map_err(|e| e.to_string())?;
+        let sig = lab.key.sign(probe).map_err(KeyError::Sign)?;
         if !check(&cert, probe, &sig) {
-            return Err(format!("{CERT_FILE} is not the certificate of {KEY_FILE}"));
+            return Err(KeyError::NotItsCertificate);
         }
         Ok(lab)
     }
@@ -174,11 +307,8 @@ impl LabKey {
     }
 
     /// Signs `bytes`.
-    pub fn sign(&self, bytes: &[u8]) -> Result<Signature, String> {
-        let sig = self
-            .key
-            .sign(bytes)
-            .map_err(|e| format!("cannot sign: {e}"))?;
+    pub fn sign(&self, bytes: &[u8]) -> Result<Signature, KeyError> {
+        let sig = self.key.sign(bytes).map_err(KeyError::Sign)?;
         Ok(Signature {
             format: SIGNATURE_FORMAT.into(),
             algorithm: ALGORITHM.into(),
@@ -189,12 +319,16 @@ impl LabKey {
     }
 
     /// Signs the file at `path`, writing `<path>.sig`; returns the signature's path.
-    pub fn sign_file(&self, path: &Path) -> Result<PathBuf, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn sign_file(&self, path: &Path) -> Result<PathBuf, KeyError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| KeyError::Io { path, source }
+        };
+        let bytes = std::fs::read(path).map_err(io(path))?;
         let sig = self.sign(&bytes)?;
         let out = signature_path(path);
-        let text = serde_json::to_string_pretty(&sig).map_err(|e| e.to_string())?;
-        std::fs::write(&out, text + "\n").map_err(|e| format!("{}: {e}", out.display()))?;
+        let text = serde_json::to_string_pretty(&sig).map_err(KeyError::Encode)?;
+        std::fs::write(&out, text + "\n").map_err(io(&out))?;
         Ok(out)
     }
 }
@@ -208,29 +342,25 @@ pub fn signature_path(path: &Path) -> PathBuf {
 
 /// Verifies `bytes` against `sig`, and that the signer is trusted: `trusted` itself (a
 /// certificate in PEM), or a results signer it issued.
-pub fn verify(bytes: &[u8], sig: &Signature, trusted: &str) -> Result<Signer, String> {
+pub fn verify(bytes: &[u8], sig: &Signature, trusted: &str) -> Result<Signer, VerifyError> {
     if sig.format != SIGNATURE_FORMAT || sig.algorithm != ALGORITHM {
-        return Err(format!(
-            "unknown signature format {:?}/{:?} (this fqp checks {SIGNATURE_FORMAT}/{ALGORITHM})",
-            sig.format, sig.algorithm
-        ));
+        return Err(VerifyError::Format {
+            format: sig.format.clone(),
+            algorithm: sig.algorithm.clone(),
+        });
     }
     let digest = sha256(bytes);
     if digest != sig.sha256 {
-        return Err(format!(
-            "the file was changed after it was signed (sha256 now {digest}, signed {})",
-            sig.sha256
-        ));
+        return Err(VerifyError::Changed {
+            now: digest,
+            signed: sig.sha256.clone(),
+        });
     }
     let der = cert_der(&sig.certificate, "the signature's certificate")?;
     let cert = parse_cert(&der, "the signature's certificate")?;
-    let raw = hex::decode(&sig.signature).map_err(|_| "the signature is not hex")?;
+    let raw = hex::decode(&sig.signature).map_err(|_| VerifyError::NotHex)?;
     if !check(&cert, bytes, &raw) {
-        return Err(
-            "the signature does not match the file and the certificate: the file or the \
-             signature was altered"
-                .into(),
-        );
+        return Err(VerifyError::Mismatch);
     }
     let signer = Signer {
         subject: cert.subject().to_string(),
@@ -243,26 +373,18 @@ pub fn verify(bytes: &[u8], sig: &Signature, trusted: &str) -> Result<Signer, St
         && cert.issuer() == tcert.subject()
         && cert.verify_signature(Some(tcert.public_key())).is_ok();
     if !itself && !issued {
-        return Err(format!(
-            "signed by {} (certificate sha256 {}), which is neither the trusted certificate \
-             nor issued by it",
-            signer.subject, signer.fingerprint
-        ));
+        return Err(VerifyError::Untrusted(signer));
     }
     if issued {
-        issued_for_results(&cert, &tcert).map_err(|why| {
-            format!(
-                "signed by {} (certificate sha256 {}), issued by the trusted CA but {why}",
-                signer.subject, signer.fingerprint
-            )
-        })?;
+        if let Err(why) = issued_for_results(&cert, &tcert) {
+            return Err(VerifyError::NotASigner { signer, why });
+        }
     }
     if !cert.validity().is_valid() {
-        return Err(format!(
-            "the signer's certificate is outside its validity ({} to {})",
-            cert.validity().not_before,
-            cert.validity().not_after
-        ));
+        return Err(VerifyError::Expired {
+            not_before: cert.validity().not_before.to_string(),
+            not_after: cert.validity().not_after.to_string(),
+        });
     }
     Ok(signer)
 }
@@ -270,7 +392,10 @@ pub fn verify(bytes: &[u8], sig: &Signature, trusted: &str) -> Result<Signer, St
 /// Whether `cert`, issued by `ca`, may sign results: `ca` is a CA, and `cert` is not one and is
 /// for signing (keyUsage digitalSignature, extendedKeyUsage codeSigning). A CA that issues
 /// TLS certificates too does not make every one of them a results signer.
-fn issued_for_results(cert: &X509Certificate<'_>, ca: &X509Certificate<'_>) -> Result<(), String> {
+fn issued_for_results(
+    cert: &X509Certificate<'_>,
+    ca: &X509Certificate<'_>,
+) -> Result<(), NotForResults> {
     let is_ca = |c: &X509Certificate<'_>| {
         c.basic_constraints()
             .ok()
@@ -278,10 +403,7 @@ fn issued_for_results(cert: &X509Certificate<'_>, ca: &X509Certificate<'_>) -> R
             .is_some_and(|b| b.value.ca)
     };
     if !is_ca(ca) {
-        return Err(
-            "the trusted certificate is not a CA (basicConstraints), so it issues no signers"
-                .into(),
-        );
+        return Err(NotForResults::TrustedNotCa);
     }
     if ca
         .key_usage()
@@ -289,10 +411,10 @@ fn issued_for_results(cert: &X509Certificate<'_>, ca: &X509Certificate<'_>) -> R
         .flatten()
         .is_some_and(|k| !k.value.key_cert_sign())
     {
-        return Err("the trusted CA's keyUsage does not allow it to sign certificates".into());
+        return Err(NotForResults::CaCannotSign);
     }
     if is_ca(cert) {
-        return Err("the signer's certificate is a CA's, not a results signer's".into());
+        return Err(NotForResults::SignerIsCa);
     }
     if !cert
         .key_usage()
@@ -300,7 +422,7 @@ fn issued_for_results(cert: &X509Certificate<'_>, ca: &X509Certificate<'_>) -> R
         .flatten()
         .is_some_and(|k| k.value.digital_signature())
     {
-        return Err("the signer's certificate lacks keyUsage digitalSignature".into());
+        return Err(NotForResults::NoDigitalSignature);
     }
     if !cert
         .extended_key_usage()
@@ -308,23 +430,27 @@ fn issued_for_results(cert: &X509Certificate<'_>, ca: &X509Certificate<'_>) -> R
         .flatten()
         .is_some_and(|e| e.value.code_signing)
     {
-        return Err("the signer's certificate is not for signing results (extendedKeyUsage codeSigning): a TLS or device certificate of the same CA is not trusted to sign".into());
+        return Err(NotForResults::NotCodeSigning);
     }
     Ok(())
 }
 
 /// Verifies the file at `path` against `<path>.sig`.
-pub fn verify_file(path: &Path, trusted: &str) -> Result<Signer, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let sig_path = signature_path(path);
-    let text = std::fs::read_to_string(&sig_path).map_err(|e| {
-        format!(
-            "{}: {e} (the results are not signed: fqp writes the signature beside results.json)",
-            sig_path.display()
-        )
+pub fn verify_file(path: &Path, trusted: &str) -> Result<Signer, VerifyError> {
+    let bytes = std::fs::read(path).map_err(|source| VerifyError::Read {
+        path: path.to_path_buf(),
+        source,
     })?;
-    let sig: Signature = serde_json::from_str(&text)
-        .map_err(|e| format!("{}: not a signature file: {e}", sig_path.display()))?;
+    let sig_path = signature_path(path);
+    let text = std::fs::read_to_string(&sig_path).map_err(|source| VerifyError::Unsigned {
+        path: sig_path.clone(),
+        source,
+    })?;
+    let sig: Signature =
+        serde_json::from_str(&text).map_err(|source| VerifyError::NotSignature {
+            path: sig_path.clone(),
+            source,
+        })?;
     verify(&bytes, &sig, trusted)
 }
 
@@ -341,18 +467,24 @@ mod tests {
         let who = verify(data, &sig, lab.certificate_pem()).unwrap();
         assert!(who.subject.contains("Test Lab"), "{}", who.subject);
         // The data changed.
-        let e = verify(br#"{"verdict":"failed"}"#, &sig, lab.certificate_pem()).unwrap_err();
+        let e = verify(br#"{"verdict":"failed"}"#, &sig, lab.certificate_pem())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("changed after it was signed"), "{e}");
         // The data and its digest changed (a forger who updated the sha256 field).
         let mut forged = sig.clone();
         forged.sha256 = sha256(br#"{"verdict":"failed"}"#);
-        let e = verify(br#"{"verdict":"failed"}"#, &forged, lab.certificate_pem()).unwrap_err();
+        let e = verify(br#"{"verdict":"failed"}"#, &forged, lab.certificate_pem())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("signature does not match"), "{e}");
         // Re-signed by another key: valid signature, but not by the trusted lab.
         let other = LabKey::create("Someone Else").unwrap();
         let resigned = other.sign(data).unwrap();
         assert!(verify(data, &resigned, other.certificate_pem()).is_ok());
-        let e = verify(data, &resigned, lab.certificate_pem()).unwrap_err();
+        let e = verify(data, &resigned, lab.certificate_pem())
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("Someone Else") && e.contains("neither the trusted"),
             "{e}"
@@ -390,10 +522,14 @@ mod tests {
         assert!(who.subject.contains("Bench 3"));
         // Any other certificate of that CA is not a results signer.
         let tls = signer("device 7", false, false).sign(b"data").unwrap();
-        let e = verify(b"data", &tls, &ca_cert.pem()).unwrap_err();
+        let e = verify(b"data", &tls, &ca_cert.pem())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not for signing results"), "{e}");
         let sub_ca = signer("sub CA", true, true).sign(b"data").unwrap();
-        let e = verify(b"data", &sub_ca, &ca_cert.pem()).unwrap_err();
+        let e = verify(b"data", &sub_ca, &ca_cert.pem())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("is a CA's"), "{e}");
         // A trusted certificate that is no CA issues no signers.
         let plain_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
@@ -414,7 +550,9 @@ mod tests {
             &leaf.signed_by(&key, &plain_issuer).unwrap().pem(),
         )
         .unwrap();
-        let e = verify(b"data", &under.sign(b"data").unwrap(), &plain_cert.pem()).unwrap_err();
+        let e = verify(b"data", &under.sign(b"data").unwrap(), &plain_cert.pem())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not a CA"), "{e}");
     }
 
@@ -459,10 +597,16 @@ mod tests {
         // A certificate of another key is refused.
         let other = LabKey::create("Other").unwrap();
         std::fs::write(dir.join(CERT_FILE), other.certificate_pem()).unwrap();
-        let e = LabKey::load_or_create(&dir, "Lab").err().unwrap();
+        let e = LabKey::load_or_create(&dir, "Lab")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("is not the certificate of lab-key.pem"), "{e}");
         std::fs::remove_file(dir.join(CERT_FILE)).unwrap();
-        let e = LabKey::load_or_create(&dir, "Lab").err().unwrap();
+        let e = LabKey::load_or_create(&dir, "Lab")
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("only one of"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -49,6 +49,13 @@ pub enum LabError {
     Refuted(String),
 }
 
+impl From<fqp_reports::files::FileError> for LabError {
+    /// A private file or the lab's lock: the PKI's files.
+    fn from(e: fqp_reports::files::FileError) -> LabError {
+        LabError::pki(e)
+    }
+}
+
 impl LabError {
     /// A service's socket error.
     pub(crate) fn start(service: impl Into<String>) -> impl FnOnce(std::io::Error) -> LabError {

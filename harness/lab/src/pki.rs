@@ -138,9 +138,7 @@ pub const BROKER_NAME: &str = "broker.fqp.lab";
 /// saved when there is none or it has expired.
 fn lab_root(dir: &Path) -> Result<Ca, LabError> {
     // Runs started together must agree on one root.
-    fqp_reports::files::with_lab_lock(dir, || Ok(lab_root_locked(dir)))
-        .map_err(LabError::Pki)
-        .and_then(|r| r)
+    fqp_reports::files::with_lab_lock(dir, || lab_root_locked(dir))
 }
 
 fn lab_root_locked(dir: &Path) -> Result<Ca, LabError> {
@@ -172,14 +170,14 @@ fn lab_root_locked(dir: &Path) -> Result<Ca, LabError> {
         );
     }
     let root = ca("fqp lab root CA")?;
-    fqp_reports::files::create_private_dir(dir).map_err(LabError::Pki)?;
+    fqp_reports::files::create_private_dir(dir).map_err(LabError::pki)?;
     // Written aside, then moved in: a reader never sees half a file. The key is this user's
     // alone.
     for (path, text) in [
         (&key_path, root.issuer.key().serialize_pem()),
         (&crt, root.pem.clone()),
     ] {
-        fqp_reports::files::write_private(path, &text).map_err(LabError::Pki)?;
+        fqp_reports::files::write_private(path, &text).map_err(LabError::pki)?;
     }
     Ok(root)
 }
@@ -325,11 +323,11 @@ impl Pki {
     /// devices (never the root CA's, which stays in the lab directory) under `dir`, itself
     /// made private; returns the paths.
     pub fn write_with_keys(&self, dir: &Path) -> Result<Vec<PathBuf>, LabError> {
-        fqp_reports::files::create_private_dir(dir).map_err(LabError::Pki)?;
+        fqp_reports::files::create_private_dir(dir).map_err(LabError::pki)?;
         let mut written = self.write_certificates(dir)?;
         for (name, p) in self.pairs() {
             let path = dir.join(format!("{name}.key"));
-            fqp_reports::files::write_private(&path, &p.key).map_err(LabError::Pki)?;
+            fqp_reports::files::write_private(&path, &p.key).map_err(LabError::pki)?;
             written.push(path);
         }
         Ok(written)
@@ -345,7 +343,7 @@ impl PrivateRunDir {
     pub fn new(lab: &Path) -> Result<PrivateRunDir, LabError> {
         let dir = lab.join("runs").join(std::process::id().to_string());
         let _ = std::fs::remove_dir_all(&dir);
-        fqp_reports::files::create_private_dir(&dir).map_err(LabError::Pki)?;
+        fqp_reports::files::create_private_dir(&dir).map_err(LabError::pki)?;
         Ok(PrivateRunDir(dir))
     }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
     #[error("cannot sign the results: {0}")]
-    Sign(String),
+    Sign(#[from] fqp_reports::sign::KeyError),
     #[error(
         "no trusted signer: this machine has no lab certificate ({})\n  fix: pass --trust with \
          the certificate (or CA) of the lab whose results these are, or --lab with its lab \

@@ -64,7 +64,7 @@ pub fn verify(
     let run = match fqp_reports::read_json(path) {
         Ok(r) => r,
         Err(e) => {
-            check("results", Check::Fails(e));
+            check("results", Check::Fails(e.to_string()));
             return v;
         }
     };

@@ -769,7 +769,7 @@ required = false
             for e in std::fs::read_dir(&dir).unwrap().flatten() {
                 let p = e.path();
                 if p.is_dir()
-                    && !["target", "testkit", "descriptions"]
+                    && !["target", "testkit", "qualification"]
                         .iter()
                         .any(|d| p.ends_with(d))
                 {

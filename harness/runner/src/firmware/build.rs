@@ -94,8 +94,8 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Lock(String),
+    #[error(transparent)]
+    Lock(#[from] fqp_reports::files::FileError),
     #[error("cannot run {}: {source}", .cargo.display())]
     Cargo {
         cargo: PathBuf,

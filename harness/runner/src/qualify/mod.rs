@@ -236,7 +236,6 @@ pub fn qualify(opts: &Options) -> Finished {
         Err(e) => return unreported(run, out, e),
     };
     run.selection = selection_of(opts);
-    run.partition = opts.partition;
     if let Err(p) = check_options(&m, opts) {
         run.problems.push(p);
         return finish(run, &out, t0, opts);
@@ -248,6 +247,7 @@ pub fn qualify(opts: &Options) -> Finished {
             return finish(run, &out, t0, opts);
         }
     };
+    run.partition = opts.partition;
     if fqp_process::signal().is_none() {
         let opts = &with_event_log(opts, &out);
         // A harness bug, or a device value it mishandles, must not lose the run: it becomes

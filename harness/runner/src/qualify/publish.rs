@@ -59,8 +59,10 @@ pub enum ReportError {
         source: std::io::Error,
     },
     /// A report could not be rendered (a harness bug).
-    #[error("{0}")]
-    Render(String),
+    #[error(transparent)]
+    Results(#[from] fqp_reports::ResultsError),
+    #[error(transparent)]
+    Junit(#[from] fqp_reports::JunitError),
 }
 
 /// An output directory held by this run: another run into it is refused while this lives.
@@ -203,14 +205,9 @@ pub fn write_reports(run: &Run, out: &Path) -> Result<(), ReportError> {
         out: out.to_path_buf(),
         source,
     })?;
-    write(
-        "results.json",
-        fqp_reports::to_json(run)
-            .map_err(ReportError::Render)?
-            .as_bytes(),
-    )?;
+    write("results.json", fqp_reports::to_json(run)?.as_bytes())?;
     let mut junit = Vec::new();
-    fqp_reports::write_junit(run, &mut junit).map_err(ReportError::Render)?;
+    fqp_reports::write_junit(run, &mut junit)?;
     write("junit.xml", &junit)?;
     write("report.html", fqp_reports::render_html(run).as_bytes())?;
     let md = fqp_reports::render_markdown(run);
