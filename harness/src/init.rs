@@ -91,8 +91,10 @@ pub fn init(r: &Request<'_>) -> Result<Vec<PathBuf>, InitError> {
     check(r, name)?;
     let template = r.fqp_root.join("port-template");
     std::fs::create_dir_all(r.dir).map_err(InitError::file(r.dir))?;
-    let dir = std::path::absolute(r.dir).map_err(InitError::file(r.dir))?;
-    let root = std::path::absolute(r.fqp_root).map_err(InitError::file(r.fqp_root))?;
+    // Canonical paths (no `..`, no links): the dependency paths written into the new port
+    // are computed from them, so `fqp init ../my-board` points where `/abs/my-board` would.
+    let dir = std::fs::canonicalize(r.dir).map_err(InitError::file(r.dir))?;
+    let root = std::fs::canonicalize(r.fqp_root).map_err(InitError::file(r.fqp_root))?;
     let mut written = Vec::new();
     copy_tree(&template, &dir, Path::new(""), &mut written)?;
     name_package(&dir, &root, name, r.board)?;

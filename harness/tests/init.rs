@@ -8,10 +8,13 @@ use common::{fqp, qualify, repo};
 fn a_generated_port_builds_and_qualifies_as_is() {
     let base = repo().join("target/fqp-tests/init");
     let _ = std::fs::remove_dir_all(&base);
+    // As the README shows it: a directory next to the one fqp is run from, given relatively.
+    let cwd = base.join("fqp");
+    std::fs::create_dir_all(&cwd).unwrap();
     let dir = base.join("acme-m3");
     let o = fqp()
-        .arg("init")
-        .arg(&dir)
+        .current_dir(&cwd)
+        .args(["init", "../acme-m3"])
         .args([
             "--board",
             "Acme \"M3\" devkit",
@@ -27,6 +30,32 @@ fn a_generated_port_builds_and_qualifies_as_is() {
         Some(0),
         "{}",
         String::from_utf8_lossy(&o.stderr)
+    );
+    // The next step it prints is a command that runs, from where it was run.
+    let said = String::from_utf8_lossy(&o.stdout);
+    let next = said
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_suffix("# builds and qualifies it (the template's emulated board)")
+        })
+        .unwrap_or_else(|| panic!("no next step in: {said}"));
+    let mut words = next.split_whitespace();
+    let program = words.next().unwrap();
+    assert_eq!(
+        words.collect::<Vec<_>>(),
+        ["qualify", "--port", "../acme-m3"],
+        "{said}"
+    );
+    let help = std::process::Command::new(program)
+        .current_dir(&cwd)
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("{program} (from {said}) does not run: {e}"));
+    assert!(help.status.success(), "{said}");
+    assert!(
+        dir.join(".gitignore").exists(),
+        "the port ignores its build output"
     );
     let manifest = std::fs::read_to_string(dir.join("port.toml")).unwrap();
     assert!(manifest.contains("name = \"acme-m3\""), "{manifest}");

@@ -44,12 +44,30 @@ impl Args {
                     files.len()
                 ));
                 out_line(&format!(
-                    "next:\n  fqp qualify --port {0}     # builds and qualifies it (the template's emulated board)\n  then follow the PORT: markers; {0}/PORTING.md explains each step",
-                    self.dir.display()
+                    "next:\n  {1} qualify --port {0}     # builds and qualifies it (the template's emulated board)\n  then follow the PORT: markers; {0}/PORTING.md explains each step",
+                    self.dir.display(),
+                    this_command()
                 ));
                 ExitCode::SUCCESS
             }
             Err(e) => fail(e),
         }
+    }
+}
+
+/// How to run this fqp again from here: `fqp` when that is this program on `PATH`, else this
+/// program's path (`cargo run` leaves it in the tree's target directory, not on `PATH`).
+fn this_command() -> String {
+    let Ok(me) = std::env::current_exe().and_then(std::fs::canonicalize) else {
+        return "fqp".into();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path)
+            .any(|d| std::fs::canonicalize(d.join("fqp")).is_ok_and(|p| p == me))
+    });
+    if on_path {
+        "fqp".into()
+    } else {
+        me.display().to_string()
     }
 }

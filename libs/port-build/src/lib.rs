@@ -2,9 +2,12 @@
 //!
 //! A port's build script is one call, `fqp_port_build::link_scripts()`: the port's
 //! `memory.x` (its flash and RAM) and `device.x` (its interrupt names, when it has one) go
-//! where cortex-m-rt's `link.x` includes them from, and cargo relinks when either changes.
-//! (Without it the linker finds them only when run from the port's own directory, and an
-//! edited `memory.x` would not relink.)
+//! where cortex-m-rt's `link.x` includes them from, cargo relinks when either changes, and the
+//! port's binaries are linked with `link.x` for whatever bare-metal target they are built for.
+//! (Without it the linker finds the scripts only when run from the port's own directory, an
+//! edited `memory.x` would not relink, and the `-Tlink.x` a `.cargo/config.toml` gives under
+//! `[target.<triple>]` silently stops applying when the port's target changes in `port.toml`:
+//! the image then links with no vector table and no code.)
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +26,10 @@ pub fn link_scripts() {
         println!("cargo:rerun-if-changed={name}");
     }
     println!("cargo:rustc-link-search={}", out.display());
+    // Only for the device: a build for the host (a check, a test) has no memory map.
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none") {
+        println!("cargo:rustc-link-arg-bins=-Tlink.x");
+    }
 }
 
 /// Copies the scripts found in `dir` to `out`; an error names a required one that is missing.

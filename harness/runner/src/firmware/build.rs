@@ -128,6 +128,21 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "{}: the image holds nothing to load (no vector table, no code)\n  fix: the link \
+         script did not apply: check that the port's build.rs calls \
+         fqp_port_build::link_scripts() and that memory.x describes the board's flash and RAM",
+        .0.display()
+    )]
+    Empty(PathBuf),
+    #[error(
+        "{}: the vector table at {at:#x} (the image's lowest address) gives the reset handler \
+         {reset:#x}, which is not Thumb code in the image\n  fix: check memory.x (the FLASH \
+         origin is where the core fetches its vector table) and that nothing is placed before \
+         the vector table",
+        .elf.display()
+    )]
+    Vectors { elf: PathBuf, at: u64, reset: u64 },
     #[error("{}: not a 32-bit ELF image: {why}", .elf.display())]
     NotElf { elf: PathBuf, why: String },
     #[error(
@@ -139,7 +154,7 @@ pub enum BuildError {
 }
 
 impl BuildError {
-    fn file(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
+    pub(super) fn file(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
         move |source| BuildError::File {
             path: path.to_path_buf(),
             source,
@@ -214,6 +229,9 @@ pub fn build(m: &Manifest, tc: &Toolchain, out: &Path) -> Result<Image, BuildErr
         source,
     })?;
     drop(turn);
+    if m.build.target.starts_with("thumb") {
+        super::image::check_vectors(&elf)?;
+    }
     let size_bytes = std::fs::metadata(&elf)
         .map_err(BuildError::file(&elf))?
         .len();
@@ -277,57 +295,6 @@ fn run_cargo(mut cmd: Command, cargo: &Path, deadline: Duration) -> Result<Cargo
         kernel_src,
         stderr: err_thread.join().unwrap_or_default(),
     })
-}
-
-/// Writes `elf`'s loadable contents as a raw binary image (what many flash tools take):
-/// every `PT_LOAD` segment with file contents, placed at its physical (load) address, from
-/// the lowest one; gaps are filled with 0xFF, as erased flash reads.
-pub fn write_raw_binary(elf: &Path, out: &Path) -> Result<(), BuildError> {
-    use object::elf::{FileHeader32, PT_LOAD};
-    use object::read::elf::{FileHeader, ProgramHeader};
-    use object::Endianness;
-    let bad = |e: &dyn std::fmt::Display| BuildError::NotElf {
-        elf: elf.to_path_buf(),
-        why: e.to_string(),
-    };
-    let data = std::fs::read(elf).map_err(BuildError::file(elf))?;
-    let header = FileHeader32::<Endianness>::parse(&*data).map_err(|e| bad(&e))?;
-    let endian = header.endian().map_err(|e| bad(&e))?;
-    let mut pieces = Vec::new();
-    for ph in header
-        .program_headers(endian, &*data)
-        .map_err(|e| bad(&e))?
-    {
-        if ph.p_type(endian) != PT_LOAD || ph.p_filesz(endian) == 0 {
-            continue;
-        }
-        let bytes = ph
-            .data(endian, &*data)
-            .map_err(|_| bad(&"segment outside the file"))?;
-        pieces.push((ph.p_paddr(endian) as u64, bytes));
-    }
-    let start = pieces
-        .iter()
-        .map(|p| p.0)
-        .min()
-        .ok_or_else(|| bad(&"no loadable segment"))?;
-    let end = pieces
-        .iter()
-        .map(|p| p.0 + p.1.len() as u64)
-        .max()
-        .unwrap_or(start);
-    if end - start > 64 << 20 {
-        return Err(BuildError::Spread {
-            elf: elf.to_path_buf(),
-            mib: (end - start) >> 20,
-        });
-    }
-    let mut bin = vec![0xFFu8; (end - start) as usize];
-    for (addr, bytes) in pieces {
-        let at = (addr - start) as usize;
-        bin[at..at + bytes.len()].copy_from_slice(bytes);
-    }
-    std::fs::write(out, bin).map_err(BuildError::file(out))
 }
 
 /// SHA-256 of a file, lowercase hex.

@@ -3,11 +3,13 @@
 //! source ([`locate`](fn@locate)).
 
 mod build;
+mod image;
 mod locate;
 mod size;
 mod toolchain;
 
-pub use build::{build, file_sha256, write_raw_binary, BuildError};
+pub use build::{build, file_sha256, BuildError};
+pub use image::write_raw_binary;
 pub use locate::{locate, Located};
 pub use size::{kernel_size, KernelSize};
 pub use toolchain::{detect, Toolchain, ToolchainError};

@@ -158,7 +158,37 @@ fn validate(m: &Manifest) -> Result<(), Invalid> {
             "name the Rust target triple, e.g. \"thumbv7m-none-eabi\"",
         ));
     }
-    Ok(())
+    check_cargo_target(m)
+}
+
+/// The target of a plain `cargo build` in the port (its `.cargo/config.toml`), when it names
+/// one, is the manifest's: a port built for one target by fqp and another by its vendor is
+/// two ports.
+fn check_cargo_target(m: &Manifest) -> Result<(), Invalid> {
+    let config = m.crate_dir().join(".cargo/config.toml");
+    let Ok(text) = std::fs::read_to_string(&config) else {
+        return Ok(());
+    };
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return Ok(()); // cargo itself says what is wrong with it
+    };
+    let named = table
+        .get("build")
+        .and_then(|b| b.get("target"))
+        .and_then(toml::Value::as_str);
+    match named {
+        Some(t) if t != m.build.target => Err((
+            "build.target",
+            format!(
+                "{:?} here, but {} says [build] target = {t:?}",
+                m.build.target,
+                config.display()
+            ),
+            "write the same target triple in both: fqp builds for port.toml's, a plain `cargo \
+             build` in the port for .cargo/config.toml's",
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn check_port_name(name: &str) -> Result<(), Invalid> {

@@ -250,3 +250,28 @@ fn manifest_seeds() -> Vec<Vec<u8>> {
     .map(|p| std::fs::read(root.join(p).join("port.toml")).unwrap())
     .collect()
 }
+
+#[test]
+fn a_target_cargo_would_build_for_instead_is_named_with_both_files() {
+    let dir = std::env::temp_dir().join(format!("fqp-manifest-{}-target", std::process::id()));
+    std::fs::create_dir_all(dir.join(".cargo")).unwrap();
+    std::fs::write(dir.join("port.toml"), GOOD).unwrap();
+    let config = |target: &str| {
+        std::fs::write(
+            dir.join(".cargo/config.toml"),
+            format!("[build]\ntarget = \"{target}\"\n"),
+        )
+        .unwrap()
+    };
+    config("thumbv7m-none-eabi");
+    assert!(load(&dir).is_ok(), "the same target in both");
+    config("thumbv7em-none-eabihf");
+    let e = load(&dir).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("build.target"), "{e}");
+    assert!(
+        e.problem.contains("thumbv7em-none-eabihf") && e.problem.contains(".cargo/config.toml"),
+        "{e}"
+    );
+    assert!(e.fix.contains("same target"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

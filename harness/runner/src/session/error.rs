@@ -16,6 +16,20 @@ pub enum SessionError {
         .waited.as_secs_f64()
     )]
     NoSync { waited: Duration, recent: String },
+    #[error(
+        "the device started its test runner (it printed HELLO, port {port:?}) but did not \
+         answer SYNC within {:.1} s: what the host sends does not reach it. Its last console \
+         output:\n{recent}\n  fix: check the board's console receive path (PORTING.md, step 4): \
+         the UART's receive interrupt enabled in the UART and in the interrupt controller, at a \
+         priority the kernel allows, handing each byte to fqp_testkit::console::rx_byte, and no \
+         byte left behind (clear the interrupt before draining; drain at the end of init)",
+        .waited.as_secs_f64()
+    )]
+    Deaf {
+        waited: Duration,
+        port: String,
+        recent: String,
+    },
     #[error("the console closed before the device synced. Its last output:\n{recent}")]
     ClosedBeforeSync { recent: String },
     #[error(

@@ -178,12 +178,22 @@ impl<L: Link> Session<L> {
         let sync = command(Kind::Sync, &[("nonce", &nonce)]);
         let end = Instant::now() + timeout;
         let mut next = Instant::now();
+        // The port named by a HELLO the device printed while it did not answer.
+        let mut hello: Option<String> = None;
         loop {
             let now = Instant::now();
             if now >= end {
-                return Err(SessionError::NoSync {
-                    waited: timeout,
-                    recent: self.recent_output(),
+                let recent = self.recent_output();
+                return Err(match hello {
+                    Some(port) => SessionError::Deaf {
+                        waited: timeout,
+                        port,
+                        recent,
+                    },
+                    None => SessionError::NoSync {
+                        waited: timeout,
+                        recent,
+                    },
                 });
             }
             if now >= next {
@@ -221,7 +231,14 @@ impl<L: Link> Session<L> {
                             }),
                         });
                     }
-                    Ok(Some(_)) => {}
+                    Ok(Some(f)) => {
+                        // What the device says of itself is part of what it printed: a
+                        // HELLO means it runs the test runner and its console sends.
+                        if f.kind == Kind::Hello {
+                            hello = Some(f.get("port").unwrap_or_default());
+                        }
+                        self.remember(&l);
+                    }
                     Ok(None) => self.remember(&l),
                     Err(_) => self.corrupt_lines += 1,
                 },

@@ -185,6 +185,28 @@ fn sync_timeout_shows_last_output() {
 }
 
 #[test]
+fn a_device_that_says_hello_but_never_hears_is_told_to_check_its_receive_path() {
+    let mut first = true;
+    let mut s = fake(move |_, _| {
+        if std::mem::take(&mut first) {
+            vec![dev(
+                Kind::Hello,
+                &[("proto", "1"), ("port", "acme"), ("tests", "3")],
+            )]
+        } else {
+            vec![]
+        }
+    });
+    let e = s.sync(Duration::from_millis(400)).unwrap_err().to_string();
+    assert!(
+        e.contains("printed HELLO, port \"acme\"")
+            && e.contains("fqp_testkit::console::rx_byte")
+            && e.contains("@FQP HELLO"),
+        "{e}"
+    );
+}
+
+#[test]
 fn sync_rejects_other_protocol_versions() {
     let mut s = fake(|_, cmd| {
         vec![dev(
