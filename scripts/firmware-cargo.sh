@@ -7,7 +7,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=$1; shift
 sub=$1; shift
-target=thumbv7m-none-eabi
+# The reference port's target, or another (FQP_FIRMWARE_TARGET=thumbv7em-none-eabihf: the M4F
+# board's hard-float image).
+target=${FQP_FIRMWARE_TARGET:-thumbv7m-none-eabi}
 cd "$dir"
 if command -v rustc >/dev/null && [ -d "$(rustc --print sysroot)/lib/rustlib/$target/lib" ]; then
   exec cargo "$sub" --target "$target" "$@"
@@ -16,7 +18,7 @@ lld=$(ls -d /usr/lib/llvm-*/bin/ld.lld 2>/dev/null | sort -V | tail -n 1)
 # Every firmware crate checks into the reference port's target directory, as fqp's own
 # builds in the tests do (FQP_FIRMWARE_TARGET_DIR): the target's core library is built once.
 export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$root/reference-port/target/fqp-build-std"
-export CARGO_TARGET_THUMBV7M_NONE_EABI_LINKER=${lld:-ld.lld}
+export "CARGO_TARGET_$(echo "$target" | tr 'a-z.-' 'A-Z__')_LINKER=${lld:-ld.lld}"
 # Debian first on PATH, so that scripts/clippy-rustc finds Debian's clippy-driver (the one
 # that matches Debian's rustc).
 export PATH=/usr/bin:$PATH

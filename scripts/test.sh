@@ -26,6 +26,8 @@ lint_firmware() {
 lint_firmware reference-port
 lint_firmware reference-port --features selftest
 lint_firmware reference-port --features bench
+# The M4F board's hard-float image (the kernel's FP context, the fpu group).
+FQP_FIRMWARE_TARGET=thumbv7em-none-eabihf lint_firmware reference-port
 lint_firmware port-template
 echo "== lint (host)"
 # The kernel without a heap (a feature set no test builds).

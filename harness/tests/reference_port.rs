@@ -91,9 +91,17 @@ fn port_declaring(port: &str, name: &str, from: &str, to: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     let text = std::fs::read_to_string(repo().join(port).join("port.toml")).unwrap();
     assert!(text.contains(from), "{port}/port.toml has no line {from}");
-    let text = text
-        .replace(from, to)
-        .replace("crate = \".\"", &format!("crate = {:?}", repo().join(port)));
+    // The crate, wherever the copy is: `crate = "<relative>"` made absolute.
+    let rel = text
+        .lines()
+        .find_map(|l| l.strip_prefix("crate = \""))
+        .and_then(|r| r.strip_suffix('"'))
+        .unwrap_or(".");
+    let absolute = repo().join(port).join(rel).canonicalize().unwrap();
+    let text = text.replace(from, to).replace(
+        &format!("crate = \"{rel}\""),
+        &format!("crate = {absolute:?}"),
+    );
     std::fs::write(dir.join("port.toml"), text).unwrap();
     dir
 }
@@ -223,5 +231,59 @@ fn list_shows_tests_with_their_requirements() {
     assert_eq!(
         *lines.last().unwrap(),
         "10 tests in 2 groups; 10 run on mps2-an385 (capabilities: kernel, test-irq, heap, heap-regions, network, keystore, storage)"
+    );
+}
+
+/// The FPU group's tests of a run.
+fn fpu_tests(o: &Outcome) -> Vec<&serde_json::Value> {
+    tests_of(o)
+        .into_iter()
+        .filter(|t| t["id"].as_str().unwrap().starts_with("fpu/"))
+        .collect()
+}
+
+#[test]
+fn the_m4f_board_qualifies_keeping_every_tasks_fp_registers() {
+    let o = qualify(&repo().join("reference-port/m4f"), "m4f", &[]);
+    assert_eq!(o.code, 0, "{}", o.explain());
+    check_reports_agree(&o, "mps2-an386");
+    let fpu = fpu_tests(&o);
+    assert_eq!(fpu.len(), 3, "{fpu:?}");
+    assert!(fpu.iter().all(|t| t["status"] == "passed"), "{fpu:?}");
+    assert!(o.stdout.contains(
+        "QUALIFIED for capabilities [kernel, test-irq, heap, heap-regions, network, keystore, storage, fpu]"
+    ), "{}", o.stdout);
+}
+
+#[test]
+fn a_kernel_that_loses_fp_registers_fails_the_fpu_group() {
+    // The same board and image, but the kernel switches tasks as a soft-float one does.
+    let dir = port_declaring(
+        "reference-port/m4f",
+        "m4f-no-fp-context",
+        "bench_features = [\"bench\"]",
+        "features = [\"no-fp-context\"]",
+    );
+    let o = qualify(&dir, "m4f-no-fp-context-run", &["--group", "fpu"]);
+    assert_eq!(o.code, 1, "{}", o.explain());
+    let fpu = fpu_tests(&o);
+    assert_eq!(fpu.len(), 3, "{fpu:?}");
+    assert!(fpu.iter().all(|t| t["status"] != "passed"), "{fpu:?}");
+}
+
+#[test]
+fn a_hard_float_image_without_the_fpu_capability_is_stopped_at_sync() {
+    let dir = port_declaring(
+        "reference-port/m4f",
+        "m4f-undeclared",
+        "\"storage\", \"fpu\"]",
+        "\"storage\"]",
+    );
+    let o = qualify(&dir, "m4f-undeclared-run", &[]);
+    assert_eq!(o.code, 2, "{}", o.explain());
+    let problems = o.results["problems"].to_string();
+    assert!(
+        problems.contains("hard-float") && problems.contains("capability \\\"fpu\\\""),
+        "{problems}"
     );
 }

@@ -56,7 +56,8 @@ struct An385 {
 
 impl Board for An385 {
     fn name(&self) -> &'static str {
-        "mps2-an385"
+        // The manifest's name (fqp passes it): one crate, two boards (m4f/port.toml).
+        option_env!("FQP_PORT_NAME").unwrap_or("mps2-an385")
     }
 
     fn write(&self, bytes: &[u8]) {

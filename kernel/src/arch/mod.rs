@@ -8,11 +8,11 @@
 //! particular chip) is not a CPU port and lives in the vendor's port crate instead.
 
 #[cfg(all(target_arch = "arm", target_os = "none"))]
-mod cortex_m3;
+mod armv7m;
 #[cfg(all(target_arch = "arm", target_os = "none"))]
-pub use cortex_m3::CortexM3 as Active;
+pub use armv7m::ArmV7M as Active;
 #[cfg(all(target_arch = "arm", target_os = "none"))]
-pub use cortex_m3::{MAX_SYSCALL_PRIORITY, TEST_IRQ_PRIORITY};
+pub use armv7m::{MAX_SYSCALL_PRIORITY, TEST_IRQ_PRIORITY};
 
 #[cfg(not(all(target_arch = "arm", target_os = "none")))]
 mod host;

@@ -17,6 +17,8 @@ extern crate alloc;
 
 mod delays;
 mod events;
+#[cfg(target_abi = "eabihf")]
+mod fpu;
 mod heap;
 mod isr;
 mod mutexes;
@@ -52,4 +54,6 @@ pub static GROUPS: &[&Group] = &[
     &static_alloc::STATIC_ALLOC,
     &stack_overflow::STACK_OVERFLOW,
     &isr::ISR,
+    #[cfg(target_abi = "eabihf")]
+    &fpu::FPU,
 ];

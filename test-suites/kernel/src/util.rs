@@ -52,6 +52,11 @@ impl Counter {
     pub fn inc(&self) -> u32 {
         self.0.fetch_add(1, Ordering::SeqCst) + 1
     }
+    /// The counter itself, for code that reads it without Rust (assembly).
+    #[cfg_attr(not(target_abi = "eabihf"), allow(dead_code))]
+    pub fn atomic(&self) -> &AtomicU32 {
+        &self.0
+    }
 }
 
 /// Records the order in which things happen (up to 16 events).

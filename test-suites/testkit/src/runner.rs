@@ -56,6 +56,8 @@ fn hello(kind: Kind) -> LineBuf<LINE> {
         .field("kernel", fqp_kernel::VERSION)
         .field("tests", test_count())
         .field("devices", Devices(board()))
+        // A hard-float image keeps the FPU's registers in every task's context.
+        .field("fpu", cfg!(target_abi = "eabihf") as u8)
 }
 
 fn find(id: &[u8]) -> Option<(&'static Group, &'static Test)> {

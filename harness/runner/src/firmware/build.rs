@@ -28,6 +28,8 @@ fn cargo_build(m: &Manifest, tc: &Toolchain, dir: &Path, target_dir: &Path) -> (
         .args(["--profile", &m.build.profile])
         .env("CARGO_TARGET_DIR", target_dir)
         .env("RUSTC", rustc)
+        // The port's name, for a device that reports the manifest's (`option_env!`).
+        .env("FQP_PORT_NAME", &m.port.name)
         .env_remove("RUSTC_WRAPPER")
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
         .env_remove("CARGO_BUILD_TARGET")

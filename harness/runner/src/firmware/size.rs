@@ -85,7 +85,7 @@ fn kernel_module_of_symbol(name: &str) -> Option<&str> {
 }
 
 /// The kernel module a source file of the kernel crate is in: its first path component below
-/// `src` (`queue.rs` is `queue`, `arch/cortex_m3.rs` is `arch`).
+/// `src` (`queue.rs` is `queue`, `arch/armv7m.rs` is `arch`).
 fn kernel_module_of_file(relative: &Path) -> String {
     let first = relative.components().next();
     let name = first.map_or("lib".into(), |c| {
@@ -258,10 +258,7 @@ mod tests {
             assert_eq!(kernel_module_of_symbol(symbol), module, "{symbol}");
         }
         assert_eq!(kernel_module_of_file(Path::new("queue.rs")), "queue");
-        assert_eq!(
-            kernel_module_of_file(Path::new("arch/cortex_m3.rs")),
-            "arch"
-        );
+        assert_eq!(kernel_module_of_file(Path::new("arch/armv7m.rs")), "arch");
         assert_eq!(
             kernel_module_of_file(Path::new("heap/first_fit.rs")),
             "heap"

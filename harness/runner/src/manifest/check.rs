@@ -163,9 +163,15 @@ fn validate(m: &Manifest) -> Result<(), Invalid> {
 
 /// The target of a plain `cargo build` in the port (its `.cargo/config.toml`), when it names
 /// one, is the manifest's: a port built for one target by fqp and another by its vendor is
-/// two ports.
+/// two ports. (A manifest elsewhere that builds the crate for another core, `build.crate`
+/// pointing to it, is a port of its own and may choose its target.)
 fn check_cargo_target(m: &Manifest) -> Result<(), Invalid> {
-    let config = m.crate_dir().join(".cargo/config.toml");
+    let dir = m.crate_dir();
+    let beside = m.path.parent().and_then(|d| d.canonicalize().ok());
+    if beside.as_deref() != Some(dir.as_path()) {
+        return Ok(());
+    }
+    let config = dir.join(".cargo/config.toml");
     let Ok(text) = std::fs::read_to_string(&config) else {
         return Ok(());
     };

@@ -28,6 +28,9 @@ pub struct DeviceInfo {
     /// The optional devices the board provides (`devices=`; `None` from a firmware built
     /// before the test kit reported them).
     pub devices: Option<Vec<String>>,
+    /// The image is hard-float: the FPU's registers are part of every task's context
+    /// (`fpu=1`; `None` from a test kit before it said so).
+    pub fpu: Option<bool>,
 }
 
 /// The capabilities that need a device of the board: (capability, device, its accessor).
@@ -40,6 +43,9 @@ impl DeviceInfo {
     /// What is wrong when the manifest declares a capability whose device the board does not
     /// provide (each named, with the accessor to implement); `None` when nothing is.
     pub fn lacking(&self, capabilities: &[String]) -> Option<String> {
+        if let Some(e) = self.fpu_mismatch(capabilities) {
+            return Some(e);
+        }
         let devices = self.devices.as_ref()?;
         let lacking: Vec<String> = DEVICE_OF
             .iter()
@@ -62,6 +68,29 @@ impl DeviceInfo {
                 lacking.join("\n")
             )
         })
+    }
+
+    /// A hard-float image whose port does not declare `fpu` (its FP context would go
+    /// unqualified), or a soft-float one whose port declares it.
+    fn fpu_mismatch(&self, capabilities: &[String]) -> Option<String> {
+        let declared = capabilities.iter().any(|c| c == "fpu");
+        match (self.fpu?, declared) {
+            (true, false) => Some(format!(
+                "board {:?} runs a hard-float image (the FPU's registers are in use, and part of \
+                 every task's context) but the port does not declare capability \"fpu\"\n  fix: \
+                 add \"fpu\" to `capabilities` in port.toml: the fpu group then checks that every \
+                 task keeps its FP registers",
+                self.port
+            )),
+            (false, true) => Some(format!(
+                "the port declares capability \"fpu\" but board {:?} runs a soft-float image\n  \
+                 fix: build for the core's hard-float target (`build.target`, e.g. \
+                 \"thumbv7em-none-eabihf\" for a Cortex-M4F or M7), or leave \"fpu\" out of \
+                 `capabilities`",
+                self.port
+            )),
+            _ => None,
+        }
     }
 }
 
@@ -223,6 +252,7 @@ impl<L: Link> Session<L> {
                             fw: f.get("fw").unwrap_or_default(),
                             kernel: f.get("kernel").unwrap_or_default(),
                             tests: f.num("tests").unwrap_or(0),
+                            fpu: f.num("fpu").map(|n| n == 1),
                             devices: f.get("devices").map(|d| {
                                 d.split(',')
                                     .filter(|s| !s.is_empty())

@@ -103,6 +103,7 @@ fn sync_retries_until_answered_and_ignores_noise() {
             kernel: "1.0".into(),
             tests: 4,
             devices: Some(vec!["ethernet".into(), "entropy".into()]),
+            fpu: None,
         }
     );
     assert_eq!(s.corrupt_lines, 1);
@@ -574,4 +575,29 @@ fn stale_end_of_another_test_is_ignored() {
     ]);
     assert_eq!(o.test.status, Status::Skipped);
     assert_eq!(o.test.message.as_deref(), Some("no timer"));
+}
+
+#[test]
+fn a_hard_float_image_needs_the_fpu_capability_and_only_it_has_it() {
+    let info = |fpu: Option<bool>| DeviceInfo {
+        port: "m4f".into(),
+        fpu,
+        ..DeviceInfo::default()
+    };
+    let with = ["kernel".to_string(), "fpu".to_string()];
+    let without = ["kernel".to_string()];
+    let e = info(Some(true)).lacking(&without).unwrap();
+    assert!(e.contains("hard-float") && e.contains("add \"fpu\""), "{e}");
+    let e = info(Some(false)).lacking(&with).unwrap();
+    assert!(
+        e.contains("soft-float") && e.contains("thumbv7em-none-eabihf"),
+        "{e}"
+    );
+    assert_eq!(info(Some(true)).lacking(&with), None);
+    assert_eq!(info(Some(false)).lacking(&without), None);
+    assert_eq!(
+        info(None).lacking(&with),
+        None,
+        "a test kit that does not say"
+    );
 }

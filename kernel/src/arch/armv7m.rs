@@ -1,4 +1,4 @@
-//! The Armv7-M (Cortex-M3) port.
+//! The Armv7-M and Armv7E-M port: Cortex-M3, and Cortex-M4/M7 with or without their FPU.
 //!
 //! - Critical sections raise BASEPRI to [`MAX_SYSCALL_PRIORITY`]: interrupts of numerically
 //!   lower (more urgent) priority are never masked by the kernel and must not call it; those at
@@ -6,6 +6,12 @@
 //! - Tasks run in thread mode on PSP; PendSV (lowest priority) switches context: it saves
 //!   r4–r11 on the outgoing task's stack, asks the scheduler for the next stack pointer and
 //!   restores r4–r11 from it. The hardware stacks the rest.
+//! - With the FPU (hard-float targets, `eabihf`: M4F, M7), each task keeps its own EXC_RETURN
+//!   with its saved registers: a task that has used the FPU since its last switch returns with
+//!   an extended frame (bit 4 clear), and only then are its s16–s31 saved and restored by the
+//!   switch (the hardware stacks s0–s15 and FPSCR, lazily: only if the handler itself uses the
+//!   FPU). A task that never touches the FPU costs one test per switch. Tasks start without FP
+//!   state (CONTROL.FPCA clear). cortex-m-rt turns the FPU on at reset for these targets.
 //! - A task's yield is a trap: `svc` enters SVCall, which runs at the syscall ceiling (so it
 //!   excludes every interrupt that may call the kernel without touching BASEPRI) and switches
 //!   at once. Pending PendSV instead would cost a critical section in the task, the pend and
@@ -39,8 +45,18 @@ const SYST_CVR: *mut u32 = 0xE000_E018 as *mut u32;
 /// Initial program status: Thumb bit set.
 const INITIAL_XPSR: u32 = 0x0100_0000;
 
-/// The Cortex-M3 port.
-pub struct CortexM3;
+/// The Armv7-M / Armv7E-M port.
+pub struct ArmV7M;
+
+/// The FPU's registers are part of a task's context (hard-float targets).
+const FPU: bool = cfg!(target_abi = "eabihf") && !cfg!(feature = "selftest-no-fp-context");
+/// Words the switch saves below the hardware frame of a task that has no FP state: r4–r11,
+/// and with the FPU the task's EXC_RETURN.
+const SAVED_WORDS: usize = if FPU { 9 } else { 8 };
+/// Words of a hardware exception frame without FP state: r0–r3, r12, lr, pc, xpsr.
+const HW_WORDS: usize = 8;
+/// EXC_RETURN of a task without FP state: thread mode, process stack, basic frame.
+const EXC_RETURN_THREAD_PSP: u32 = 0xFFFF_FFFD;
 
 /// Where a task would return to if its entry returned; entries are `-> !`, so reaching this
 /// is a port bug.
@@ -48,7 +64,7 @@ extern "C" fn task_returned() -> ! {
     panic!("a task entry returned");
 }
 
-impl Port for CortexM3 {
+impl Port for ArmV7M {
     /// BASEPRI as read (a whole register: no narrowing on the way in or out).
     type Mask = u32;
 
@@ -119,17 +135,21 @@ impl Port for CortexM3 {
         let base = stack.as_mut_ptr() as usize;
         let top = (base + stack.len() * 4) & !7;
         let words = (top - base) / 4;
-        let frame = &mut stack[words - 16..words];
-        frame[15] = INITIAL_XPSR;
-        frame[14] = (entry as usize as u32) & !1; // PC
-        frame[13] = task_returned as extern "C" fn() -> ! as usize as u32; // LR
-        frame[12] = 0; // R12
-        frame[11] = 0; // R3
-        frame[10] = 0; // R2
-        frame[9] = args.1 as u32; // R1
-        frame[8] = args.0 as u32; // R0
-        for (n, w) in frame[..8].iter_mut().enumerate() {
+        let frame = &mut stack[words - SAVED_WORDS - HW_WORDS..words];
+        let (saved, hw) = frame.split_at_mut(SAVED_WORDS);
+        hw[7] = INITIAL_XPSR;
+        hw[6] = (entry as usize as u32) & !1; // PC
+        hw[5] = task_returned as extern "C" fn() -> ! as usize as u32; // LR
+        hw[4] = 0; // R12
+        hw[3] = 0; // R3
+        hw[2] = 0; // R2
+        hw[1] = args.1 as u32; // R1
+        hw[0] = args.0 as u32; // R0
+        for (n, w) in saved[..8].iter_mut().enumerate() {
             *w = 0x0404_0404 * (n as u32 + 1); // R4..R11, recognisable in a debugger
+        }
+        if FPU {
+            saved[8] = EXC_RETURN_THREAD_PSP;
         }
         frame.as_mut_ptr()
     }
@@ -157,21 +177,22 @@ impl Port for CortexM3 {
             write_volatile(SYST_CVR, 0);
             write_volatile(SYST_CSR, 0b111); // processor clock, interrupt, enable
             asm!(
-                // The frame: r4-r11, then r0-r3, r12, lr, pc, xpsr as an exception stacks them.
-                "add r1, r3, #64",
+                // The frame: r4-r11 (and EXC_RETURN with the FPU), then r0-r3, r12, lr, pc,
+                // xpsr as an exception stacks them.
+                "add r1, r3, #{end}",
                 "msr PSP, r1",
                 "mov r1, #2",
-                "msr CONTROL, r1", // thread mode on PSP from here on
+                "msr CONTROL, r1", // thread mode on PSP from here on, no FP state yet
                 "isb",
                 // Reuse the whole main stack for interrupts.
                 "ldr r1, [r12]",
                 "ldr r1, [r1]",
                 "msr MSP, r1",
-                "ldr lr, [r3, #52]",
-                "ldr r2, [r3, #56]",
+                "ldr lr, [r3, #{lr}]",
+                "ldr r2, [r3, #{pc}]",
                 "orr r2, r2, #1", // the frame holds the entry without the Thumb bit
-                "ldr r1, [r3, #36]",
-                "ldr r0, [r3, #32]",
+                "ldr r1, [r3, #{r1}]",
+                "ldr r0, [r3, #{r0}]",
                 "mov r3, #0",
                 "msr BASEPRI, r3",
                 "cpsie i",
@@ -179,6 +200,11 @@ impl Port for CortexM3 {
                 "bx r2",
                 in("r3") sp,
                 in("r12") VTOR,
+                end = const 4 * (SAVED_WORDS + HW_WORDS),
+                r0 = const 4 * SAVED_WORDS,
+                r1 = const 4 * (SAVED_WORDS + 1),
+                lr = const 4 * (SAVED_WORDS + 5),
+                pc = const 4 * (SAVED_WORDS + 6),
                 options(noreturn),
             );
         }
@@ -219,7 +245,9 @@ extern "C" fn SysTick() {
 
 // PendSV and SVCall switch tasks: each saves r4-r11 below the hardware frame on the outgoing
 // task's stack, and restores them from the incoming one's, returning to thread mode on PSP
-// (EXC_RETURN 0xFFFFFFFD: this core has no FPU state to choose).
+// (`save_context`/`restore_context`). Without the FPU every task returns with EXC_RETURN
+// 0xFFFFFFFD, rewritten after a call; with it, the task's own EXC_RETURN is saved with its
+// registers, with s16-s31 before them when it says the task has FP state (bit 4 clear).
 //
 // PendSV, at the lowest priority, raises BASEPRI to the syscall ceiling and switches to the
 // head of the highest non-empty ready list (the count of leading zeros of the ready bitmap),
@@ -236,6 +264,42 @@ extern "C" fn SysTick() {
 // scheduler goes to `fqp_yield_context`, which does the same in Rust and more. The offsets come from `sched::layout`; the indices read are the kernel's
 // own (the running task and its list neighbour), always slots of the task table.
 global_asm!(
+    // The assembler is told of the FPU (module-level assembly gets no target features).
+    ".if {fpu}",
+    ".fpu fpv4-sp-d16",
+    ".endif",
+    // r1: the scheduler's lock depth. The FPU's context makes the paths longer than cbnz
+    // reaches.
+    ".macro if_locked_goto_5",
+    ".if {fpu}",
+    "    cmp r1, #0",
+    "    bne 5f",
+    ".else",
+    "    cbnz r1, 5f",
+    ".endif",
+    ".endm",
+    // r0: the task's stack pointer, moved past what is saved or restored.
+    ".macro save_context",
+    ".if {fpu}",
+    "    tst lr, #0x10",
+    "    it eq",
+    "    vstmdbeq r0!, {{s16-s31}}",
+    "    stmdb r0!, {{r4-r11, lr}}",
+    ".else",
+    "    stmdb r0!, {{r4-r11}}",
+    ".endif",
+    ".endm",
+    ".macro restore_context",
+    ".if {fpu}",
+    "    ldmia r0!, {{r4-r11, lr}}",
+    "    tst lr, #0x10",
+    "    it eq",
+    "    vldmiaeq r0!, {{s16-s31}}",
+    ".else",
+    "    ldmia r0!, {{r4-r11}}",
+    ".endif",
+    ".endm",
+    "",
     ".section .text.SVCall,\"ax\",%progbits",
     ".global SVCall",
     ".type fqp_kernel_svcall,%function",
@@ -244,14 +308,14 @@ global_asm!(
     "fqp_kernel_svcall:",
     "    ldr r3, ={kernel}",
     "    ldr r1, [r3, #{lock_depth}]",
-    "    cbnz r1, 5f", // locked: the kernel's way
+    "    if_locked_goto_5", // locked: the kernel's way
     "    ldrb r1, [r3, #{current}]",
     "    add r2, r3, r1, lsl #{link_shift}",
     "    ldrb r2, [r2, #{sched_next}]", // r2: the task after the running one
     "    cmp r2, r1",
     "    beq 4f", // alone at its priority: nothing to do
     "    mrs r0, PSP",
-    "    stmdb r0!, {{r4-r11}}",
+    "    save_context",
     "    mov r4, r1", // r4: the outgoing slot, r5: the incoming one, r6: the kernel
     "    mov r5, r2",
     "    mov r6, r3",
@@ -279,7 +343,7 @@ global_asm!(
     ".endif",
     "    add r12, r6, r5, lsl #{tcb_shift}",
     "    ldr r0, [r12, #{tcb_sp}]",
-    "    ldmia r0!, {{r4-r11}}",
+    "    restore_context",
     "    msr PSP, r0",
     "4:",
     "    bx lr",
@@ -291,11 +355,13 @@ global_asm!(
     "    b 1b",
     "5:",
     "    mrs r0, PSP",
-    "    stmdb r0!, {{r4-r11}}",
+    "    save_context",
     "    bl fqp_yield_context",
-    "    ldmia r0!, {{r4-r11}}",
+    "    restore_context",
     "    msr PSP, r0",
+    ".if !{fpu}",
     "    mvn lr, #2",
+    ".endif",
     "    bx lr",
     ".ltorg",
     ".size fqp_kernel_svcall, . - fqp_kernel_svcall",
@@ -307,12 +373,12 @@ global_asm!(
     ".thumb_func",
     "fqp_kernel_pendsv:",
     "    mrs r0, PSP",
-    "    stmdb r0!, {{r4-r11}}",
+    "    save_context",
     "    mov r1, #{ceiling}",
     "    msr BASEPRI, r1",
     "    ldr r4, ={kernel}", // r4: the kernel (kept across the overflow report's call)
     "    ldr r1, [r4, #{lock_depth}]",
-    "    cbnz r1, 5f", // locked: the kernel's way
+    "    if_locked_goto_5", // locked: the kernel's way
     "    ldrb r1, [r4, #{current}]",
     "    add r12, r4, r1, lsl #{tcb_shift}",
     "    str r0, [r12, #{tcb_sp}]",
@@ -344,7 +410,7 @@ global_asm!(
     "6:",
     "    mov r1, #0",
     "    msr BASEPRI, r1",
-    "    ldmia r0!, {{r4-r11}}",
+    "    restore_context",
     "    msr PSP, r0",
     "    bx lr",
     "2:",
@@ -359,6 +425,7 @@ global_asm!(
     ".ltorg",
     ".size fqp_kernel_pendsv, . - fqp_kernel_pendsv",
     ceiling = const MAX_SYSCALL_PRIORITY,
+    fpu = const FPU as u32,
     kernel = sym crate::rt::KERNEL,
     run_time_stats = const crate::config::RUN_TIME_STATS as u32,
     stack_check = const crate::config::STACK_CHECK as u32,
