@@ -53,9 +53,13 @@ pub fn doctor(port: Option<&Path>, lab: Option<&Path>) -> Vec<Finding> {
         Ok(tc) => found(true, "toolchain", format!("{target}: {}", tc.describe())),
         Err(e) => found(false, "toolchain", e),
     });
+    f.push(target_finding(target));
     match m.as_ref().map(|m| &m.flash) {
         None => f.push(emulator("qemu-system-arm")),
-        Some(Flash::Qemu(q)) => f.push(emulator(&q.binary)),
+        Some(Flash::Qemu(q)) => {
+            f.push(emulator(&q.binary));
+            f.push(machine(&q.binary, &q.machine));
+        }
         Some(Flash::ProbeRs(p)) => f.extend(probe(p)),
         Some(Flash::Command(c)) => f.push(flash_tool(c)),
     }
@@ -149,6 +153,66 @@ fn emulator(bin: &str) -> Finding {
     }
 }
 
+/// Whether the kernel has a CPU port for `target`.
+fn target_finding(target: &str) -> Finding {
+    let supported = fqp_runner::firmware::SUPPORTED_TARGETS;
+    match supported.iter().find(|(t, _)| *t == target) {
+        Some((t, core)) => found(true, "target", format!("{t} ({core})")),
+        None => found(
+            false,
+            "target",
+            format!(
+                "{target} has no CPU port in the kernel\n  fix: use one of {} (build.target), or \
+                 write the port for this core (port-template/PORTING.md, \"A new CPU \
+                 architecture\")",
+                supported
+                    .iter()
+                    .map(|(t, core)| format!("{t} ({core})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+    }
+}
+
+/// Whether the installed emulator `bin` offers `machine`.
+fn machine(bin: &str, machine: &str) -> Finding {
+    let Ok(o) = Command::new(bin).args(["-machine", "help"]).output() else {
+        return found(false, "machine", format!("{bin} does not run"));
+    };
+    let text = String::from_utf8_lossy(&o.stdout);
+    match machine_offered(&text, machine) {
+        Ok(about) => found(true, "machine", format!("{machine}: {about}")),
+        Err(cortex_m) => found(
+            false,
+            "machine",
+            format!(
+                "{bin} has no machine {machine:?}\n  fix: set flash.qemu.machine to one it offers; \
+                 its Cortex-M machines: {}",
+                cortex_m.join(", ")
+            ),
+        ),
+    }
+}
+
+/// The description of `machine` in a `-machine help` listing, or the listing's Cortex-M
+/// machines.
+fn machine_offered(listing: &str, machine: &str) -> Result<String, Vec<String>> {
+    let rows: Vec<(&str, &str)> = listing
+        .lines()
+        .filter_map(|l| l.split_once(char::is_whitespace))
+        .map(|(name, about)| (name, about.trim()))
+        .collect();
+    match rows.iter().find(|(name, _)| *name == machine) {
+        Some((_, about)) => Ok(about.to_string()),
+        None => Err(rows
+            .iter()
+            .filter(|(_, about)| about.contains("Cortex-M"))
+            .map(|(name, _)| name.to_string())
+            .collect()),
+    }
+}
+
 /// Whether probe-rs knows the chip, and the probe is attached.
 fn probe(p: &ProbeRsSection) -> [Finding; 2] {
     let chip = match fqp_runner::probe::check_chip(&p.chip) {
@@ -182,5 +246,34 @@ fn flash_tool(c: &CommandSection) -> Finding {
             "flash tool",
             format!("{tool} is not installed or not on PATH\n  fix: install the vendor's flash tool, or correct flash.command.flash"),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_machine_is_found_in_the_emulators_listing_or_the_cortex_m_ones_are_offered() {
+        let listing = "Supported machines are:\nmps2-an385           ARM MPS2 with AN385 FPGA image for Cortex-M3\nmps2-an386           ARM MPS2 with AN386 FPGA image for Cortex-M4\nvirt                 QEMU 7.2 ARM Virtual Machine (alias of virt-7.2)\n";
+        assert_eq!(
+            machine_offered(listing, "mps2-an386").unwrap(),
+            "ARM MPS2 with AN386 FPGA image for Cortex-M4"
+        );
+        assert_eq!(
+            machine_offered(listing, "mps2-an999").unwrap_err(),
+            ["mps2-an385", "mps2-an386"]
+        );
+    }
+
+    #[test]
+    fn only_targets_with_a_cpu_port_pass() {
+        assert!(target_finding("thumbv7em-none-eabihf").ok);
+        let f = target_finding("thumbv6m-none-eabi");
+        assert!(
+            !f.ok && f.detail.contains("thumbv7m-none-eabi (Cortex-M3)"),
+            "{}",
+            f.detail
+        );
     }
 }

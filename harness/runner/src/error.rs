@@ -28,7 +28,71 @@ pub enum Error {
     },
     #[error("the run was interrupted ({0})")]
     Interrupted(&'static str),
+    /// An emulated device did not sync, and the emulator said why (a CPU lockup, code run
+    /// outside the memory map): its own lines, from its log.
+    #[error("{cause}\n  the emulator said ({}):\n{said}", .log.display())]
+    EmulatorSaid {
+        cause: crate::session::SessionError,
+        said: String,
+        log: PathBuf,
+    },
     /// A device failed to come up several times in a row; the last attempt's error.
     #[error("{last} (the device failed to start {attempts} times in a row)")]
     Retried { last: Box<Error>, attempts: u32 },
+}
+
+/// Lines an emulator writes when the program it runs goes wrong (QEMU's own messages), at most
+/// this many quoted.
+const EMULATOR_LINES: usize = 6;
+
+impl Error {
+    /// `cause`, with what the emulator logged to `log` of the program going wrong, if it did.
+    pub(crate) fn said_by_emulator(
+        cause: crate::session::SessionError,
+        log: &std::path::Path,
+    ) -> Error {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let said = emulator_complaints(&text);
+        if said.is_empty() {
+            return cause.into();
+        }
+        Error::EmulatorSaid {
+            cause,
+            said,
+            log: log.to_path_buf(),
+        }
+    }
+}
+
+/// QEMU's own complaints in its log: its prefixed messages (a CPU lockup) and its report of
+/// code run outside the memory map.
+fn emulator_complaints(log: &str) -> String {
+    log.lines()
+        .filter(|l| {
+            l.starts_with("qemu-system-")
+                || l.contains("Lockup")
+                || l.starts_with("Trying to execute code outside RAM or ROM")
+        })
+        .take(EMULATOR_LINES)
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_emulators_complaints_are_quoted_and_its_chatter_is_not() {
+        let log = "VNC server running on ::1:5900\nchar device redirected to /dev/pts/3 (label serial0)\nqemu-system-arm: Lockup: can't escalate 3 to HardFault (current priority -1)\n";
+        assert_eq!(
+            emulator_complaints(log),
+            "    qemu-system-arm: Lockup: can't escalate 3 to HardFault (current priority -1)"
+        );
+        assert_eq!(
+            emulator_complaints("char device redirected to /dev/pts/3\n"),
+            ""
+        );
+    }
 }

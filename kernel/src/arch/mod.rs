@@ -7,11 +7,20 @@
 //! family is supported by adding a module here; a *board* (UART, clocks, interrupts of a
 //! particular chip) is not a CPU port and lives in the vendor's port crate instead.
 
-#[cfg(all(target_arch = "arm", target_os = "none"))]
+// Armv7-M and Armv7E-M have compare-and-swap; Armv6-M (Cortex-M0/M0+) has not, nor BASEPRI:
+// it needs a CPU port of its own.
+#[cfg(all(target_arch = "arm", target_os = "none", not(target_has_atomic = "32")))]
+compile_error!(
+    "fqp-kernel has no CPU port for this core (an Armv6-M target, Cortex-M0/M0+?). Supported: \
+     thumbv7m-none-eabi (Cortex-M3), thumbv7em-none-eabi and thumbv7em-none-eabihf (Cortex-M4, \
+     M4F, M7). A new core needs a CPU port: port-template/PORTING.md, \"A new CPU architecture\"."
+);
+
+#[cfg(all(target_arch = "arm", target_os = "none", target_has_atomic = "32"))]
 mod armv7m;
-#[cfg(all(target_arch = "arm", target_os = "none"))]
+#[cfg(all(target_arch = "arm", target_os = "none", target_has_atomic = "32"))]
 pub use armv7m::ArmV7M as Active;
-#[cfg(all(target_arch = "arm", target_os = "none"))]
+#[cfg(all(target_arch = "arm", target_os = "none", target_has_atomic = "32"))]
 pub use armv7m::{MAX_SYSCALL_PRIORITY, TEST_IRQ_PRIORITY};
 
 #[cfg(not(all(target_arch = "arm", target_os = "none")))]

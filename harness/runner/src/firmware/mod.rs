@@ -16,6 +16,17 @@ pub use toolchain::{detect, Toolchain, ToolchainError};
 
 use std::path::PathBuf;
 
+/// The targets the kernel has a CPU port for, with the cores they are: what `fqp doctor`
+/// checks a port's `build.target` against (the kernel refuses others with `compile_error!`).
+pub const SUPPORTED_TARGETS: [(&str, &str); 3] = [
+    ("thumbv7m-none-eabi", "Cortex-M3"),
+    ("thumbv7em-none-eabi", "Cortex-M4/M7, soft-float"),
+    (
+        "thumbv7em-none-eabihf",
+        "Cortex-M4F/M7 with the FPU (declare capability fpu)",
+    ),
+];
+
 /// A built firmware image.
 #[derive(Debug, Clone)]
 pub struct Image {

@@ -113,7 +113,13 @@ impl<'a> Ctx<'a> {
         })?;
         self.flashed = true;
         let mut session = Session::new(link);
-        let info = session.sync(Duration::from_millis(self.m.timeouts.boot_ms))?;
+        let info = match session.sync(Duration::from_millis(self.m.timeouts.boot_ms)) {
+            Ok(info) => info,
+            Err(e) if qemu.is_some() => {
+                return Err(crate::Error::said_by_emulator(e, &self.qemu_log))
+            }
+            Err(e) => return Err(e.into()),
+        };
         for (key, value) in self.lab.settings {
             session.set(key, value.as_bytes(), Duration::from_secs(2))?;
         }
