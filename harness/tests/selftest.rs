@@ -315,3 +315,25 @@ fn unknown_selection_lists_the_groups() {
     assert!(err.contains("the device has groups: selftest"), "{err}");
     assert_eq!(o.results["findings"][0]["category"], "configuration");
 }
+
+#[test]
+fn a_fault_in_the_ports_start_up_is_the_ports_crash_named_by_function() {
+    let port = repo().join("harness/tests/ports/fault-at-start");
+    let o = qualify(&port, "fault-at-start", &[]);
+    // The product's failure, not the lab's: exit 1, verdict failed, once (not retried).
+    assert_eq!(o.code, 1, "{}", o.explain());
+    assert_eq!(o.results["verdict"], "failed");
+    let p = &o.results["problems"][0];
+    assert_eq!(p["stage"], "port", "{p}");
+    let msg = p["message"].as_str().unwrap();
+    let src = std::fs::read_to_string(repo().join("reference-port/src/selftest.rs")).unwrap();
+    let line = src.lines().position(|l| l.contains("udf #9")).unwrap() + 1;
+    assert!(
+        msg.contains("faulted while starting")
+            && msg.contains("in fqp_port_mps2_an385::selftest::boot")
+            && msg.contains(&format!("reference-port/src/selftest.rs:{line}")),
+        "{msg}"
+    );
+    assert!(!msg.contains("times in a row"), "not retried: {msg}");
+    assert_eq!(o.results["findings"][0]["category"], "crash");
+}

@@ -24,6 +24,10 @@ static BOARD: board::Lm3s6965 = board::Lm3s6965;
 
 #[entry]
 fn main() -> ! {
+    // The console, then the board named to the test kit, before anything else: a fault in
+    // the rest of start-up is reported on the console (the harness names the function).
+    board::CONSOLE.init(board::CPU_HZ, 115_200);
+    fqp_testkit::set_board(&BOARD);
     // SAFETY: [__sheap, stack) is unused RAM (cortex-m-rt's layout), given to the heap once,
     // before anything allocates.
     unsafe {
@@ -31,7 +35,6 @@ fn main() -> ! {
         let hi = core::ptr::addr_of_mut!(_stack_start) as usize - MAIN_STACK_BYTES;
         board::HEAP.add_region(lo, hi - lo as usize);
     }
-    board::CONSOLE.init(board::CPU_HZ, 115_200);
     let mut cp = cortex_m::Peripherals::take().expect("peripherals taken once, at start-up");
     board::enable_interrupts(&mut cp.NVIC);
     fqp_testkit::run(&BOARD, groups(), env!("CARGO_PKG_VERSION"), board::CPU_HZ)

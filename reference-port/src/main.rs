@@ -153,6 +153,10 @@ extern "C" {
 
 #[entry]
 fn main() -> ! {
+    // The console, then the board named to the test kit, before anything else: a fault in
+    // the rest of start-up is reported on the console (the harness names the function).
+    UART0.init(CPU_HZ, 115_200);
+    fqp_testkit::set_board(&BOARD);
     // SAFETY: the linker script reserves [__sheap, stack) and [_heap2_start, _heap2_end) for
     // nothing else; they are handed to the heap once, before anything allocates.
     unsafe {
@@ -163,7 +167,6 @@ fn main() -> ! {
         let hi2 = core::ptr::addr_of_mut!(_heap2_end) as usize;
         HEAP.add_region(lo2, hi2 - lo2 as usize);
     }
-    UART0.init(CPU_HZ, 115_200);
     BOARD.ethernet_up.store(ETH.init(), Ordering::Release);
     let mut cp = cortex_m::Peripherals::take().expect("peripherals taken once, at start-up");
     vectors::enable(&mut cp.NVIC);

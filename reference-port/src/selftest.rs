@@ -79,6 +79,11 @@ fn flaky() -> TestResult {
 /// With the semihosting argument `mute`, behave like a board that never answers: print noise
 /// forever and never start the runner.
 pub fn boot(cmdline: &[u8]) {
+    if cmdline.windows(14).any(|w| w == b"fault-at-start") {
+        // A board whose start-up faults before the test runner exists.
+        // SAFETY: `udf` raises a UsageFault (escalated to HardFault): the point of this mode.
+        unsafe { core::arch::asm!("udf #9") };
+    }
     if cmdline.windows(4).any(|w| w == b"mute") {
         loop {
             crate::console_uart().write(b"booting... no protocol here\r\n");

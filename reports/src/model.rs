@@ -74,6 +74,9 @@ pub enum Stage {
     Flash,
     /// Starting the device and its test runner.
     Boot,
+    /// The port's own code outside the tests: its start-up faulted or panicked before the
+    /// test runner answered (the port's fault, not the lab's).
+    Port,
     /// The console link and its protocol outside a test.
     Console,
     /// The emulator, killed or crashed from outside.
@@ -95,6 +98,7 @@ impl Stage {
             Stage::Build => "build",
             Stage::Flash => "flash",
             Stage::Boot => "boot",
+            Stage::Port => "port",
             Stage::Console => "console",
             Stage::Emulator => "emulator",
             Stage::Lab => "lab",
@@ -103,10 +107,12 @@ impl Stage {
         }
     }
 
-    /// Configuration (the user's to fix) or infrastructure (the lab's).
+    /// Configuration (the user's to fix), infrastructure (the lab's), or a crash of the port's
+    /// own code (the product's).
     pub fn category(self) -> Category {
         match self {
             Stage::Manifest | Stage::Options | Stage::Toolchain => Category::Configuration,
+            Stage::Port => Category::Crash,
             _ => Category::Infrastructure,
         }
     }
@@ -120,6 +126,7 @@ impl Stage {
             Stage::Build => "the firmware did not build: the first error in build.log is the one to fix",
             Stage::Flash => "see flash.log: check the probe or flash tool, its command and the board's connection",
             Stage::Boot => "the device did not start its test runner: see serial.log and qemu.log, check the console settings and that the image starts the runner",
+            Stage::Port => "the port's start-up code failed before the test runner ran: the message names the function and line",
             Stage::Console => "the console link or protocol failed: check the serial port and cable, and that nothing else prints on the console; see serial.log",
             Stage::Emulator => "the emulator was stopped from outside fqp: run again, and check the machine (memory, the OOM killer, other users)",
             Stage::Lab => "a lab service could not start or answer: fqp doctor checks the lab's tools and directory",
@@ -730,9 +737,14 @@ impl Run {
         let s = self.summary();
         if self.interrupted.is_some() {
             Verdict::Interrupted
-        } else if !self.problems.is_empty() {
+        } else if self
+            .problems
+            .iter()
+            .any(|p| p.stage.category() != Category::Crash)
+        {
+            // The lab or the configuration failed: the run says nothing of the port.
             Verdict::InfrastructureError
-        } else if s.failed + s.errors + s.flaky > 0 {
+        } else if s.failed + s.errors + s.flaky > 0 || !self.problems.is_empty() {
             Verdict::Failed
         } else {
             Verdict::Passed

@@ -46,6 +46,30 @@ pub enum Error {
 const EMULATOR_LINES: usize = 6;
 
 impl Error {
+    /// The start-up of the port's own code failed (a fault or panic before the test runner
+    /// answered): the product's fault, and one that starting again will not cure.
+    fn at_start(&self) -> bool {
+        match self {
+            Error::Session(crate::session::SessionError::AtStart { .. }) => true,
+            Error::Retried { last, .. } => last.at_start(),
+            _ => false,
+        }
+    }
+
+    /// The stage of a device that did not come up: the port's start-up, or the boot.
+    pub fn boot_stage(&self) -> fqp_reports::Stage {
+        if self.at_start() {
+            fqp_reports::Stage::Port
+        } else {
+            fqp_reports::Stage::Boot
+        }
+    }
+
+    /// Whether starting the device again may help.
+    pub fn worth_retrying(&self) -> bool {
+        !self.at_start()
+    }
+
     /// `cause`, with what the emulator logged to `log` of the program going wrong, if it did.
     pub(crate) fn said_by_emulator(
         cause: crate::session::SessionError,

@@ -3,18 +3,39 @@
 //!
 //! What a board is, and what a port implements, is `fqp-port`'s [`Board`].
 
+use core::cell::UnsafeCell;
 use core::fmt;
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 pub use fqp_port::{Board, Device};
 
-/// The board, once [`set`]; a leaked box holding the trait object (a wide pointer does not
-/// fit an atomic).
-static BOARD: AtomicPtr<&'static dyn Board> = AtomicPtr::new(core::ptr::null_mut());
+/// The board, once [`set_board`]: written once, at start-up, before anything reads it (no
+/// heap needed: a port names its board before its heap exists).
+struct Slot {
+    board: UnsafeCell<Option<&'static dyn Board>>,
+    /// `board` is written and may be read.
+    ready: AtomicBool,
+}
 
-/// Makes `board` the one the test kit uses (by `fqp_testkit::run`, once, at start-up).
-pub(crate) fn set(board: &'static dyn Board) {
-    let boxed = alloc::boxed::Box::leak(alloc::boxed::Box::new(board));
-    BOARD.store(boxed, Ordering::Release);
+// SAFETY: `board` is written once, by `set_board` before `ready` is published (Release), and
+// read only after `ready` is seen (Acquire); a second `set_board` writes nothing.
+unsafe impl Sync for Slot {}
+
+static BOARD: Slot = Slot {
+    board: UnsafeCell::new(None),
+    ready: AtomicBool::new(false),
+};
+
+/// Makes `board` the one the test kit uses. Call it first thing in `main`, before the heap,
+/// the console or any peripheral is set up: a fault or panic in the board's own start-up is
+/// then reported on its console (with the faulting code's address), not a silent reset.
+/// `fqp_testkit::run` calls it too; only the first call counts.
+pub fn set_board(board: &'static dyn Board) {
+    if BOARD.ready.load(Ordering::Acquire) {
+        return;
+    }
+    // SAFETY: start-up is single-threaded and nothing reads `board` before `ready`.
+    unsafe { *BOARD.board.get() = Some(board) };
+    BOARD.ready.store(true, Ordering::Release);
 }
 
 /// The board given to `fqp_testkit::run`.
@@ -22,10 +43,13 @@ pub fn board() -> &'static dyn Board {
     try_board().expect("fqp_testkit::run has not been called")
 }
 
-/// The board, if `fqp_testkit::run` has been called (fault handlers use this).
+/// The board, once set (fault handlers use this).
 pub fn try_board() -> Option<&'static dyn Board> {
-    // SAFETY: when set, the pointer is to a leaked, never-freed box written once by `set`.
-    unsafe { BOARD.load(Ordering::Acquire).as_ref() }.copied()
+    if !BOARD.ready.load(Ordering::Acquire) {
+        return None;
+    }
+    // SAFETY: `ready` says `board` was written, and it is never written again.
+    unsafe { *BOARD.board.get() }
 }
 
 /// The optional devices `board` provides, comma-separated (`READY`'s `devices=`).

@@ -24,7 +24,7 @@ pub mod irq;
 mod runner;
 mod running;
 
-pub use board::{board, try_board, Board};
+pub use board::{board, set_board, try_board, Board};
 pub use runner::run;
 
 use core::fmt::{self, Write};

@@ -32,7 +32,7 @@ pub fn run(
     fw: &'static str,
     cpu_hz: u32,
 ) -> ! {
-    board::set(board);
+    board::set_board(board);
     let ctx = alloc::boxed::Box::leak(alloc::boxed::Box::new(Ctx { groups, fw }));
     CTX.store(ctx, Ordering::Release);
     task::Builder::new("runner")

@@ -12,6 +12,20 @@ pub struct Located {
     pub source: Option<String>,
 }
 
+impl Located {
+    /// `in <function> at <file:line>`, as much of it as is known.
+    pub fn place(&self) -> String {
+        let mut place = Vec::new();
+        if let Some(f) = &self.function {
+            place.push(format!("in {f}"));
+        }
+        if let Some(s) = &self.source {
+            place.push(format!("at {s}"));
+        }
+        place.join(" ")
+    }
+}
+
 /// The function and source line of the code at `pc` in `elf` (its DWARF line tables and
 /// symbols): a fault's program counter, decoded as a debugger would. `None` when the image
 /// cannot be read or holds nothing for that address.

@@ -8,7 +8,7 @@ use crate::firmware::{self, Image};
 use crate::manifest::{self, Manifest};
 use crate::qemu::Qemu;
 use crate::serial::{self, Link, Transcript};
-use crate::session::{DeviceInfo, Listed, Session};
+use crate::session::{DeviceInfo, Listed, Session, SessionError};
 use fqp_lab::Lab;
 use fqp_qualification::Suites;
 use fqp_reports::{

@@ -115,6 +115,17 @@ impl<'a> Ctx<'a> {
         let mut session = Session::new(link);
         let info = match session.sync(Duration::from_millis(self.m.timeouts.boot_ms)) {
             Ok(info) => info,
+            Err(SessionError::AtStart { what, summary, pc }) => {
+                return Err(SessionError::AtStart {
+                    what,
+                    summary: match pc.and_then(|pc| firmware::locate(&self.image.elf, pc)) {
+                        Some(at) => format!("{summary}, {}", at.place()),
+                        None => summary,
+                    },
+                    pc,
+                }
+                .into())
+            }
             Err(e) if qemu.is_some() => {
                 return Err(crate::Error::said_by_emulator(e, &self.qemu_log))
             }
@@ -141,7 +152,11 @@ impl Ctx<'_> {
         loop {
             match self.boot() {
                 Ok(d) => return Ok(d),
-                Err(e) if attempt > retries || fqp_process::signal().is_some() => {
+                Err(e)
+                    if attempt > retries
+                        || fqp_process::signal().is_some()
+                        || !e.worth_retrying() =>
+                {
                     return Err(if attempt > 1 {
                         crate::Error::Retried {
                             last: Box::new(e),
@@ -203,7 +218,7 @@ pub(super) fn run_tests(
     });
     let mut dev = first
         .boot_retrying(opts.retries)
-        .map_err(|e| Problem::new(Stage::Boot, e.to_string()))?;
+        .map_err(|e| Problem::new(e.boot_stage(), e.to_string()))?;
     if let Some(fw) = run.firmware.as_mut() {
         fw.version = Some(dev.info.fw.clone());
         fw.kernel = Some(dev.info.kernel.clone());

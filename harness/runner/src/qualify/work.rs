@@ -62,18 +62,15 @@ pub(super) fn decode_fault(t: &mut Test, elf: &Path) {
     let Some(at) = firmware::locate(elf, pc) else {
         return;
     };
-    let mut place = Vec::new();
+    if let Some(m) = t.message.as_mut() {
+        m.push_str(&format!(", {}", at.place()));
+    }
     if let Some(f) = at.function {
-        place.push(format!("in {f}"));
         t.details.insert("function".into(), f);
     }
     if let Some(s) = at.source {
-        place.push(format!("at {s}"));
         t.details.insert("source".into(), s.clone());
         t.location.get_or_insert(s);
-    }
-    if let Some(m) = t.message.as_mut() {
-        m.push_str(&format!(", {}", place.join(" ")));
     }
 }
 
@@ -244,7 +241,7 @@ impl Worker<'_, '_> {
                 if fqp_process::signal().is_none() {
                     let log = self.ctx.serial_log.display().to_string();
                     self.problem(
-                        Stage::Boot,
+                        e.boot_stage(),
                         format!("the device could not be (re)started ({log}): {e}"),
                     );
                 }

@@ -30,6 +30,20 @@ pub enum SessionError {
         port: String,
         recent: String,
     },
+    #[error(
+        "the device {what} while starting, before its test runner answered SYNC: {summary}\n  \
+         fix: the port's start-up code (its main, before fqp_testkit::run) is at fault, where \
+         named; the memory map (memory.x), the heap's regions and peripheral set-up are the usual \
+         causes"
+    )]
+    AtStart {
+        /// "faulted" or "panicked".
+        what: &'static str,
+        /// The fault or panic, and where (the harness adds the function and source line).
+        summary: String,
+        /// The faulting program counter, to decode.
+        pc: Option<u64>,
+    },
     #[error("the console closed before the device synced. Its last output:\n{recent}")]
     ClosedBeforeSync { recent: String },
     #[error(

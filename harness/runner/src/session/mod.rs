@@ -159,6 +159,33 @@ pub struct Session<L: Link> {
     pub actions: Option<Actions>,
 }
 
+/// A fault or panic the device reported before it synced.
+fn at_start(f: &fqp_protocol::Frame<'_>) -> SessionError {
+    let g = |k: &str| f.get(k).unwrap_or_else(|| "?".into());
+    if f.kind == Kind::Panic {
+        return SessionError::AtStart {
+            what: "panicked",
+            summary: format!("panic: {} at {}:{}", g("msg"), g("file"), g("line")),
+            pc: None,
+        };
+    }
+    SessionError::AtStart {
+        what: "faulted",
+        summary: format!(
+            "{} at pc={} (lr={}, xpsr={}, cfsr={}, hfsr={})",
+            g("kind"),
+            g("pc"),
+            g("lr"),
+            g("xpsr"),
+            g("cfsr"),
+            g("hfsr")
+        ),
+        pc: f
+            .get("pc")
+            .and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok()),
+    }
+}
+
 fn command(kind: Kind, fields: &[(&str, &str)]) -> Vec<u8> {
     let mut l = LineBuf::<256>::new(kind);
     for (k, v) in fields {
@@ -260,6 +287,9 @@ impl<L: Link> Session<L> {
                                     .collect()
                             }),
                         });
+                    }
+                    Ok(Some(f)) if matches!(f.kind, Kind::Fault | Kind::Panic) => {
+                        return Err(at_start(&f));
                     }
                     Ok(Some(f)) => {
                         // What the device says of itself is part of what it printed: a
