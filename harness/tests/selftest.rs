@@ -337,3 +337,28 @@ fn a_fault_in_the_ports_start_up_is_the_ports_crash_named_by_function() {
     assert!(!msg.contains("times in a row"), "not retried: {msg}");
     assert_eq!(o.results["findings"][0]["category"], "crash");
 }
+
+#[test]
+fn test_interrupts_that_never_fire_are_named_once_and_their_tests_blocked() {
+    let port = repo().join("harness/tests/ports/irq-off");
+    let o = qualify(&port, "irq-off", &["--group", "isr", "--group", "queue"]);
+    assert_eq!(o.code, 1, "{}", o.explain());
+    let problems = o.results["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "told once: {problems:?}");
+    assert_eq!(problems[0]["stage"], "port");
+    let msg = problems[0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("test interrupt 0") && msg.contains("Board::pend_test_irq(0)"),
+        "{msg}"
+    );
+    for g in o.results["groups"].as_array().unwrap() {
+        for t in g["tests"].as_array().unwrap() {
+            if g["name"] == "isr" {
+                assert_eq!(t["status"], "skipped", "{t}");
+                assert!(t["message"].as_str().unwrap().starts_with("blocked"), "{t}");
+            } else {
+                assert_eq!(t["status"], "passed", "the rest runs: {t}");
+            }
+        }
+    }
+}

@@ -69,6 +69,10 @@ impl Board for An385 {
     }
 
     fn pend_test_irq(&self, n: usize) {
+        // A port that forgot its test interrupts (the harness's own test of its pre-flight).
+        if cfg!(feature = "irq-off") {
+            return;
+        }
         fqp_port_cortex_m::nvic::pend(vectors::TEST_IRQS[n]);
     }
 

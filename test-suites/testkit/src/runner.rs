@@ -58,6 +58,42 @@ fn hello(kind: Kind) -> LineBuf<LINE> {
         .field("devices", Devices(board()))
         // A hard-float image keeps the FPU's registers in every task's context.
         .field("fpu", cfg!(target_abi = "eabihf") as u8)
+        .field("irq_lines", board().test_irqs())
+        .field("irq_fired", Fired(IRQS_FIRED.load(Ordering::Relaxed)))
+}
+
+/// The test interrupt lines that fired when pended once at start-up (bit n: line n).
+static IRQS_FIRED: AtomicU32 = AtomicU32::new(0);
+
+/// The interrupt lines the interrupt tests use.
+const IRQ_LINES_USED: usize = 2;
+
+/// Pends each test interrupt the tests use once, before HELLO, and records which fired: a
+/// port whose interrupts do not work is then told once, naming the line, by the host.
+fn check_test_irqs() {
+    let mut fired = 0;
+    for n in 0..board().test_irqs().min(IRQ_LINES_USED) {
+        let before = irq::count(n);
+        board().pend_test_irq(n);
+        if irq::count(n) != before {
+            fired |= 1 << n;
+        }
+    }
+    IRQS_FIRED.store(fired, Ordering::Relaxed);
+}
+
+/// Lines of a bit set, comma-separated (`irq_fired=0,1`).
+struct Fired(u32);
+
+impl core::fmt::Display for Fired {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let mut sep = "";
+        for n in (0..32).filter(|n| self.0 & (1 << n) != 0) {
+            write!(f, "{sep}{n}")?;
+            sep = ",";
+        }
+        Ok(())
+    }
 }
 
 fn find(id: &[u8]) -> Option<(&'static Group, &'static Test)> {
@@ -69,6 +105,7 @@ fn find(id: &[u8]) -> Option<(&'static Group, &'static Test)> {
 }
 
 fn runner_main(_: usize) {
+    check_test_irqs();
     send_line(hello(Kind::Hello));
     let mut line = [0u8; 256];
     let mut last_end: Option<LineBuf<LINE>> = None;

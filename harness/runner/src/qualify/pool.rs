@@ -236,6 +236,7 @@ pub(super) fn run_tests(
         devices: ids.len(),
     });
     let chosen = skip_lacking(chosen, m, opts, run);
+    let chosen = skip_blocked(chosen, &dev.info, m, opts, run);
     let queue = Mutex::new(units(chosen.clone()));
     let pool = Pool {
         m,
@@ -272,6 +273,49 @@ fn skip_lacking(chosen: Vec<Listed>, m: &Manifest, opts: &Options, run: &mut Run
             "needs capability {}, which the port does not declare (`capabilities` in port.toml)",
             suites.missing(&l.id, caps).join(", ")
         ));
+        opts.observers.tell(&Event::Result {
+            device: None,
+            test: &t,
+        });
+        run.push(group_of(&l.id), t);
+    }
+    chosen
+}
+
+/// When the board's test interrupts do not fire (checked by the test kit before HELLO), the
+/// port is told once, naming the function and line, and the tests that need them are
+/// reported as blocked rather than each failing its own way; the rest.
+fn skip_blocked(
+    chosen: Vec<Listed>,
+    info: &DeviceInfo,
+    m: &Manifest,
+    opts: &Options,
+    run: &mut Run,
+) -> Vec<Listed> {
+    let Some(why) = info.irqs_blocked() else {
+        return chosen;
+    };
+    if !m.capabilities.iter().any(|c| c == "test-irq") {
+        return chosen;
+    }
+    let suites = Suites::builtin();
+    let (blocked, chosen): (Vec<Listed>, Vec<Listed>) = chosen
+        .into_iter()
+        .partition(|t| suites.requirements(&t.id).iter().any(|r| r == "test-irq"));
+    let problem = Problem::new(Stage::Port, why);
+    opts.observers.tell(&Event::Problem {
+        device: None,
+        problem: &problem,
+    });
+    run.problems.push(problem);
+    for l in blocked {
+        let mut t = Test::new(&l.id, Status::Skipped);
+        t.index = Some(l.index);
+        t.message = Some(
+            "blocked: the board's test interrupts do not fire (the run's port problem says \
+             which and how to fix it)"
+                .into(),
+        );
         opts.observers.tell(&Event::Result {
             device: None,
             test: &t,

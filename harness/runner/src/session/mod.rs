@@ -31,6 +31,10 @@ pub struct DeviceInfo {
     /// The image is hard-float: the FPU's registers are part of every task's context
     /// (`fpu=1`; `None` from a test kit before it said so).
     pub fpu: Option<bool>,
+    /// The board's test interrupt lines (`Board::test_irqs`) and those that fired when the
+    /// test kit pended each once before it said HELLO (`irq_lines`, `irq_fired`; `None` from
+    /// a test kit before it checked).
+    pub irqs: Option<(u64, Vec<u64>)>,
 }
 
 /// The capabilities that need a device of the board: (capability, device, its accessor).
@@ -68,6 +72,30 @@ impl DeviceInfo {
                 lacking.join("\n")
             )
         })
+    }
+
+    /// Why the interrupt tests cannot run on this board, naming the function and line to fix:
+    /// a test interrupt the test kit pended that did not fire, or too few lines. `None` when
+    /// they can, or the test kit did not check.
+    pub fn irqs_blocked(&self) -> Option<String> {
+        let (lines, fired) = self.irqs.as_ref()?;
+        if *lines < TEST_IRQ_LINES {
+            return Some(format!(
+                "board {:?} offers {lines} test interrupts (Board::test_irqs), the interrupt \
+                 tests need {TEST_IRQ_LINES}\n  fix: give two interrupt lines nothing drives to \
+                 the test kit (PORTING.md, step 5), or leave capability \"test-irq\" out",
+                self.port
+            ));
+        }
+        let silent = (0..TEST_IRQ_LINES).find(|n| !fired.contains(n))?;
+        Some(format!(
+            "test interrupt {silent} of board {:?} did not fire: Board::pend_test_irq({silent}) \
+             pended it and its handler did not run\n  fix: in the port's board: the line's vector \
+             calls fqp_testkit::irq::dispatch({silent}); the line is enabled in the interrupt \
+             controller (NVIC ISER) at a priority the kernel allows (TEST_IRQ_PRIORITY); \
+             pend_test_irq({silent}) pends that same line (NVIC ISPR)",
+            self.port
+        ))
     }
 
     /// A hard-float image whose port does not declare `fpu` (its FP context would go
@@ -110,6 +138,9 @@ pub struct Outcome {
     /// The device is not in a known state: restart it before the next test.
     pub restart: bool,
 }
+
+/// The test interrupt lines the interrupt tests use (0 and 1).
+const TEST_IRQ_LINES: u64 = 2;
 
 /// Lines of plain output kept for error messages.
 const RECENT: usize = 20;
@@ -280,6 +311,11 @@ impl<L: Link> Session<L> {
                             kernel: f.get("kernel").unwrap_or_default(),
                             tests: f.num("tests").unwrap_or(0),
                             fpu: f.num("fpu").map(|n| n == 1),
+                            irqs: f.num("irq_lines").map(|lines| {
+                                let fired = f.get("irq_fired").unwrap_or_default();
+                                let fired = fired.split(',').filter_map(|n| n.parse().ok());
+                                (lines, fired.collect())
+                            }),
                             devices: f.get("devices").map(|d| {
                                 d.split(',')
                                     .filter(|s| !s.is_empty())

@@ -104,6 +104,7 @@ fn sync_retries_until_answered_and_ignores_noise() {
             tests: 4,
             devices: Some(vec!["ethernet".into(), "entropy".into()]),
             fpu: None,
+            irqs: None,
         }
     );
     assert_eq!(s.corrupt_lines, 1);
@@ -599,5 +600,29 @@ fn a_hard_float_image_needs_the_fpu_capability_and_only_it_has_it() {
         info(None).lacking(&with),
         None,
         "a test kit that does not say"
+    );
+}
+
+#[test]
+fn test_interrupts_that_do_not_fire_are_named_with_the_function_to_fix() {
+    let info = |lines: u64, fired: &[u64]| DeviceInfo {
+        port: "b".into(),
+        irqs: Some((lines, fired.to_vec())),
+        ..DeviceInfo::default()
+    };
+    assert_eq!(info(2, &[0, 1]).irqs_blocked(), None);
+    let e = info(2, &[0]).irqs_blocked().unwrap();
+    assert!(
+        e.contains("test interrupt 1")
+            && e.contains("Board::pend_test_irq(1)")
+            && e.contains("dispatch(1)"),
+        "{e}"
+    );
+    let e = info(1, &[0]).irqs_blocked().unwrap();
+    assert!(e.contains("offers 1 test interrupts"), "{e}");
+    assert_eq!(
+        DeviceInfo::default().irqs_blocked(),
+        None,
+        "a test kit that did not check"
     );
 }
