@@ -44,6 +44,16 @@ pub fn create_private_dir(dir: &Path) -> Result<(), FileError> {
 /// no other writer uses, then moved over `path` (a reader never sees half a key, and two
 /// writers never collide).
 pub fn write_private(path: &Path, text: &str) -> Result<(), FileError> {
+    write_aside(path, text, true)
+}
+
+/// Writes `text` to `path` whole or not at all, as [`write_private`] does, for a file anyone
+/// may read (a certificate).
+pub fn write_whole(path: &Path, text: &str) -> Result<(), FileError> {
+    write_aside(path, text, false)
+}
+
+fn write_aside(path: &Path, text: &str, private: bool) -> Result<(), FileError> {
     use std::io::Write;
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -51,7 +61,11 @@ pub fn write_private(path: &Path, text: &str) -> Result<(), FileError> {
     let mut o = std::fs::OpenOptions::new();
     o.write(true).create_new(true);
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    if private {
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
     o.open(&tmp)
         .and_then(|mut f| f.write_all(text.as_bytes()))
         .and_then(|()| std::fs::rename(&tmp, path))

@@ -220,11 +220,13 @@ impl LabKey {
     /// self-signed pair for `name` there. Returns whether it was made.
     pub fn load_or_create(dir: &Path, name: &str) -> Result<(LabKey, bool), KeyError> {
         let (key_path, cert_path) = (dir.join(KEY_FILE), dir.join(CERT_FILE));
-        if !key_path.exists() && !cert_path.exists() {
-            // Runs started together must not make two pairs: one makes it, the others load it.
-            return crate::files::with_lab_lock(dir, || Self::load_or_create_locked(dir, name));
+        if key_path.exists() && cert_path.exists() {
+            // Both are only ever there whole (each is written aside and moved in).
+            return Self::load_or_create_locked(dir, name);
         }
-        Self::load_or_create_locked(dir, name)
+        // Runs started together must not make two pairs, nor read one half made: one makes
+        // it under the lab's lock, the others then load it.
+        crate::files::with_lab_lock(dir, || Self::load_or_create_locked(dir, name))
     }
 
     fn load_or_create_locked(dir: &Path, name: &str) -> Result<(LabKey, bool), KeyError> {
@@ -234,10 +236,7 @@ impl LabKey {
                 let lab = Self::create(name)?;
                 crate::files::create_private_dir(dir)?;
                 crate::files::write_private(&key_path, &lab.key.serialize_pem())?;
-                std::fs::write(&cert_path, &lab.cert_pem).map_err(|source| KeyError::Io {
-                    path: cert_path.clone(),
-                    source,
-                })?;
+                crate::files::write_whole(&cert_path, &lab.cert_pem)?;
                 Ok((lab, true))
             }
             (true, true) => {

@@ -63,33 +63,15 @@ static OTHERS: [[u32; 32]; 2] = [pattern(3), pattern(4)];
 /// Loads s0–s31 from `values`, leaves them in place until `counter` reaches `target` (reading
 /// it with core registers only), and returns what s0–s31 then hold.
 fn hold_until(values: &[u32; 32], counter: &AtomicU32, target: u32) -> [u32; 32] {
-    let mut seen = [0u32; 32];
-    // SAFETY: the asm reads 32 words from `values`, writes 32 to `seen` (both valid arrays)
-    // and reads `counter`; every FP register it writes is declared clobbered (the compiler
-    // saves the callee-saved ones).
-    unsafe {
-        fp_asm!(
-            "vldmia {v}, {{s0-s31}}",
-            "2:",
-            "ldr {t}, [{c}]",
-            "cmp {t}, {target}",
-            "blo 2b",
-            "vstmia {s}, {{s0-s31}}",
-            v = in(reg) values.as_ptr(),
-            c = in(reg) counter.as_ptr(),
-            target = in(reg) target,
-            s = in(reg) seen.as_mut_ptr(),
-            t = out(reg) _,
-        );
-    }
-    seen
+    // A test runs with nothing masked (BASEPRI 0).
+    hold_unmasking(values, 0, counter, target)
 }
 
 /// Loads s0–s31 from `values`, yields `yields` times with the kernel's trap (`svc`, as
 /// `task::yield_now` does) while they are live, and returns what s0–s31 then hold.
 fn hold_yielding(values: &[u32; 32], yields: u32) -> [u32; 32] {
     let mut seen = [0u32; 32];
-    // SAFETY: as in `hold_until`; `svc 0` is the kernel's yield, taken from a task in thread
+    // SAFETY: as in `hold_unmasking`; `svc 0` is the kernel's yield, taken from a task in thread
     // mode with interrupts enabled, and returns with every core register but the ones the
     // exception frame holds (restored) unchanged.
     unsafe {
@@ -191,23 +173,25 @@ fn registers_survive_interrupts() -> TestResult {
         }
     });
     for round in 1..=ROUNDS {
-        // Pended while masked, the interrupt is taken inside `hold_until`, once the test's
+        // Pended while masked, the interrupt is taken inside `hold_unmasking`, once the test's
         // values are in the registers: BASEPRI is lowered there, not here.
         let mask = Active::enter_critical();
         irq::trigger(0);
-        let seen = hold_unmasking(&MINE, mask, round);
+        let seen = hold_unmasking(&MINE, mask, TAKEN.atomic(), round);
         check_eq!(first_difference(&seen, &MINE), None);
     }
     check!(irq::count(0) >= ROUNDS as usize);
     Ok(())
 }
 
-/// `hold_until(values, TAKEN, target)`, entered with the kernel's interrupts masked: they are
-/// unmasked (`mask` restored) only once the values are in the registers.
-fn hold_unmasking(values: &[u32; 32], mask: u32, target: u32) -> [u32; 32] {
+/// `hold_until(values, counter, target)`, entered with the kernel's interrupts masked: they
+/// are unmasked (`mask` restored) only once the values are in the registers.
+fn hold_unmasking(values: &[u32; 32], mask: u32, counter: &AtomicU32, target: u32) -> [u32; 32] {
     let mut seen = [0u32; 32];
-    // SAFETY: as in `hold_until`; `mask` is what the caller's `enter_critical` returned, and
-    // restoring it is that critical section's exit.
+    // SAFETY: the asm reads 32 words from `values`, writes 32 to `seen` (both valid arrays)
+    // and reads `counter`; every FP register it writes is declared clobbered (the compiler
+    // saves the callee-saved ones); `mask` is what the caller's `enter_critical` returned (or
+    // the task's own 0), and restoring it is that critical section's exit.
     unsafe {
         fp_asm!(
             "vldmia {v}, {{s0-s31}}",
@@ -220,7 +204,7 @@ fn hold_unmasking(values: &[u32; 32], mask: u32, target: u32) -> [u32; 32] {
             "vstmia {s}, {{s0-s31}}",
             v = in(reg) values.as_ptr(),
             mask = in(reg) mask,
-            c = in(reg) TAKEN.atomic().as_ptr(),
+            c = in(reg) counter.as_ptr(),
             target = in(reg) target,
             s = in(reg) seen.as_mut_ptr(),
             t = out(reg) _,

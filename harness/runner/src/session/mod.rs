@@ -190,6 +190,20 @@ pub struct Session<L: Link> {
     pub actions: Option<Actions>,
 }
 
+/// `HardFault at pc=… (lr=…, xpsr=…, cfsr=…, hfsr=…)`: a `FAULT` line in words.
+fn fault_summary(f: &fqp_protocol::Frame<'_>) -> String {
+    let g = |k: &str| f.get(k).unwrap_or_else(|| "?".into());
+    format!(
+        "{} at pc={} (lr={}, xpsr={}, cfsr={}, hfsr={})",
+        g("kind"),
+        g("pc"),
+        g("lr"),
+        g("xpsr"),
+        g("cfsr"),
+        g("hfsr")
+    )
+}
+
 /// A fault or panic the device reported before it synced.
 fn at_start(f: &fqp_protocol::Frame<'_>) -> SessionError {
     let g = |k: &str| f.get(k).unwrap_or_else(|| "?".into());
@@ -202,15 +216,7 @@ fn at_start(f: &fqp_protocol::Frame<'_>) -> SessionError {
     }
     SessionError::AtStart {
         what: "faulted",
-        summary: format!(
-            "{} at pc={} (lr={}, xpsr={}, cfsr={}, hfsr={})",
-            g("kind"),
-            g("pc"),
-            g("lr"),
-            g("xpsr"),
-            g("cfsr"),
-            g("hfsr")
-        ),
+        summary: fault_summary(f),
         pc: f
             .get("pc")
             .and_then(|v| u64::from_str_radix(v.trim_start_matches("0x"), 16).ok()),

@@ -130,17 +130,7 @@ impl<'a> TestRun<'a> {
         for (k, v) in f.fields() {
             self.test.details.insert(k.to_string(), v.to_string());
         }
-        let g = |k: &str| f.get(k).unwrap_or_else(|| "?".into());
-        let msg = format!(
-            "{} at pc={} (lr={}, xpsr={}, cfsr={}, hfsr={})",
-            g("kind"),
-            g("pc"),
-            g("lr"),
-            g("xpsr"),
-            g("cfsr"),
-            g("hfsr")
-        );
-        self.error(ErrorKind::Fault, msg, true)
+        self.error(ErrorKind::Fault, super::fault_summary(f), true)
     }
 
     fn panicked(&mut self, f: &Frame<'_>) -> Step {
