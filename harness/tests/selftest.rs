@@ -362,3 +362,21 @@ fn test_interrupts_that_never_fire_are_named_once_and_their_tests_blocked() {
         }
     }
 }
+
+#[test]
+fn a_tick_ten_times_too_slow_is_named_with_the_clock_constant() {
+    let port = repo().join("harness/tests/ports/tick-10x");
+    let o = qualify(&port, "tick-10x", &["--group", "queue"]);
+    // The timed tests may still pass; the tick's rate is what is named, once.
+    assert_eq!(o.code, 1, "{}", o.explain());
+    let problems = o.results["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0]["stage"], "port");
+    let msg = problems[0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("runs at about 100 Hz")
+            && msg.contains("tick_hz = 1000")
+            && msg.contains("CPU_HZ"),
+        "{msg}"
+    );
+}

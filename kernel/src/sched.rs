@@ -231,6 +231,7 @@ pub(crate) mod layout {
     use core::mem::{offset_of, size_of};
 
     pub const CURRENT: usize = offset_of!(Kernel, current);
+    pub const TICK: usize = offset_of!(Kernel, tick);
     pub const LOCK_DEPTH: usize = offset_of!(Kernel, lock_depth);
     pub const READY_BITS: usize = offset_of!(Kernel, ready_bits);
     /// `ready[p].head` is at `READY_HEAD + p * LIST_SIZE`.

@@ -51,6 +51,18 @@ pub fn now() -> u32 {
     rt::with(|k| k.tick)
 }
 
+/// The address of the tick count, for code that counts its own instructions per tick without
+/// calling the kernel (the test kit's tick-rate check: an assembly loop). A load of this
+/// aligned word sees the count as of the last tick; nothing may write it.
+pub fn tick_address() -> *const u32 {
+    // The kernel state's address (`rt::KERNEL` is the kernel, as the switch path reads it)
+    // plus the field's offset: no reference to the state is made.
+    core::ptr::addr_of!(rt::KERNEL)
+        .cast::<u8>()
+        .wrapping_add(crate::sched::layout::TICK)
+        .cast()
+}
+
 /// Microseconds since the scheduler started, from the tick count and the tick timer.
 pub fn uptime_us() -> u64 {
     let cycles = rt::with(|k| rt::uptime_cycles_locked(k));

@@ -25,6 +25,11 @@ use core::fmt;
 
 /// The protocol version this crate speaks, announced in `HELLO` and `READY`.
 pub const VERSION: u32 = 1;
+
+/// Instructions in one iteration of the loop the test kit counts from one tick to the next
+/// (`tick_loops=` in `HELLO`/`READY`): with an emulator's instruction clock, the host turns
+/// the count into the tick's real rate.
+pub const TICK_LOOP_INSTRUCTIONS: u32 = 4;
 /// What starts every protocol line.
 pub const PREFIX: &str = "@FQP ";
 

@@ -58,8 +58,49 @@ fn hello(kind: Kind) -> LineBuf<LINE> {
         .field("devices", Devices(board()))
         // A hard-float image keeps the FPU's registers in every task's context.
         .field("fpu", cfg!(target_abi = "eabihf") as u8)
+        .field("tick_loops", TICK_LOOPS.load(Ordering::Relaxed))
         .field("irq_lines", board().test_irqs())
         .field("irq_fired", Fired(IRQS_FIRED.load(Ordering::Relaxed)))
+}
+
+/// Iterations of [`loops_per_tick`]'s loop in one tick, measured at start-up (0: not measured).
+static TICK_LOOPS: AtomicU32 = AtomicU32::new(0);
+
+/// Counts the iterations of a loop of [`fqp_protocol::TICK_LOOP_INSTRUCTIONS`] instructions
+/// from one tick to the next: on an emulator that counts instructions (QEMU `-icount`), the
+/// host turns it into the tick's real rate and names a clock constant that is off.
+#[cfg(all(target_arch = "arm", target_os = "none"))]
+fn loops_per_tick() -> u32 {
+    let tick = fqp_kernel::time::tick_address();
+    let n: u32;
+    // SAFETY: reads the kernel's tick word (an aligned u32 the tick interrupt writes) in a
+    // loop; touches nothing else.
+    unsafe {
+        core::arch::asm!(
+            "ldr {t0}, [{a}]",
+            "2:",
+            "ldr {t1}, [{a}]", // wait for a tick
+            "cmp {t1}, {t0}",
+            "beq 2b",
+            "movs {n}, #0",
+            "3:",
+            "adds {n}, {n}, #1", // count until the next
+            "ldr {t0}, [{a}]",
+            "cmp {t0}, {t1}",
+            "beq 3b",
+            a = in(reg) tick,
+            t0 = out(reg) _,
+            t1 = out(reg) _,
+            n = out(reg) n,
+            options(nostack, readonly),
+        );
+    }
+    n
+}
+
+#[cfg(not(all(target_arch = "arm", target_os = "none")))]
+fn loops_per_tick() -> u32 {
+    0
 }
 
 /// The test interrupt lines that fired when pended once at start-up (bit n: line n).
@@ -105,6 +146,7 @@ fn find(id: &[u8]) -> Option<(&'static Group, &'static Test)> {
 }
 
 fn runner_main(_: usize) {
+    TICK_LOOPS.store(loops_per_tick(), Ordering::Relaxed);
     check_test_irqs();
     send_line(hello(Kind::Hello));
     let mut line = [0u8; 256];

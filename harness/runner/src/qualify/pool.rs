@@ -235,6 +235,7 @@ pub(super) fn run_tests(
         tests: chosen.len(),
         devices: ids.len(),
     });
+    check_tick(&dev.info, m, opts, run);
     let chosen = skip_lacking(chosen, m, opts, run);
     let chosen = skip_blocked(chosen, &dev.info, m, opts, run);
     let queue = Mutex::new(units(chosen.clone()));
@@ -280,6 +281,28 @@ fn skip_lacking(chosen: Vec<Listed>, m: &Manifest, opts: &Options, run: &mut Run
         run.push(group_of(&l.id), t);
     }
     chosen
+}
+
+/// On an emulator that counts instructions, the device's tick against that clock: a tick far
+/// from `tick_hz` is reported once (the port's problem, naming the clock constant); the tests
+/// still run.
+fn check_tick(info: &DeviceInfo, m: &Manifest, opts: &Options, run: &mut Run) {
+    let Some(shift) = m.flash.qemu().and_then(|q| q.icount_shift) else {
+        return;
+    };
+    let tick_hz = m
+        .kernel
+        .get("tick_hz")
+        .and_then(toml::Value::as_integer)
+        .map_or(1000, |hz| hz as u32);
+    if let Some(why) = info.tick_off((1u64 << shift) as f64, tick_hz) {
+        let problem = Problem::new(Stage::Port, why);
+        opts.observers.tell(&Event::Problem {
+            device: None,
+            problem: &problem,
+        });
+        run.problems.push(problem);
+    }
 }
 
 /// When the board's test interrupts do not fire (checked by the test kit before HELLO), the

@@ -35,6 +35,8 @@ pub struct DeviceInfo {
     /// test kit pended each once before it said HELLO (`irq_lines`, `irq_fired`; `None` from
     /// a test kit before it checked).
     pub irqs: Option<(u64, Vec<u64>)>,
+    /// Iterations of the test kit's counting loop from one tick to the next (`tick_loops`).
+    pub tick_loops: Option<u64>,
 }
 
 /// The capabilities that need a device of the board: (capability, device, its accessor).
@@ -94,6 +96,34 @@ impl DeviceInfo {
              calls fqp_testkit::irq::dispatch({silent}); the line is enabled in the interrupt \
              controller (NVIC ISER) at a priority the kernel allows (TEST_IRQ_PRIORITY); \
              pend_test_irq({silent}) pends that same line (NVIC ISPR)",
+            self.port
+        ))
+    }
+
+    /// When the device's tick, counted against an emulator's instruction clock (`ns` per
+    /// instruction), is not `tick_hz`: what is wrong and the constant to fix. Off by less than
+    /// half or twice is taken as the measurement's noise (interrupts during the count).
+    pub fn tick_off(&self, ns_per_instruction: f64, tick_hz: u32) -> Option<String> {
+        let loops = self.tick_loops? as f64;
+        let period_s =
+            loops * fqp_protocol::TICK_LOOP_INSTRUCTIONS as f64 * ns_per_instruction * 1e-9;
+        let measured = 1.0 / period_s;
+        let ratio = measured / tick_hz as f64;
+        if (0.5..=2.0).contains(&ratio) {
+            return None;
+        }
+        let (factor, way) = if ratio < 1.0 {
+            (1.0 / ratio, "higher")
+        } else {
+            (ratio, "lower")
+        };
+        Some(format!(
+            "the tick of board {:?} runs at about {measured:.0} Hz (counted against the \
+             emulator's instruction clock), not the kernel's tick_hz = {tick_hz}: the core clock \
+             the port gives the kernel (the cpu_hz passed to fqp_testkit::run, CPU_HZ) is about \
+             {factor:.1} times {way} than the clock the core's SysTick really counts\n  fix: \
+             pass the frequency the core runs at (the board's SysTick clock); every timed test \
+             depends on it",
             self.port
         ))
     }
@@ -317,6 +347,7 @@ impl<L: Link> Session<L> {
                             kernel: f.get("kernel").unwrap_or_default(),
                             tests: f.num("tests").unwrap_or(0),
                             fpu: f.num("fpu").map(|n| n == 1),
+                            tick_loops: f.num("tick_loops").filter(|n| *n > 0),
                             irqs: f.num("irq_lines").map(|lines| {
                                 let fired = f.get("irq_fired").unwrap_or_default();
                                 let fired = fired.split(',').filter_map(|n| n.parse().ok());

@@ -105,6 +105,7 @@ fn sync_retries_until_answered_and_ignores_noise() {
             devices: Some(vec!["ethernet".into(), "entropy".into()]),
             fpu: None,
             irqs: None,
+            tick_loops: None,
         }
     );
     assert_eq!(s.corrupt_lines, 1);
@@ -624,5 +625,36 @@ fn test_interrupts_that_do_not_fire_are_named_with_the_function_to_fix() {
         DeviceInfo::default().irqs_blocked(),
         None,
         "a test kit that did not check"
+    );
+}
+
+#[test]
+fn a_tick_off_by_ten_names_the_clock_constant_and_a_right_one_passes() {
+    // 32 ns per instruction (QEMU -icount 5), 4 instructions per loop: a 1000 Hz tick is
+    // 7812 loops.
+    let info = |loops: u64| DeviceInfo {
+        port: "b".into(),
+        tick_loops: Some(loops),
+        ..DeviceInfo::default()
+    };
+    assert_eq!(info(7812).tick_off(32.0, 1000), None);
+    assert_eq!(
+        info(7000).tick_off(32.0, 1000),
+        None,
+        "interrupts during the count"
+    );
+    let slow = info(78_120).tick_off(32.0, 1000).unwrap();
+    assert!(
+        slow.contains("about 100 Hz")
+            && slow.contains("10.0 times higher")
+            && slow.contains("CPU_HZ"),
+        "{slow}"
+    );
+    let fast = info(781).tick_off(32.0, 1000).unwrap();
+    assert!(fast.contains("times lower"), "{fast}");
+    assert_eq!(
+        DeviceInfo::default().tick_off(32.0, 1000),
+        None,
+        "not measured"
     );
 }
