@@ -338,15 +338,21 @@ fn a_fault_in_the_ports_start_up_is_the_ports_crash_named_by_function() {
     assert_eq!(o.results["findings"][0]["category"], "crash");
 }
 
-#[test]
-fn test_interrupts_that_never_fire_are_named_once_and_their_tests_blocked() {
-    let port = repo().join("harness/tests/ports/irq-off");
-    let o = qualify(&port, "irq-off", &["--group", "isr", "--group", "queue"]);
+/// The run failed (exit 1) with one problem, of stage `port` (the port's, told once): its
+/// message.
+fn the_one_port_problem(o: &common::Outcome) -> &str {
     assert_eq!(o.code, 1, "{}", o.explain());
     let problems = o.results["problems"].as_array().unwrap();
     assert_eq!(problems.len(), 1, "told once: {problems:?}");
     assert_eq!(problems[0]["stage"], "port");
-    let msg = problems[0]["message"].as_str().unwrap();
+    problems[0]["message"].as_str().unwrap()
+}
+
+#[test]
+fn test_interrupts_that_never_fire_are_named_once_and_their_tests_blocked() {
+    let port = repo().join("harness/tests/ports/irq-off");
+    let o = qualify(&port, "irq-off", &["--group", "isr", "--group", "queue"]);
+    let msg = the_one_port_problem(&o);
     assert!(
         msg.contains("test interrupt 0") && msg.contains("Board::pend_test_irq(0)"),
         "{msg}"
@@ -368,11 +374,7 @@ fn a_tick_ten_times_too_slow_is_named_with_the_clock_constant() {
     let port = repo().join("harness/tests/ports/tick-10x");
     let o = qualify(&port, "tick-10x", &["--group", "queue"]);
     // The timed tests may still pass; the tick's rate is what is named, once.
-    assert_eq!(o.code, 1, "{}", o.explain());
-    let problems = o.results["problems"].as_array().unwrap();
-    assert_eq!(problems.len(), 1, "{problems:?}");
-    assert_eq!(problems[0]["stage"], "port");
-    let msg = problems[0]["message"].as_str().unwrap();
+    let msg = the_one_port_problem(&o);
     assert!(
         msg.contains("runs at about 100 Hz")
             && msg.contains("tick_hz = 1000")
