@@ -272,7 +272,7 @@ fn a_kernel_that_loses_fp_registers_fails_the_fpu_group() {
 }
 
 #[test]
-fn a_hard_float_image_without_the_fpu_capability_is_stopped_at_sync() {
+fn a_hard_float_port_without_the_fpu_capability_is_refused() {
     let dir = port_declaring(
         "reference-port/m4f",
         "m4f-undeclared",
@@ -285,5 +285,9 @@ fn a_hard_float_image_without_the_fpu_capability_is_stopped_at_sync() {
     assert!(
         problems.contains("hard-float") && problems.contains("capability \\\"fpu\\\""),
         "{problems}"
+    );
+    assert_eq!(
+        o.results["problems"][0]["stage"], "manifest",
+        "before anything is built"
     );
 }

@@ -144,6 +144,7 @@ fn validate(m: &Manifest) -> Result<(), Invalid> {
     check_serial(&m.serial)?;
     check_devices(m)?;
     check_kernel(m)?;
+    check_fpu(m)?;
     if !(m.timeouts.factor > 0.0 && m.timeouts.factor <= 100.0) {
         return Err((
             "timeouts.factor",
@@ -315,6 +316,36 @@ fn check_devices(m: &Manifest) -> Result<(), Invalid> {
         ));
     }
     Ok(())
+}
+
+/// A hard-float target (`…eabihf`) puts the FPU's registers in every task's context: the
+/// port declares `fpu` (and the fpu group qualifies it), and only such a port does. (The
+/// device says the same at sync, for targets named otherwise.)
+fn check_fpu(m: &Manifest) -> Result<(), Invalid> {
+    let hard = m.build.target.ends_with("eabihf");
+    let declared = m.capabilities.iter().any(|c| c == "fpu");
+    match (hard, declared) {
+        (true, false) => Err((
+            "capabilities",
+            format!(
+                "{:?} is a hard-float target (the FPU's registers are in use), but capability \
+                 \"fpu\" is not declared",
+                m.build.target
+            ),
+            "add \"fpu\" to capabilities: the fpu group then checks that every task keeps its FP \
+             registers",
+        )),
+        (false, true) => Err((
+            "capabilities",
+            format!(
+                "capability \"fpu\" is declared, but {:?} is a soft-float target",
+                m.build.target
+            ),
+            "build for the core's hard-float target (e.g. \"thumbv7em-none-eabihf\" for a \
+             Cortex-M4F or M7), or leave \"fpu\" out of capabilities",
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn check_kernel(m: &Manifest) -> Result<(), Invalid> {

@@ -275,3 +275,19 @@ fn a_target_cargo_would_build_for_instead_is_named_with_both_files() {
     assert!(e.fix.contains("same target"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_hard_float_target_and_the_fpu_capability_go_together() {
+    let hard = GOOD.replace("thumbv7m-none-eabi", "thumbv7em-none-eabihf");
+    let e = load_str("hf", &hard).unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("capabilities"), "{e}");
+    assert!(
+        e.problem.contains("hard-float") && e.fix.contains("add \"fpu\""),
+        "{e}"
+    );
+    let declared = format!("capabilities = [\"kernel\", \"fpu\"]\n{hard}");
+    assert!(load_str("hf-fpu", &declared).is_ok());
+    let soft = format!("capabilities = [\"kernel\", \"fpu\"]\n{GOOD}");
+    let e = load_str("sf-fpu", &soft).unwrap_err();
+    assert!(e.problem.contains("soft-float"), "{e}");
+}
