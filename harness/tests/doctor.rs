@@ -30,7 +30,9 @@ fn doctor_names_what_a_probe_port_lacks() {
     std::fs::write(
         dir.join("port.toml"),
         format!(
-            r#"[port]
+            r#"capabilities = ["kernel", "fpu"]
+
+[port]
 name = "nucleo"
 board = "NUCLEO-F411RE"
 
