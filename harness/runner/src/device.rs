@@ -314,7 +314,7 @@ pub enum StartError {
 /// The port's flash or reset command did not do its job.
 #[derive(Debug, thiserror::Error)]
 pub enum FlashCommandError {
-    #[error("{}: {source}", .path.display())]
+    #[error("{}: {source}\n  fix: check that this user may write --out", .path.display())]
     Log {
         path: PathBuf,
         #[source]

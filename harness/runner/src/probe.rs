@@ -74,15 +74,15 @@ pub enum ProbeError {
          set flash.probe-rs.probe (or devices[].probe) to VID:PID:SERIAL"
     )]
     Ambiguous { count: usize, attached: String },
-    #[error("cannot open probe {selector}: {why}")]
+    #[error("cannot open probe {selector}: {why}\n  fix: check that no other program (a debugger, probe-rs) holds the probe, its cable and power; `fqp devices` lists what is visible")]
     Open { selector: Selector, why: String },
-    #[error("probe {selector} cannot use {wire}: {why}")]
+    #[error("probe {selector} cannot use {wire}: {why}\n  fix: set flash.probe-rs.protocol to what the probe and board support, or leave it out")]
     Wire {
         selector: Selector,
         wire: String,
         why: String,
     },
-    #[error("probe {selector} cannot run at {khz} kHz: {why}")]
+    #[error("probe {selector} cannot run at {khz} kHz: {why}\n  fix: lower flash.probe-rs.speed_khz, or leave it out")]
     Speed {
         selector: Selector,
         khz: u32,
@@ -97,12 +97,16 @@ pub enum ProbeError {
         selector: Selector,
         why: String,
     },
-    #[error("flashing {} failed: {why}", .image.display())]
+    #[error(
+        "flashing {} failed: {why}\n  fix: check flash.probe-rs.chip and the wiring; try \
+         connect_under_reset = true",
+        .image.display()
+    )]
     Flash {
         image: std::path::PathBuf,
         why: String,
     },
-    #[error("cannot reset the core: {0}")]
+    #[error("cannot reset the core: {0}\n  fix: check the wiring and power; try connect_under_reset = true")]
     Reset(String),
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 /// The emulator could not be started, or did not offer its console.
 #[derive(Debug, thiserror::Error)]
 pub enum EmulatorError {
-    #[error("{}: {source}", .path.display())]
+    #[error("{}: {source}\n  fix: check that the directory exists and this user may write it (--out)", .path.display())]
     Log {
         path: PathBuf,
         #[source]
@@ -21,7 +21,7 @@ pub enum EmulatorError {
     },
     #[error("{0} not found\n  fix: run scripts/setup.sh, or apt-get install qemu-system-arm")]
     NotFound(String),
-    #[error("cannot start {binary}: {source}")]
+    #[error("cannot start {binary}: {source}\n  fix: run `{binary} --version` to see why; scripts/setup.sh installs QEMU")]
     Start {
         binary: String,
         #[source]

@@ -18,7 +18,9 @@ pub enum ConsoleError {
          no other program holds the port"
     )]
     Open { name: String, why: String },
-    #[error("cannot share console {name}: {why}")]
+    #[error(
+        "cannot share console {name}: {why}\n  fix: check that no other program holds the port"
+    )]
     Share { name: String, why: String },
     #[error("console {addr}: cannot resolve: {source}\n  fix: check serial.tcp (host:port)")]
     Resolve {
@@ -32,7 +34,7 @@ pub enum ConsoleError {
         .within.as_secs_f64()
     )]
     Connect { addr: String, within: Duration },
-    #[error("console {addr}: {source}")]
+    #[error("console {addr}: {source}\n  fix: check that the terminal server (or board) at serial.tcp is up")]
     Socket {
         addr: String,
         #[source]
@@ -52,7 +54,10 @@ pub enum ConsoleError {
         count: usize,
         paths: String,
     },
-    #[error("the board has no console configured (serial.path, serial.usb or serial.tcp)")]
+    #[error(
+        "the board has no console configured\n  fix: set serial.path, serial.usb or serial.tcp \
+         in port.toml (or devices[].serial, devices[].tcp)"
+    )]
     NotConfigured,
 }
 

@@ -90,7 +90,7 @@ pub enum BuildError {
         .dir.display()
     )]
     NoCrate { manifest: PathBuf, dir: PathBuf },
-    #[error("{}: {source}", .path.display())]
+    #[error("{}: {source}\n  fix: check that this user may write --out and the port's target directory", .path.display())]
     File {
         path: PathBuf,
         #[source]
@@ -98,7 +98,10 @@ pub enum BuildError {
     },
     #[error(transparent)]
     Lock(#[from] fqp_reports::files::FileError),
-    #[error("cannot run {}: {source}", .cargo.display())]
+    #[error(
+        "cannot run {}: {source}\n  fix: run scripts/setup.sh; fqp doctor checks the toolchain",
+        .cargo.display()
+    )]
     Cargo {
         cargo: PathBuf,
         #[source]
@@ -123,7 +126,11 @@ pub enum BuildError {
         .manifest.display()
     )]
     NoExecutable { manifest: PathBuf },
-    #[error("copying the image {} to {}: {source}", .from.display(), .to.display())]
+    #[error(
+        "copying the image {} to {}: {source}\n  fix: check that this user may write --out",
+        .from.display(),
+        .to.display()
+    )]
     Copy {
         from: PathBuf,
         to: PathBuf,
@@ -145,7 +152,11 @@ pub enum BuildError {
         .elf.display()
     )]
     Vectors { elf: PathBuf, at: u64, reset: u64 },
-    #[error("{}: not a 32-bit ELF image: {why}", .elf.display())]
+    #[error(
+        "{}: not a 32-bit ELF image: {why}\n  fix: build.bin must name the firmware binary, \
+         built for a 32-bit target",
+        .elf.display()
+    )]
     NotElf { elf: PathBuf, why: String },
     #[error(
         "{}: loadable segments span {mib} MiB (flash and RAM addresses mixed?); use {{image}} \

@@ -268,19 +268,41 @@ fn skip_lacking(chosen: Vec<Listed>, m: &Manifest, opts: &Options, run: &mut Run
         .into_iter()
         .partition(|t| suites.missing(&t.id, caps).is_empty());
     for l in lacking {
-        let mut t = Test::new(&l.id, Status::Skipped);
-        t.index = Some(l.index);
-        t.message = Some(format!(
+        let why = format!(
             "needs capability {}, which the port does not declare (`capabilities` in port.toml)",
             suites.missing(&l.id, caps).join(", ")
-        ));
-        opts.observers.tell(&Event::Result {
-            device: None,
-            test: &t,
-        });
-        run.push(group_of(&l.id), t);
+        );
+        record_unrun(opts, run, unrun(&l, Status::Skipped, why));
     }
     chosen
+}
+
+/// The result of listed test `l`, which did not run: `status`, and why.
+pub(super) fn unrun(l: &Listed, status: Status, why: String) -> Test {
+    let mut t = Test::new(&l.id, status);
+    t.index = Some(l.index);
+    t.message = Some(why);
+    t
+}
+
+/// Records the result of a test no device ran (and tells the observers).
+fn record_unrun(opts: &Options, run: &mut Run, t: Test) {
+    opts.observers.tell(&Event::Result {
+        device: None,
+        test: &t,
+    });
+    let group = group_of(&t.id).to_string();
+    run.push(&group, t);
+}
+
+/// Records a problem of the run found before the devices went to work (and tells the
+/// observers).
+fn record_problem(opts: &Options, run: &mut Run, problem: Problem) {
+    opts.observers.tell(&Event::Problem {
+        device: None,
+        problem: &problem,
+    });
+    run.problems.push(problem);
 }
 
 /// On an emulator that counts instructions, the device's tick against that clock: a tick far
@@ -296,12 +318,7 @@ fn check_tick(info: &DeviceInfo, m: &Manifest, opts: &Options, run: &mut Run) {
         .and_then(toml::Value::as_integer)
         .map_or(1000, |hz| hz as u32);
     if let Some(why) = info.tick_off((1u64 << shift) as f64, tick_hz) {
-        let problem = Problem::new(Stage::Port, why);
-        opts.observers.tell(&Event::Problem {
-            device: None,
-            problem: &problem,
-        });
-        run.problems.push(problem);
+        record_problem(opts, run, Problem::new(Stage::Port, why));
     }
 }
 
@@ -325,25 +342,11 @@ fn skip_blocked(
     let (blocked, chosen): (Vec<Listed>, Vec<Listed>) = chosen
         .into_iter()
         .partition(|t| suites.requirements(&t.id).iter().any(|r| r == "test-irq"));
-    let problem = Problem::new(Stage::Port, why);
-    opts.observers.tell(&Event::Problem {
-        device: None,
-        problem: &problem,
-    });
-    run.problems.push(problem);
+    record_problem(opts, run, Problem::new(Stage::Port, why));
     for l in blocked {
-        let mut t = Test::new(&l.id, Status::Skipped);
-        t.index = Some(l.index);
-        t.message = Some(
-            "blocked: the board's test interrupts do not fire (the run's port problem says \
-             which and how to fix it)"
-                .into(),
-        );
-        opts.observers.tell(&Event::Result {
-            device: None,
-            test: &t,
-        });
-        run.push(group_of(&l.id), t);
+        let why = "blocked: the board's test interrupts do not fire (the run's port problem says \
+                   which and how to fix it)";
+        record_unrun(opts, run, unrun(&l, Status::Skipped, why.into()));
     }
     chosen
 }
@@ -442,18 +445,12 @@ fn report_left(chosen: Vec<Listed>, queue: Queue, opts: &Options, run: &mut Run)
         let t = match fqp_process::signal() {
             Some(signal) => interrupted_test(&l, signal),
             None => {
-                let mut t = Test::new(&l.id, Status::Error);
-                t.index = Some(l.index);
+                let why = "not run: no device was left to run it (see the run's problems)";
+                let mut t = unrun(&l, Status::Error, why.into());
                 t.error_kind = Some(ErrorKind::DeviceLost);
-                t.message =
-                    Some("not run: no device was left to run it (see the run's problems)".into());
                 t
             }
         };
-        opts.observers.tell(&Event::Result {
-            device: None,
-            test: &t,
-        });
-        run.push(group_of(&l.id), t);
+        record_unrun(opts, run, t);
     }
 }

@@ -29,7 +29,7 @@ pub enum ReportError {
         #[source]
         source: std::io::Error,
     },
-    #[error("cannot lock {}: {source}", .path.display())]
+    #[error("cannot lock {}: {source}\n  fix: check that the directory exists and this user may write it (--out)", .path.display())]
     Lock {
         path: PathBuf,
         #[source]
@@ -41,7 +41,10 @@ pub enum ReportError {
         .out.display()
     )]
     Held { holder: String, out: PathBuf },
-    #[error("cannot remove the previous run's {name} in {}: {source}", .out.display())]
+    #[error(
+        "cannot remove the previous run's {name} in {}: {source}\n  fix: check that the directory exists and this user may write it (--out)",
+        .out.display()
+    )]
     Stale {
         name: &'static str,
         out: PathBuf,

@@ -38,12 +38,11 @@ pub(super) fn combine(earlier: Vec<Test>, mut last: Test) -> Test {
 
 /// The result of a test the interruption stopped or kept from running.
 pub(super) fn interrupted_test(l: &Listed, signal: &str) -> Test {
-    let mut t = Test::new(&l.id, Status::Skipped);
-    t.index = Some(l.index);
-    t.message = Some(format!(
-        "not run to its end: the run was interrupted ({signal})"
-    ));
-    t
+    unrun(
+        l,
+        Status::Skipped,
+        format!("not run to its end: the run was interrupted ({signal})"),
+    )
 }
 
 /// Names the function and source line a fault's program counter is at (from the image's

@@ -7,7 +7,7 @@ use std::time::Duration;
 /// The device could not be synced, listed or provisioned.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("cannot write to the console: {0}")]
+    #[error("cannot write to the console: {0}\n  fix: the device or its emulator went away (unplugged, reset for good, exited): see serial.log, and qemu.log for an emulator")]
     Write(#[source] std::io::Error),
     #[error(
         "the device did not answer SYNC within {:.1} s. Its last console output:\n{recent}\n  \
@@ -44,7 +44,7 @@ pub enum SessionError {
         /// The faulting program counter, to decode.
         pc: Option<u64>,
     },
-    #[error("the console closed before the device synced. Its last output:\n{recent}")]
+    #[error("the console closed before the device synced. Its last output:\n{recent}\n  fix: the device or its emulator went away (unplugged, reset for good, exited): see serial.log, and qemu.log for an emulator")]
     ClosedBeforeSync { recent: String },
     #[error(
         "the device speaks fqp protocol version {device}, this harness version {harness}\n  \
@@ -52,25 +52,36 @@ pub enum SessionError {
     )]
     Version { device: u64, harness: u32 },
     #[error(
-        "the device did not finish listing its tests within {:.1} s",
+        "the device did not finish listing its tests within {:.1} s\n  fix: its test runner \
+         stalled while listing: serial.log shows what it printed last",
         .0.as_secs_f64()
     )]
     ListTimeout(Duration),
-    #[error("the console closed while listing tests")]
+    #[error("the console closed while listing tests\n  fix: the device or its emulator went away (unplugged, reset for good, exited): see serial.log, and qemu.log for an emulator")]
     ClosedWhileListing,
     #[error(
-        "the device listed a test named {0:?}, which is not group/name (letters, digits, _ and -)"
+        "the device listed a test named {0:?}, which is not group/name (letters, digits, _ and \
+         -)\n  fix: rename the group or test in the image (group! names)"
     )]
     BadTestName(String),
-    #[error("the device listed test {0} twice")]
+    #[error("the device listed test {0} twice\n  fix: put each group in the image's groups once")]
     ListedTwice(String),
-    #[error("the device lists more than {0} tests")]
+    #[error("the device lists more than {0} tests\n  fix: split the image's groups over images (build.features)")]
     TooManyTests(usize),
-    #[error("the test list arrived damaged three times; the console is too noisy")]
+    #[error(
+        "the test list arrived damaged three times; the console is too noisy\n  fix: check the \
+         serial line (cable, baud, flow control) and that nothing else prints on the console"
+    )]
     ListDamaged,
-    #[error("provisioning {key}: the device holds {held} bytes, {sent} were sent")]
+    #[error(
+        "provisioning {key}: the device holds {held} bytes, {sent} were sent\n  fix: the \
+         firmware's test kit and this fqp must come from the same tree; see serial.log"
+    )]
     SetLength { key: String, held: u64, sent: usize },
-    #[error("provisioning {key}: {why}")]
+    #[error(
+        "provisioning {key}: {why}\n  fix: the firmware's test kit and this fqp must come from \
+         the same tree; serial.log shows what the device answered"
+    )]
     Set { key: String, why: Refusal },
 }
 
