@@ -323,6 +323,12 @@ pub fn verify_signature(fields: &[(String, String)]) -> Result<(), LabError> {
 #[cfg(test)]
 mod tests {
     /// A lab for an emulator on this machine, with its PKI in a temporary directory.
+    /// The lab's setting `k` (what a device is provisioned with).
+    fn setting(lab: &Lab, k: &str) -> String {
+        let found = lab.settings.iter().find(|(key, _)| key == k);
+        found.unwrap().1.clone()
+    }
+
     fn test_lab() -> Lab {
         let dir = std::env::temp_dir().join(format!("fqp-lab-{}", std::process::id()));
         let pki = crate::pki::Pki::make("127.0.0.1", &["1".into()], None).unwrap();
@@ -402,14 +408,7 @@ mod tests {
     #[test]
     fn echo_and_closer_behave() {
         let lab = test_lab();
-        let addr = |k: &str| {
-            lab.settings
-                .iter()
-                .find(|(key, _)| key == k)
-                .unwrap()
-                .1
-                .clone()
-        };
+        let addr = |k: &str| setting(&lab, k);
         let mut c = TcpStream::connect(addr("echo")).unwrap();
         c.write_all(b"ping").unwrap();
         let mut buf = [0u8; 4];
@@ -492,14 +491,7 @@ mod tests {
     fn our_mqtt_client_works_against_the_lab_broker() {
         use fqp_mqtt::{Client, Connect, QoS};
         let lab = test_lab();
-        let get = |k: &str| {
-            lab.settings
-                .iter()
-                .find(|(key, _)| key == k)
-                .unwrap()
-                .1
-                .clone()
-        };
+        let get = |k: &str| setting(&lab, k);
         let connect = |password: &'static str| Connect {
             client_id: "host-test",
             clean_session: true,
