@@ -28,6 +28,8 @@ lint_firmware reference-port --features selftest
 lint_firmware reference-port --features bench
 # The M4F board's hard-float image (the kernel's FP context, the fpu group).
 FQP_FIRMWARE_TARGET=thumbv7em-none-eabihf lint_firmware reference-port
+# The Armv6-M image (Cortex-M0/M0+: the kernel's Armv6-M port).
+FQP_FIRMWARE_TARGET=thumbv6m-none-eabi lint_firmware reference-port
 lint_firmware port-template
 echo "== lint (host)"
 # The kernel without a heap (a feature set no test builds).

@@ -269,7 +269,8 @@ mod tests {
     #[test]
     fn only_targets_with_a_cpu_port_pass() {
         assert!(target_finding("thumbv7em-none-eabihf").ok);
-        let f = target_finding("thumbv6m-none-eabi");
+        assert!(target_finding("thumbv6m-none-eabi").ok);
+        let f = target_finding("thumbv8m.base-none-eabi");
         assert!(
             !f.ok && f.detail.contains("thumbv7m-none-eabi (Cortex-M3)"),
             "{}",

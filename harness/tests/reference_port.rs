@@ -256,6 +256,21 @@ fn the_m4f_board_qualifies_keeping_every_tasks_fp_registers() {
 }
 
 #[test]
+fn the_armv6m_image_qualifies_with_the_full_suites() {
+    // Cortex-M0/M0+ code and the kernel's Armv6-M port, on the AN385 (the image's build
+    // attributes are checked before it runs: Armv6-M, nothing bigger linked in).
+    let o = qualify(&repo().join("reference-port/m0"), "m0", &[]);
+    assert_eq!(o.code, 0, "{}", o.explain());
+    check_reports_agree(&o, "mps2-an385-armv6m");
+    let tests = tests_of(&o);
+    assert!(tests.len() >= 148, "{}", tests.len());
+    assert!(tests.iter().all(|t| t["status"] == "passed"));
+    assert!(o.stdout.contains(
+        "QUALIFIED for capabilities [kernel, test-irq, heap, heap-regions, network, keystore, storage]"
+    ), "{}", o.stdout);
+}
+
+#[test]
 fn a_kernel_that_loses_fp_registers_fails_the_fpu_group() {
     // The same board and image, but the kernel switches tasks as a soft-float one does.
     let dir = port_declaring(

@@ -49,6 +49,7 @@ pub mod task;
 pub mod time;
 pub mod timer;
 
+pub use arch::critical;
 pub use rt::{cpu_hz, fqp_switch_context, fqp_yield_context, is_running, tick_from_isr};
 pub use sched::{State as TaskState, WaitList};
 pub use startup::start;

@@ -13,7 +13,7 @@ use crate::sched::{Kernel, State, Tcb};
 pub use crate::sched::{TaskGone, TaskId};
 use crate::stack;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::AtomicBool;
 
 /// Smallest stack accepted, in words: the initial frame, the guard, and room to run.
 pub const MIN_STACK_WORDS: usize = 64;
@@ -68,7 +68,7 @@ impl<const WORDS: usize> StaticStack<WORDS> {
     /// The stack memory, the first time only.
     #[allow(clippy::mut_from_ref)] // handed out once: `taken` guards it
     pub fn take(&'static self) -> Option<&'static mut [u32]> {
-        if self.taken.swap(true, Ordering::AcqRel) {
+        if crate::arch::test_and_set(&self.taken) {
             return None;
         }
         // SAFETY: `taken` guarantees this is the only reference ever made.

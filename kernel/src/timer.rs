@@ -245,7 +245,7 @@ fn unlink(t: &'static Timer) {
 /// list before it first sleeps.
 fn start_service() {
     static STARTED: AtomicBool = AtomicBool::new(false);
-    if STARTED.load(Ordering::Relaxed) || STARTED.swap(true, Ordering::AcqRel) {
+    if STARTED.load(Ordering::Relaxed) || crate::arch::test_and_set(&STARTED) {
         return;
     }
     static STACK: StaticStack<TIMER_STACK_WORDS> = StaticStack::new();

@@ -37,6 +37,16 @@ fn syscall(op: usize, args: &[usize]) -> isize {
 static READY: AtomicBool = AtomicBool::new(false);
 /// Claimed by the first [`HostFile::init`] that finds a path.
 static CLAIMED: AtomicBool = AtomicBool::new(false);
+
+/// Claims FILE for its one writer: false if it was claimed before.
+fn claim() -> bool {
+    // A critical section, not a swap: Armv6-M has no atomic swap.
+    fqp_kernel::critical(|| {
+        let was = CLAIMED.load(Ordering::Acquire);
+        CLAIMED.store(true, Ordering::Release);
+        !was
+    })
+}
 static mut FILE: HostFile = HostFile {
     path: [0; PATH],
     len: 0,
@@ -52,7 +62,7 @@ impl HostFile {
         else {
             return false;
         };
-        if value.is_empty() || value.len() + 5 > PATH || CLAIMED.swap(true, Ordering::AcqRel) {
+        if value.is_empty() || value.len() + 5 > PATH || !claim() {
             return false;
         }
         // SAFETY: CLAIMED lets one call, once, write FILE; no reader looks at it before READY

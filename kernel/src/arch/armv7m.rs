@@ -20,30 +20,15 @@
 //!   thread stack becomes PSP, the main stack is reset for interrupts, and its entry is called.
 //! - SysTick, from the processor clock, is the tick.
 
+use super::scb::{self, HW_WORDS, VTOR};
 use super::{Port, RawEntry};
 use crate::sched::layout;
 use core::arch::{asm, global_asm};
-use core::ptr::{read_volatile, write_volatile};
 
 /// BASEPRI value of a kernel critical section. With 3 priority bits (AN385) this is level 2.
 pub const MAX_SYSCALL_PRIORITY: u8 = 0x40;
 /// A priority for interrupts that call the kernel (below the syscall ceiling).
 pub const TEST_IRQ_PRIORITY: u8 = 0x80;
-const LOWEST_PRIORITY: u8 = 0xFF;
-
-const ICSR: *mut u32 = 0xE000_ED04 as *mut u32;
-/// ICSR: the SysTick exception is pending.
-const ICSR_PENDSTSET: u32 = 1 << 26;
-const PENDSVSET: u32 = 1 << 28;
-const VTOR: *const u32 = 0xE000_ED08 as *const u32;
-const SHPR2: *mut u32 = 0xE000_ED1C as *mut u32;
-const SHPR3: *mut u32 = 0xE000_ED20 as *mut u32;
-const SYST_CSR: *mut u32 = 0xE000_E010 as *mut u32;
-const SYST_RVR: *mut u32 = 0xE000_E014 as *mut u32;
-const SYST_CVR: *mut u32 = 0xE000_E018 as *mut u32;
-
-/// Initial program status: Thumb bit set.
-const INITIAL_XPSR: u32 = 0x0100_0000;
 
 /// The Armv7-M / Armv7E-M port.
 pub struct ArmV7M;
@@ -53,16 +38,8 @@ const FPU: bool = cfg!(target_abi = "eabihf") && !cfg!(feature = "selftest-no-fp
 /// Words the switch saves below the hardware frame of a task that has no FP state: r4–r11,
 /// and with the FPU the task's EXC_RETURN.
 const SAVED_WORDS: usize = if FPU { 9 } else { 8 };
-/// Words of a hardware exception frame without FP state: r0–r3, r12, lr, pc, xpsr.
-const HW_WORDS: usize = 8;
 /// EXC_RETURN of a task without FP state: thread mode, process stack, basic frame.
 const EXC_RETURN_THREAD_PSP: u32 = 0xFFFF_FFFD;
-
-/// Where a task would return to if its entry returned; entries are `-> !`, so reaching this
-/// is a port bug.
-extern "C" fn task_returned() -> ! {
-    panic!("a task entry returned");
-}
 
 impl Port for ArmV7M {
     /// BASEPRI as read (a whole register: no narrowing on the way in or out).
@@ -95,25 +72,12 @@ impl Port for ArmV7M {
 
     #[inline(always)]
     fn request_switch() {
-        // SAFETY: ICSR is the System Control Block's interrupt control register; setting
-        // PENDSVSET only pends PendSV. The barriers make the exception take effect before
-        // the next instruction when nothing masks it.
-        unsafe {
-            write_volatile(ICSR, PENDSVSET);
-            asm!("dsb", "isb", options(nostack, preserves_flags));
-        }
+        scb::pend_switch();
     }
 
     #[inline(always)]
     fn yield_task() -> bool {
-        let control: u32;
-        // SAFETY: reading CONTROL has no side effect.
-        unsafe {
-            asm!("mrs {0}, CONTROL", out(reg) control, options(nomem, nostack, preserves_flags))
-        };
-        // Tasks, and only tasks, run on the process stack: handler mode reads SPSEL as 0, and
-        // start-up code runs on the main stack.
-        if control & 2 == 0 {
+        if !scb::on_process_stack() {
             return false;
         }
         // SAFETY: SVCall switches tasks as PendSV does; the caller is a task in thread mode,
@@ -124,32 +88,13 @@ impl Port for ArmV7M {
 
     #[inline(always)]
     fn in_isr() -> bool {
-        let ipsr: u32;
-        // SAFETY: reading IPSR has no side effect.
-        unsafe { asm!("mrs {0}, IPSR", out(reg) ipsr, options(nomem, nostack, preserves_flags)) };
-        ipsr & 0x1FF != 0
+        scb::in_isr()
     }
 
     unsafe fn init_stack(stack: &mut [u32], entry: RawEntry, args: (usize, usize)) -> *mut u32 {
-        // The hardware frame must start 8-byte aligned.
-        let base = stack.as_mut_ptr() as usize;
-        let top = (base + stack.len() * 4) & !7;
-        let words = (top - base) / 4;
-        let frame = &mut stack[words - SAVED_WORDS - HW_WORDS..words];
-        let (saved, hw) = frame.split_at_mut(SAVED_WORDS);
-        hw[7] = INITIAL_XPSR;
-        hw[6] = (entry as usize as u32) & !1; // PC
-        hw[5] = task_returned as extern "C" fn() -> ! as usize as u32; // LR
-        hw[4] = 0; // R12
-        hw[3] = 0; // R3
-        hw[2] = 0; // R2
-        hw[1] = args.1 as u32; // R1
-        hw[0] = args.0 as u32; // R0
-        for (n, w) in saved[..8].iter_mut().enumerate() {
-            *w = 0x0404_0404 * (n as u32 + 1); // R4..R11, recognisable in a debugger
-        }
+        let frame = scb::initial_frame(stack, SAVED_WORDS, entry, args);
         if FPU {
-            saved[8] = EXC_RETURN_THREAD_PSP;
+            frame[8] = EXC_RETURN_THREAD_PSP;
         }
         frame.as_mut_ptr()
     }
@@ -162,20 +107,9 @@ impl Port for ArmV7M {
         // runs on the main stack it resets but interrupt handlers.
         unsafe {
             asm!("cpsid i", options(nomem, nostack, preserves_flags));
-            // PendSV and SysTick at the lowest priority: a switch never preempts an interrupt.
-            let shpr3 = read_volatile(SHPR3) & 0x0000_FFFF;
-            write_volatile(
-                SHPR3,
-                shpr3 | (LOWEST_PRIORITY as u32) << 16 | (LOWEST_PRIORITY as u32) << 24,
-            );
             // SVCall at the syscall ceiling: the yield trap excludes the kernel's interrupts.
-            let shpr2 = read_volatile(SHPR2) & 0x00FF_FFFF;
-            write_volatile(SHPR2, shpr2 | (MAX_SYSCALL_PRIORITY as u32) << 24);
-            let reload = cpu_hz / tick_hz - 1;
-            write_volatile(SYST_CSR, 0);
-            write_volatile(SYST_RVR, reload);
-            write_volatile(SYST_CVR, 0);
-            write_volatile(SYST_CSR, 0b111); // processor clock, interrupt, enable
+            scb::set_priorities(MAX_SYSCALL_PRIORITY);
+            scb::start_tick(cpu_hz, tick_hz);
             asm!(
                 // The frame: r4-r11 (and EXC_RETURN with the FPU), then r0-r3, r12, lr, pc,
                 // xpsr as an exception stacks them.
@@ -212,35 +146,13 @@ impl Port for ArmV7M {
 
     #[inline(always)]
     fn cycles_into_tick() -> u32 {
-        // Called with the tick interrupt masked: when the counter has wrapped but the tick
-        // is still pending, the tick count is one behind, so the cycles since the counted
-        // tick are a whole period plus the counter's progress. The pending bit is read
-        // between two counter reads so that a wrap at any moment is seen consistently.
-        // SAFETY: SysTick and ICSR are always readable.
-        unsafe {
-            let reload = read_volatile(SYST_RVR);
-            let before = read_volatile(SYST_CVR);
-            let pending = read_volatile(ICSR) & ICSR_PENDSTSET != 0;
-            if pending {
-                let after = read_volatile(SYST_CVR);
-                (reload + 1) + reload.wrapping_sub(after)
-            } else {
-                reload.wrapping_sub(before)
-            }
-        }
+        scb::cycles_into_tick()
     }
 
     #[inline(always)]
     fn wait_for_interrupt() {
         cortex_m::asm::wfi();
     }
-}
-
-/// The tick interrupt.
-#[no_mangle]
-#[allow(non_snake_case)]
-extern "C" fn SysTick() {
-    crate::rt::tick_from_isr();
 }
 
 // PendSV and SVCall switch tasks: each saves r4-r11 below the hardware frame on the outgoing

@@ -7,14 +7,14 @@
 //! family is supported by adding a module here; a *board* (UART, clocks, interrupts of a
 //! particular chip) is not a CPU port and lives in the vendor's port crate instead.
 
-// Armv7-M and Armv7E-M have compare-and-swap; Armv6-M (Cortex-M0/M0+) has not, nor BASEPRI:
-// it needs a CPU port of its own.
+// One port per Cortex-M architecture: Armv6-M has neither compare-and-swap nor BASEPRI.
+#[cfg(all(target_arch = "arm", target_os = "none"))]
+mod scb;
+
 #[cfg(all(target_arch = "arm", target_os = "none", not(target_has_atomic = "32")))]
-compile_error!(
-    "fqp-kernel has no CPU port for this core (an Armv6-M target, Cortex-M0/M0+?). Supported: \
-     thumbv7m-none-eabi (Cortex-M3), thumbv7em-none-eabi and thumbv7em-none-eabihf (Cortex-M4, \
-     M4F, M7). A new core needs a CPU port: port-template/PORTING.md, \"A new CPU architecture\"."
-);
+mod armv6m;
+#[cfg(all(target_arch = "arm", target_os = "none", not(target_has_atomic = "32")))]
+pub use armv6m::{ArmV6M as Active, TEST_IRQ_PRIORITY};
 
 #[cfg(all(target_arch = "arm", target_os = "none", target_has_atomic = "32"))]
 mod armv7m;
@@ -23,10 +23,51 @@ pub use armv7m::ArmV7M as Active;
 #[cfg(all(target_arch = "arm", target_os = "none", target_has_atomic = "32"))]
 pub use armv7m::{MAX_SYSCALL_PRIORITY, TEST_IRQ_PRIORITY};
 
-#[cfg(not(all(target_arch = "arm", target_os = "none")))]
+// Any other bare-metal target has no CPU port.
+#[cfg(all(target_os = "none", not(target_arch = "arm")))]
+compile_error!(
+    "fqp-kernel has no CPU port for this target. Supported: thumbv6m-none-eabi (Cortex-M0, \
+     M0+), thumbv7m-none-eabi (Cortex-M3), thumbv7em-none-eabi and thumbv7em-none-eabihf \
+     (Cortex-M4, M4F, M7). A new CPU needs a port: port-template/PORTING.md, \"A new CPU \
+     architecture\"."
+);
+
+#[cfg(not(target_os = "none"))]
 mod host;
-#[cfg(not(all(target_arch = "arm", target_os = "none")))]
+#[cfg(not(target_os = "none"))]
 pub use host::Host as Active;
+
+/// Runs `f` with every interrupt that may call the kernel masked (FreeRTOS's
+/// `taskENTER_CRITICAL`/`taskEXIT_CRITICAL`): atomic against all tasks and those interrupts.
+/// Nests; callable from tasks and interrupt handlers. Keep `f` short, and do not call the
+/// kernel from it. On Armv6-M, which has no atomic read-modify-write instructions, this is how
+/// a counter shared with an interrupt is incremented.
+pub fn critical<R>(f: impl FnOnce() -> R) -> R {
+    let mask = Active::enter_critical();
+    let r = f();
+    // SAFETY: the mask of the critical section entered above, the innermost one still open.
+    unsafe { Active::exit_critical(mask) };
+    r
+}
+
+/// Sets `flag` and returns what it held, atomically against every task and every interrupt
+/// that may call the kernel: a swap where the core has one, a critical section where it has
+/// not (Armv6-M).
+pub(crate) fn test_and_set(flag: &core::sync::atomic::AtomicBool) -> bool {
+    use core::sync::atomic::Ordering;
+    #[cfg(target_has_atomic = "8")]
+    {
+        flag.swap(true, Ordering::AcqRel)
+    }
+    #[cfg(not(target_has_atomic = "8"))]
+    {
+        critical(|| {
+            let was = flag.load(Ordering::Acquire);
+            flag.store(true, Ordering::Release);
+            was
+        })
+    }
+}
 
 /// A task's entry as the port sees it: called once with the two arguments given at creation.
 pub type RawEntry = extern "C" fn(usize, usize) -> !;

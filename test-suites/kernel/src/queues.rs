@@ -2,7 +2,6 @@
 
 use crate::util::{helper, park, since, Counter, Trace, HIGH};
 use alloc::boxed::Box;
-use alloc::sync::Arc;
 use core::sync::atomic::{AtomicPtr, Ordering};
 use fqp_kernel::queue::{Queue, SetError};
 use fqp_kernel::queue_set::QueueSet;
@@ -275,11 +274,10 @@ fn select_blocks_until_a_member_receives() -> TestResult {
     let qa: &'static Queue<u8, 2> = Box::leak(Box::new(Queue::new()));
     let qb: &'static Queue<u8, 2> = Box::leak(Box::new(Queue::new()));
     check!(set.add_queue(qa).is_ok() && set.add_queue(qb).is_ok());
-    let hit = Arc::new(Counter::new());
-    let h2 = hit.clone();
+    let hit: &'static Counter = Box::leak(Box::new(Counter::new()));
     helper("select", HIGH, move || {
         if set.select(Timeout::FOREVER) == Ok(qb.member()) && qb.try_receive() == Ok(7) {
-            h2.set(1);
+            hit.set(1);
         }
         park()
     });

@@ -50,7 +50,12 @@ impl Counter {
         self.0.store(v, Ordering::SeqCst)
     }
     pub fn inc(&self) -> u32 {
-        self.0.fetch_add(1, Ordering::SeqCst) + 1
+        // A critical section, not `fetch_add`: Armv6-M has no atomic add.
+        fqp_kernel::critical(|| {
+            let v = self.0.load(Ordering::SeqCst) + 1;
+            self.0.store(v, Ordering::SeqCst);
+            v
+        })
     }
     /// The counter itself, for code that reads it without Rust (assembly).
     #[cfg_attr(not(target_abi = "eabihf"), allow(dead_code))]
@@ -76,7 +81,11 @@ impl Trace {
         self.n.store(0, Ordering::SeqCst);
     }
     pub fn push(&self, e: u32) {
-        let i = self.n.fetch_add(1, Ordering::SeqCst) as usize;
+        let i = fqp_kernel::critical(|| {
+            let i = self.n.load(Ordering::SeqCst);
+            self.n.store(i + 1, Ordering::SeqCst);
+            i as usize
+        });
         if i < self.ev.len() {
             self.ev[i].store(e, Ordering::SeqCst);
         }

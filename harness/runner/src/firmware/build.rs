@@ -153,6 +153,19 @@ pub enum BuildError {
     )]
     Vectors { elf: PathBuf, at: u64, reset: u64 },
     #[error(
+        "{}: the image holds {found} code, but the target {target} is {expected}: a core of \
+         that kind cannot run it\n  fix: something linked in was built for another core (a C \
+         library or object file, or a `-C target-cpu` / `target-feature` in RUSTFLAGS or \
+         .cargo/config.toml); build it for {target}",
+        .elf.display()
+    )]
+    Arch {
+        elf: PathBuf,
+        target: String,
+        found: &'static str,
+        expected: &'static str,
+    },
+    #[error(
         "{}: not a 32-bit ELF image: {why}\n  fix: build.bin must name the firmware binary, \
          built for a 32-bit target",
         .elf.display()
@@ -244,6 +257,7 @@ pub fn build(m: &Manifest, tc: &Toolchain, out: &Path) -> Result<Image, BuildErr
     drop(turn);
     if m.build.target.starts_with("thumb") {
         super::image::check_vectors(&elf)?;
+        super::image::check_arch(&elf, &m.build.target)?;
     }
     let size_bytes = std::fs::metadata(&elf)
         .map_err(BuildError::file(&elf))?

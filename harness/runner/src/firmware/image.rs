@@ -1,7 +1,10 @@
 //! What a built image holds, read from its ELF program headers: the bytes that are loaded
 //! into the device's memory, where. Checked before the image is flashed (a Cortex-M image
 //! starts with its vector table: the initial stack pointer, then the reset handler), and
-//! written as the raw binary some flash tools take.
+//! written as the raw binary some flash tools take. The architecture the linker recorded is
+//! checked against the target too: the emulator runs an Armv6-M image on a Cortex-M3, which
+//! would also run Armv7-M code that a real Cortex-M0 cannot (a C library built for another
+//! core, say), so the image's own attributes are the proof.
 
 use super::BuildError;
 use std::path::Path;
@@ -70,6 +73,126 @@ fn vectors_ok(pieces: &[(u64, Vec<u8>)]) -> Result<(), Option<(u64, u64)>> {
     }
 }
 
+/// An Arm M-profile architecture.
+struct Arch {
+    name: &'static str,
+    /// The build attribute values (`Tag_CPU_arch`) that name it.
+    tags: &'static [u64],
+    /// The first part of its Rust targets' names.
+    rust: &'static str,
+}
+
+/// In the order each runs the code of those before it.
+const ARCHES: [Arch; 5] = [
+    Arch {
+        name: "Armv6-M",
+        tags: &[11, 12],
+        rust: "thumbv6m",
+    },
+    Arch {
+        name: "Armv8-M Baseline",
+        tags: &[16],
+        rust: "thumbv8m.base",
+    },
+    Arch {
+        name: "Armv7-M",
+        tags: &[10],
+        rust: "thumbv7m",
+    },
+    Arch {
+        name: "Armv7E-M",
+        tags: &[13],
+        rust: "thumbv7em",
+    },
+    Arch {
+        name: "Armv8-M Mainline",
+        tags: &[17],
+        rust: "thumbv8m.main",
+    },
+];
+
+/// The `Tag_CPU_arch` value recorded in `elf`'s Arm build attributes (the linker keeps the
+/// highest of the objects it linked), if it has any.
+fn recorded_arch(elf: &Path) -> Result<Option<u64>, BuildError> {
+    use object::elf::{FileHeader32, SHT_ARM_ATTRIBUTES};
+    use object::read::elf::{FileHeader, SectionHeader};
+    use object::Endianness;
+    let bad = |e: object::read::Error| BuildError::NotElf {
+        elf: elf.to_path_buf(),
+        why: e.to_string(),
+    };
+    let data = std::fs::read(elf).map_err(BuildError::file(elf))?;
+    let header = FileHeader32::<Endianness>::parse(&*data).map_err(bad)?;
+    let endian = header.endian().map_err(bad)?;
+    let sections = header.sections(endian, &*data).map_err(bad)?;
+    for section in sections.iter() {
+        if section.sh_type(endian) != SHT_ARM_ATTRIBUTES {
+            continue;
+        }
+        let mut subsections = section
+            .attributes(endian, &*data)
+            .map_err(bad)?
+            .subsections()
+            .map_err(bad)?;
+        while let Some(sub) = subsections.next().map_err(bad)? {
+            if sub.vendor() != b"aeabi" {
+                continue;
+            }
+            let mut subsubs = sub.subsubsections();
+            while let Some(subsub) = subsubs.next().map_err(bad)? {
+                if subsub.tag() == object::elf::Tag_File {
+                    return cpu_arch(subsub.attributes()).map_err(bad);
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// `Tag_CPU_arch` among a file's attributes. Tags 4, 5, 67 and the odd ones from 33 up hold
+/// strings, 32 a number and a string, the rest numbers (the Arm ABI's rule).
+fn cpu_arch(mut r: object::read::elf::AttributeReader) -> object::read::Result<Option<u64>> {
+    while let Some(tag) = r.read_tag()? {
+        match tag {
+            6 => return r.read_integer().map(Some),
+            4 | 5 | 67 => drop(r.read_string()?),
+            32 => {
+                r.read_integer()?;
+                r.read_string()?;
+            }
+            t if t > 32 && t % 2 == 1 => drop(r.read_string()?),
+            _ => drop(r.read_integer()?),
+        }
+    }
+    Ok(None)
+}
+
+/// Checks that the code in `elf` is for an architecture `target` runs: nothing linked in was
+/// built for a bigger core.
+pub(super) fn check_arch(elf: &Path, target: &str) -> Result<(), BuildError> {
+    let Some(found) = recorded_arch(elf)? else {
+        return Ok(());
+    };
+    arch_fits(found, target).map_err(|(found, expected)| BuildError::Arch {
+        elf: elf.to_path_buf(),
+        target: target.to_string(),
+        found,
+        expected,
+    })
+}
+
+/// `Err((found, expected))` names both when `found` (a `Tag_CPU_arch`) needs more than
+/// `target`'s architecture; a target or value this table does not know passes.
+fn arch_fits(found: u64, target: &str) -> Result<(), (&'static str, &'static str)> {
+    let arch = target.split('-').next().unwrap_or(target);
+    let want = ARCHES.iter().position(|a| a.rust == arch);
+    let have = ARCHES.iter().position(|a| a.tags.contains(&found));
+    match (want, have) {
+        (Some(want), Some(have)) if have > want => Err((ARCHES[have].name, ARCHES[want].name)),
+        _ => Ok(()),
+    }
+}
+
 /// Writes `elf`'s loadable contents as a raw binary image (what many flash tools take):
 /// every `PT_LOAD` segment with file contents, placed at its physical (load) address, from
 /// the lowest one; gaps are filled with 0xFF, as erased flash reads.
@@ -108,6 +231,29 @@ mod tests {
 
     fn words(w: &[u32]) -> Vec<u8> {
         w.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn code_for_a_bigger_core_than_the_targets_is_refused() {
+        assert_eq!(arch_fits(12, "thumbv6m-none-eabi"), Ok(()));
+        assert_eq!(
+            arch_fits(10, "thumbv6m-none-eabi"),
+            Err(("Armv7-M", "Armv6-M"))
+        );
+        assert_eq!(
+            arch_fits(11, "thumbv7em-none-eabihf"),
+            Ok(()),
+            "M0 code runs on an M4"
+        );
+        assert_eq!(
+            arch_fits(13, "thumbv7m-none-eabi"),
+            Err(("Armv7E-M", "Armv7-M"))
+        );
+        assert_eq!(
+            arch_fits(99, "thumbv7m-none-eabi"),
+            Ok(()),
+            "unknown: not judged"
+        );
     }
 
     #[test]

@@ -18,7 +18,8 @@ use std::path::PathBuf;
 
 /// The targets the kernel has a CPU port for, with the cores they are: what `fqp doctor`
 /// checks a port's `build.target` against (the kernel refuses others with `compile_error!`).
-pub const SUPPORTED_TARGETS: [(&str, &str); 3] = [
+pub const SUPPORTED_TARGETS: [(&str, &str); 4] = [
+    ("thumbv6m-none-eabi", "Cortex-M0/M0+"),
     ("thumbv7m-none-eabi", "Cortex-M3"),
     ("thumbv7em-none-eabi", "Cortex-M4/M7, soft-float"),
     (
