@@ -30,6 +30,8 @@ lint_firmware reference-port --features bench
 FQP_FIRMWARE_TARGET=thumbv7em-none-eabihf lint_firmware reference-port
 # The Armv6-M image (Cortex-M0/M0+: the kernel's Armv6-M port).
 FQP_FIRMWARE_TARGET=thumbv6m-none-eabi lint_firmware reference-port
+# The Cortex-M33 board (Armv8-M Mainline, non-secure side, its secure boot stage).
+FQP_FIRMWARE_TARGET=thumbv8m.main-none-eabi lint_firmware reference-port --features mps2-an505
 lint_firmware port-template
 echo "== lint (host)"
 # The kernel without a heap (a feature set no test builds).

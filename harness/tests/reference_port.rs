@@ -271,6 +271,24 @@ fn the_armv6m_image_qualifies_with_the_full_suites() {
 }
 
 #[test]
+fn the_m33_board_qualifies_on_the_non_secure_side() {
+    // Armv8-M Mainline on the AN505: the crate's secure boot stage hands the board over, the
+    // kernel runs non-secure, and a task's stack limit (PSPLIM) stops an overflow at once.
+    let o = qualify(&repo().join("reference-port/m33"), "m33", &[]);
+    assert_eq!(o.code, 0, "{}", o.explain());
+    check_reports_agree(&o, "mps2-an505");
+    let tests = tests_of(&o);
+    assert!(tests.len() >= 148, "{}", tests.len());
+    assert!(tests.iter().all(|t| t["status"] == "passed"));
+    assert!(tests
+        .iter()
+        .any(|t| t["id"] == "stack_overflow/overflow_is_reported"));
+    assert!(o.stdout.contains(
+        "QUALIFIED for capabilities [kernel, test-irq, heap, heap-regions, network, keystore, storage]"
+    ), "{}", o.stdout);
+}
+
+#[test]
 fn a_kernel_that_loses_fp_registers_fails_the_fpu_group() {
     // The same board and image, but the kernel switches tasks as a soft-float one does.
     let dir = port_declaring(

@@ -91,7 +91,10 @@ impl Default for List {
 impl List {
     pub const EMPTY: List = List { head: NIL, len: 0 };
     /// Byte offset of the head in a list (for a port's hand-written switch path).
-    #[cfg_attr(not(all(target_arch = "arm", target_os = "none")), allow(dead_code))]
+    #[cfg_attr(
+        not(any(fqp_cpu = "armv7m", fqp_cpu = "armv8m_main")),
+        allow(dead_code)
+    )]
     pub(crate) const HEAD_OFFSET: usize = core::mem::offset_of!(List, head);
 
     pub(crate) fn head(&self) -> Idx {

@@ -128,7 +128,7 @@ fn account(k: &mut Kernel, cur: Idx) {
 
 /// Run-time statistics for a port's hand-written switch path, which is switching away from
 /// task `slot` (with the kernel's interrupts masked).
-#[cfg(all(target_arch = "arm", target_os = "none"))]
+#[cfg(any(fqp_cpu = "armv7m", fqp_cpu = "armv8m_main"))]
 #[no_mangle]
 pub extern "C" fn fqp_account_switch(slot: u32) {
     // SAFETY: as for `fqp_switch_context`.
@@ -189,13 +189,37 @@ fn switch_to_after_more(k: &mut Kernel, cur: Idx, next: Idx) -> *mut u32 {
 
 /// Reports a damaged stack found by a port's hand-written switch path, which has switched
 /// away from task `slot` (with the kernel's interrupts masked) and continues the switch after.
-#[cfg(all(target_arch = "arm", target_os = "none"))]
+#[cfg(any(fqp_cpu = "armv7m", fqp_cpu = "armv8m_main"))]
 #[no_mangle]
 pub extern "C" fn fqp_stack_overflowed(slot: u32) {
     // SAFETY: as for `fqp_switch_context`.
     let k = unsafe { switching() };
     let i = slot as Idx;
     hooks::stack_overflow(TaskId::of(k, i), k.tasks[i].name);
+}
+
+/// Called by a port whose hardware stops a task at its stack's limit (Armv8-M's PSPLIM),
+/// from the fault handler, when the running task's stack hit it: the task is reported (the
+/// stack-overflow hook) and suspended for good — the fault left no usable register frame, so
+/// it cannot go on — a scheduler lock it held is released, and another task is switched to.
+#[cfg(fqp_cpu = "armv8m_main")]
+#[no_mangle]
+pub extern "C" fn fqp_stack_limit_hit() {
+    with(|k| {
+        let cur = k.current;
+        hooks::stack_overflow(TaskId::of(k, cur), k.tasks[cur].name);
+        k.lock_depth = 0;
+        k.switch_deferred = false;
+        k.suspend(cur);
+        Active::request_switch();
+    })
+}
+
+/// The lowest address the running task's stack may reach (for a port that gives its stack
+/// limit to the hardware when it starts the first task).
+#[cfg(fqp_cpu = "armv8m_main")]
+pub(crate) fn current_stack_floor() -> usize {
+    with(|k| k.tasks[k.current].stack_floor as usize)
 }
 
 /// A yield while the scheduler is locked: the order changes now, the switch at the unlock.

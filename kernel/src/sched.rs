@@ -223,10 +223,10 @@ pub(crate) struct Kernel {
 }
 
 /// Where a port's hand-written switch path finds the scheduler's state: byte offsets into
-/// [`Kernel`] and [`Tcb`], and the strides of their arrays (the Armv7-M path reads them all;
-/// elsewhere only the tick's is read).
+/// [`Kernel`] and [`Tcb`], and the strides of their arrays (the Armv7-M and Armv8-M path
+/// reads them all; elsewhere only the tick's is read).
 #[cfg_attr(
-    not(all(target_arch = "arm", target_os = "none", target_has_atomic = "32")),
+    not(any(fqp_cpu = "armv7m", fqp_cpu = "armv8m_main")),
     allow(dead_code)
 )]
 pub(crate) mod layout {

@@ -1,4 +1,6 @@
-//! fqp reference port: Arm MPS2 AN385 (Cortex-M3), as emulated by QEMU `mps2-an385`.
+//! fqp reference port: Arm MPS2 AN385 (Cortex-M3), as emulated by QEMU `mps2-an385`; the
+//! same crate serves the AN386 (Cortex-M4F) and the AN505 (Cortex-M33, non-secure side:
+//! `board.rs`, `secure_boot.rs`).
 //!
 //! Board support (UART0 console, vector table, fault reporting, semihosting exit, two heap
 //! regions) plus the qualification image: the kernel test suites driven by the test runner.
@@ -9,7 +11,10 @@
 
 extern crate alloc;
 
+mod board;
 mod lan9118;
+#[cfg(feature = "mps2-an505")]
+mod secure_boot;
 #[cfg(feature = "selftest")]
 mod selftest;
 mod storage;
@@ -23,24 +28,23 @@ use fqp_port::{Board, Ethernet, HeapStats, Storage};
 use fqp_testkit::Group;
 use uart::Uart;
 
-/// Processor (and SysTick) clock of the AN385.
-const CPU_HZ: u32 = 25_000_000;
+use board::CPU_HZ;
 /// Main stack left to interrupts below the top of RAM.
 const MAIN_STACK_BYTES: usize = 64 * 1024;
 
 #[global_allocator]
 static HEAP: FirstFit = FirstFit::new();
 
-// SAFETY: 0x4000_4000 is UART0 of the AN385 and only this driver touches it.
-static UART0: Uart = unsafe { Uart::new(0x4000_4000) };
+// SAFETY: the board's UART0, which only this driver touches.
+static UART0: Uart = unsafe { Uart::new(board::UART0) };
 
 /// The console UART.
 pub fn console_uart() -> &'static Uart {
     &UART0
 }
 
-// SAFETY: 0x4020_0000 is the AN385's LAN9118 and only this driver touches it.
-static ETH: lan9118::Lan9118 = unsafe { lan9118::Lan9118::new(0x4020_0000) };
+// SAFETY: the board's LAN9118, which only this driver touches.
+static ETH: lan9118::Lan9118 = unsafe { lan9118::Lan9118::new(board::ETH) };
 
 /// The Ethernet controller.
 pub fn ethernet() -> &'static lan9118::Lan9118 {
@@ -56,7 +60,7 @@ struct An385 {
 
 impl Board for An385 {
     fn name(&self) -> &'static str {
-        // The manifest's name (fqp passes it): one crate, two boards (m4f/port.toml).
+        // The manifest's name (fqp passes it): one crate, several boards (m4f/, m33/, m0/).
         option_env!("FQP_PORT_NAME").unwrap_or("mps2-an385")
     }
 

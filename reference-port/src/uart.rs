@@ -1,4 +1,4 @@
-//! CMSDK APB UART driver (UART0 of the AN385 at 0x4000_4000): polled transmit, interrupt
+//! CMSDK APB UART driver (the console, UART0 of the MPS2 boards): polled transmit, interrupt
 //! receive.
 
 use core::ptr::{read_volatile, write_volatile};

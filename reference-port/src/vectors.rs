@@ -1,16 +1,11 @@
-//! The AN385 interrupt vector table (external interrupts 0–31) and which lines are enabled.
-//!
-//! Used lines: UART0 receive (IRQ 0), Ethernet (IRQ 13), and IRQ 30–31, which no AN385 device drives, as the
-//! software-triggered test interrupts of the qualification suites.
+//! The interrupt vector table (the board's external interrupts) and which lines are enabled:
+//! UART0 receive, Ethernet, and two lines no device drives, the software-triggered test
+//! interrupts of the qualification suites (`board.rs` says which).
 
 use cortex_m::peripheral::NVIC;
 
-/// UART0 receive interrupt line.
-pub const UART0_RX_IRQ: u16 = 0;
-/// Ethernet (LAN9118) interrupt line.
-pub const ETH_IRQ: u16 = 13;
-/// Test interrupt lines (pended by software only).
-pub const TEST_IRQS: [u16; 2] = [30, 31];
+use crate::board::IRQ_LINES;
+pub use crate::board::{ETH_IRQ, TEST_IRQS, UART0_RX_IRQ};
 
 /// A vector table entry.
 pub type Vector = unsafe extern "C" fn();
@@ -39,8 +34,8 @@ unsafe extern "C" fn test_irq1() {
 /// External interrupt vectors, placed after the core exceptions by cortex-m-rt's link.x.
 #[link_section = ".vector_table.interrupts"]
 #[no_mangle]
-pub static __INTERRUPTS: [Vector; 32] = {
-    let mut v: [Vector; 32] = [DefaultHandler; 32];
+pub static __INTERRUPTS: [Vector; IRQ_LINES] = {
+    let mut v: [Vector; IRQ_LINES] = [DefaultHandler; IRQ_LINES];
     v[UART0_RX_IRQ as usize] = uart0_rx;
     v[ETH_IRQ as usize] = eth;
     v[TEST_IRQS[0] as usize] = test_irq0;

@@ -1,4 +1,5 @@
-//! The Armv7-M and Armv7E-M port: Cortex-M3, and Cortex-M4/M7 with or without their FPU.
+//! The Armv7-M and Armv7E-M port: Cortex-M3, and Cortex-M4/M7 with or without their FPU;
+//! and with two differences, the Armv8-M Mainline port (Cortex-M33 and kin, `thumbv8m.main`):
 //!
 //! - Critical sections raise BASEPRI to [`MAX_SYSCALL_PRIORITY`]: interrupts of numerically
 //!   lower (more urgent) priority are never masked by the kernel and must not call it; those at
@@ -19,6 +20,13 @@
 //! - The first task is entered from thread mode: its initial frame is unstacked by hand, the
 //!   thread stack becomes PSP, the main stack is reset for interrupts, and its entry is called.
 //! - SysTick, from the processor clock, is the tick.
+//! - Armv8-M Mainline: the kernel runs on the non-secure side, as a TrustZone system's
+//!   application does (the secure side — a boot stage that configures the security
+//!   attribution and hands over, or TF-M — is the board's), so tasks return with the
+//!   non-secure EXC_RETURN (0xFFFFFFBC). Each task's stack floor is its stack limit (PSPLIM),
+//!   set on every switch: the push that would overflow faults (UsageFault, STKOF) instead of
+//!   writing below the stack, and the fault handler here reports the task and suspends it for
+//!   good (`fqp_stack_limit_hit`). Other usage faults go on to the board's HardFault handler.
 
 use super::scb::{self, HW_WORDS, VTOR};
 use super::{Port, RawEntry};
@@ -38,8 +46,11 @@ const FPU: bool = cfg!(target_abi = "eabihf") && !cfg!(feature = "selftest-no-fp
 /// Words the switch saves below the hardware frame of a task that has no FP state: r4–r11,
 /// and with the FPU the task's EXC_RETURN.
 const SAVED_WORDS: usize = if FPU { 9 } else { 8 };
-/// EXC_RETURN of a task without FP state: thread mode, process stack, basic frame.
-const EXC_RETURN_THREAD_PSP: u32 = 0xFFFF_FFFD;
+/// Armv8-M Mainline, non-secure side, with a stack limit register.
+const V8M: bool = cfg!(fqp_cpu = "armv8m_main");
+/// EXC_RETURN of a task without FP state: thread mode, process stack, basic frame (on
+/// Armv8-M: of the non-secure side, which stacked no callee registers).
+const EXC_RETURN_THREAD_PSP: u32 = if V8M { 0xFFFF_FFBC } else { 0xFFFF_FFFD };
 
 impl Port for ArmV7M {
     /// BASEPRI as read (a whole register: no narrowing on the way in or out).
@@ -110,9 +121,19 @@ impl Port for ArmV7M {
             // SVCall at the syscall ceiling: the yield trap excludes the kernel's interrupts.
             scb::set_priorities(MAX_SYSCALL_PRIORITY);
             scb::start_tick(cpu_hz, tick_hz);
+            #[cfg(fqp_cpu = "armv8m_main")]
+            let floor = {
+                scb::enable_usage_fault();
+                crate::rt::current_stack_floor()
+            };
+            #[cfg(not(fqp_cpu = "armv8m_main"))]
+            let floor = 0usize;
             asm!(
                 // The frame: r4-r11 (and EXC_RETURN with the FPU), then r0-r3, r12, lr, pc,
                 // xpsr as an exception stacks them.
+                ".if {v8m}",
+                "msr PSPLIM, r2",
+                ".endif",
                 "add r1, r3, #{end}",
                 "msr PSP, r1",
                 "mov r1, #2",
@@ -134,6 +155,8 @@ impl Port for ArmV7M {
                 "bx r2",
                 in("r3") sp,
                 in("r12") VTOR,
+                in("r2") floor,
+                v8m = const V8M as u32,
                 end = const 4 * (SAVED_WORDS + HW_WORDS),
                 r0 = const 4 * SAVED_WORDS,
                 r1 = const 4 * (SAVED_WORDS + 1),
@@ -180,10 +203,10 @@ global_asm!(
     ".if {fpu}",
     ".fpu fpv4-sp-d16",
     ".endif",
-    // r1: the scheduler's lock depth. The FPU's context makes the paths longer than cbnz
-    // reaches.
+    // r1: the scheduler's lock depth. The FPU's context and the stack limit make the paths
+    // longer than cbnz reaches.
     ".macro if_locked_goto_5",
-    ".if {fpu}",
+    ".if {fpu} || {v8m}",
     "    cmp r1, #0",
     "    bne 5f",
     ".else",
@@ -199,6 +222,16 @@ global_asm!(
     "    stmdb r0!, {{r4-r11, lr}}",
     ".else",
     "    stmdb r0!, {{r4-r11}}",
+    ".endif",
+    ".endm",
+    // r1, r2: scratch. The incoming task's stack floor becomes the stack limit.
+    ".macro set_stack_limit",
+    ".if {v8m}",
+    "    ldr r2, ={kernel}",
+    "    ldrb r1, [r2, #{current}]",
+    "    add r2, r2, r1, lsl #{tcb_shift}",
+    "    ldr r1, [r2, #{tcb_floor}]",
+    "    msr PSPLIM, r1",
     ".endif",
     ".endm",
     ".macro restore_context",
@@ -251,11 +284,12 @@ global_asm!(
     ".if {run_time_stats}",
     "    mov r0, r4",
     "    bl fqp_account_switch",
-    "    mvn lr, #2",
+    "    mvn lr, #{exc_not}",
     ".endif",
     "    add r12, r6, r5, lsl #{tcb_shift}",
     "    ldr r0, [r12, #{tcb_sp}]",
     "    restore_context",
+    "    set_stack_limit",
     "    msr PSP, r0",
     "4:",
     "    bx lr",
@@ -270,9 +304,10 @@ global_asm!(
     "    save_context",
     "    bl fqp_yield_context",
     "    restore_context",
+    "    set_stack_limit",
     "    msr PSP, r0",
     ".if !{fpu}",
-    "    mvn lr, #2",
+    "    mvn lr, #{exc_not}",
     ".endif",
     "    bx lr",
     ".ltorg",
@@ -308,7 +343,7 @@ global_asm!(
     ".if {run_time_stats}",
     "    ldrb r0, [r4, #{current}]",
     "    bl fqp_account_switch",
-    "    mvn lr, #2",
+    "    mvn lr, #{exc_not}",
     ".endif",
     // The head of the highest non-empty ready list runs.
     "    ldr r2, [r4, #{ready_bits}]",
@@ -323,20 +358,23 @@ global_asm!(
     "    mov r1, #0",
     "    msr BASEPRI, r1",
     "    restore_context",
+    "    set_stack_limit",
     "    msr PSP, r0",
     "    bx lr",
     "2:",
     "    mov r0, r1",
     "    bl fqp_stack_overflowed",
-    "    mvn lr, #2",
+    "    mvn lr, #{exc_not}",
     "    b 1b",
     "5:",
     "    bl fqp_switch_context",
-    "    mvn lr, #2",
+    "    mvn lr, #{exc_not}",
     "    b 6b",
     ".ltorg",
     ".size fqp_kernel_pendsv, . - fqp_kernel_pendsv",
     ceiling = const MAX_SYSCALL_PRIORITY,
+    v8m = const V8M as u32,
+    exc_not = const !EXC_RETURN_THREAD_PSP,
     fpu = const FPU as u32,
     kernel = sym crate::rt::KERNEL,
     run_time_stats = const crate::config::RUN_TIME_STATS as u32,
@@ -353,6 +391,56 @@ global_asm!(
     tcb_sp = const layout::TASKS + layout::TCB_SP,
     tcb_prio = const layout::TASKS + layout::TCB_PRIO,
     tcb_floor = const layout::TASKS + layout::TCB_STACK_FLOOR,
+);
+
+// Armv8-M: a task's push below its stack limit faults (UsageFault, STKOF). The handler
+// clears the fault, drops the task's critical section (BASEPRI) and moves its stack pointer
+// back inside its stack (the fault left no usable frame there; the switch saves into it),
+// then has the kernel report and suspend the task; the switch it asks for runs before the
+// return to thread mode. A usage fault of another kind, or one outside a task, turns the
+// usage fault off and returns: the instruction faults again, as a HardFault, which the
+// board reports.
+#[cfg(fqp_cpu = "armv8m_main")]
+global_asm!(
+    ".section .text.UsageFault,\"ax\",%progbits",
+    ".global UsageFault",
+    ".type fqp_kernel_usagefault,%function",
+    ".thumb_set UsageFault, fqp_kernel_usagefault",
+    ".thumb_func",
+    "fqp_kernel_usagefault:",
+    "    ldr r0, ={cfsr}",
+    "    ldr r1, [r0]",
+    "    tst r1, #{stkof}",
+    "    beq 1f",
+    "    tst lr, #4", // from the process stack: a task
+    "    beq 1f",
+    "    mov r1, #{stkof}",
+    "    str r1, [r0]", // write one to clear
+    "    mrs r1, PSPLIM",
+    "    add r1, r1, #{room}",
+    "    msr PSP, r1",
+    "    mov r1, #0",
+    "    msr BASEPRI, r1",
+    "    push {{r4, lr}}",
+    "    bl fqp_stack_limit_hit",
+    "    pop {{r4, lr}}",
+    "    bx lr",
+    "1:",
+    "    ldr r0, ={shcsr}",
+    "    ldr r1, [r0]",
+    "    bic r1, r1, #{usgfaultena}",
+    "    str r1, [r0]",
+    "    dsb",
+    "    isb",
+    "    bx lr",
+    ".ltorg",
+    ".size fqp_kernel_usagefault, . - fqp_kernel_usagefault",
+    cfsr = const 0xE000_ED28u32,
+    shcsr = const 0xE000_ED24u32,
+    stkof = const 1u32 << 20,
+    usgfaultena = const 1u32 << 18,
+    // Room for what the switch saves: r4-r11, EXC_RETURN, s16-s31.
+    room = const 4 * (9 + 16),
 );
 
 // The switch paths load the guard as one pair of words below the floor.

@@ -7,35 +7,43 @@
 //! family is supported by adding a module here; a *board* (UART, clocks, interrupts of a
 //! particular chip) is not a CPU port and lives in the vendor's port crate instead.
 
-// One port per Cortex-M architecture: Armv6-M has neither compare-and-swap nor BASEPRI.
-#[cfg(all(target_arch = "arm", target_os = "none"))]
+// One port per Cortex-M architecture (chosen by build.rs from the target's name): Armv6-M
+// has neither compare-and-swap nor BASEPRI; Armv8-M Mainline is Armv7-M's port with the
+// non-secure side's exception returns and a hardware stack limit.
+#[cfg(any(fqp_cpu = "armv6m", fqp_cpu = "armv7m", fqp_cpu = "armv8m_main"))]
 mod scb;
 
-#[cfg(all(target_arch = "arm", target_os = "none", not(target_has_atomic = "32")))]
+#[cfg(fqp_cpu = "armv6m")]
 mod armv6m;
-#[cfg(all(target_arch = "arm", target_os = "none", not(target_has_atomic = "32")))]
+#[cfg(fqp_cpu = "armv6m")]
 pub use armv6m::{ArmV6M as Active, TEST_IRQ_PRIORITY};
 
-#[cfg(all(target_arch = "arm", target_os = "none", target_has_atomic = "32"))]
+#[cfg(any(fqp_cpu = "armv7m", fqp_cpu = "armv8m_main"))]
 mod armv7m;
-#[cfg(all(target_arch = "arm", target_os = "none", target_has_atomic = "32"))]
+#[cfg(any(fqp_cpu = "armv7m", fqp_cpu = "armv8m_main"))]
 pub use armv7m::ArmV7M as Active;
-#[cfg(all(target_arch = "arm", target_os = "none", target_has_atomic = "32"))]
+#[cfg(any(fqp_cpu = "armv7m", fqp_cpu = "armv8m_main"))]
 pub use armv7m::{MAX_SYSCALL_PRIORITY, TEST_IRQ_PRIORITY};
 
-// Any other bare-metal target has no CPU port.
-#[cfg(all(target_os = "none", not(target_arch = "arm")))]
+#[cfg(fqp_cpu = "none")]
 compile_error!(
     "fqp-kernel has no CPU port for this target. Supported: thumbv6m-none-eabi (Cortex-M0, \
      M0+), thumbv7m-none-eabi (Cortex-M3), thumbv7em-none-eabi and thumbv7em-none-eabihf \
-     (Cortex-M4, M4F, M7). A new CPU needs a port: port-template/PORTING.md, \"A new CPU \
+     (Cortex-M4, M4F, M7), thumbv8m.main-none-eabi (Cortex-M33, M35P, M55 without MVE; the \
+     non-secure side). A new CPU needs a port: port-template/PORTING.md, \"A new CPU \
      architecture\"."
 );
 
-#[cfg(not(target_os = "none"))]
+#[cfg(fqp_cpu = "host")]
 mod host;
-#[cfg(not(target_os = "none"))]
+#[cfg(fqp_cpu = "host")]
 pub use host::Host as Active;
+
+/// True when the CPU port stops a task the moment its stack overflows (Armv8-M's stack
+/// limit register), before it writes below its stack: the task is reported and suspended
+/// for good. Otherwise the overflow is found at the task's next switch (the stack pointer
+/// below the floor, or the guard words below it damaged) and reported then.
+pub const STACK_LIMIT_IN_HARDWARE: bool = cfg!(fqp_cpu = "armv8m_main");
 
 /// Runs `f` with every interrupt that may call the kernel masked (FreeRTOS's
 /// `taskENTER_CRITICAL`/`taskEXIT_CRITICAL`): atomic against all tasks and those interrupts.

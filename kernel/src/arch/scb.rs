@@ -111,6 +111,18 @@ pub unsafe fn set_priorities(svcall: u8) {
     }
 }
 
+/// Turns the UsageFault exception on (else usage faults escalate to HardFault).
+///
+/// # Safety
+/// Start-up only, with interrupts disabled, and a UsageFault handler linked.
+#[cfg(fqp_cpu = "armv8m_main")]
+pub unsafe fn enable_usage_fault() {
+    const SHCSR: *mut u32 = 0xE000_ED24 as *mut u32;
+    // SAFETY: a read-modify-write of the System Handler Control and State Register at
+    // start-up (caller's contract).
+    unsafe { write_volatile(SHCSR, read_volatile(SHCSR) | 1 << 18) };
+}
+
 /// Starts SysTick from the processor clock, interrupting `tick_hz` times a second.
 ///
 /// # Safety

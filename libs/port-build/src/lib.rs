@@ -17,35 +17,51 @@ const SCRIPTS: [(&str, bool); 2] = [("memory.x", true), ("device.x", false)];
 /// Copies the port's linker scripts to `OUT_DIR` and adds it to the linker's search path.
 /// Panics (failing the build) with what is missing and where, as a build script should.
 pub fn link_scripts() {
+    link_scripts_from(".");
+}
+
+/// [`link_scripts`] with `memory.x` taken from `dir`, relative to the crate, and `device.x`
+/// from there or else the crate's: for a crate that serves several boards, each with its
+/// memory map (chosen by feature, say). Keep no `memory.x` at such a crate's root: the
+/// linker looks in its working directory, the crate's, before anywhere else.
+pub fn link_scripts_from(dir: &str) {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
-    if let Err(e) = copy_scripts(&dir, &out) {
+    let crate_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let dirs = [crate_dir.join(dir), crate_dir.clone()];
+    let dirs = if dir == "." { &dirs[1..] } else { &dirs[..] };
+    if let Err(e) = copy_scripts(dirs, &out) {
         panic!("{e}");
     }
     for (name, _) in SCRIPTS {
-        println!("cargo:rerun-if-changed={name}");
+        for d in [Path::new(dir), Path::new(".")] {
+            println!("cargo:rerun-if-changed={}", d.join(name).display());
+        }
     }
     println!("cargo:rustc-link-search={}", out.display());
     // Only for the device: a build for the host (a check, a test) has no memory map.
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none") {
         println!("cargo:rustc-link-arg-bins=-Tlink.x");
+        // Segments not padded to pages: else, with flash that does not start on a 64 KiB
+        // boundary, the linker loads the ELF headers below it, over whatever is there.
+        println!("cargo:rustc-link-arg-bins=--nmagic");
     }
 }
 
-/// Copies the scripts found in `dir` to `out`; an error names a required one that is missing.
-fn copy_scripts(dir: &Path, out: &Path) -> Result<(), String> {
+/// Copies the scripts to `out`, each from the first of `dirs` that has it (`memory.x` only
+/// from the first); an error names a required one that is missing.
+fn copy_scripts(dirs: &[PathBuf], out: &Path) -> Result<(), String> {
     for (name, required) in SCRIPTS {
-        let from = dir.join(name);
-        if !from.is_file() {
+        let looked = if required { &dirs[..1] } else { dirs };
+        let Some(from) = looked.iter().map(|d| d.join(name)).find(|f| f.is_file()) else {
             if required {
                 return Err(format!(
                     "{} is missing: a port describes its flash and RAM there (see \
                      port-template/memory.x)",
-                    from.display()
+                    dirs[0].join(name).display()
                 ));
             }
             continue;
-        }
+        };
         std::fs::copy(&from, out.join(name))
             .map_err(|e| format!("copying {} to {}: {e}", from.display(), out.display()))?;
     }
@@ -62,12 +78,28 @@ mod tests {
         let (port, out) = (base.join("port"), base.join("out"));
         std::fs::create_dir_all(&port).unwrap();
         std::fs::create_dir_all(&out).unwrap();
-        let e = copy_scripts(&port, &out).unwrap_err();
+        let e = copy_scripts(&[port.clone()], &out).unwrap_err();
         assert!(e.contains("memory.x is missing"), "{e}");
         std::fs::write(port.join("memory.x"), "MEMORY {}").unwrap();
-        copy_scripts(&port, &out).unwrap();
+        copy_scripts(&[port.clone()], &out).unwrap();
         assert!(out.join("memory.x").is_file());
         assert!(!out.join("device.x").exists(), "device.x is optional");
+        // A board's directory: its memory map, the crate's device.x.
+        let board = port.join("board");
+        std::fs::create_dir_all(&board).unwrap();
+        std::fs::write(port.join("device.x"), "/* device */").unwrap();
+        let e = copy_scripts(&[board.clone(), port.clone()], &out).unwrap_err();
+        assert!(
+            e.contains("board/memory.x is missing"),
+            "not the crate's: {e}"
+        );
+        std::fs::write(board.join("memory.x"), "MEMORY { board }").unwrap();
+        copy_scripts(&[board, port], &out).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(out.join("memory.x")).unwrap(),
+            "MEMORY { board }"
+        );
+        assert!(out.join("device.x").is_file());
         std::fs::remove_dir_all(&base).unwrap();
     }
 }

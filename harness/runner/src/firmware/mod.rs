@@ -18,13 +18,17 @@ use std::path::PathBuf;
 
 /// The targets the kernel has a CPU port for, with the cores they are: what `fqp doctor`
 /// checks a port's `build.target` against (the kernel refuses others with `compile_error!`).
-pub const SUPPORTED_TARGETS: [(&str, &str); 4] = [
+pub const SUPPORTED_TARGETS: [(&str, &str); 5] = [
     ("thumbv6m-none-eabi", "Cortex-M0/M0+"),
     ("thumbv7m-none-eabi", "Cortex-M3"),
     ("thumbv7em-none-eabi", "Cortex-M4/M7, soft-float"),
     (
         "thumbv7em-none-eabihf",
         "Cortex-M4F/M7 with the FPU (declare capability fpu)",
+    ),
+    (
+        "thumbv8m.main-none-eabi",
+        "Cortex-M33/M35P/M55, the kernel on the non-secure side",
     ),
 ];
 
