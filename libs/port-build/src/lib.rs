@@ -78,10 +78,10 @@ mod tests {
         let (port, out) = (base.join("port"), base.join("out"));
         std::fs::create_dir_all(&port).unwrap();
         std::fs::create_dir_all(&out).unwrap();
-        let e = copy_scripts(&[port.clone()], &out).unwrap_err();
+        let e = copy_scripts(std::slice::from_ref(&port), &out).unwrap_err();
         assert!(e.contains("memory.x is missing"), "{e}");
         std::fs::write(port.join("memory.x"), "MEMORY {}").unwrap();
-        copy_scripts(&[port.clone()], &out).unwrap();
+        copy_scripts(std::slice::from_ref(&port), &out).unwrap();
         assert!(out.join("memory.x").is_file());
         assert!(!out.join("device.x").exists(), "device.x is optional");
         // A board's directory: its memory map, the crate's device.x.
