@@ -370,6 +370,19 @@ fn test_interrupts_that_never_fire_are_named_once_and_their_tests_blocked() {
 }
 
 #[test]
+fn without_an_instruction_clock_a_slow_tick_is_found_against_the_hosts_clock() {
+    // The same port in real time (no icount), as a real board runs: the device's durations
+    // are checked against the host's after the tests.
+    let port = repo().join("harness/tests/ports/tick-10x-realtime");
+    let o = qualify(&port, "tick-10x-realtime", &["--group", "delay"]);
+    let msg = the_one_port_problem(&o);
+    assert!(
+        msg.contains("times slower than the host's: its tests took") && msg.contains("CPU_HZ"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn a_tick_ten_times_too_slow_is_named_with_the_clock_constant() {
     let port = repo().join("harness/tests/ports/tick-10x");
     let o = qualify(&port, "tick-10x", &["--group", "queue"]);

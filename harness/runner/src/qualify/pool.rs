@@ -247,13 +247,17 @@ pub(super) fn run_tests(
         pool,
         queue: &queue,
     };
+    let info = dev.info.clone();
     let done = pool.work(first, dev, specs.collect(), access);
-    opts.observers.tell(&Event::Finished);
+    let mut tests = Vec::new();
     for w in done {
         run.problems.extend(w.errors);
-        for (group, t) in w.tests {
-            run.push(&group, t);
-        }
+        tests.extend(w.tests);
+    }
+    check_clock(&info, &tests, m, opts, run);
+    opts.observers.tell(&Event::Finished);
+    for (group, t) in tests {
+        run.push(&group, t);
     }
     report_left(chosen, queue, opts, run);
     run.sort();
@@ -318,6 +322,27 @@ fn check_tick(info: &DeviceInfo, m: &Manifest, opts: &Options, run: &mut Run) {
         .and_then(toml::Value::as_integer)
         .map_or(1000, |hz| hz as u32);
     if let Some(why) = info.tick_off((1u64 << shift) as f64, tick_hz) {
+        record_problem(opts, run, Problem::new(Stage::Port, why));
+    }
+}
+
+/// Where no emulator counts instructions, the device's clock against the host's, over the
+/// tests that ran: a clock far off is reported once (the port's problem, naming the
+/// constant).
+fn check_clock(
+    info: &DeviceInfo,
+    tests: &[(String, Test)],
+    m: &Manifest,
+    opts: &Options,
+    run: &mut Run,
+) {
+    if m.flash.qemu().is_some_and(|q| q.icount_shift.is_some()) {
+        return;
+    }
+    let durations = tests
+        .iter()
+        .filter_map(|(_, t)| Some((t.device_us?, t.wall_ms)));
+    if let Some(why) = info.clock_off(durations) {
         record_problem(opts, run, Problem::new(Stage::Port, why));
     }
 }

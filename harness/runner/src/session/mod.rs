@@ -128,6 +128,42 @@ impl DeviceInfo {
         ))
     }
 
+    /// The device's clock against the host's, where no emulator counts instructions (a real
+    /// board, or an emulator in real time): from the tests that took 200 ms or more on the
+    /// host (the serial line's latency is then lost in the count), 2 s of them at least, the
+    /// device's own durations against the host's. A device whose time runs at under half or
+    /// over twice the host's: what is wrong and the constant to fix. `durations` are
+    /// (device µs, host ms) pairs.
+    pub fn clock_off(&self, durations: impl IntoIterator<Item = (u64, u64)>) -> Option<String> {
+        let (device_us, host_ms) = durations
+            .into_iter()
+            .filter(|&(_, ms)| ms >= 200)
+            .fold((0u64, 0u64), |(d, h), (us, ms)| (d + us, h + ms));
+        if host_ms < 2000 {
+            return None;
+        }
+        let ratio = device_us as f64 / (host_ms as f64 * 1000.0);
+        if (0.5..=2.0).contains(&ratio) {
+            return None;
+        }
+        let (factor, way, pace) = if ratio < 1.0 {
+            (1.0 / ratio, "higher", "slower")
+        } else {
+            (ratio, "lower", "faster")
+        };
+        Some(format!(
+            "the clock of board {:?} runs {factor:.1} times {pace} than the host's: its tests \
+             took {:.1} s by the device's count and {:.1} s by the host's; the core clock the \
+             port gives the kernel (the cpu_hz passed to fqp_testkit::run, CPU_HZ) is about \
+             {factor:.1} times {way} than the clock the core's SysTick really counts\n  fix: \
+             pass the frequency the core runs at (the board's SysTick clock); every timed test \
+             depends on it",
+            self.port,
+            device_us as f64 / 1e6,
+            host_ms as f64 / 1e3,
+        ))
+    }
+
     /// A hard-float image whose port does not declare `fpu` (its FP context would go
     /// unqualified), or a soft-float one whose port declares it.
     fn fpu_mismatch(&self, capabilities: &[String]) -> Option<String> {

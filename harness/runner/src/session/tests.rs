@@ -629,6 +629,37 @@ fn test_interrupts_that_do_not_fire_are_named_with_the_function_to_fix() {
 }
 
 #[test]
+fn a_device_clock_off_against_the_hosts_names_the_constant() {
+    let info = DeviceInfo {
+        port: "b".into(),
+        ..DeviceInfo::default()
+    };
+    // (device µs, host ms): three long tests and short ones (the serial line's latency).
+    let right = [(500_000, 510), (1_000_000, 1_004), (800_000, 805), (100, 3)];
+    assert_eq!(info.clock_off(right), None);
+    let slow = [(50_000, 500), (100_000, 1_000), (80_000, 800)];
+    let msg = info.clock_off(slow).unwrap();
+    assert!(
+        msg.contains("10.0 times slower")
+            && msg.contains("10.0 times higher")
+            && msg.contains("CPU_HZ"),
+        "{msg}"
+    );
+    let fast = [(5_000_000, 500), (10_000_000, 1_000), (8_000_000, 800)];
+    assert!(info.clock_off(fast).unwrap().contains("times faster"));
+    assert_eq!(
+        info.clock_off([(50_000, 500), (100_000, 1_000)]),
+        None,
+        "under 2 s of long tests: not judged"
+    );
+    assert_eq!(
+        info.clock_off([(1, 150); 40]),
+        None,
+        "short tests are the serial line's latency"
+    );
+}
+
+#[test]
 fn a_tick_off_by_ten_names_the_clock_constant_and_a_right_one_passes() {
     // 32 ns per instruction (QEMU -icount 5), 4 instructions per loop: a 1000 Hz tick is
     // 7812 loops.
