@@ -33,6 +33,8 @@ FQP_FIRMWARE_TARGET=thumbv6m-none-eabi lint_firmware reference-port
 # The Cortex-M33 board (Armv8-M Mainline, non-secure side, its secure boot stage).
 FQP_FIRMWARE_TARGET=thumbv8m.main-none-eabi lint_firmware reference-port --features mps2-an505
 lint_firmware port-template
+# With every library `fqp init --libs` can choose (the template's features).
+lint_firmware port-template --all-features
 echo "== lint (host)"
 # The kernel without a heap (a feature set no test builds).
 cargo clippy -p fqp-kernel --no-default-features --quiet -- -D warnings

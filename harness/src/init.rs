@@ -5,19 +5,55 @@
 use fqp_runner::manifest::relative;
 use std::path::{Path, PathBuf};
 
-/// A library a port can include: its test-suite crate and the capability it qualifies.
+/// A library a port can include: the template's feature that carries its suites (and
+/// drivers) into the image, and the capabilities it qualifies.
 pub struct Library {
     pub name: &'static str,
-    pub capability: &'static str,
+    /// The template's cargo feature (none: always in).
+    pub feature: Option<&'static str>,
+    pub capabilities: &'static [&'static str],
     pub about: &'static str,
 }
 
 /// The libraries this fqp ships with suites for.
-pub const LIBRARIES: &[Library] = &[Library {
-    name: "kernel",
-    capability: "kernel",
-    about: "the RTOS kernel (always included)",
-}];
+pub const LIBRARIES: &[Library] = &[
+    Library {
+        name: "kernel",
+        feature: None,
+        capabilities: &["kernel"],
+        about: "the RTOS kernel (always included)",
+    },
+    Library {
+        name: "net",
+        feature: Some("net"),
+        capabilities: &["network"],
+        about: "TCP/IP over the board's Ethernet (a driver outline in src/ethernet.rs)",
+    },
+    Library {
+        name: "mqtt",
+        feature: Some("mqtt"),
+        capabilities: &["network"],
+        about: "the MQTT client (with net)",
+    },
+    Library {
+        name: "keystore",
+        feature: Some("keystore"),
+        capabilities: &["keystore"],
+        about: "keys and certificates",
+    },
+    Library {
+        name: "tls",
+        feature: Some("tls"),
+        capabilities: &["network", "keystore"],
+        about: "TLS 1.3 (with net and keystore)",
+    },
+    Library {
+        name: "storage",
+        feature: Some("storage"),
+        capabilities: &["storage"],
+        about: "the keystore kept across resets (a host file until the flash has a driver)",
+    },
+];
 
 /// What to create.
 pub struct Request<'a> {
@@ -98,6 +134,7 @@ pub fn init(r: &Request<'_>) -> Result<Vec<PathBuf>, InitError> {
     let mut written = Vec::new();
     copy_tree(&template, &dir, Path::new(""), &mut written)?;
     name_package(&dir, &root, name, r.board)?;
+    choose_libraries(&dir, r.libs)?;
     name_manifest(&dir, r, name)?;
     // The name the device reports at sync.
     let board_rs = dir.join("src/board.rs");
@@ -158,6 +195,9 @@ fn name_package(dir: &Path, root: &Path, name: &str, board: &str) -> Result<(), 
         ("../libs/port-build", "libs/port-build"),
         ("../test-suites/kernel", "test-suites/kernel"),
         ("../test-suites/perf", "test-suites/perf"),
+        ("../test-suites/net", "test-suites/net"),
+        ("../test-suites/security", "test-suites/security"),
+        ("../libs/net", "libs/net"),
     ] {
         let to = relative(&root.join(sub), dir);
         text = text.replace(
@@ -174,6 +214,23 @@ fn name_package(dir: &Path, root: &Path, name: &str, board: &str) -> Result<(), 
         write(&lock, &text)?;
     }
     Ok(())
+}
+
+/// Cargo.toml: the chosen libraries' features on by default, so that a plain `cargo build`
+/// and `fqp` build the same image.
+fn choose_libraries(dir: &Path, libs: &[String]) -> Result<(), InitError> {
+    let features: Vec<String> = LIBRARIES
+        .iter()
+        .filter(|l| libs.iter().any(|n| n == l.name))
+        .filter_map(|l| l.feature)
+        .map(|f| format!("\"{f}\""))
+        .collect();
+    let cargo = dir.join("Cargo.toml");
+    let text = read(&cargo)?.replace(
+        "\ndefault = []\n",
+        &format!("\ndefault = [{}]\n", features.join(", ")),
+    );
+    write(&cargo, &text)
 }
 
 /// port.toml: name, board, vendor, and the capabilities of the chosen libraries.
@@ -196,8 +253,10 @@ fn name_manifest(dir: &Path, r: &Request<'_>, name: &str) -> Result<(), InitErro
     let mut caps = vec!["kernel", "test-irq", "heap"];
     for lib in r.libs {
         if let Some(l) = LIBRARIES.iter().find(|l| l.name == lib) {
-            if !caps.contains(&l.capability) {
-                caps.push(l.capability);
+            for c in l.capabilities {
+                if !caps.contains(c) {
+                    caps.push(c);
+                }
             }
         }
     }
@@ -275,7 +334,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("fqp-init-{}", std::process::id()));
         let root = fqp_root();
         let none: Vec<String> = Vec::new();
-        let mqtt = vec!["mqtt".to_string()];
+        let mqtt = vec!["mqtt".to_string(), "zigbee".to_string()];
         let mut req = Request {
             dir: &dir,
             name: Some("my board"),
@@ -290,7 +349,9 @@ mod tests {
         req.libs = &mqtt;
         let e = init(&req).unwrap_err().to_string();
         assert!(
-            e.contains("unknown library \"mqtt\"") && e.contains("kernel ("),
+            e.contains("unknown library \"zigbee\"")
+                && e.contains("kernel (")
+                && e.contains("tls ("),
             "{e}"
         );
         assert!(!dir.exists(), "nothing was written");

@@ -86,3 +86,61 @@ fn a_generated_port_builds_and_qualifies_as_is() {
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("exists and is not empty"));
 }
+
+#[test]
+fn libraries_are_wired_and_an_image_too_big_for_the_board_is_named() {
+    let base = repo().join("target/fqp-tests/init-libs-port");
+    let _ = std::fs::remove_dir_all(&base);
+    let init = |name: &str, libs: &str| {
+        let dir = base.join(name);
+        let o = fqp()
+            .arg("init")
+            .arg(&dir)
+            .args(["--board", "Acme", "--libs", libs])
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        dir
+    };
+    // The keystore, kept in the host file the template's storage gives: its group passes on
+    // the template's board.
+    let dir = init("acme-ks", "keystore,storage");
+    let cargo = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    assert!(
+        cargo.contains("default = [\"keystore\", \"storage\"]"),
+        "{cargo}"
+    );
+    let q = qualify(&dir, "init-libs-ks", &["--group", "keystore"]);
+    assert_eq!(q.code, 0, "{}", q.explain());
+    let tests = q.results["groups"][0]["tests"].as_array().unwrap();
+    assert_eq!(tests.len(), 5, "{tests:?}");
+    // Every library: the manifest declares what they qualify; the image is too big for the
+    // template board's 64 KiB of RAM, and the build says so, with the fix.
+    let dir = init("acme-all", "net,mqtt,keystore,tls,storage");
+    let manifest = std::fs::read_to_string(dir.join("port.toml")).unwrap();
+    assert!(
+        manifest.contains(
+            "capabilities = [\"kernel\", \"test-irq\", \"heap\", \"network\", \"keystore\", \"storage\"]"
+        ),
+        "{manifest}"
+    );
+    let q = qualify(&dir, "init-libs-all", &["--group", "queue"]);
+    assert_eq!(
+        q.results["problems"][0]["stage"],
+        "build",
+        "{}",
+        q.explain()
+    );
+    let problem = q.results["problems"][0]["message"].as_str().unwrap();
+    assert!(
+        problem.contains("does not fit the board's memory")
+            && problem.contains("RAM over by")
+            && problem.contains("--libs"),
+        "{problem}"
+    );
+}

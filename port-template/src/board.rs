@@ -51,9 +51,20 @@ impl Board for Lm3s6965 {
         fqp_port_cortex_m::exit(code)
     }
 
-    // PORT: a board with Ethernet, a TRNG or storage for the keystore overrides `ethernet`,
-    // `entropy`, `storage` (see the reference port's `src/main.rs`), and declares the
-    // capabilities they give in port.toml.
+    #[cfg(feature = "net")]
+    fn ethernet(&self) -> Option<&dyn fqp_port::Ethernet> {
+        crate::ethernet::ETHERNET.device()
+    }
+
+    /// PORT: the keystore in the board's flash. Until then, a file on the host through
+    /// semihosting (`fqp` names it), which works under an emulator or a debugger only.
+    #[cfg(feature = "storage")]
+    fn storage(&self) -> Option<&dyn fqp_port::Storage> {
+        fqp_port_cortex_m::semihosting::HostFile::get().map(|f| f as &dyn fqp_port::Storage)
+    }
+
+    // PORT: a board with a TRNG overrides `entropy` (without one, the host provisions the
+    // keystore's seed).
 }
 
 /// Sets the kernel-aware interrupts below the kernel's syscall ceiling and enables them.

@@ -7,6 +7,8 @@
 extern crate alloc;
 
 mod board;
+#[cfg(feature = "net")]
+mod ethernet;
 mod pl011;
 
 use cortex_m_rt::entry;
@@ -37,13 +39,27 @@ fn main() -> ! {
     }
     let mut cp = cortex_m::Peripherals::take().expect("peripherals taken once, at start-up");
     board::enable_interrupts(&mut cp.NVIC);
+    #[cfg(feature = "net")]
+    ethernet::ETHERNET.init();
+    #[cfg(feature = "storage")]
+    fqp_port_cortex_m::semihosting::HostFile::init(fqp_port_cortex_m::semihosting::cmdline(
+        &mut [0; 256],
+    ));
     fqp_testkit::run(&BOARD, groups(), env!("CARGO_PKG_VERSION"), board::CPU_HZ)
 }
 
-/// The groups in the image: the kernel's, then the performance benchmarks. PORT: add the
-/// groups of the libraries your port offers (see the reference port).
+/// The groups in the image: the kernel's, those of the libraries chosen (Cargo.toml's
+/// features), then the performance benchmarks.
 fn groups() -> &'static [&'static fqp_testkit::Group] {
     let mut all = alloc::vec::Vec::from(fqp_suite_kernel::GROUPS);
+    #[cfg(feature = "net")]
+    all.push(&fqp_suite_net::NETWORK);
+    #[cfg(feature = "mqtt")]
+    all.push(&fqp_suite_net::MQTT);
+    #[cfg(feature = "keystore")]
+    all.push(&fqp_suite_security::KEYSTORE);
+    #[cfg(feature = "tls")]
+    all.push(&fqp_suite_security::TLS);
     all.push(&fqp_suite_perf::PERF);
     all.leak()
 }

@@ -17,7 +17,6 @@ mod lan9118;
 mod secure_boot;
 #[cfg(feature = "selftest")]
 mod selftest;
-mod storage;
 mod uart;
 mod vectors;
 
@@ -25,6 +24,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use cortex_m_rt::entry;
 use fqp_kernel::heap::FirstFit;
 use fqp_port::{Board, Ethernet, HeapStats, Storage};
+use fqp_port_cortex_m::semihosting::{self, HostFile};
 use fqp_testkit::Group;
 use uart::Uart;
 
@@ -53,7 +53,7 @@ pub fn ethernet() -> &'static lan9118::Lan9118 {
 
 /// The board. The devices it hands out are set up once, in `main`, before the test runner
 /// starts: the Ethernet controller when it answers, the keystore's host file when `fqp`
-/// named one (`storage.rs`).
+/// named one (fqp-port-cortex-m's `semihosting::HostFile`).
 struct An385 {
     ethernet_up: AtomicBool,
 }
@@ -101,7 +101,7 @@ impl Board for An385 {
     // No `entropy`: the AN385 has no TRNG, so the host provisions a seed.
 
     fn storage(&self) -> Option<&dyn Storage> {
-        storage::HostFile::get().map(|f| f as &dyn Storage)
+        HostFile::get().map(|f| f as &dyn Storage)
     }
 }
 
@@ -140,18 +140,6 @@ fn groups() -> &'static [&'static Group] {
     &PERF
 }
 
-/// The firmware's semihosting command line (what `fqp` passes QEMU: `fw`, `storage=<path>`,
-/// the manifest's `semihosting_args`), in `buf`. (This board always runs under QEMU, which
-/// answers semihosting; on silicon without a debugger attached the call would fault.)
-fn cmdline(buf: &mut [u8]) -> &[u8] {
-    let mut block = [buf.as_mut_ptr() as usize, buf.len()];
-    // SAFETY: SYS_GET_CMDLINE writes at most `buf.len()` bytes into `buf` and the length into
-    // block[1]; both live across the call.
-    let ok = unsafe { cortex_m_semihosting::syscall1(0x15, block.as_mut_ptr() as usize) } == 0;
-    let n = if ok { block[1].min(buf.len()) } else { 0 };
-    &buf[..n]
-}
-
 extern "C" {
     static mut __sheap: u8;
     static mut _stack_start: u8;
@@ -179,8 +167,8 @@ fn main() -> ! {
     let mut cp = cortex_m::Peripherals::take().expect("peripherals taken once, at start-up");
     vectors::enable(&mut cp.NVIC);
     let mut line = [0u8; 256];
-    let cmdline = cmdline(&mut line);
-    storage::HostFile::init(cmdline);
+    let cmdline = semihosting::cmdline(&mut line);
+    HostFile::init(cmdline);
     #[cfg(feature = "selftest")]
     selftest::boot(cmdline);
     // With `tick-10x`, the clock a port with a wrong CPU_HZ would give (the harness's test).

@@ -20,7 +20,8 @@ pub struct Args {
     /// Who makes the port (port.vendor).
     #[arg(long)]
     pub vendor: Option<String>,
-    /// Libraries to include, comma-separated (kernel is always included).
+    /// Libraries to include, comma-separated: net, mqtt, keystore, tls, storage (kernel is
+    /// always included).
     #[arg(long, value_delimiter = ',', value_name = "LIB,…")]
     pub libs: Vec<String>,
 }

@@ -1,12 +1,14 @@
 //! # fqp-port-cortex-m: the Cortex-M half of a board
 //!
 //! What every Cortex-M port's `fqp_port::Board` would otherwise repeat, kept once:
-//! resetting the core, ending an emulated run, and the test interrupt lines on the NVIC. A port keeps only the facts of its board (which lines, which UART).
+//! resetting the core, ending an emulated run, the test interrupt lines on the NVIC, and
+//! semihosting (the command line, storage in a host file). A port keeps only the facts of its board (which lines, which UART).
 //! Fault and panic reporting is the test kit's (`fqp-testkit`, feature `cortex-m`).
 
 #![no_std]
 
 pub mod nvic;
+pub mod semihosting;
 
 /// Resets the core and its peripherals (the System Control Block's request).
 pub fn reset() -> ! {

@@ -8,7 +8,7 @@
 //! which the host confirms from its side (`ASK tls-refusal`). The broker is reached by name,
 //! resolved through the lab's name server.
 
-use crate::{keystore, with_crypto_stack};
+use crate::{keystore, with_crypto_stack, TLS_STACK_WORDS};
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -177,7 +177,7 @@ fn with_session<R>(
 }
 
 fn handshake_with_the_lab_credentials() -> TestResult {
-    with_crypto_stack(|| {
+    with_crypto_stack(TLS_STACK_WORDS, || {
         with_session(Issuer::Lab, "tls_echo", |session, took| {
             let mut s = session.map_err(|e| fqp_testkit::fail!("handshake: {:?}", e))?;
             fqp_testkit::metric("tls_handshake", took, "ms");
@@ -211,11 +211,11 @@ fn refused_as(service: &'static str, want: CertError) -> TestResult {
 }
 
 fn untrusted_server_is_refused() -> TestResult {
-    with_crypto_stack(|| refused_as("tls_untrusted", CertError::UnknownIssuer))
+    with_crypto_stack(TLS_STACK_WORDS, || refused_as("tls_untrusted", CertError::UnknownIssuer))
 }
 
 fn expired_server_certificate_is_refused() -> TestResult {
-    with_crypto_stack(|| {
+    with_crypto_stack(TLS_STACK_WORDS, || {
         check!(
             now().is_some(),
             "the host provisioned no time: expiry cannot be checked"
@@ -225,11 +225,11 @@ fn expired_server_certificate_is_refused() -> TestResult {
 }
 
 fn wrong_host_name_is_refused() -> TestResult {
-    with_crypto_stack(|| refused_as("tls_wrong_name", CertError::NameMismatch))
+    with_crypto_stack(TLS_STACK_WORDS, || refused_as("tls_wrong_name", CertError::NameMismatch))
 }
 
 fn malformed_server_certificate_is_refused() -> TestResult {
-    with_crypto_stack(|| refused_as("tls_malformed", CertError::Malformed))
+    with_crypto_stack(TLS_STACK_WORDS, || refused_as("tls_malformed", CertError::Malformed))
 }
 
 /// How a client sees a server refuse its certificate: TLS 1.3 completes the client's side of
@@ -260,11 +260,11 @@ fn client_refused(issuer: Issuer, reason: &str) -> TestResult {
 }
 
 fn server_refuses_a_client_certificate_from_another_ca() -> TestResult {
-    with_crypto_stack(|| client_refused(Issuer::Foreign, "UnknownIssuer"))
+    with_crypto_stack(TLS_STACK_WORDS, || client_refused(Issuer::Foreign, "UnknownIssuer"))
 }
 
 fn server_refuses_a_client_without_a_certificate() -> TestResult {
-    with_crypto_stack(|| client_refused(Issuer::None, "no certificates"))
+    with_crypto_stack(TLS_STACK_WORDS, || client_refused(Issuer::None, "no certificates"))
 }
 
 type Inbox = RefCell<Vec<(String, Vec<u8>)>>;
@@ -304,7 +304,7 @@ fn mqtts<'b>(
 }
 
 fn mqtt_over_tls_with_client_certificate() -> TestResult {
-    with_crypto_stack(|| {
+    with_crypto_stack(TLS_STACK_WORDS, || {
         let mut arena = vec![0u8; 4096];
         let mut ks = identity(&mut arena, Issuer::Lab)?;
         let (mut r, mut w) = record_buffers();
@@ -352,7 +352,7 @@ fn mqtt_over_tls_with_client_certificate() -> TestResult {
 }
 
 fn broker_refuses_a_client_certificate_from_another_ca() -> TestResult {
-    with_crypto_stack(|| {
+    with_crypto_stack(TLS_STACK_WORDS, || {
         with_session(Issuer::Foreign, "mqtts", |session, _| {
             let mut s = match session {
                 Ok(s) => s,

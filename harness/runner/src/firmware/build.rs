@@ -114,6 +114,19 @@ pub enum BuildError {
         .log.display()
     )]
     TimedOut { ms: u64, log: PathBuf },
+    #[error(
+        "the image does not fit the board's memory: {}; full log: {}\n  fix: a smaller image \
+         (fewer libraries: `fqp init --libs` chose them as cargo features, the `default` of \
+         the port's Cargo.toml), or, if the board has more, the sizes in memory.x",
+        .over.iter().map(|(region, bytes)| format!("{region} over by {bytes} bytes"))
+            .collect::<Vec<_>>().join(", "),
+        .log.display()
+    )]
+    TooBig {
+        /// Each memory region the linker could not fit, with the bytes too many.
+        over: Vec<(String, u64)>,
+        log: PathBuf,
+    },
     #[error("firmware build failed ({status}); full log: {}\n{tail}", .log.display())]
     Failed {
         status: std::process::ExitStatus,
@@ -237,6 +250,13 @@ pub fn build(m: &Manifest, tc: &Toolchain, out: &Path) -> Result<Image, BuildErr
         });
     }
     if !built.status.success() {
+        let over = regions_over(&built.stderr);
+        if !over.is_empty() {
+            return Err(BuildError::TooBig {
+                over,
+                log: log.clone(),
+            });
+        }
         let tail: Vec<&str> = built.stderr.lines().rev().take(30).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         return Err(BuildError::Failed {
@@ -328,4 +348,49 @@ fn run_cargo(mut cmd: Command, cargo: &Path, deadline: Duration) -> Result<Cargo
 pub fn file_sha256(path: &Path) -> Result<String, BuildError> {
     let bytes = std::fs::read(path).map_err(BuildError::file(path))?;
     Ok(hex::encode(Sha256::digest(&bytes)))
+}
+
+/// The memory regions a failed link overflowed, from the linker's messages (`section '.bss'
+/// will not fit in region 'RAM': overflowed by 21184 bytes`): the largest overflow of each.
+fn regions_over(log: &str) -> Vec<(String, u64)> {
+    let mut over: Vec<(String, u64)> = Vec::new();
+    for line in log.lines() {
+        let Some(rest) = line.split("will not fit in region '").nth(1) else {
+            continue;
+        };
+        let Some((region, rest)) = rest.split_once('\'') else {
+            continue;
+        };
+        let Some(bytes) = rest
+            .split("overflowed by ")
+            .nth(1)
+            .and_then(|b| b.split_whitespace().next())
+            .and_then(|b| b.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        match over.iter_mut().find(|(r, _)| r == region) {
+            Some((_, most)) => *most = (*most).max(bytes),
+            None => over.push((region.to_string(), bytes)),
+        }
+    }
+    over
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_that_overflows_names_each_region_once_with_its_largest_overflow() {
+        let log = "ld.lld: error: section '.rodata' will not fit in region 'FLASH': overflowed by 45612 bytes
+ld.lld: error: section '.data' will not fit in region 'FLASH': overflowed by 55396 bytes
+ld.lld: error: section '.bss' will not fit in region 'RAM': overflowed by 21184 bytes
+error: could not compile";
+        assert_eq!(
+            regions_over(log),
+            [("FLASH".to_string(), 55396), ("RAM".to_string(), 21184)]
+        );
+        assert!(regions_over("error[E0308]: mismatched types").is_empty());
+    }
 }

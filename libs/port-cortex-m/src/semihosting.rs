@@ -1,13 +1,17 @@
-//! Persistent storage for the keystore: the emulated board has no flash that outlives QEMU,
-//! so the port keeps its keystore image in a host file through semihosting. `fqp` names the
-//! file on the semihosting command line (`storage=<path>`, one per device, kept across the
-//! boots of a run). A store writes a temporary file and renames it over the old one, so a
-//! reset in the middle leaves the previous image whole.
+//! Semihosting, for a board run under an emulator or a debugger: the firmware's command line
+//! (what `fqp` passes: `fw`, `storage=<path>`, the manifest's `semihosting_args`), and
+//! persistent storage in a file on the host ([`HostFile`]) for a board whose flash does not
+//! outlive the emulator, or that a port has not yet given a flash driver. `fqp` names the file
+//! on the command line (`storage=<path>`, one per device, kept across the boots of a run). A
+//! store writes a temporary file and renames it over the old one, so a reset in the middle
+//! leaves the previous image whole. (On silicon without a debugger attached these calls
+//! fault: a product's storage is its flash.)
 
 use core::sync::atomic::{AtomicBool, Ordering};
 use fqp_port::{DeviceError as Error, Storage};
 
 const SYS_OPEN: usize = 0x01;
+const SYS_GET_CMDLINE: usize = 0x15;
 const SYS_CLOSE: usize = 0x02;
 const SYS_WRITE: usize = 0x05;
 const SYS_READ: usize = 0x06;
@@ -20,7 +24,19 @@ const MODE_WB: usize = 5;
 /// Longest path (with the `.tmp` suffix and the terminating NUL).
 const PATH: usize = 200;
 
-/// The keystore's file on the host.
+/// The firmware's semihosting command line, in `buf` (empty when the host gave none).
+pub fn cmdline(buf: &mut [u8]) -> &[u8] {
+    let mut block = [buf.as_mut_ptr() as usize, buf.len()];
+    // SAFETY: SYS_GET_CMDLINE writes at most `buf.len()` bytes into `buf` and the length into
+    // block[1]; both live across the call.
+    let ok =
+        unsafe { cortex_m_semihosting::syscall1(SYS_GET_CMDLINE, block.as_mut_ptr() as usize) }
+            == 0;
+    let n = if ok { block[1].min(buf.len()) } else { 0 };
+    &buf[..n]
+}
+
+/// Storage in a file on the host (the keystore's, say).
 pub struct HostFile {
     path: [u8; PATH],
     len: usize,
