@@ -289,6 +289,28 @@ fn the_m33_board_qualifies_on_the_non_secure_side() {
 }
 
 #[test]
+fn an_armv8m_kernel_without_its_stack_limit_fails_the_stack_overflow_group() {
+    // The M33 board's image, but the kernel never sets PSPLIM: the overflow is still found
+    // at the next switch, after the task wrote below its stack, which this core must not let
+    // happen.
+    let dir = port_declaring(
+        "reference-port/m33",
+        "m33-no-stack-limit",
+        "features = [\"mps2-an505\"]",
+        "features = [\"mps2-an505\", \"no-stack-limit\"]",
+    );
+    let o = qualify(
+        &dir,
+        "m33-no-stack-limit-run",
+        &["--group", "stack_overflow"],
+    );
+    assert_eq!(o.code, 1, "{}", o.explain());
+    let t = &tests_of(&o)[0];
+    assert_eq!(t["id"], "stack_overflow/overflow_is_reported");
+    assert_eq!(t["status"], "failed", "{t}");
+}
+
+#[test]
 fn a_kernel_that_loses_fp_registers_fails_the_fpu_group() {
     // The same board and image, but the kernel switches tasks as a soft-float one does.
     let dir = port_declaring(

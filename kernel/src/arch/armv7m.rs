@@ -48,6 +48,8 @@ const FPU: bool = cfg!(target_abi = "eabihf") && !cfg!(feature = "selftest-no-fp
 const SAVED_WORDS: usize = if FPU { 9 } else { 8 };
 /// Armv8-M Mainline, non-secure side, with a stack limit register.
 const V8M: bool = cfg!(fqp_cpu = "armv8m_main");
+/// Each task's stack floor is its stack limit (PSPLIM).
+const STACK_LIMIT: bool = V8M && !cfg!(feature = "selftest-no-stack-limit");
 /// EXC_RETURN of a task without FP state: thread mode, process stack, basic frame (on
 /// Armv8-M: of the non-secure side, which stacked no callee registers).
 const EXC_RETURN_THREAD_PSP: u32 = if V8M { 0xFFFF_FFBC } else { 0xFFFF_FFFD };
@@ -131,7 +133,7 @@ impl Port for ArmV7M {
             asm!(
                 // The frame: r4-r11 (and EXC_RETURN with the FPU), then r0-r3, r12, lr, pc,
                 // xpsr as an exception stacks them.
-                ".if {v8m}",
+                ".if {stack_limit}",
                 "msr PSPLIM, r2",
                 ".endif",
                 "add r1, r3, #{end}",
@@ -156,7 +158,7 @@ impl Port for ArmV7M {
                 in("r3") sp,
                 in("r12") VTOR,
                 in("r2") floor,
-                v8m = const V8M as u32,
+                stack_limit = const STACK_LIMIT as u32,
                 end = const 4 * (SAVED_WORDS + HW_WORDS),
                 r0 = const 4 * SAVED_WORDS,
                 r1 = const 4 * (SAVED_WORDS + 1),
@@ -226,7 +228,7 @@ global_asm!(
     ".endm",
     // r1, r2: scratch. The incoming task's stack floor becomes the stack limit.
     ".macro set_stack_limit",
-    ".if {v8m}",
+    ".if {stack_limit}",
     "    ldr r2, ={kernel}",
     "    ldrb r1, [r2, #{current}]",
     "    add r2, r2, r1, lsl #{tcb_shift}",
@@ -374,6 +376,7 @@ global_asm!(
     ".size fqp_kernel_pendsv, . - fqp_kernel_pendsv",
     ceiling = const MAX_SYSCALL_PRIORITY,
     v8m = const V8M as u32,
+    stack_limit = const STACK_LIMIT as u32,
     exc_not = const !EXC_RETURN_THREAD_PSP,
     fpu = const FPU as u32,
     kernel = sym crate::rt::KERNEL,

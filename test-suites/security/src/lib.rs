@@ -68,20 +68,15 @@ static RESULT: fqp_kernel::mutex::Mutex<Option<TestResult>> = fqp_kernel::mutex:
 /// and returns its result.
 fn with_crypto_stack(words: usize, body: fn() -> TestResult) -> TestResult {
     let _ = DONE.try_take();
-    fqp_testkit::spawn(
-        "crypto",
-        fqp_testkit::TEST_PRIORITY - 1,
-        words,
-        move || {
-            let r = body();
-            // What the body needed: the figure a port sizes its own crypto task by.
-            if let Ok(free) = fqp_kernel::task::stack_high_water(fqp_kernel::task::current()) {
-                fqp_testkit::metric("crypto_stack_used", (words - free) * 4, "B");
-            }
-            *RESULT.lock() = Some(r);
-            let _ = DONE.give();
-        },
-    )
+    fqp_testkit::spawn("crypto", fqp_testkit::TEST_PRIORITY - 1, words, move || {
+        let r = body();
+        // What the body needed: the figure a port sizes its own crypto task by.
+        if let Ok(free) = fqp_kernel::task::stack_high_water(fqp_kernel::task::current()) {
+            fqp_testkit::metric("crypto_stack_used", (words - free) * 4, "B");
+        }
+        *RESULT.lock() = Some(r);
+        let _ = DONE.give();
+    })
     .map_err(|e| fqp_testkit::fail!("cannot start the crypto task: {:?}", e))?;
     check!(
         DONE.take(fqp_kernel::Timeout::ms(CRYPTO_WAIT_MS)).is_ok(),
@@ -105,7 +100,10 @@ group!(pub KEYSTORE, "keystore", [
 const MSG: &str = "fqp keystore qualification";
 
 fn generated_key_signs_what_the_host_verifies() -> TestResult {
-    with_crypto_stack(KEYSTORE_STACK_WORDS, generated_key_signs_what_the_host_verifies_body)
+    with_crypto_stack(
+        KEYSTORE_STACK_WORDS,
+        generated_key_signs_what_the_host_verifies_body,
+    )
 }
 
 fn generated_key_signs_what_the_host_verifies_body() -> TestResult {
@@ -133,7 +131,10 @@ fn generated_key_signs_what_the_host_verifies_body() -> TestResult {
 }
 
 fn imported_certificate_reads_back_intact() -> TestResult {
-    with_crypto_stack(KEYSTORE_STACK_WORDS, imported_certificate_reads_back_intact_body)
+    with_crypto_stack(
+        KEYSTORE_STACK_WORDS,
+        imported_certificate_reads_back_intact_body,
+    )
 }
 
 fn imported_certificate_reads_back_intact_body() -> TestResult {
@@ -181,7 +182,10 @@ fn objects_are_addressed_by_label_body() -> TestResult {
 }
 
 fn keys_persist_through_the_ports_storage() -> TestResult {
-    with_crypto_stack(KEYSTORE_STACK_WORDS, keys_persist_through_the_ports_storage_body)
+    with_crypto_stack(
+        KEYSTORE_STACK_WORDS,
+        keys_persist_through_the_ports_storage_body,
+    )
 }
 
 fn keys_persist_through_the_ports_storage_body() -> TestResult {
@@ -240,7 +244,10 @@ fn host_verifies(
 }
 
 fn random_numbers_pass_statistical_tests() -> TestResult {
-    with_crypto_stack(KEYSTORE_STACK_WORDS, random_numbers_pass_statistical_tests_body)
+    with_crypto_stack(
+        KEYSTORE_STACK_WORDS,
+        random_numbers_pass_statistical_tests_body,
+    )
 }
 
 fn random_numbers_pass_statistical_tests_body() -> TestResult {

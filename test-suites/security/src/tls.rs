@@ -211,7 +211,9 @@ fn refused_as(service: &'static str, want: CertError) -> TestResult {
 }
 
 fn untrusted_server_is_refused() -> TestResult {
-    with_crypto_stack(TLS_STACK_WORDS, || refused_as("tls_untrusted", CertError::UnknownIssuer))
+    with_crypto_stack(TLS_STACK_WORDS, || {
+        refused_as("tls_untrusted", CertError::UnknownIssuer)
+    })
 }
 
 fn expired_server_certificate_is_refused() -> TestResult {
@@ -225,11 +227,15 @@ fn expired_server_certificate_is_refused() -> TestResult {
 }
 
 fn wrong_host_name_is_refused() -> TestResult {
-    with_crypto_stack(TLS_STACK_WORDS, || refused_as("tls_wrong_name", CertError::NameMismatch))
+    with_crypto_stack(TLS_STACK_WORDS, || {
+        refused_as("tls_wrong_name", CertError::NameMismatch)
+    })
 }
 
 fn malformed_server_certificate_is_refused() -> TestResult {
-    with_crypto_stack(TLS_STACK_WORDS, || refused_as("tls_malformed", CertError::Malformed))
+    with_crypto_stack(TLS_STACK_WORDS, || {
+        refused_as("tls_malformed", CertError::Malformed)
+    })
 }
 
 /// How a client sees a server refuse its certificate: TLS 1.3 completes the client's side of
@@ -260,11 +266,15 @@ fn client_refused(issuer: Issuer, reason: &str) -> TestResult {
 }
 
 fn server_refuses_a_client_certificate_from_another_ca() -> TestResult {
-    with_crypto_stack(TLS_STACK_WORDS, || client_refused(Issuer::Foreign, "UnknownIssuer"))
+    with_crypto_stack(TLS_STACK_WORDS, || {
+        client_refused(Issuer::Foreign, "UnknownIssuer")
+    })
 }
 
 fn server_refuses_a_client_without_a_certificate() -> TestResult {
-    with_crypto_stack(TLS_STACK_WORDS, || client_refused(Issuer::None, "no certificates"))
+    with_crypto_stack(TLS_STACK_WORDS, || {
+        client_refused(Issuer::None, "no certificates")
+    })
 }
 
 type Inbox = RefCell<Vec<(String, Vec<u8>)>>;
