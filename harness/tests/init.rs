@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{fqp, qualify, repo};
+use common::{fqp, qualify, repo, succeeds};
 
 #[test]
 fn a_generated_port_builds_and_qualifies_as_is() {
@@ -12,25 +12,14 @@ fn a_generated_port_builds_and_qualifies_as_is() {
     let cwd = base.join("fqp");
     std::fs::create_dir_all(&cwd).unwrap();
     let dir = base.join("acme-m3");
-    let o = fqp()
-        .current_dir(&cwd)
-        .args(["init", "../acme-m3"])
-        .args([
-            "--board",
-            "Acme \"M3\" devkit",
-            "--vendor",
-            "Acme",
-            "--libs",
-            "kernel",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let o = succeeds(fqp().current_dir(&cwd).args(["init", "../acme-m3"]).args([
+        "--board",
+        "Acme \"M3\" devkit",
+        "--vendor",
+        "Acme",
+        "--libs",
+        "kernel",
+    ]));
     // The next step it prints is a command that runs, from where it was run.
     let said = String::from_utf8_lossy(&o.stdout);
     let next = said
@@ -93,17 +82,11 @@ fn libraries_are_wired_and_an_image_too_big_for_the_board_is_named() {
     let _ = std::fs::remove_dir_all(&base);
     let init = |name: &str, libs: &str| {
         let dir = base.join(name);
-        let o = fqp()
-            .arg("init")
-            .arg(&dir)
-            .args(["--board", "Acme", "--libs", libs])
-            .output()
-            .unwrap();
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&o.stderr)
+        succeeds(
+            fqp()
+                .arg("init")
+                .arg(&dir)
+                .args(["--board", "Acme", "--libs", libs]),
         );
         dir
     };

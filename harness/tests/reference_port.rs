@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{qualify, repo, Outcome};
+use common::{qualify, repo, succeeds, Outcome};
 use std::path::PathBuf;
 
 fn tests_of(o: &Outcome) -> Vec<&serde_json::Value> {
@@ -203,18 +203,12 @@ fn list_shows_tests_with_their_requirements() {
     // Listing boots the image, leaving its logs in out/<port> under the working directory.
     let cwd = repo().join("target/fqp-tests/list");
     std::fs::create_dir_all(&cwd).unwrap();
-    let o = common::fqp()
-        .current_dir(&cwd)
-        .args(["-q", "list", "--port"])
-        .arg(repo().join("reference-port"))
-        .args(["--group", "isr", "--group", "heap"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+    let o = succeeds(
+        common::fqp()
+            .current_dir(&cwd)
+            .args(["-q", "list", "--port"])
+            .arg(repo().join("reference-port"))
+            .args(["--group", "isr", "--group", "heap"]),
     );
     let text = String::from_utf8(o.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
@@ -255,37 +249,36 @@ fn the_m4f_board_qualifies_keeping_every_tasks_fp_registers() {
     ), "{}", o.stdout);
 }
 
-#[test]
-fn the_armv6m_image_qualifies_with_the_full_suites() {
-    // Cortex-M0/M0+ code and the kernel's Armv6-M port, on the AN385 (the image's build
-    // attributes are checked before it runs: Armv6-M, nothing bigger linked in).
-    let o = qualify(&repo().join("reference-port/m0"), "m0", &[]);
+/// Qualifies the board whose manifest is in `dir` (under reference-port/), as `port`: every
+/// test of the full suites passed, and the reports agree. Returns the run.
+fn qualifies_with_the_full_suites(dir: &str, port: &str) -> Outcome {
+    let o = qualify(&repo().join("reference-port").join(dir), dir, &[]);
     assert_eq!(o.code, 0, "{}", o.explain());
-    check_reports_agree(&o, "mps2-an385-armv6m");
+    check_reports_agree(&o, port);
     let tests = tests_of(&o);
     assert!(tests.len() >= 148, "{}", tests.len());
     assert!(tests.iter().all(|t| t["status"] == "passed"));
     assert!(o.stdout.contains(
         "QUALIFIED for capabilities [kernel, test-irq, heap, heap-regions, network, keystore, storage]"
     ), "{}", o.stdout);
+    o
+}
+
+#[test]
+fn the_armv6m_image_qualifies_with_the_full_suites() {
+    // Cortex-M0/M0+ code and the kernel's Armv6-M port, on the AN385 (the image's build
+    // attributes are checked before it runs: Armv6-M, nothing bigger linked in).
+    qualifies_with_the_full_suites("m0", "mps2-an385-armv6m");
 }
 
 #[test]
 fn the_m33_board_qualifies_on_the_non_secure_side() {
     // Armv8-M Mainline on the AN505: the crate's secure boot stage hands the board over, the
     // kernel runs non-secure, and a task's stack limit (PSPLIM) stops an overflow at once.
-    let o = qualify(&repo().join("reference-port/m33"), "m33", &[]);
-    assert_eq!(o.code, 0, "{}", o.explain());
-    check_reports_agree(&o, "mps2-an505");
-    let tests = tests_of(&o);
-    assert!(tests.len() >= 148, "{}", tests.len());
-    assert!(tests.iter().all(|t| t["status"] == "passed"));
-    assert!(tests
+    let o = qualifies_with_the_full_suites("m33", "mps2-an505");
+    assert!(tests_of(&o)
         .iter()
         .any(|t| t["id"] == "stack_overflow/overflow_is_reported"));
-    assert!(o.stdout.contains(
-        "QUALIFIED for capabilities [kernel, test-irq, heap, heap-regions, network, keystore, storage]"
-    ), "{}", o.stdout);
 }
 
 #[test]

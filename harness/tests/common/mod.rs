@@ -30,6 +30,19 @@ pub fn fqp() -> Command {
     c
 }
 
+/// Runs `cmd` (an `fqp` command) and returns its output, failing with its stderr unless it
+/// exited 0.
+pub fn succeeds(cmd: &mut Command) -> std::process::Output {
+    let o = cmd.output().expect("fqp runs");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
 /// The `Cargo.toml` of the crate in `dir` (relative to the tree's root), parsed.
 pub fn cargo_manifest(dir: &str) -> toml::Table {
     let path = repo().join(dir).join("Cargo.toml");

@@ -63,13 +63,7 @@ impl Port for ArmV6M {
 
     #[inline(always)]
     fn yield_task() -> bool {
-        if !scb::on_process_stack() {
-            return false;
-        }
-        // SAFETY: SVCall switches tasks as PendSV does; the caller is a task in thread mode,
-        // and `svc` with interrupts masked is the documented misuse of `yield_now`.
-        unsafe { asm!("svc 0", options(nostack)) };
-        true
+        scb::yield_by_trap()
     }
 
     #[inline(always)]

@@ -65,14 +65,21 @@ pub fn initial_frame(
     frame
 }
 
-/// True in thread mode on the process stack: in a task. Handler mode reads SPSEL as 0, and
-/// start-up code runs on the main stack.
+/// The port's synchronous yield: from a task (thread mode on the process stack; handler
+/// mode reads SPSEL as 0, and start-up code runs on the main stack), `svc` enters SVCall,
+/// which switches at once, and this returns true; elsewhere false.
 #[inline(always)]
-pub fn on_process_stack() -> bool {
+pub fn yield_by_trap() -> bool {
     let control: u32;
     // SAFETY: reading CONTROL has no side effect.
     unsafe { asm!("mrs {0}, CONTROL", out(reg) control, options(nomem, nostack, preserves_flags)) };
-    control & 2 != 0
+    if control & 2 == 0 {
+        return false;
+    }
+    // SAFETY: the port's SVCall switches tasks as its PendSV does; the caller is a task in
+    // thread mode, and `svc` with interrupts masked is the documented misuse of `yield_now`.
+    unsafe { asm!("svc 0", options(nostack)) };
+    true
 }
 
 /// True in an exception handler.
