@@ -17,11 +17,6 @@ use cortex_m_rt::entry;
 /// heap. PORT: size for your interrupt handlers.
 const MAIN_STACK_BYTES: usize = 4 * 1024;
 
-extern "C" {
-    static mut __sheap: u8;
-    static mut _stack_start: u8;
-}
-
 static BOARD: board::Lm3s6965 = board::Lm3s6965;
 
 #[entry]
@@ -30,13 +25,10 @@ fn main() -> ! {
     // the rest of start-up is reported on the console (the harness names the function).
     board::CONSOLE.init(board::CPU_HZ, 115_200);
     fqp_testkit::set_board(&BOARD);
-    // SAFETY: [__sheap, stack) is unused RAM (cortex-m-rt's layout), given to the heap once,
-    // before anything allocates.
-    unsafe {
-        let lo = core::ptr::addr_of_mut!(__sheap);
-        let hi = core::ptr::addr_of_mut!(_stack_start) as usize - MAIN_STACK_BYTES;
-        board::HEAP.add_region(lo, hi - lo as usize);
-    }
+    let (lo, len) = fqp_port_cortex_m::ram::after_data(MAIN_STACK_BYTES);
+    // SAFETY: the RAM after the image's data is used by nothing else; it is handed to the
+    // heap once, before anything allocates.
+    unsafe { board::HEAP.add_region(lo, len) };
     let mut cp = cortex_m::Peripherals::take().expect("peripherals taken once, at start-up");
     board::enable_interrupts(&mut cp.NVIC);
     #[cfg(feature = "net")]

@@ -36,20 +36,10 @@ const MAIN_STACK_BYTES: usize = 64 * 1024;
 static HEAP: FirstFit = FirstFit::new();
 
 // SAFETY: the board's UART0, which only this driver touches.
-static UART0: Uart = unsafe { Uart::new(board::UART0) };
-
-/// The console UART.
-pub fn console_uart() -> &'static Uart {
-    &UART0
-}
+pub(crate) static UART0: Uart = unsafe { Uart::new(board::UART0) };
 
 // SAFETY: the board's LAN9118, which only this driver touches.
-static ETH: lan9118::Lan9118 = unsafe { lan9118::Lan9118::new(board::ETH) };
-
-/// The Ethernet controller.
-pub fn ethernet() -> &'static lan9118::Lan9118 {
-    &ETH
-}
+pub(crate) static ETH: lan9118::Lan9118 = unsafe { lan9118::Lan9118::new(board::ETH) };
 
 /// The board. The devices it hands out are set up once, in `main`, before the test runner
 /// starts: the Ethernet controller when it answers, the keystore's host file when `fqp`
@@ -113,18 +103,13 @@ static BOARD: An385 = An385 {
 /// the performance benchmarks.
 #[cfg(not(any(feature = "selftest", feature = "bench")))]
 fn groups() -> &'static [&'static Group] {
-    let all: alloc::vec::Vec<&'static Group> = fqp_suite_kernel::GROUPS
-        .iter()
-        .copied()
-        .chain([
-            &fqp_suite_net::NETWORK,
-            &fqp_suite_net::MQTT,
-            &fqp_suite_security::KEYSTORE,
-            &fqp_suite_security::TLS,
-            &fqp_suite_perf::PERF,
-        ])
-        .collect();
-    all.leak()
+    let suites = [
+        fqp_suite_kernel::GROUPS,
+        fqp_suite_net::GROUPS,
+        fqp_suite_security::GROUPS,
+        &[&fqp_suite_perf::PERF],
+    ];
+    suites.concat().leak()
 }
 
 #[cfg(feature = "selftest")]
@@ -141,8 +126,6 @@ fn groups() -> &'static [&'static Group] {
 }
 
 extern "C" {
-    static mut __sheap: u8;
-    static mut _stack_start: u8;
     static mut _heap2_start: u8;
     static mut _heap2_end: u8;
 }
@@ -153,12 +136,11 @@ fn main() -> ! {
     // the rest of start-up is reported on the console (the harness names the function).
     UART0.init(CPU_HZ, 115_200);
     fqp_testkit::set_board(&BOARD);
-    // SAFETY: the linker script reserves [__sheap, stack) and [_heap2_start, _heap2_end) for
-    // nothing else; they are handed to the heap once, before anything allocates.
+    let (lo, len) = fqp_port_cortex_m::ram::after_data(MAIN_STACK_BYTES);
+    // SAFETY: the RAM after the image's data and [_heap2_start, _heap2_end) (memory.x) are
+    // used by nothing else; they are handed to the heap once, before anything allocates.
     unsafe {
-        let lo = core::ptr::addr_of_mut!(__sheap);
-        let hi = (core::ptr::addr_of_mut!(_stack_start) as usize) - MAIN_STACK_BYTES;
-        HEAP.add_region(lo, hi - lo as usize);
+        HEAP.add_region(lo, len);
         let lo2 = core::ptr::addr_of_mut!(_heap2_start);
         let hi2 = core::ptr::addr_of_mut!(_heap2_end) as usize;
         HEAP.add_region(lo2, hi2 - lo2 as usize);

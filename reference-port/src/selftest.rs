@@ -88,7 +88,7 @@ pub fn boot(cmdline: &[u8]) {
     }
     if cmdline.windows(4).any(|w| w == b"mute") {
         loop {
-            crate::console_uart().write(b"booting... no protocol here\r\n");
+            crate::UART0.write(b"booting... no protocol here\r\n");
             cortex_m::asm::delay(2_000_000);
         }
     }

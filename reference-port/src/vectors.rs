@@ -15,11 +15,11 @@ extern "C" {
 }
 
 unsafe extern "C" fn uart0_rx() {
-    crate::console_uart().on_rx_interrupt(fqp_testkit::console::rx_byte);
+    crate::UART0.on_rx_interrupt(fqp_testkit::console::rx_byte);
 }
 
 unsafe extern "C" fn eth() {
-    crate::ethernet().acknowledge();
+    crate::ETH.acknowledge();
     fqp_net::on_interrupt();
 }
 

@@ -14,6 +14,9 @@ extern crate alloc;
 mod mqtt;
 pub use mqtt::MQTT;
 
+/// The suite's groups, in the order the host lists them.
+pub static GROUPS: &[&fqp_testkit::Group] = &[&NETWORK, &MQTT];
+
 use core::net::Ipv4Addr;
 use fqp_net::{Error, TcpStream};
 use fqp_testkit::{check, check_eq, check_range, group, log, TestResult};

@@ -14,6 +14,9 @@ extern crate alloc;
 mod tls;
 pub use tls::TLS;
 
+/// The suite's groups, in the order the host lists them.
+pub static GROUPS: &[&fqp_testkit::Group] = &[&KEYSTORE, &TLS];
+
 use fqp_keystore::{DeviceError, Entropy, Error, Keystore};
 use fqp_testkit::{check, check_eq, check_range, group, log, TestResult};
 
