@@ -1,0 +1,17 @@
+//! # fqp-cloud: the local IoT cloud
+//!
+//! What a device qualifies against offline, with no account anywhere: the public AWS IoT
+//! contract (`shared/reference/cloud-contract.md`: topics, documents, error codes), so that
+//! the same firmware also works against a real endpoint. This crate holds the services'
+//! logic, each a function of (request, stored state, time) → (responses, new state), and
+//! their state; the MQTT side (the broker's topics to and from these functions) sits above.
+//!
+//! - [`store`]: the state, in redb, an embedded transactional database (copy-on-write
+//!   B-trees, each commit durable before it is acknowledged): a cloud stopped or killed
+//!   loses nothing it answered. redb rather than SQLite: pure Rust (no C compiler, a build of
+//!   seconds on two cores), and the state is a few keyed documents, not relational data.
+//! - [`shadow`]: Device Shadow, classic and named: get, update, delete, with their accepted
+//!   and rejected answers, the delta and documents messages, versions and optimistic locking.
+
+pub mod shadow;
+pub mod store;

@@ -1,0 +1,98 @@
+//! The cloud's state in an embedded database (redb). One table per service, keys and
+//! values as the service encodes them; every change is one transaction, committed (and so
+//! durable) before the change is answered.
+
+use redb::{Database, ReadableTable, TableDefinition};
+use std::path::{Path, PathBuf};
+
+/// Shadows: `thing \0 shadow name` (empty for the classic shadow) → the stored record.
+const SHADOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("shadows");
+
+/// The cloud's database could not be opened, read or written.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the cloud's database {}: {why}\n  fix: check the lab directory's disk and permissions; \
+     another fqp cloud may hold the database open (one cloud per lab directory)",
+    .path.display()
+)]
+pub struct StoreError {
+    path: PathBuf,
+    why: String,
+}
+
+/// The cloud's state.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens the database at `path`, creating it (and its tables) if new.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let fail = |why: String| StoreError {
+            path: path.to_path_buf(),
+            why,
+        };
+        let db = Database::create(path).map_err(|e| fail(e.to_string()))?;
+        let store = Store {
+            db,
+            path: path.to_path_buf(),
+        };
+        store.write(|tx| tx.open_table(SHADOWS).map(drop))?;
+        Ok(store)
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError {
+            path: self.path.clone(),
+            why: e.to_string(),
+        }
+    }
+
+    /// Runs `f` in one write transaction and commits it.
+    fn write<R>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<R, redb::TableError>,
+    ) -> Result<R, StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.error(e))?;
+        let r = f(&tx).map_err(|e| self.error(e))?;
+        tx.commit().map_err(|e| self.error(e))?;
+        Ok(r)
+    }
+
+    /// The stored shadow record under `key`, if any.
+    pub fn shadow(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let table = tx.open_table(SHADOWS).map_err(|e| self.error(e))?;
+        let value = table.get(key).map_err(|e| self.error(e))?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    /// Replaces the shadow record under `key`: `update` sees the record stored now and
+    /// returns the new one (or `None` to leave it), and what to answer; all in one
+    /// transaction, so two updates of one shadow never interleave.
+    pub fn update_shadow<R>(
+        &self,
+        key: &str,
+        update: impl FnOnce(Option<&[u8]>) -> (Option<Vec<u8>>, R),
+    ) -> Result<R, StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.error(e))?;
+        let answer = {
+            let mut table = tx.open_table(SHADOWS).map_err(|e| self.error(e))?;
+            let now = table
+                .get(key)
+                .map_err(|e| self.error(e))?
+                .map(|v| v.value().to_vec());
+            let (new, answer) = update(now.as_deref());
+            if let Some(new) = new {
+                table
+                    .insert(key, new.as_slice())
+                    .map_err(|e| self.error(e))?;
+            }
+            answer
+        };
+        tx.commit().map_err(|e| self.error(e))?;
+        Ok(answer)
+    }
+}
