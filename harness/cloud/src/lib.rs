@@ -10,8 +10,11 @@
 //!   B-trees, each commit durable before it is acknowledged): a cloud stopped or killed
 //!   loses nothing it answered. redb rather than SQLite: pure Rust (no C compiler, a build of
 //!   seconds on two cores), and the state is a few keyed documents, not relational data.
+//! - [`registry`]: things (with their certificates' fingerprints), nested thing groups, and
+//!   the policy rule: a connection uses only its own client id and `$aws/things/<t>/` topics.
 //! - [`shadow`]: Device Shadow, classic and named: get, update, delete, with their accepted
 //!   and rejected answers, the delta and documents messages, versions and optimistic locking.
 
+pub mod registry;
 pub mod shadow;
 pub mod store;

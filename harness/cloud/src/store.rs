@@ -8,6 +8,27 @@ use std::path::{Path, PathBuf};
 /// Shadows: `thing \0 shadow name` (empty for the classic shadow) → the stored record.
 const SHADOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("shadows");
 
+/// The registry's tables, each keyed by text, its values as the registry encodes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Table {
+    /// Thing name → the thing's record.
+    Things,
+    /// Group name → the group's record.
+    Groups,
+    /// `group \0 thing` → nothing: static membership.
+    Members,
+}
+
+impl Table {
+    fn definition(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
+        match self {
+            Table::Things => TableDefinition::new("things"),
+            Table::Groups => TableDefinition::new("groups"),
+            Table::Members => TableDefinition::new("members"),
+        }
+    }
+}
+
 /// The cloud's database could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -39,7 +60,13 @@ impl Store {
             db,
             path: path.to_path_buf(),
         };
-        store.write(|tx| tx.open_table(SHADOWS).map(drop))?;
+        store.write(|tx| {
+            tx.open_table(SHADOWS)?;
+            for t in [Table::Things, Table::Groups, Table::Members] {
+                tx.open_table(t.definition())?;
+            }
+            Ok(())
+        })?;
         Ok(store)
     }
 
@@ -94,5 +121,48 @@ impl Store {
         };
         tx.commit().map_err(|e| self.error(e))?;
         Ok(answer)
+    }
+
+    /// The value under `key` in `table`, if any.
+    pub fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let t = tx
+            .open_table(table.definition())
+            .map_err(|e| self.error(e))?;
+        let value = t.get(key).map_err(|e| self.error(e))?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    /// Every (key, value) of `table` whose key starts with `prefix`, in key order.
+    pub fn scan(&self, table: Table, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let tx = self.db.begin_read().map_err(|e| self.error(e))?;
+        let t = tx
+            .open_table(table.definition())
+            .map_err(|e| self.error(e))?;
+        let mut out = Vec::new();
+        for entry in t.range(prefix..).map_err(|e| self.error(e))? {
+            let (k, v) = entry.map_err(|e| self.error(e))?;
+            if !k.value().starts_with(prefix) {
+                break;
+            }
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Applies `changes` to the registry's tables in one transaction: `Some(value)` puts,
+    /// `None` removes.
+    pub fn apply(&self, changes: &[(Table, &str, Option<&[u8]>)]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(|e| self.error(e))?;
+        for &(table, key, value) in changes {
+            let mut t = tx
+                .open_table(table.definition())
+                .map_err(|e| self.error(e))?;
+            match value {
+                Some(v) => drop(t.insert(key, v).map_err(|e| self.error(e))?),
+                None => drop(t.remove(key).map_err(|e| self.error(e))?),
+            }
+        }
+        tx.commit().map_err(|e| self.error(e))
     }
 }
