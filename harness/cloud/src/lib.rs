@@ -12,9 +12,13 @@
 //!   seconds on two cores), and the state is a few keyed documents, not relational data.
 //! - [`registry`]: things (with their certificates' fingerprints), nested thing groups, and
 //!   the policy rule: a connection uses only its own client id and `$aws/things/<t>/` topics.
+//! - [`jobs`]: Jobs: jobs on things and (nested) groups, continuous jobs, executions a device
+//!   drives (`get`, `start-next`, `$next/get`, `<id>/get`, `<id>/update`), notify and
+//!   notify-next, versions, cancel, in-progress timeouts.
 //! - [`shadow`]: Device Shadow, classic and named: get, update, delete, with their accepted
 //!   and rejected answers, the delta and documents messages, versions and optimistic locking.
 
+pub mod jobs;
 pub mod registry;
 pub mod shadow;
 pub mod store;

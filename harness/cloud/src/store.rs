@@ -17,6 +17,10 @@ pub enum Table {
     Groups,
     /// `group \0 thing` → nothing: static membership.
     Members,
+    /// Job id → the job's record.
+    Jobs,
+    /// `thing \0 job id` → the job's execution on that thing.
+    Executions,
 }
 
 impl Table {
@@ -25,6 +29,8 @@ impl Table {
             Table::Things => TableDefinition::new("things"),
             Table::Groups => TableDefinition::new("groups"),
             Table::Members => TableDefinition::new("members"),
+            Table::Jobs => TableDefinition::new("jobs"),
+            Table::Executions => TableDefinition::new("executions"),
         }
     }
 }
@@ -62,7 +68,13 @@ impl Store {
         };
         store.write(|tx| {
             tx.open_table(SHADOWS)?;
-            for t in [Table::Things, Table::Groups, Table::Members] {
+            for t in [
+                Table::Things,
+                Table::Groups,
+                Table::Members,
+                Table::Jobs,
+                Table::Executions,
+            ] {
                 tx.open_table(t.definition())?;
             }
             Ok(())
