@@ -15,10 +15,13 @@
 //! - [`jobs`]: Jobs: jobs on things and (nested) groups, continuous jobs, executions a device
 //!   drives (`get`, `start-next`, `$next/get`, `<id>/get`, `<id>/update`), notify and
 //!   notify-next, versions, cancel, in-progress timeouts.
+//! - [`route`]: which service a message on the broker is for (requests, not the cloud's own
+//!   answers on neighbouring topics).
 //! - [`shadow`]: Device Shadow, classic and named: get, update, delete, with their accepted
 //!   and rejected answers, the delta and documents messages, versions and optimistic locking.
 
 pub mod jobs;
 pub mod registry;
+pub mod route;
 pub mod shadow;
 pub mod store;

@@ -48,7 +48,7 @@ pub struct Message {
 }
 
 /// One shadow: its thing, and its name for a named shadow.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ShadowId<'a> {
     pub thing: &'a str,
     pub name: Option<&'a str>,
