@@ -290,17 +290,9 @@ impl<'a> Jobs<'a> {
         self.store
             .apply(&[(Table::Jobs, id, Some(record.as_bytes()))])?;
         let mut out = Vec::new();
-        for (_, bytes) in self.store.scan(Table::Executions, "")? {
-            let Some(mut e) = Execution::decode(&bytes) else {
-                continue;
-            };
+        for e in self.all_executions()? {
             if e.job == id && !e.status.terminal() {
-                e.status = Status::Canceled;
-                e.version += 1;
-                e.updated_at = now;
-                self.store
-                    .apply(&[(Table::Executions, &e.key(), Some(&e.encode()))])?;
-                out.extend(self.notify(&e.thing, now)?);
+                out.extend(self.end(e, Status::Canceled, now)?);
             }
         }
         Ok(out)
@@ -311,25 +303,38 @@ impl<'a> Jobs<'a> {
     pub fn expire(&self, now: u64) -> Result<Vec<Message>, JobsError> {
         let _serial = self.serial.lock();
         let mut out = Vec::new();
-        for (_, bytes) in self.store.scan(Table::Executions, "")? {
-            let Some(mut e) = Execution::decode(&bytes) else {
-                continue;
-            };
+        for e in self.all_executions()? {
             let timeout = self.job(&e.job)?.and_then(|j| j["timeout"].as_u64());
             let (Status::InProgress, Some(t), Some(started)) = (e.status, timeout, e.started_at)
             else {
                 continue;
             };
             if now >= started + t {
-                e.status = Status::TimedOut;
-                e.version += 1;
-                e.updated_at = now;
-                self.store
-                    .apply(&[(Table::Executions, &e.key(), Some(&e.encode()))])?;
-                out.extend(self.notify(&e.thing, now)?);
+                out.extend(self.end(e, Status::TimedOut, now)?);
             }
         }
         Ok(out)
+    }
+
+    /// Every execution on every thing.
+    fn all_executions(&self) -> Result<Vec<Execution>, StoreError> {
+        Ok(self
+            .store
+            .scan(Table::Executions, "")?
+            .into_iter()
+            .filter_map(|(_, b)| Execution::decode(&b))
+            .collect())
+    }
+
+    /// Ends execution `e` in `status` (the operator's doing: a new version), saves it, and
+    /// notifies its thing.
+    fn end(&self, mut e: Execution, status: Status, now: u64) -> Result<Vec<Message>, StoreError> {
+        e.status = status;
+        e.version += 1;
+        e.updated_at = now;
+        self.store
+            .apply(&[(Table::Executions, &e.key(), Some(&e.encode()))])?;
+        self.notify(&e.thing, now)
     }
 
     /// `notify` (the pending lists) and `notify-next` (the next execution) for `thing`.
