@@ -34,13 +34,11 @@ static CYCLES_PER_TICK: AtomicU32 = AtomicU32::new(0);
 /// Runs `f` on the kernel inside a critical section.
 #[inline(always)]
 pub(crate) fn with<R>(f: impl FnOnce(&mut Kernel) -> R) -> R {
-    let mask = Active::enter_critical();
-    // SAFETY: the critical section excludes every other context that could reach KERNEL, and
-    // `with` is never re-entered from within `f` (kernel-wide rule, see module docs).
-    let r = f(unsafe { &mut *KERNEL.0.get() });
-    // SAFETY: `mask` is the one this critical section saved.
-    unsafe { Active::exit_critical(mask) };
-    r
+    crate::arch::critical(|| {
+        // SAFETY: the critical section excludes every other context that could reach KERNEL,
+        // and `with` is never re-entered from within `f` (kernel-wide rule, see module docs).
+        f(unsafe { &mut *KERNEL.0.get() })
+    })
 }
 
 /// Asks the port for a context switch, unless the scheduler is locked (then it happens when

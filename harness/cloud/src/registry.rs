@@ -226,17 +226,11 @@ pub fn allowed(thing: &str, client_id: &str, topic: &str, access: Access) -> boo
 mod tests {
     use super::*;
 
-    fn store(name: &str) -> (std::path::PathBuf, Store) {
-        let path =
-            std::env::temp_dir().join(format!("fqp-registry-{name}-{}.redb", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let s = Store::open(&path).unwrap();
-        (path, s)
-    }
+    use crate::store::Scratch;
 
     #[test]
     fn nested_groups_hold_their_childrens_things() {
-        let (path, s) = store("groups");
+        let s = Scratch::new("registry-groups");
         let r = Registry::new(&s);
         for t in ["lamp-1", "lamp-2", "meter"] {
             r.put_thing(t, Some(&format!("sha-{t}"))).unwrap();
@@ -270,13 +264,11 @@ mod tests {
             r.things_with_certificate("sha-meter").unwrap(),
             ["copy", "meter"]
         );
-        drop(s);
-        let _ = std::fs::remove_file(path);
     }
 
     #[test]
     fn bad_names_missing_things_and_groups_are_refused_with_the_fix() {
-        let (path, s) = store("refusals");
+        let s = Scratch::new("registry-refusals");
         let r = Registry::new(&s);
         let e = r.put_thing("my lamp", None).unwrap_err().to_string();
         assert!(
@@ -302,8 +294,6 @@ mod tests {
             r.delete_thing("ghost"),
             Err(RegistryError::NoThing(_))
         ));
-        drop(s);
-        let _ = std::fs::remove_file(path);
     }
 
     #[test]

@@ -178,3 +178,44 @@ impl Store {
         tx.commit().map_err(|e| self.error(e))
     }
 }
+
+/// A store in a fresh file, for a test; the file goes when this is dropped.
+#[cfg(test)]
+pub(crate) struct Scratch {
+    path: PathBuf,
+    store: Option<Store>,
+}
+
+#[cfg(test)]
+impl Scratch {
+    pub(crate) fn new(name: &str) -> Scratch {
+        let path =
+            std::env::temp_dir().join(format!("fqp-cloud-{name}-{}.redb", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let store = Some(Store::open(&path).unwrap());
+        Scratch { path, store }
+    }
+
+    /// Closes the database and opens it again, as a restarted cloud does.
+    pub(crate) fn reopen(&mut self) {
+        self.store = None;
+        self.store = Some(Store::open(&self.path).unwrap());
+    }
+}
+
+#[cfg(test)]
+impl std::ops::Deref for Scratch {
+    type Target = Store;
+
+    fn deref(&self) -> &Store {
+        self.store.as_ref().expect("open")
+    }
+}
+
+#[cfg(test)]
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        self.store = None;
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

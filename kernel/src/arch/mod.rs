@@ -50,6 +50,7 @@ pub const STACK_LIMIT_IN_HARDWARE: bool = cfg!(fqp_cpu = "armv8m_main");
 /// Nests; callable from tasks and interrupt handlers. Keep `f` short, and do not call the
 /// kernel from it. On Armv6-M, which has no atomic read-modify-write instructions, this is how
 /// a counter shared with an interrupt is incremented.
+#[inline(always)]
 pub fn critical<R>(f: impl FnOnce() -> R) -> R {
     let mask = Active::enter_critical();
     let r = f();

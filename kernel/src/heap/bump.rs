@@ -1,6 +1,7 @@
 //! Allocate-only heap.
 
-use super::{locked, HeapStats};
+use super::HeapStats;
+use crate::arch::critical;
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 
@@ -40,7 +41,7 @@ impl Bump {
     /// # Safety
     /// `start..start + len` must be unused memory, valid for the program's life.
     pub unsafe fn init(&self, start: *mut u8, len: usize) {
-        locked(|| {
+        critical(|| {
             // SAFETY: inside the critical section.
             let s = unsafe { &mut *self.s.get() };
             assert!(s.end == 0, "bump heap initialised twice");
@@ -60,7 +61,7 @@ impl Bump {
 
     pub fn stats(&self) -> HeapStats {
         // SAFETY: inside the critical section.
-        locked(|| unsafe { (*self.s.get()).stats })
+        critical(|| unsafe { (*self.s.get()).stats })
     }
 
     fn take(s: &mut State, layout: Layout) -> *mut u8 {
@@ -87,7 +88,7 @@ impl Bump {
 unsafe impl GlobalAlloc for Bump {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: inside the critical section.
-        let p = locked(|| Self::take(unsafe { &mut *self.s.get() }, layout));
+        let p = critical(|| Self::take(unsafe { &mut *self.s.get() }, layout));
         if p.is_null() {
             crate::hooks::alloc_failed(layout.size());
         }
@@ -97,7 +98,7 @@ unsafe impl GlobalAlloc for Bump {
     unsafe fn dealloc(&self, _: *mut u8, _: Layout) {
         // By design: a bump heap never reuses memory.
         // SAFETY: inside the critical section.
-        locked(|| unsafe { (*self.s.get()).stats.frees += 1 });
+        critical(|| unsafe { (*self.s.get()).stats.frees += 1 });
     }
 }
 

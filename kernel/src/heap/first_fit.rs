@@ -7,7 +7,8 @@
 //! adjacent neighbour on either side. Requests aligned beyond the header alignment are served
 //! from a larger block, with a small forwarding header just before the aligned pointer.
 
-use super::{locked, HeapStats};
+use super::HeapStats;
+use crate::arch::critical;
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 use core::ptr::null_mut;
@@ -62,11 +63,11 @@ impl FirstFit {
     /// overlap another region.
     pub unsafe fn add_region(&self, start: *mut u8, len: usize) {
         // SAFETY: the caller's contract; inside the critical section.
-        locked(|| unsafe { (*self.s.get()).add_region(start, len) })
+        critical(|| unsafe { (*self.s.get()).add_region(start, len) })
     }
 
     pub fn stats(&self) -> HeapStats {
-        locked(|| {
+        critical(|| {
             // SAFETY: inside the critical section.
             let s = unsafe { &*self.s.get() };
             let mut st = s.stats;
@@ -216,7 +217,7 @@ impl State {
 unsafe impl GlobalAlloc for FirstFit {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: inside the critical section.
-        let p = locked(|| unsafe { (*self.s.get()).alloc(layout) });
+        let p = critical(|| unsafe { (*self.s.get()).alloc(layout) });
         if p.is_null() {
             crate::hooks::alloc_failed(layout.size());
         }
@@ -225,7 +226,7 @@ unsafe impl GlobalAlloc for FirstFit {
 
     unsafe fn dealloc(&self, p: *mut u8, _: Layout) {
         // SAFETY: the GlobalAlloc contract: `p` came from `alloc` here; inside the section.
-        locked(|| unsafe { (*self.s.get()).dealloc(p) })
+        critical(|| unsafe { (*self.s.get()).dealloc(p) })
     }
 }
 

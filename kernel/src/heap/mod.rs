@@ -16,8 +16,6 @@ mod first_fit;
 pub use bump::Bump;
 pub use first_fit::FirstFit;
 
-use crate::arch::{Active, Port};
-
 /// Allocation statistics of a heap.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HeapStats {
@@ -56,11 +54,5 @@ impl HeapStats {
     };
 }
 
-/// Runs `f` inside a kernel critical section, so interrupt handlers may allocate too.
-fn locked<R>(f: impl FnOnce() -> R) -> R {
-    let mask = Active::enter_critical();
-    let r = f();
-    // SAFETY: `mask` is from the matching enter just above.
-    unsafe { Active::exit_critical(mask) };
-    r
-}
+// The heaps run their bookkeeping inside a kernel critical section (`arch::critical`), so
+// interrupt handlers may allocate too.

@@ -2,7 +2,7 @@
 
 use super::{next_of, Execution, Jobs, Status};
 use crate::shadow::Message;
-use crate::store::{StoreError, Table};
+use crate::store::StoreError;
 use serde_json::{json, Map, Value};
 
 /// A refusal: the contract's error code, what was wrong, and the execution's state when the
@@ -137,11 +137,6 @@ impl Jobs<'_> {
             Some(e) => json!({ "execution": e.full(&self.document(&e.job)?) }),
             None => json!({}),
         }))
-    }
-
-    fn save(&self, e: &Execution) -> Result<(), StoreError> {
-        self.store
-            .apply(&[(Table::Executions, &e.key(), Some(&e.encode()))])
     }
 
     fn start_next(

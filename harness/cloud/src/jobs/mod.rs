@@ -141,6 +141,7 @@ impl Execution {
     fn summary(&self) -> Value {
         let mut v = json!({
             "jobId": self.job, "queuedAt": self.queued_at, "lastUpdatedAt": self.updated_at,
+            // A job runs once on a thing here: its execution is always the first.
             "versionNumber": self.version, "executionNumber": 1,
         });
         if let Some(s) = self.started_at {
@@ -249,8 +250,7 @@ impl<'a> Jobs<'a> {
                 started_at: None,
                 updated_at: now,
             };
-            self.store
-                .apply(&[(Table::Executions, &key, Some(&e.encode()))])?;
+            self.save(&e)?;
             out.extend(self.notify(thing, now)?);
         }
         Ok(out)
@@ -332,9 +332,14 @@ impl<'a> Jobs<'a> {
         e.status = status;
         e.version += 1;
         e.updated_at = now;
-        self.store
-            .apply(&[(Table::Executions, &e.key(), Some(&e.encode()))])?;
+        self.save(&e)?;
         self.notify(&e.thing, now)
+    }
+
+    /// Stores execution `e` (one transaction).
+    fn save(&self, e: &Execution) -> Result<(), StoreError> {
+        self.store
+            .apply(&[(Table::Executions, &e.key(), Some(&e.encode()))])
     }
 
     /// `notify` (the pending lists) and `notify-next` (the next execution) for `thing`.

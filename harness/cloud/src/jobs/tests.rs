@@ -3,40 +3,19 @@
 
 use super::*;
 
-struct Cloud {
-    path: std::path::PathBuf,
-    store: Option<Store>,
-}
+use crate::store::Scratch;
 
-impl Cloud {
-    fn new(name: &str) -> Cloud {
-        let path =
-            std::env::temp_dir().join(format!("fqp-jobs-{name}-{}.redb", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let store = Store::open(&path).unwrap();
-        let r = Registry::new(&store);
-        for t in ["lamp", "meter", "late"] {
-            r.put_thing(t, None).unwrap();
-        }
-        r.create_group("fleet", None).unwrap();
-        r.create_group("floor", Some("fleet")).unwrap();
-        r.add_to_group("floor", "meter").unwrap();
-        Cloud {
-            path,
-            store: Some(store),
-        }
+/// A cloud with three things, `meter` in group `floor` under `fleet`.
+fn cloud(name: &str) -> Scratch {
+    let store = Scratch::new(name);
+    let r = Registry::new(&store);
+    for t in ["lamp", "meter", "late"] {
+        r.put_thing(t, None).unwrap();
     }
-
-    fn store(&self) -> &Store {
-        self.store.as_ref().unwrap()
-    }
-}
-
-impl Drop for Cloud {
-    fn drop(&mut self) {
-        self.store.take();
-        let _ = std::fs::remove_file(&self.path);
-    }
+    r.create_group("fleet", None).unwrap();
+    r.create_group("floor", Some("fleet")).unwrap();
+    r.add_to_group("floor", "meter").unwrap();
+    store
 }
 
 fn job<'a>(id: &'a str, things: Vec<&'a str>, groups: Vec<&'a str>) -> NewJob<'a> {
@@ -55,8 +34,8 @@ fn ask(jobs: &Jobs, thing: &str, request: &str, body: &str, now: u64) -> Vec<Mes
 
 #[test]
 fn a_device_starts_works_and_finishes_its_executions_in_order() {
-    let cloud = Cloud::new("walk");
-    let jobs = Jobs::new(cloud.store());
+    let cloud = cloud("walk");
+    let jobs = Jobs::new(&cloud);
     let notes = jobs
         .create(&job("first", vec!["lamp"], vec![]), 10)
         .unwrap();
@@ -132,8 +111,8 @@ fn a_device_starts_works_and_finishes_its_executions_in_order() {
 
 #[test]
 fn bad_requests_are_refused_with_the_contracts_codes() {
-    let cloud = Cloud::new("bad");
-    let jobs = Jobs::new(cloud.store());
+    let cloud = cloud("bad");
+    let jobs = Jobs::new(&cloud);
     jobs.create(&job("j", vec!["lamp"], vec![]), 1).unwrap();
     for (request, body, code) in [
         ("get", "{oops", "InvalidJson"),
@@ -174,8 +153,8 @@ fn bad_requests_are_refused_with_the_contracts_codes() {
 
 #[test]
 fn groups_are_reached_now_and_continuous_jobs_later() {
-    let cloud = Cloud::new("groups");
-    let jobs = Jobs::new(cloud.store());
+    let cloud = cloud("groups");
+    let jobs = Jobs::new(&cloud);
     let notes = jobs.create(&job("once", vec![], vec!["fleet"]), 1).unwrap();
     assert_eq!(
         notes[0].topic, "$aws/things/meter/jobs/notify",
@@ -200,8 +179,8 @@ fn groups_are_reached_now_and_continuous_jobs_later() {
 
 #[test]
 fn cancel_and_timeout_end_pending_executions() {
-    let cloud = Cloud::new("end");
-    let jobs = Jobs::new(cloud.store());
+    let cloud = cloud("end");
+    let jobs = Jobs::new(&cloud);
     let mut timed = job("timed", vec!["lamp"], vec![]);
     timed.in_progress_timeout_s = Some(60);
     jobs.create(&timed, 0).unwrap();

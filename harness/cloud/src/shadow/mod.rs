@@ -9,8 +9,9 @@
 //! merge, anything else replaces; an update naming a `version` other than the shadow's is
 //! rejected 409; 400 for a body that is not JSON, has no `state`, names a section other than
 //! `desired`/`reported`, nests deeper than 6 levels or carries a `clientToken` over 64 bytes;
-//! 404 for a shadow that does not exist; 413 when the state would exceed 8 KiB. A deleted
-//! shadow keeps its version: the next update continues from it.
+//! 404 for a shadow that does not exist; 413 when the state would exceed 8 KiB; 500 for a
+//! stored document that does not read back. A deleted shadow keeps its version: the next
+//! update continues from it.
 
 use crate::store::{Store, StoreError};
 use serde_json::{json, Map, Value};
@@ -102,15 +103,18 @@ impl Record {
         }
     }
 
-    fn decode(bytes: &[u8]) -> Record {
-        let v: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
-        let obj = |k: &str| v[k].as_object().cloned().unwrap_or_default();
-        Record {
-            state: obj("state"),
-            metadata: obj("metadata"),
-            version: v["version"].as_u64().unwrap_or(0),
-            exists: v["exists"].as_bool().unwrap_or(false),
-        }
+    /// The record `encode` wrote; a record that does not read back is refused 500 (never
+    /// taken for an empty shadow, which the next update would write over).
+    fn decode(bytes: &[u8]) -> Result<Record, Rejection> {
+        let broken = || reject(500, "the shadow's stored document cannot be read");
+        let v: Value = serde_json::from_slice(bytes).map_err(|_| broken())?;
+        let obj = |k: &str| v[k].as_object().cloned().ok_or_else(broken);
+        Ok(Record {
+            state: obj("state")?,
+            metadata: obj("metadata")?,
+            version: v["version"].as_u64().ok_or_else(broken)?,
+            exists: v["exists"].as_bool().ok_or_else(broken)?,
+        })
     }
 
     fn encode(&self) -> Vec<u8> {
@@ -257,12 +261,12 @@ pub fn handle(
         v
     };
     store.update_shadow(&shadow.key(), |stored| {
-        let record = stored.map_or_else(Record::empty, Record::decode);
-        let outcome = match op {
+        let record = stored.map_or_else(|| Ok(Record::empty()), Record::decode);
+        let outcome = record.and_then(|record| match op {
             Op::Get => get(&record, shadow, now).map(|a| (None, vec![a])),
             Op::Delete => delete(&record, shadow, now),
             Op::Update => update(&record, &body, now),
-        };
+        });
         match outcome {
             Ok((new, answers)) => {
                 let accepted = topic(&format!("{}/accepted", op.word()));

@@ -2,34 +2,15 @@
 //! refusal.
 
 use super::*;
-use std::path::PathBuf;
-
-/// A fresh database, removed when dropped.
-struct Db(PathBuf, Store);
-
-impl Db {
-    fn new(name: &str) -> Db {
-        let path =
-            std::env::temp_dir().join(format!("fqp-cloud-{name}-{}.redb", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let store = Store::open(&path).unwrap();
-        Db(path, store)
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+use crate::store::Scratch;
 
 const LAMP: ShadowId = ShadowId {
     thing: "lamp",
     name: None,
 };
 
-fn call(db: &Db, op: Op, body: &str, now: u64) -> Vec<Message> {
-    handle(&db.1, LAMP, op, body.as_bytes(), now).unwrap()
+fn call(db: &Scratch, op: Op, body: &str, now: u64) -> Vec<Message> {
+    handle(db, LAMP, op, body.as_bytes(), now).unwrap()
 }
 
 fn topics(m: &[Message]) -> Vec<&str> {
@@ -38,7 +19,7 @@ fn topics(m: &[Message]) -> Vec<&str> {
 
 #[test]
 fn an_update_creates_the_shadow_and_says_what_desired_still_asks() {
-    let db = Db::new("create");
+    let db = Scratch::new("create");
     let out = call(
         &db,
         Op::Update,
@@ -86,7 +67,7 @@ fn an_update_creates_the_shadow_and_says_what_desired_still_asks() {
 
 #[test]
 fn a_report_that_meets_desired_leaves_no_delta_and_null_deletes() {
-    let db = Db::new("meet");
+    let db = Scratch::new("meet");
     call(
         &db,
         Op::Update,
@@ -126,7 +107,7 @@ fn a_report_that_meets_desired_leaves_no_delta_and_null_deletes() {
 
 #[test]
 fn an_update_of_another_version_is_refused_409() {
-    let db = Db::new("version");
+    let db = Scratch::new("version");
     call(&db, Op::Update, r#"{"state":{"reported":{"a":1}}}"#, 1);
     let out = call(
         &db,
@@ -150,7 +131,7 @@ fn an_update_of_another_version_is_refused_409() {
 
 #[test]
 fn malformed_requests_are_refused_400_and_change_nothing() {
-    let db = Db::new("bad");
+    let db = Scratch::new("bad");
     let deep = r#"{"state":{"desired":{"a":{"b":{"c":{"d":{"e":{"f":{"g":1}}}}}}}}}"#;
     let long = format!(
         r#"{{"state":{{"desired":{{}}}},"clientToken":"{}"}}"#,
@@ -179,7 +160,7 @@ fn malformed_requests_are_refused_400_and_change_nothing() {
 
 #[test]
 fn a_state_over_8_kib_is_refused_413() {
-    let db = Db::new("large");
+    let db = Scratch::new("large");
     let big = format!(
         r#"{{"state":{{"reported":{{"blob":"{}"}}}}}}"#,
         "x".repeat(8200)
@@ -191,7 +172,7 @@ fn a_state_over_8_kib_is_refused_413() {
 
 #[test]
 fn a_deleted_shadow_is_gone_and_its_version_goes_on() {
-    let db = Db::new("delete");
+    let db = Scratch::new("delete");
     let out = call(&db, Op::Get, "", 1);
     assert_eq!(topics(&out), ["$aws/things/lamp/shadow/get/rejected"]);
     assert_eq!(
@@ -217,9 +198,7 @@ fn a_deleted_shadow_is_gone_and_its_version_goes_on() {
 
 #[test]
 fn named_shadows_are_apart_from_the_classic_one_and_survive_a_restart() {
-    let path = std::env::temp_dir().join(format!("fqp-cloud-named-{}.redb", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    let store = Store::open(&path).unwrap();
+    let mut store = Scratch::new("named");
     let config = ShadowId {
         thing: "lamp",
         name: Some("config"),
@@ -252,11 +231,19 @@ fn named_shadows_are_apart_from_the_classic_one_and_survive_a_restart() {
         "No shadow exists with name: 'lamp~other'"
     );
     // What was acknowledged is there after the cloud restarts.
-    drop(store);
-    let store = Store::open(&path).unwrap();
+    store.reopen();
     let out = handle(&store, config, Op::Get, b"", 3).unwrap();
     assert_eq!(out[0].payload["state"]["desired"], json!({"x": 1}));
     assert_eq!(out[0].payload["version"], 1);
-    drop(store);
-    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn a_stored_document_that_does_not_read_back_is_refused_not_overwritten() {
+    let db = Scratch::new("broken");
+    db.update_shadow("lamp\0", |_| (Some(b"{truncated".to_vec()), ()))
+        .unwrap();
+    let out = call(&db, Op::Update, r#"{"state":{"reported":{"a":1}}}"#, 1);
+    assert_eq!(out[0].topic, "$aws/things/lamp/shadow/update/rejected");
+    assert_eq!(out[0].payload["code"], 500);
+    assert_eq!(db.shadow("lamp\0").unwrap().unwrap(), b"{truncated");
 }

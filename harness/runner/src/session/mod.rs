@@ -18,6 +18,30 @@ use fqp_reports::Test;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+/// How far a device's time is from a reference's, given `ratio` (device over reference):
+/// `None` within half to twice (the measurements' noise), else the factor (at least 1), how
+/// the core clock the port gave the kernel compares with the real one ("higher" for a device
+/// that runs slow), and the device's pace ("slower" or "faster").
+fn off_by(ratio: f64) -> Option<(f64, &'static str, &'static str)> {
+    if (0.5..=2.0).contains(&ratio) {
+        None
+    } else if ratio < 1.0 {
+        Some((1.0 / ratio, "higher", "slower"))
+    } else {
+        Some((ratio, "lower", "faster"))
+    }
+}
+
+/// What a tick off by `factor` says of the port's clock constant, and the fix.
+fn cpu_hz_wrong(factor: f64, way: &str) -> String {
+    format!(
+        "the core clock the port gives the kernel (the cpu_hz passed to fqp_testkit::run, \
+         CPU_HZ) is about {factor:.1} times {way} than the clock the core's SysTick really \
+         counts\n  fix: pass the frequency the core runs at (the board's SysTick clock); every \
+         timed test depends on it"
+    )
+}
+
 /// What the device said about itself when it synced.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeviceInfo {
@@ -108,23 +132,12 @@ impl DeviceInfo {
         let period_s =
             loops * fqp_protocol::TICK_LOOP_INSTRUCTIONS as f64 * ns_per_instruction * 1e-9;
         let measured = 1.0 / period_s;
-        let ratio = measured / tick_hz as f64;
-        if (0.5..=2.0).contains(&ratio) {
-            return None;
-        }
-        let (factor, way) = if ratio < 1.0 {
-            (1.0 / ratio, "higher")
-        } else {
-            (ratio, "lower")
-        };
+        let (factor, way, _) = off_by(measured / tick_hz as f64)?;
         Some(format!(
             "the tick of board {:?} runs at about {measured:.0} Hz (counted against the \
-             emulator's instruction clock), not the kernel's tick_hz = {tick_hz}: the core clock \
-             the port gives the kernel (the cpu_hz passed to fqp_testkit::run, CPU_HZ) is about \
-             {factor:.1} times {way} than the clock the core's SysTick really counts\n  fix: \
-             pass the frequency the core runs at (the board's SysTick clock); every timed test \
-             depends on it",
-            self.port
+             emulator's instruction clock), not the kernel's tick_hz = {tick_hz}: {}",
+            self.port,
+            cpu_hz_wrong(factor, way)
         ))
     }
 
@@ -142,25 +155,14 @@ impl DeviceInfo {
         if host_ms < 2000 {
             return None;
         }
-        let ratio = device_us as f64 / (host_ms as f64 * 1000.0);
-        if (0.5..=2.0).contains(&ratio) {
-            return None;
-        }
-        let (factor, way, pace) = if ratio < 1.0 {
-            (1.0 / ratio, "higher", "slower")
-        } else {
-            (ratio, "lower", "faster")
-        };
+        let (factor, way, pace) = off_by(device_us as f64 / (host_ms as f64 * 1000.0))?;
         Some(format!(
             "the clock of board {:?} runs {factor:.1} times {pace} than the host's: its tests \
-             took {:.1} s by the device's count and {:.1} s by the host's; the core clock the \
-             port gives the kernel (the cpu_hz passed to fqp_testkit::run, CPU_HZ) is about \
-             {factor:.1} times {way} than the clock the core's SysTick really counts\n  fix: \
-             pass the frequency the core runs at (the board's SysTick clock); every timed test \
-             depends on it",
+             took {:.1} s by the device's count and {:.1} s by the host's; {}",
             self.port,
             device_us as f64 / 1e6,
             host_ms as f64 / 1e3,
+            cpu_hz_wrong(factor, way)
         ))
     }
 
