@@ -20,8 +20,13 @@
 //! - [`shadow`]: Device Shadow, classic and named: get, update, delete, with their accepted
 //!   and rejected answers, the delta and documents messages, versions and optimistic locking.
 
+pub mod endpoint;
 pub mod jobs;
 pub mod registry;
 pub mod route;
+pub mod service;
 pub mod shadow;
 pub mod store;
+
+pub use endpoint::{Endpoint, Traffic};
+pub use service::Cloud;

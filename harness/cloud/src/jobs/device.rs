@@ -63,7 +63,7 @@ impl Jobs<'_> {
             .get("clientToken")
             .and_then(Value::as_str)
             .map(str::to_string);
-        let _serial = self.serial.lock();
+        let _serial = super::SERIAL.lock();
         let parts: Vec<&str> = request.split('/').collect();
         let result = match parts[..] {
             ["get"] => self.list(thing).map(quiet),
@@ -235,6 +235,31 @@ impl Jobs<'_> {
             notes,
         )))
     }
+}
+
+/// The refusal of a request the service did not handle: `code` RequestThrottled (its
+/// connection has too many requests in flight) or InternalError (the store failed).
+pub fn refusal(
+    thing: &str,
+    request: &str,
+    payload: &[u8],
+    code: &'static str,
+    now: u64,
+) -> Message {
+    let token = serde_json::from_slice::<Value>(payload)
+        .ok()
+        .and_then(|v| v.get("clientToken")?.as_str().map(str::to_string));
+    let message = match code {
+        "RequestThrottled" => "too many requests in flight on this connection",
+        _ => "the service failed to handle the request",
+    };
+    let r = refuse(code, message);
+    rejected(
+        &format!("$aws/things/{thing}/jobs/{request}"),
+        r,
+        token,
+        now,
+    )
 }
 
 fn rejected(topic: &str, r: Refusal, token: Option<String>, now: u64) -> Message {

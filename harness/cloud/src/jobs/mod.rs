@@ -9,8 +9,9 @@
 //! cancels its pending executions; every update bumps the execution's version, and one naming
 //! another `expectedVersion` is refused (VersionMismatch); a device may set IN_PROGRESS,
 //! SUCCEEDED, FAILED or REJECTED (else InvalidRequest), never leave a terminal state
-//! (TerminalStateReached). The service's read-modify-writes are serialised (one cloud
-//! process); each is one committed transaction of the store.
+//! (TerminalStateReached). The service's read-modify-writes are serialised (one lock for
+//! the process: a cloud is one process, and a store is open in one place); each is one
+//! committed transaction of the store.
 
 use crate::registry::{Registry, RegistryError};
 use crate::shadow::Message;
@@ -165,19 +166,19 @@ impl Execution {
 #[derive(Debug)]
 pub struct Jobs<'a> {
     store: &'a Store,
-    serial: Mutex<()>,
 }
 
+/// Held across each read-modify-write of the service (a job's reads, then its commit).
+static SERIAL: Mutex<()> = Mutex::new(());
+
 mod device;
+pub use device::refusal;
 #[cfg(test)]
 mod tests;
 
 impl<'a> Jobs<'a> {
     pub fn new(store: &'a Store) -> Jobs<'a> {
-        Jobs {
-            store,
-            serial: Mutex::new(()),
-        }
+        Jobs { store }
     }
 
     fn job(&self, id: &str) -> Result<Option<Value>, StoreError> {
@@ -202,7 +203,7 @@ impl<'a> Jobs<'a> {
     /// Creates a job and queues its execution on every thing it targets now; the notify
     /// messages to publish.
     pub fn create(&self, job: &NewJob<'_>, now: u64) -> Result<Vec<Message>, JobsError> {
-        let _serial = self.serial.lock();
+        let _serial = SERIAL.lock();
         if self.job(job.id)?.is_some() {
             return Err(JobsError::Exists(job.id.to_string()));
         }
@@ -264,7 +265,7 @@ impl<'a> Jobs<'a> {
         now: u64,
     ) -> Result<Vec<Message>, JobsError> {
         Registry::new(self.store).add_to_group(group, thing)?;
-        let _serial = self.serial.lock();
+        let _serial = SERIAL.lock();
         let groups = Registry::new(self.store).groups_of(thing)?;
         let mut out = Vec::new();
         for (id, bytes) in self.store.scan(Table::Jobs, "")? {
@@ -281,7 +282,7 @@ impl<'a> Jobs<'a> {
 
     /// Cancels job `id`: its queued and in-progress executions become CANCELED.
     pub fn cancel(&self, id: &str, now: u64) -> Result<Vec<Message>, JobsError> {
-        let _serial = self.serial.lock();
+        let _serial = SERIAL.lock();
         let mut job = self
             .job(id)?
             .ok_or_else(|| JobsError::NoJob(id.to_string()))?;
@@ -301,7 +302,7 @@ impl<'a> Jobs<'a> {
     /// Executions IN_PROGRESS past their job's timeout become TIMED_OUT; their things are
     /// notified.
     pub fn expire(&self, now: u64) -> Result<Vec<Message>, JobsError> {
-        let _serial = self.serial.lock();
+        let _serial = SERIAL.lock();
         let mut out = Vec::new();
         for e in self.all_executions()? {
             let timeout = self.job(&e.job)?.and_then(|j| j["timeout"].as_u64());

@@ -292,6 +292,18 @@ pub fn handle(
     })
 }
 
+/// The refusal of a request the service did not handle: `code` 429 (its connection has too
+/// many requests in flight) or 500 (the store failed).
+pub fn refusal(shadow: ShadowId<'_>, op: Op, payload: &[u8], code: u16, now: u64) -> Message {
+    let token = body(payload).ok().and_then(|(_, t)| t);
+    let message = match code {
+        429 => "Too Many Requests",
+        _ => "Internal service failure",
+    };
+    let r = reject(code, message);
+    rejected(&format!("{}/{}", shadow.topic(), op.word()), r, token, now)
+}
+
 fn rejected(op_topic: &str, r: Rejection, token: Option<String>, now: u64) -> Message {
     let mut payload = json!({"code": r.code, "message": r.message, "timestamp": now});
     if let Some(t) = token {

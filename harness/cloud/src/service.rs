@@ -1,0 +1,83 @@
+//! The cloud as one object: its store and the services over it, and what a device's message
+//! on a request topic gets in answer. The endpoint (the MQTT side) and the operator commands
+//! both go through it.
+
+use crate::jobs::{self, Jobs};
+use crate::registry::Registry;
+use crate::route::{route, Route};
+use crate::shadow::{self, Message};
+use crate::store::{Store, StoreError};
+use std::path::Path;
+
+/// The local cloud's services over one store.
+#[derive(Debug)]
+pub struct Cloud {
+    store: Store,
+}
+
+impl Cloud {
+    /// The cloud whose state is the database at `path` (created if new).
+    pub fn open(path: &Path) -> Result<Cloud, StoreError> {
+        Ok(Cloud {
+            store: Store::open(path)?,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn registry(&self) -> Registry<'_> {
+        Registry::new(&self.store)
+    }
+
+    pub fn jobs(&self) -> Jobs<'_> {
+        Jobs::new(&self.store)
+    }
+
+    /// Whether `topic` is a request to one of the services.
+    pub fn is_request(topic: &str) -> bool {
+        route(topic).is_some()
+    }
+
+    /// Handles a device's message on `topic` at `now` (seconds since the epoch): the messages
+    /// to publish, the answer first; nothing for a topic no service answers.
+    pub fn request(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        now: u64,
+    ) -> Result<Vec<Message>, StoreError> {
+        match route(topic) {
+            Some(Route::Shadow(id, op)) => shadow::handle(&self.store, id, op, payload, now),
+            Some(Route::Jobs(thing, request)) => self.jobs().handle(thing, request, payload, now),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The refusal of a request on `topic` that arrived while its connection already had
+    /// the most requests in flight the contract allows.
+    pub fn throttled(topic: &str, payload: &[u8], now: u64) -> Option<Message> {
+        match route(topic)? {
+            Route::Shadow(id, op) => Some(shadow::refusal(id, op, payload, 429, now)),
+            Route::Jobs(thing, request) => Some(jobs::refusal(
+                thing,
+                request,
+                payload,
+                "RequestThrottled",
+                now,
+            )),
+        }
+    }
+
+    /// The refusal of a request on `topic` that the services failed to handle (the store
+    /// failed): the device hears so rather than nothing.
+    pub fn failed(topic: &str, now: u64) -> Option<Message> {
+        match route(topic)? {
+            Route::Shadow(id, op) => Some(shadow::refusal(id, op, b"", 500, now)),
+            Route::Jobs(thing, request) => {
+                Some(jobs::refusal(thing, request, b"", "InternalError", now))
+            }
+        }
+    }
+}
