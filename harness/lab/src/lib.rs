@@ -450,35 +450,6 @@ mod tests {
         assert!(dns_reply(&[0xab, 0xcd, 0x81, 0x80], std::net::Ipv4Addr::LOCALHOST).is_none());
     }
 
-    /// fqp-mqtt's client over a host TCP socket.
-    struct Tcp(TcpStream);
-
-    impl fqp_transport::Transport for Tcp {
-        fn send(&mut self, data: &[u8], _: u32) -> Result<usize, fqp_transport::Error> {
-            self.0.write(data).map_err(|_| fqp_transport::Error::Closed)
-        }
-
-        fn recv(&mut self, buf: &mut [u8], timeout_ms: u32) -> Result<usize, fqp_transport::Error> {
-            let _ = self
-                .0
-                .set_read_timeout(Some(std::time::Duration::from_millis(
-                    timeout_ms.max(1) as u64
-                )));
-            match self.0.read(buf) {
-                Ok(n) => Ok(n),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    Err(fqp_transport::Error::Timeout)
-                }
-                Err(_) => Err(fqp_transport::Error::Closed),
-            }
-        }
-    }
-
     fn ms() -> u64 {
         static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
         START
@@ -507,7 +478,7 @@ mod tests {
                 .push((m.topic.to_string(), m.payload.len()))
         });
         let wrong = c.connect(
-            Tcp(TcpStream::connect(get("mqtt")).unwrap()),
+            TcpStream::connect(get("mqtt")).unwrap(),
             &connect("nope"),
             5_000,
         );
@@ -519,7 +490,7 @@ mod tests {
             "{wrong:?}"
         );
         c.connect(
-            Tcp(TcpStream::connect(get("mqtt")).unwrap()),
+            TcpStream::connect(get("mqtt")).unwrap(),
             &connect(BROKER_PASSWORD),
             5_000,
         )

@@ -8,7 +8,8 @@
 //! idle and notices a dead broker. [`Backoff`] spaces reconnections (exponential, with jitter).
 //!
 //! Incoming messages go to the handler given at creation, whichever call is running when they
-//! arrive (a publish waiting for its acknowledgement receives them too).
+//! arrive (a publish waiting for its acknowledgement receives them too); a [`Mailbox`] keeps
+//! them for code that waits for a particular answer.
 
 #![no_std]
 
@@ -17,11 +18,13 @@ extern crate std;
 
 mod backoff;
 pub mod codec;
+mod mailbox;
 pub mod topic;
 
 pub use backoff::Backoff;
 pub use codec::{Connect, Packet, Publish as Message, QoS, Will};
 use fqp_transport::Transport;
+pub use mailbox::Mailbox;
 
 /// What went wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +117,11 @@ impl<'b, T: Transport, H: FnMut(&Message<'_>)> Client<'b, T, H> {
             timing: Timing::default(),
             on_message,
         }
+    }
+
+    /// The client's clock, in milliseconds: for callers that wait on it.
+    pub fn now_ms(&self) -> u64 {
+        (self.clock)()
     }
 
     pub fn set_timing(&mut self, t: Timing) {

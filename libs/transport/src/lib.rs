@@ -9,6 +9,9 @@
 
 #![no_std]
 
+#[cfg(feature = "std")]
+extern crate std;
+
 /// What went wrong on a transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Error {
@@ -62,6 +65,35 @@ pub trait Transport {
             buf = &mut buf[n..];
         }
         Ok(())
+    }
+}
+
+/// A host's TCP socket is a transport: for host tools and tests that drive the device
+/// libraries against the lab's services (feature `std`).
+#[cfg(feature = "std")]
+impl Transport for std::net::TcpStream {
+    fn send(&mut self, data: &[u8], timeout_ms: u32) -> Result<usize, Error> {
+        use std::io::Write;
+        let wait = std::time::Duration::from_millis(u64::from(timeout_ms.max(1)));
+        let _ = self.set_write_timeout(Some(wait));
+        self.write(data).map_err(|e| io_error(&e))
+    }
+
+    fn recv(&mut self, buf: &mut [u8], timeout_ms: u32) -> Result<usize, Error> {
+        use std::io::Read;
+        let wait = std::time::Duration::from_millis(u64::from(timeout_ms.max(1)));
+        let _ = self.set_read_timeout(Some(wait));
+        self.read(buf).map_err(|e| io_error(&e))
+    }
+}
+
+#[cfg(feature = "std")]
+fn io_error(e: &std::io::Error) -> Error {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        WouldBlock | TimedOut => Error::Timeout,
+        ConnectionRefused => Error::Refused,
+        _ => Error::Closed,
     }
 }
 

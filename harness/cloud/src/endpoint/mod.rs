@@ -294,6 +294,19 @@ impl Endpoint {
         }
     }
 
+    /// Makes a request as the operator (the cloud's other door: a console, a script) and
+    /// publishes what it causes, the answer included, as AWS IoT does for a shadow changed
+    /// through its HTTP API; returns the messages.
+    pub fn operate(
+        &self,
+        topic: &str,
+        payload: &[u8],
+    ) -> Result<Vec<Message>, crate::store::StoreError> {
+        let messages = self.shared.cloud.request(topic, payload, session::now())?;
+        self.publish(&messages);
+        Ok(messages)
+    }
+
     /// Ends every connection of `thing`; how many there were.
     pub fn disconnect(&self, thing: &str) -> usize {
         let clients = lock(&self.shared.clients);

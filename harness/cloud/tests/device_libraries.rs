@@ -1,0 +1,188 @@
+//! The device's shadow library (fqp-shadow over fqp-mqtt, as the firmware uses them) against
+//! the cloud's endpoint on the host: every document it writes is one the cloud takes, every
+//! answer the cloud gives is one it reads.
+
+use fqp_cloud::endpoint::{token, Settings};
+use fqp_cloud::{Cloud, Endpoint};
+use fqp_mqtt::{Client, Connect, Mailbox, Message};
+use fqp_shadow::{doc, Answer, Error, Op, Shadow};
+use serde::{Deserialize, Serialize};
+use std::net::TcpStream;
+use std::sync::Arc;
+
+const SECRET: &[u8] = b"device-libraries";
+
+fn ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone, Copy)]
+struct Lamp {
+    #[serde(default)]
+    on: Option<bool>,
+    #[serde(default)]
+    level: Option<u8>,
+}
+
+struct Lab {
+    endpoint: Endpoint,
+    path: std::path::PathBuf,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn lab(name: &str) -> Lab {
+    let path = std::env::temp_dir().join(format!("fqp-devlibs-{name}-{}.redb", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let cloud = Arc::new(Cloud::open(&path).unwrap());
+    cloud.registry().put_thing("lamp", None).unwrap();
+    let settings = Settings {
+        bind: "127.0.0.1".parse().unwrap(),
+        port: 0,
+        tls: None,
+        secret: SECRET.to_vec(),
+    };
+    let endpoint = Endpoint::start(cloud, settings).unwrap();
+    Lab { endpoint, path }
+}
+
+type Box8 = Mailbox<8, 2048>;
+
+/// Runs `body` with a client connected as the lamp, its messages going to a mailbox.
+fn as_lamp(
+    lab: &Lab,
+    body: impl FnOnce(&mut Client<'_, TcpStream, Box<dyn FnMut(&Message<'_>) + '_>>, &Box8),
+) {
+    let mailbox = Box8::new();
+    let (mut tx, mut rx) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
+    let handler: Box<dyn FnMut(&Message<'_>)> = Box::new(|m| {
+        mailbox.offer(m);
+    });
+    let mut c = Client::new(&mut tx, &mut rx, ms, handler);
+    let password = token(SECRET, "lamp");
+    let connect = Connect {
+        client_id: "lamp",
+        clean_session: true,
+        keep_alive: 30,
+        username: Some("lamp"),
+        password: Some(password.as_bytes()),
+        will: None,
+    };
+    c.connect(
+        TcpStream::connect(lab.endpoint.plain).unwrap(),
+        &connect,
+        5_000,
+    )
+    .unwrap();
+    body(&mut c, &mailbox);
+}
+
+#[test]
+fn the_shadow_library_round_trips_with_the_cloud() {
+    let lab = lab("round-trip");
+    as_lamp(&lab, |c, mailbox| {
+        let lamp = Shadow::classic("lamp");
+        lamp.subscribe(c).unwrap();
+        let mut body = [0u8; 512];
+        let n = doc::request(&mut body, "g1").unwrap();
+        let missing = lamp.request(c, mailbox, Op::Get, &body[..n], 5_000, |_| ());
+        assert!(
+            matches!(missing, Err(Error::Rejected(r)) if r.code == 404),
+            "{missing:?}"
+        );
+
+        let reported = Lamp {
+            on: Some(false),
+            level: Some(3),
+        };
+        let n = doc::update(&mut body, None::<&()>, Some(&reported), None, "u1").unwrap();
+        let v = lamp
+            .request(c, mailbox, Op::Update, &body[..n], 5_000, doc::version)
+            .unwrap();
+        assert_eq!(v, Some(1));
+
+        // The operator wants it on: the device hears the delta.
+        let desired = br#"{"state":{"desired":{"on":true}}}"#;
+        lab.endpoint
+            .operate("$aws/things/lamp/shadow/update", desired)
+            .unwrap();
+        let mut delta = None;
+        for _ in 0..50 {
+            c.poll(100).unwrap();
+            delta = lamp.take(mailbox, Answer::Delta, |p| doc::delta::<Lamp>(p).unwrap());
+            if delta.is_some() {
+                break;
+            }
+        }
+        assert_eq!(
+            delta,
+            Some((
+                2,
+                Lamp {
+                    on: Some(true),
+                    level: None
+                }
+            ))
+        );
+
+        // A stale version is refused; the current one is taken.
+        let on = Lamp {
+            on: Some(true),
+            level: None,
+        };
+        let n = doc::update(&mut body, None::<&()>, Some(&on), Some(1), "u2").unwrap();
+        let stale = lamp.request(c, mailbox, Op::Update, &body[..n], 5_000, |_| ());
+        assert!(
+            matches!(stale, Err(Error::Rejected(r)) if r.code == 409),
+            "{stale:?}"
+        );
+        let n = doc::update(&mut body, None::<&()>, Some(&on), Some(2), "u3").unwrap();
+        assert!(lamp
+            .request(c, mailbox, Op::Update, &body[..n], 5_000, |_| ())
+            .is_ok());
+
+        let n = doc::request(&mut body, "g2").unwrap();
+        let (v, state) = lamp
+            .request(c, mailbox, Op::Get, &body[..n], 5_000, |p| {
+                let (v, s) = doc::document::<Lamp>(p).unwrap();
+                (v, s)
+            })
+            .unwrap();
+        assert_eq!(v, 3);
+        // `level: None` went as `null`: the contract deletes that key.
+        assert_eq!(
+            state.reported,
+            Some(Lamp {
+                on: Some(true),
+                level: None
+            })
+        );
+        assert_eq!(state.delta, None, "reported caught up with desired");
+
+        // A named shadow is its own document.
+        let cfg = Shadow::named("lamp", "cfg");
+        cfg.subscribe(c).unwrap();
+        let n = doc::update(&mut body, None::<&()>, Some(&reported), None, "n1").unwrap();
+        let v = cfg
+            .request(c, mailbox, Op::Update, &body[..n], 5_000, doc::version)
+            .unwrap();
+        assert_eq!(v, Some(1));
+        let n = doc::request(&mut body, "d1").unwrap();
+        assert!(cfg
+            .request(c, mailbox, Op::Delete, &body[..n], 5_000, |_| ())
+            .is_ok());
+        let gone = cfg.request(c, mailbox, Op::Get, &body[..n], 5_000, |_| ());
+        assert!(
+            matches!(gone, Err(Error::Rejected(r)) if r.code == 404),
+            "{gone:?}"
+        );
+    });
+}

@@ -1,0 +1,201 @@
+//! The shadow topics (`$aws/things/<t>/shadow[/name/<n>]/<op>[/<answer>]`): written into a
+//! caller's buffer, and read back from a message's topic.
+
+use crate::Error;
+
+/// Longest topic: a 128-byte thing name, a 64-byte shadow name, `update/documents`.
+pub const MAX_TOPIC: usize = 12 + 128 + 13 + 64 + 17;
+
+/// What a request asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Get,
+    Update,
+    Delete,
+}
+
+/// What the cloud says on a topic under a request's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    Accepted,
+    Rejected,
+    /// `update/delta`: desired differs from reported.
+    Delta,
+    /// `update/documents`: the previous and current documents after an update.
+    Documents,
+}
+
+impl Op {
+    fn word(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::Update => "update",
+            Op::Delete => "delete",
+        }
+    }
+}
+
+impl Answer {
+    fn word(self) -> &'static str {
+        match self {
+            Answer::Accepted => "accepted",
+            Answer::Rejected => "rejected",
+            Answer::Delta => "delta",
+            Answer::Documents => "documents",
+        }
+    }
+}
+
+/// One shadow of a thing: the classic one, or a named one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shadow<'a> {
+    pub thing: &'a str,
+    pub name: Option<&'a str>,
+}
+
+/// Writes pieces into a buffer.
+struct Cursor<'b> {
+    buf: &'b mut [u8],
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn put(&mut self, s: &str) -> Result<(), Error> {
+        let end = self.at + s.len();
+        self.buf
+            .get_mut(self.at..end)
+            .ok_or(Error::TooLong)?
+            .copy_from_slice(s.as_bytes());
+        self.at = end;
+        Ok(())
+    }
+}
+
+impl<'a> Shadow<'a> {
+    pub const fn classic(thing: &'a str) -> Self {
+        Shadow { thing, name: None }
+    }
+
+    pub const fn named(thing: &'a str, name: &'a str) -> Self {
+        Shadow {
+            thing,
+            name: Some(name),
+        }
+    }
+
+    /// Writes `$aws/things/<t>/shadow[/name/<n>]` then each of `rest` after a `/`.
+    fn write<'b>(&self, rest: &[&str], buf: &'b mut [u8]) -> Result<&'b str, Error> {
+        let mut c = Cursor { buf, at: 0 };
+        c.put("$aws/things/")?;
+        c.put(self.thing)?;
+        c.put("/shadow")?;
+        if let Some(n) = self.name {
+            c.put("/name/")?;
+            c.put(n)?;
+        }
+        for r in rest {
+            c.put("/")?;
+            c.put(r)?;
+        }
+        let at = c.at;
+        // Every piece written is a &str.
+        core::str::from_utf8(&buf[..at]).map_err(|_| Error::TooLong)
+    }
+
+    /// The topic of `op`, or of one of its answers.
+    pub fn topic<'b>(
+        &self,
+        op: Op,
+        answer: Option<Answer>,
+        buf: &'b mut [u8],
+    ) -> Result<&'b str, Error> {
+        match answer {
+            Some(a) => self.write(&[op.word(), a.word()], buf),
+            None => self.write(&[op.word()], buf),
+        }
+    }
+
+    /// The filter of every answer to this shadow's requests, and its deltas and documents.
+    pub fn answers<'b>(&self, buf: &'b mut [u8]) -> Result<&'b str, Error> {
+        self.write(&["+", "+"], buf)
+    }
+
+    /// The shadow, request and answer a topic is about, if it is a shadow topic.
+    pub fn parse(topic: &'a str) -> Option<(Shadow<'a>, Op, Option<Answer>)> {
+        let rest = topic.strip_prefix("$aws/things/")?;
+        let (thing, rest) = rest.split_once("/shadow")?;
+        let (name, rest) = match rest.strip_prefix("/name/") {
+            Some(named) => {
+                let (n, r) = named.split_once('/')?;
+                (Some(n), r)
+            }
+            None => (None, rest.strip_prefix('/')?),
+        };
+        if thing.is_empty() || thing.contains('/') || name == Some("") {
+            return None;
+        }
+        let (op, answer) = match rest.split_once('/') {
+            Some((op, a)) => (op, Some(a)),
+            None => (rest, None),
+        };
+        let op = match op {
+            "get" => Op::Get,
+            "update" => Op::Update,
+            "delete" => Op::Delete,
+            _ => return None,
+        };
+        let answer = match (op, answer) {
+            (_, None) => None,
+            (_, Some("accepted")) => Some(Answer::Accepted),
+            (_, Some("rejected")) => Some(Answer::Rejected),
+            (Op::Update, Some("delta")) => Some(Answer::Delta),
+            (Op::Update, Some("documents")) => Some(Answer::Documents),
+            _ => return None,
+        };
+        Some((Shadow { thing, name }, op, answer))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_are_written_and_read_back() {
+        let mut buf = [0u8; MAX_TOPIC];
+        let lamp = Shadow::classic("lamp");
+        assert_eq!(
+            lamp.topic(Op::Update, None, &mut buf).unwrap(),
+            "$aws/things/lamp/shadow/update"
+        );
+        let cfg = Shadow::named("lamp", "cfg");
+        let t = cfg
+            .topic(Op::Get, Some(Answer::Rejected), &mut buf)
+            .unwrap();
+        assert_eq!(t, "$aws/things/lamp/shadow/name/cfg/get/rejected");
+        assert_eq!(
+            Shadow::parse("$aws/things/lamp/shadow/name/cfg/get/rejected"),
+            Some((cfg, Op::Get, Some(Answer::Rejected)))
+        );
+        assert_eq!(
+            Shadow::parse("$aws/things/lamp/shadow/update/delta"),
+            Some((lamp, Op::Update, Some(Answer::Delta)))
+        );
+        assert_eq!(
+            lamp.answers(&mut buf).unwrap(),
+            "$aws/things/lamp/shadow/+/+"
+        );
+        for other in [
+            "$aws/things/lamp/shadow/get/delta",
+            "$aws/things/lamp/shadow/list",
+            "$aws/things//shadow/get",
+            "$aws/things/lamp/shadow/name//get",
+            "$aws/things/lamp/jobs/get",
+            "lamp/shadow/get",
+        ] {
+            assert_eq!(Shadow::parse(other), None, "{other}");
+        }
+        let mut small = [0u8; 20];
+        assert_eq!(lamp.topic(Op::Get, None, &mut small), Err(Error::TooLong));
+    }
+}
