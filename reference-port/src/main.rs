@@ -99,14 +99,15 @@ static BOARD: An385 = An385 {
     ethernet_up: AtomicBool::new(false),
 };
 
-/// The groups in the image: every kernel group, then networking, MQTT, the keystore, TLS and
-/// the performance benchmarks.
+/// The groups in the image: every kernel group, then networking, MQTT, the keystore, TLS, the
+/// cloud's services and the performance benchmarks.
 #[cfg(not(any(feature = "selftest", feature = "bench")))]
 fn groups() -> &'static [&'static Group] {
     let suites = [
         fqp_suite_kernel::GROUPS,
         fqp_suite_net::GROUPS,
         fqp_suite_security::GROUPS,
+        fqp_suite_cloud::GROUPS,
         &[&fqp_suite_perf::PERF],
     ];
     suites.concat().leak()

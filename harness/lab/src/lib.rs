@@ -11,11 +11,13 @@
 //! directory. [`Lab::act`] carries out what a test asks of the host (`ASK action=…`).
 
 mod broker;
+mod cloud;
 mod error;
 mod pki;
 mod services;
 
 pub use broker::{Broker, External};
+pub use cloud::{thing_of, NEIGHBOUR};
 pub use error::LabError;
 pub use pki::{Pair, Pki, PrivateRunDir};
 
@@ -30,6 +32,8 @@ pub struct Lab {
     broker: Running,
     /// How the TLS echo server (client certificates required) ended each connection.
     tls_endings: Endings,
+    /// The local IoT cloud.
+    cloud: cloud::CloudLab,
 }
 
 /// Connection endings of a TLS server, newest last: `closed`, or why it refused the client.
@@ -60,13 +64,27 @@ impl Drop for Lab {
 }
 
 impl Lab {
-    /// Carries out what a test asks (`ASK action=…`).
-    pub fn act(&self, action: &str, fields: &[(String, String)]) -> Result<(), LabError> {
+    /// Carries out what a test asks (`ASK action=…`); what it answers, as settings.
+    pub fn act(
+        &self,
+        action: &str,
+        fields: &[(String, String)],
+    ) -> Result<Vec<(String, String)>, LabError> {
+        if let Some(answer) = self.cloud.act(action, fields) {
+            return answer;
+        }
         match action {
             "restart-broker" => self.restart_broker(),
             "tls-refusal" => self.tls_refusal(field(fields, "expect")?),
             other => Err(LabError::UnknownAction(other.to_string())),
         }
+        .map(|()| Vec::new())
+    }
+
+    /// What device `id` alone is provisioned with (its thing in the cloud, and the thing's
+    /// token), after the settings every device gets.
+    pub fn device_settings(&self, id: &str) -> Vec<(String, String)> {
+        self.cloud.device_settings(id)
     }
 
     /// Whether the TLS echo server's latest connection ended refusing the client for a reason
@@ -113,20 +131,39 @@ impl Lab {
     }
 }
 
+/// What a lab is started with.
+#[derive(Clone, Copy)]
+pub struct Setup<'a> {
+    /// Where a device reaches this machine (`network.host`).
+    pub host: &'a str,
+    /// The devices are emulators on this machine (the services listen on loopback), not
+    /// boards (every interface).
+    pub emulated: bool,
+    pub broker: &'a Broker,
+    /// The CA certificate an external TLS broker's certificate chains to.
+    pub broker_ca: Option<&'a std::path::Path>,
+    /// The run's output directory (logs, mosquitto's files, the cloud's state).
+    pub dir: &'a std::path::Path,
+    /// The run's lab PKI, written (with keys) to `pki_dir`.
+    pub pki: &'a crate::pki::Pki,
+    pub pki_dir: &'a std::path::Path,
+    /// The run's devices, each a thing in the cloud.
+    pub ids: &'a [String],
+}
+
 impl Lab {
-    /// Starts the services, listening where a device at `host` can reach them (loopback for
-    /// an emulator's user network, every interface for boards).
-    /// `pki` is the run's lab PKI, written to `pki_dir`; `broker_ca` the CA certificate an
-    /// external TLS broker's certificate chains to.
-    pub fn start(
-        host: &str,
-        emulated: bool,
-        broker: &Broker,
-        broker_ca: Option<&std::path::Path>,
-        dir: &std::path::Path,
-        pki: &crate::pki::Pki,
-        pki_dir: &std::path::Path,
-    ) -> Result<Lab, LabError> {
+    /// Starts the services of `setup`.
+    pub fn start(setup: &Setup<'_>) -> Result<Lab, LabError> {
+        let Setup {
+            host,
+            emulated,
+            broker,
+            broker_ca,
+            dir,
+            pki,
+            pki_dir,
+            ids,
+        } = *setup;
         if broker_ca.is_some() && !matches!(broker, Broker::External(External { tls: true, .. })) {
             return Err(LabError::Option {
                 problem: "--broker-ca is for an mqtts:// broker".into(),
@@ -154,10 +191,12 @@ impl Lab {
                 Running::External
             }
         };
+        let cloud = cloud::CloudLab::start(host, ip, dir, pki, ids, &mut settings)?;
         Ok(Lab {
             settings,
             broker,
             tls_endings,
+            cloud,
         })
     }
 }
@@ -333,15 +372,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("fqp-lab-{}", std::process::id()));
         let pki = crate::pki::Pki::make("127.0.0.1", &["1".into()], None).unwrap();
         pki.write_with_keys(&dir.join("pki")).unwrap();
-        Lab::start(
-            "127.0.0.1",
-            true,
-            &Broker::Embedded,
-            None,
-            &dir,
-            &pki,
-            &dir.join("pki"),
-        )
+        Lab::start(&Setup {
+            host: "127.0.0.1",
+            emulated: true,
+            broker: &Broker::Embedded,
+            broker_ca: None,
+            dir: &dir,
+            pki: &pki,
+            pki_dir: &dir.join("pki"),
+            ids: &["1".into()],
+        })
         .unwrap()
     }
 

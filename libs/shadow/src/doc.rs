@@ -165,6 +165,26 @@ pub fn document<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<(u64, State
     Ok((d.version, d.state))
 }
 
+#[derive(Deserialize)]
+struct Documents<T> {
+    previous: Option<Document<T>>,
+    current: Document<T>,
+}
+
+/// A documents message (`update/documents`): the previous document (none for a new shadow)
+/// and the current one, each its version and sections.
+#[allow(clippy::type_complexity)] // the two documents, each a (version, sections) pair
+pub fn documents<'a, T: Deserialize<'a>>(
+    payload: &'a [u8],
+) -> Result<(Option<(u64, State<T>)>, (u64, State<T>)), Error> {
+    let (d, _) =
+        serde_json_core::from_slice::<Documents<T>>(payload).map_err(|_| Error::BadAnswer)?;
+    Ok((
+        d.previous.map(|p| (p.version, p.state)),
+        (d.current.version, d.current.state),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,5 +258,18 @@ mod tests {
         assert_eq!((r.code, r.message()), (409, "Version conflict"));
         assert_eq!(rejection(got), None, "a document is not a rejection");
         assert_eq!(document::<Lamp>(b"{]"), Err(Error::BadAnswer));
+        let docs = br#"{"previous":null,"current":{"state":{"reported":{"on":true}},"metadata":{},"version":1},"timestamp":5}"#;
+        let (before, (v, now)) = documents::<Lamp>(docs).unwrap();
+        assert!(before.is_none());
+        assert_eq!(
+            (v, now.reported),
+            (
+                1,
+                Some(Lamp {
+                    on: Some(true),
+                    level: None
+                })
+            )
+        );
     }
 }

@@ -45,13 +45,37 @@ impl From<fqp_mqtt::Error> for Error {
 }
 
 impl Shadow<'_> {
-    /// Subscribes to the shadow's answers, deltas and documents (one filter, QoS 1).
+    /// Subscribes (QoS 1) to the answers of this shadow's requests and to its deltas: what
+    /// [`Self::request`] and a device that follows its desired state need. Documents
+    /// messages, which every update causes, only with [`Self::subscribe_documents`]: unread,
+    /// they would fill the mailbox.
     pub fn subscribe<T: Transport, H: FnMut(&Message<'_>)>(
         &self,
         mqtt: &mut Client<'_, T, H>,
     ) -> Result<(), Error> {
+        let mut bufs = [[0u8; MAX_TOPIC]; 5];
+        let [a, b, c, d, e] = &mut bufs;
+        let filters = [
+            (self.filter(Op::Get, "+", a)?, QoS::AtLeastOnce),
+            (self.filter(Op::Update, "accepted", b)?, QoS::AtLeastOnce),
+            (self.filter(Op::Update, "rejected", c)?, QoS::AtLeastOnce),
+            (self.filter(Op::Update, "delta", d)?, QoS::AtLeastOnce),
+            (self.filter(Op::Delete, "+", e)?, QoS::AtLeastOnce),
+        ];
+        let granted = mqtt.subscribe(&filters)?;
+        match granted[..filters.len()].iter().all(Option::is_some) {
+            true => Ok(()),
+            false => Err(Error::Mqtt(fqp_mqtt::Error::SubscriptionRefused)),
+        }
+    }
+
+    /// Subscribes (QoS 1) to the documents messages (`update/documents`).
+    pub fn subscribe_documents<T: Transport, H: FnMut(&Message<'_>)>(
+        &self,
+        mqtt: &mut Client<'_, T, H>,
+    ) -> Result<(), Error> {
         let mut buf = [0u8; MAX_TOPIC];
-        let filter = self.answers(&mut buf)?;
+        let filter = self.filter(Op::Update, "documents", &mut buf)?;
         match mqtt.subscribe(&[(filter, QoS::AtLeastOnce)])?[0] {
             Some(_) => Ok(()),
             None => Err(Error::Mqtt(fqp_mqtt::Error::SubscriptionRefused)),

@@ -115,9 +115,9 @@ impl<'a> Shadow<'a> {
         }
     }
 
-    /// The filter of every answer to this shadow's requests, and its deltas and documents.
-    pub fn answers<'b>(&self, buf: &'b mut [u8]) -> Result<&'b str, Error> {
-        self.write(&["+", "+"], buf)
+    /// A filter under this shadow: `<shadow>/<op>/<last>` (`last` may be `+`).
+    pub fn filter<'b>(&self, op: Op, last: &str, buf: &'b mut [u8]) -> Result<&'b str, Error> {
+        self.write(&[op.word(), last], buf)
     }
 
     /// The shadow, request and answer a topic is about, if it is a shadow topic.
@@ -182,8 +182,8 @@ mod tests {
             Some((lamp, Op::Update, Some(Answer::Delta)))
         );
         assert_eq!(
-            lamp.answers(&mut buf).unwrap(),
-            "$aws/things/lamp/shadow/+/+"
+            lamp.filter(Op::Get, "+", &mut buf).unwrap(),
+            "$aws/things/lamp/shadow/get/+"
         );
         for other in [
             "$aws/things/lamp/shadow/get/delta",

@@ -64,32 +64,9 @@ const TLS_STACK_WORDS: usize = 8 * 1024;
 /// Longest a test body may take in the crypto task (below the groups' test timeouts).
 const CRYPTO_WAIT_MS: u32 = 25_000;
 
-static DONE: fqp_kernel::semaphore::Semaphore = fqp_kernel::semaphore::Semaphore::binary();
-static RESULT: fqp_kernel::mutex::Mutex<Option<TestResult>> = fqp_kernel::mutex::Mutex::new(None);
-
-/// Runs `body` in a helper task with a stack of `words` (big enough for its cryptography),
-/// and returns its result.
+/// Runs `body` in the crypto task, with a stack of `words`.
 fn with_crypto_stack(words: usize, body: fn() -> TestResult) -> TestResult {
-    let _ = DONE.try_take();
-    fqp_testkit::spawn("crypto", fqp_testkit::TEST_PRIORITY - 1, words, move || {
-        let r = body();
-        // What the body needed: the figure a port sizes its own crypto task by.
-        if let Ok(free) = fqp_kernel::task::stack_high_water(fqp_kernel::task::current()) {
-            fqp_testkit::metric("crypto_stack_used", (words - free) * 4, "B");
-        }
-        *RESULT.lock() = Some(r);
-        let _ = DONE.give();
-    })
-    .map_err(|e| fqp_testkit::fail!("cannot start the crypto task: {:?}", e))?;
-    check!(
-        DONE.take(fqp_kernel::Timeout::ms(CRYPTO_WAIT_MS)).is_ok(),
-        "the crypto task did not finish within {} ms",
-        CRYPTO_WAIT_MS
-    );
-    RESULT
-        .lock()
-        .take()
-        .unwrap_or_else(|| Err(fqp_testkit::fail!("the crypto task left no result")))
+    fqp_testkit::with_stack("crypto", words, CRYPTO_WAIT_MS, body)
 }
 
 group!(pub KEYSTORE, "keystore", [

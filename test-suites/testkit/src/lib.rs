@@ -222,6 +222,49 @@ pub fn spawn(
     Ok(id)
 }
 
+static BIG_DONE: fqp_kernel::semaphore::Semaphore = fqp_kernel::semaphore::Semaphore::binary();
+static BIG_RESULT: fqp_kernel::mutex::Mutex<Option<TestResult>> =
+    fqp_kernel::mutex::Mutex::new(None);
+
+/// Runs `body` in a helper task named `name` with a stack of `words` words (for a test whose
+/// work — cryptography, a protocol's buffers — needs more than the test runner's own stack,
+/// which a port with little RAM keeps small), waiting up to `wait_ms`; returns its result.
+/// What the body used of the stack is reported as the metric `<name>_stack_used` (bytes): the
+/// figure a port sizes its own task by.
+pub fn with_stack(
+    name: &'static str,
+    words: usize,
+    wait_ms: u32,
+    body: fn() -> TestResult,
+) -> TestResult {
+    let _ = BIG_DONE.try_take();
+    spawn(name, TEST_PRIORITY - 1, words, move || {
+        let r = body();
+        if let Ok(free) = task::stack_high_water(task::current()) {
+            let mut metric_name = [0u8; 48];
+            let n = name.len().min(37);
+            metric_name[..n].copy_from_slice(&name.as_bytes()[..n]);
+            metric_name[n..n + 11].copy_from_slice(b"_stack_used");
+            if let Ok(m) = core::str::from_utf8(&metric_name[..n + 11]) {
+                metric(m, (words - free) * 4, "B");
+            }
+        }
+        *BIG_RESULT.lock() = Some(r);
+        let _ = BIG_DONE.give();
+    })
+    .map_err(|e| fail!("cannot start the {} task: {:?}", name, e))?;
+    check!(
+        BIG_DONE.take(fqp_kernel::Timeout::ms(wait_ms)).is_ok(),
+        "the {} task did not finish within {} ms",
+        name,
+        wait_ms
+    );
+    BIG_RESULT
+        .lock()
+        .take()
+        .unwrap_or_else(|| Err(fail!("the {} task left no result", name)))
+}
+
 /// Heap statistics of the port, if it has a heap.
 pub fn heap_stats() -> Option<fqp_kernel::heap::HeapStats> {
     board().heap_stats()

@@ -29,15 +29,16 @@ pub(super) fn start_lab(
     .map_err(|e| lab_problem(e.to_string()))?;
     let lab = match m.lab_host().filter(|_| !opts.bench) {
         Some(host) => Some(Arc::new(
-            Lab::start(
-                &host,
-                m.flash.is_emulated(),
-                &opts.broker,
-                opts.broker_ca.as_deref(),
-                out,
-                &pki,
+            Lab::start(&fqp_lab::Setup {
+                host: &host,
+                emulated: m.flash.is_emulated(),
+                broker: &opts.broker,
+                broker_ca: opts.broker_ca.as_deref(),
+                dir: out,
+                pki: &pki,
                 pki_dir,
-            )
+                ids,
+            })
             .map_err(|e| lab_problem(e.to_string()))?,
         )),
         None => None,
@@ -97,7 +98,7 @@ pub(super) fn lab_actions(
             "verify-signature" => fqp_lab::verify_signature(fields).map(|()| vec![]),
             "issue-certificate" => fqp_lab::issue_certificate(&pki, fields),
             other => match &lab {
-                Some(l) => l.act(other, fields).map(|()| vec![]),
+                Some(l) => l.act(other, fields),
                 None => Err(fqp_lab::LabError::NoServices(other.to_string())),
             },
         },

@@ -49,6 +49,8 @@ pub(super) struct Ctx<'a> {
 pub(super) struct LabAccess<'a> {
     settings: &'a [(String, String)],
     actions: Option<crate::session::Actions>,
+    /// The lab's services, for what each device gets of its own (its thing in the cloud).
+    services: Option<Arc<Lab>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -131,7 +133,12 @@ impl<'a> Ctx<'a> {
             }
             Err(e) => return Err(e.into()),
         };
-        for (key, value) in self.lab.settings {
+        let own = self
+            .lab
+            .services
+            .as_ref()
+            .map(|l| l.device_settings(&self.spec.id));
+        for (key, value) in self.lab.settings.iter().chain(own.iter().flatten()) {
             session.set(key, value.as_bytes(), Duration::from_secs(2))?;
         }
         session.actions = self.lab.actions.clone();
@@ -201,6 +208,7 @@ pub(super) fn run_tests(
     let access = LabAccess {
         settings: &settings[..],
         actions: Some(lab_actions(run_lab.lab.clone(), run_lab.pki.clone())),
+        services: run_lab.lab.clone(),
     };
     let mut first = Ctx::new(
         m,

@@ -1,0 +1,200 @@
+//! The local IoT cloud a run's devices qualify against: `fqp-cloud`'s services and MQTT
+//! endpoint, its state in the run's output directory (`cloud.redb`, fresh for each run), a
+//! thing registered for each device (`fqp-device-<id>`) and one no device is
+//! (`fqp-neighbour`, whose shadow the authorization tests must not reach). A device is
+//! provisioned with the endpoint's addresses (`cloud`: plain, with a token per thing;
+//! `cloud_tls`: mutual TLS, the server's certificate from the lab PKI) and, each its own,
+//! `thing` and `cloud_token`. Tests ask the cloud's operator side for what a console would
+//! do (`cloud-*` actions).
+
+use crate::{field, hex_field, LabError};
+use fqp_cloud::endpoint::{Settings, Tls};
+use fqp_cloud::{Cloud, Endpoint};
+use std::path::Path;
+use std::sync::Arc;
+
+/// The thing no device is: its shadow exists, for the authorization tests to be refused.
+pub const NEIGHBOUR: &str = "fqp-neighbour";
+
+/// The thing of device `id` (the characters a thing name may not hold become `-`).
+pub fn thing_of(id: &str) -> String {
+    let clean: String = id
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | ':' | '_' | '-' => c,
+            _ => '-',
+        })
+        .collect();
+    format!("fqp-device-{clean}")
+}
+
+/// The cloud of a run.
+pub(crate) struct CloudLab {
+    endpoint: Endpoint,
+}
+
+fn cloud_error(e: impl std::fmt::Display) -> LabError {
+    LabError::Broker {
+        problem: format!("the lab's cloud: {e}"),
+        fix: "check the run's output directory (--out): the cloud keeps its state there".into(),
+    }
+}
+
+impl CloudLab {
+    /// Starts the cloud for devices `ids`, listening on `bind` (an address of this machine),
+    /// reached by devices at `host`; adds its settings.
+    pub(crate) fn start(
+        host: &str,
+        bind: &str,
+        dir: &Path,
+        pki: &crate::Pki,
+        ids: &[String],
+        settings: &mut Vec<(String, String)>,
+    ) -> Result<CloudLab, LabError> {
+        let db = dir.join("cloud.redb");
+        match std::fs::remove_file(&db) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(LabError::file(&db)(e))
+            }
+            _ => {}
+        }
+        let cloud = Arc::new(Cloud::open(&db).map_err(cloud_error)?);
+        for id in ids {
+            cloud
+                .registry()
+                .put_thing(&thing_of(id), None)
+                .map_err(cloud_error)?;
+        }
+        cloud
+            .registry()
+            .put_thing(NEIGHBOUR, None)
+            .map_err(cloud_error)?;
+        let neighbour = format!("$aws/things/{NEIGHBOUR}/shadow/update");
+        cloud
+            .request(&neighbour, br#"{"state":{"reported":{"secret":42}}}"#, 0)
+            .map_err(cloud_error)?;
+        let mut secret = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+            .map_err(|_| cloud_error("no random numbers for the cloud's secret"))?;
+        let tls = Tls {
+            chain: vec![pki.server.der.clone()],
+            key: pki.server.key_der.clone(),
+            client_cas: vec![pki.root_der.clone()],
+        };
+        let endpoint = Endpoint::start(
+            cloud,
+            Settings {
+                bind: bind.parse().map_err(cloud_error)?,
+                port: 0,
+                tls: Some((tls, 0)),
+                secret: secret.to_vec(),
+            },
+        )
+        .map_err(cloud_error)?;
+        settings.push(("cloud".into(), format!("{host}:{}", endpoint.plain.port())));
+        if let Some(tls) = endpoint.tls {
+            settings.push(("cloud_tls".into(), format!("{host}:{}", tls.port())));
+        }
+        Ok(CloudLab { endpoint })
+    }
+
+    /// What device `id` alone is given: its thing and that thing's token.
+    pub(crate) fn device_settings(&self, id: &str) -> Vec<(String, String)> {
+        let thing = thing_of(id);
+        vec![
+            ("cloud_token".into(), self.endpoint.token(&thing)),
+            ("thing".into(), thing),
+        ]
+    }
+
+    /// Carries out a `cloud-*` action; `None` for another action.
+    pub(crate) fn act(
+        &self,
+        action: &str,
+        fields: &[(String, String)],
+    ) -> Option<Result<Vec<(String, String)>, LabError>> {
+        let thing = || field(fields, "thing");
+        let done = |r: Result<(), LabError>| r.map(|()| Vec::new());
+        Some(match action {
+            "cloud-hold" => done(thing().map(|t| self.endpoint.hold(t))),
+            "cloud-release" => done(thing().map(|t| self.endpoint.release(t))),
+            "cloud-shadow-update" => done(self.shadow_update(fields)),
+            "cloud-shadow-get" => self.shadow_get(fields),
+            "cloud-traffic" => thing().map(|t| self.traffic(t)),
+            "cloud-attach-certificate" => done(self.attach(fields)),
+            _ => return None,
+        })
+    }
+
+    /// `$aws/things/<thing>/shadow[/name/<name>]/<op>`.
+    fn shadow_topic(fields: &[(String, String)], op: &str) -> Result<String, LabError> {
+        let thing = field(fields, "thing")?;
+        Ok(match field(fields, "name") {
+            Ok(n) => format!("$aws/things/{thing}/shadow/name/{n}/{op}"),
+            Err(_) => format!("$aws/things/{thing}/shadow/{op}"),
+        })
+    }
+
+    /// `cloud-shadow-update` (`thing`, `name` for a named shadow, `body`: the update
+    /// document): the operator changes a shadow, and the device hears what that causes.
+    fn shadow_update(&self, fields: &[(String, String)]) -> Result<(), LabError> {
+        let topic = Self::shadow_topic(fields, "update")?;
+        let answer = self
+            .endpoint
+            .operate(&topic, field(fields, "body")?.as_bytes())
+            .map_err(cloud_error)?;
+        match answer.first() {
+            Some(m) if m.topic.ends_with("/accepted") => Ok(()),
+            Some(m) => Err(LabError::Refuted(format!(
+                "the cloud refused the operator's update: {}",
+                m.payload
+            ))),
+            None => Err(LabError::Refuted("the cloud did not answer".into())),
+        }
+    }
+
+    /// `cloud-shadow-get` (`thing`, `name`): the shadow as the cloud holds it, answered as the
+    /// setting `shadow_document` (`{}` when there is none).
+    fn shadow_get(&self, fields: &[(String, String)]) -> Result<Vec<(String, String)>, LabError> {
+        let topic = Self::shadow_topic(fields, "get")?;
+        let answer = self
+            .endpoint
+            .cloud()
+            .request(&topic, b"{}", 0)
+            .map_err(cloud_error)?;
+        let doc = answer
+            .first()
+            .filter(|m| m.topic.ends_with("/accepted"))
+            .map_or_else(|| "{}".to_string(), |m| m.payload.to_string());
+        Ok(vec![("shadow_document".into(), doc)])
+    }
+
+    /// `cloud-traffic` (`thing`): what the endpoint saw of the thing, as settings
+    /// `traffic_<figure>`.
+    fn traffic(&self, thing: &str) -> Vec<(String, String)> {
+        let t = self.endpoint.traffic(thing);
+        [
+            ("connections", t.connections),
+            ("refused", t.refused),
+            ("bytes_in", t.bytes_in),
+            ("bytes_out", t.bytes_out),
+            ("messages_in", t.messages_in),
+            ("messages_out", t.messages_out),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("traffic_{k}"), v.to_string()))
+        .collect()
+    }
+
+    /// `cloud-attach-certificate` (`thing`, `cert`: DER, hex): the certificate becomes the
+    /// thing's, so a mutual-TLS connection presenting it is that thing.
+    fn attach(&self, fields: &[(String, String)]) -> Result<(), LabError> {
+        let der = hex_field(fields, "cert")?;
+        let fingerprint = hex::encode(ring::digest::digest(&ring::digest::SHA256, &der));
+        self.endpoint
+            .cloud()
+            .registry()
+            .put_thing(field(fields, "thing")?, Some(&fingerprint))
+            .map_err(cloud_error)
+    }
+}
