@@ -69,7 +69,7 @@ fn reference_port_qualifies() {
         o.results["qualification"]
     );
     assert!(o.stdout.contains(
-        "QUALIFIED for capabilities [kernel, test-irq, heap, heap-regions, network, keystore, storage]"
+        "QUALIFIED for capabilities [kernel, test-irq, heap, heap-regions, network, keystore, storage, cloud]"
     ));
     // The certification report loads in a browser and leads with the verdict.
     let dom = o.rendered_report();
@@ -111,8 +111,8 @@ fn a_missing_capability_skips_its_tests_and_qualifies_the_smaller_set() {
     let dir = port_declaring(
         "reference-port",
         "no-irq-port",
-        "capabilities = [\"kernel\", \"test-irq\", \"heap\", \"heap-regions\", \"network\", \"keystore\", \"storage\"]",
-        "capabilities = [\"kernel\", \"heap\", \"heap-regions\", \"network\", \"keystore\", \"storage\"]",
+        "capabilities = [\"kernel\", \"test-irq\", \"heap\", \"heap-regions\", \"network\", \"keystore\", \"storage\", \"cloud\"]",
+        "capabilities = [\"kernel\", \"heap\", \"heap-regions\", \"network\", \"keystore\", \"storage\", \"cloud\"]",
     );
     let o = qualify(&dir, "no-irq", &[]);
     assert_eq!(o.code, 0, "{}", o.explain());
@@ -144,7 +144,8 @@ fn a_missing_capability_skips_its_tests_and_qualifies_the_smaller_set() {
             "heap-regions",
             "network",
             "keystore",
-            "storage"
+            "storage",
+            "cloud"
         ])
     );
 }
@@ -224,7 +225,7 @@ fn list_shows_tests_with_their_requirements() {
     );
     assert_eq!(
         *lines.last().unwrap(),
-        "10 tests in 2 groups; 10 run on mps2-an385 (capabilities: kernel, test-irq, heap, heap-regions, network, keystore, storage)"
+        "10 tests in 2 groups; 10 run on mps2-an385 (capabilities: kernel, test-irq, heap, heap-regions, network, keystore, storage, cloud)"
     );
 }
 
@@ -245,7 +246,7 @@ fn the_m4f_board_qualifies_keeping_every_tasks_fp_registers() {
     assert_eq!(fpu.len(), 3, "{fpu:?}");
     assert!(fpu.iter().all(|t| t["status"] == "passed"), "{fpu:?}");
     assert!(o.stdout.contains(
-        "QUALIFIED for capabilities [kernel, test-irq, heap, heap-regions, network, keystore, storage, fpu]"
+        "QUALIFIED for capabilities [kernel, test-irq, heap, heap-regions, network, keystore, storage, cloud, fpu]"
     ), "{}", o.stdout);
 }
 
@@ -259,7 +260,7 @@ fn qualifies_with_the_full_suites(dir: &str, port: &str) -> Outcome {
     assert!(tests.len() >= 148, "{}", tests.len());
     assert!(tests.iter().all(|t| t["status"] == "passed"));
     assert!(o.stdout.contains(
-        "QUALIFIED for capabilities [kernel, test-irq, heap, heap-regions, network, keystore, storage]"
+        "QUALIFIED for capabilities [kernel, test-irq, heap, heap-regions, network, keystore, storage, cloud]"
     ), "{}", o.stdout);
     o
 }
@@ -324,8 +325,8 @@ fn a_hard_float_port_without_the_fpu_capability_is_refused() {
     let dir = port_declaring(
         "reference-port/m4f",
         "m4f-undeclared",
-        "\"storage\", \"fpu\"]",
-        "\"storage\"]",
+        "\"cloud\", \"fpu\"]",
+        "\"cloud\"]",
     );
     let o = qualify(&dir, "m4f-undeclared-run", &[]);
     assert_eq!(o.code, 2, "{}", o.explain());
