@@ -1,6 +1,6 @@
-//! The device's shadow library (fqp-shadow over fqp-mqtt, as the firmware uses them) against
-//! the cloud's endpoint on the host: every document it writes is one the cloud takes, every
-//! answer the cloud gives is one it reads.
+//! The device's cloud libraries (fqp-shadow and fqp-jobs over fqp-mqtt, as the firmware uses
+//! them) against the cloud's endpoint on the host: every document they write is one the cloud
+//! takes, every answer the cloud gives is one they read.
 
 use fqp_cloud::endpoint::{token, Settings};
 use fqp_cloud::{Cloud, Endpoint};
@@ -185,4 +185,91 @@ fn the_shadow_library_round_trips_with_the_cloud() {
             "{gone:?}"
         );
     });
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Order<'a> {
+    #[serde(borrow)]
+    operation: &'a str,
+}
+
+#[test]
+fn the_jobs_library_drives_executions_in_the_cloud() {
+    use fqp_jobs::{doc as jdoc, Jobs, Request, Status};
+    let lab = lab("jobs");
+    let cloud = lab.endpoint.cloud();
+    for (id, op) in [("j1", "blink"), ("j2", "reboot")] {
+        let job = fqp_cloud::jobs::NewJob {
+            id,
+            document: serde_json::json!({ "operation": op }),
+            things: vec!["lamp"],
+            ..Default::default()
+        };
+        cloud.jobs().create(&job, 1).unwrap();
+    }
+    as_lamp(&lab, |c, mailbox| {
+        let jobs = Jobs::new("lamp");
+        jobs.subscribe(c).unwrap();
+        let mut body = [0u8; 256];
+        let n = jdoc::start_next(&mut body, None::<&()>, "s1").unwrap();
+        let (id, version, op) = jobs
+            .request(c, mailbox, Request::StartNext, &body[..n], 5_000, |p| {
+                let e = jdoc::execution::<Order<'_>, fqp_jobs::Ignored>(p)
+                    .unwrap()
+                    .unwrap();
+                (
+                    e.job_id.to_string(),
+                    e.version,
+                    e.document.unwrap().operation.to_string(),
+                )
+            })
+            .unwrap();
+        assert_eq!((id.as_str(), op.as_str()), ("j1", "blink"));
+        let n = jdoc::update(
+            &mut body,
+            Status::Succeeded,
+            Some(version + 1),
+            None::<&()>,
+            "u1",
+        )
+        .unwrap();
+        let stale = jobs.request(c, mailbox, Request::Update("j1"), &body[..n], 5_000, |_| ());
+        match stale {
+            Err(fqp_jobs::Error::Rejected(r)) => {
+                assert_eq!(r.code, fqp_jobs::Code::VersionMismatch)
+            }
+            other => panic!("{other:?}"),
+        }
+        let n = jdoc::update(
+            &mut body,
+            Status::Succeeded,
+            Some(version),
+            None::<&()>,
+            "u2",
+        )
+        .unwrap();
+        let state = jobs
+            .request(c, mailbox, Request::Update("j1"), &body[..n], 5_000, |p| {
+                jdoc::state::<fqp_jobs::Ignored>(p).map(|s| (s.status, s.version))
+            })
+            .unwrap()
+            .unwrap();
+        assert_eq!(state, (Status::Succeeded, version + 1));
+        let n = jdoc::request(&mut body, "l1").unwrap();
+        let queued = jobs
+            .request(c, mailbox, Request::List, &body[..n], 5_000, |p| {
+                let l = jdoc::pending::<4>(p).unwrap();
+                (
+                    l.in_progress.len(),
+                    l.queued
+                        .iter()
+                        .map(|s| s.job_id.to_string())
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .unwrap();
+        assert_eq!(queued, (0, vec!["j2".to_string()]));
+    });
+    let e = cloud.jobs().execution("lamp", "j1").unwrap().unwrap();
+    assert_eq!(e["status"], "SUCCEEDED");
 }

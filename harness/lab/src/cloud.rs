@@ -122,8 +122,94 @@ impl CloudLab {
             "cloud-shadow-get" => self.shadow_get(fields),
             "cloud-traffic" => thing().map(|t| self.traffic(t)),
             "cloud-attach-certificate" => done(self.attach(fields)),
+            "cloud-job-create" => done(self.create_job(fields)),
+            "cloud-job-cancel" => done(self.cancel_job(fields)),
+            "cloud-jobs-clear" => done(thing().and_then(|t| self.clear_jobs(t))),
+            "cloud-group-join" => done(self.join_group(fields)),
+            "cloud-job-execution" => self.job_execution(fields),
             _ => return None,
         })
+    }
+
+    /// Publishes what an operator's change to jobs caused (notify, notify-next).
+    fn jobs_changed(
+        &self,
+        r: Result<Vec<fqp_cloud::shadow::Message>, fqp_cloud::jobs::JobsError>,
+    ) -> Result<(), LabError> {
+        let messages = r.map_err(|e| LabError::Refuted(format!("the cloud's jobs: {e}")))?;
+        self.endpoint.publish(&messages);
+        Ok(())
+    }
+
+    /// `cloud-job-create` (`job`: its id; `document`: JSON, `{}` if absent; `thing` and/or `group`:
+    /// its target; `continuous=1`: also things joining the group later; `timeout`: seconds an
+    /// execution may stay IN_PROGRESS).
+    fn create_job(&self, fields: &[(String, String)]) -> Result<(), LabError> {
+        let optional = |k: &str| field(fields, k).ok();
+        let bad = |k: &str, why: String| LabError::Field {
+            field: k.into(),
+            problem: why,
+        };
+        let document = match optional("document") {
+            Some(d) => serde_json::from_str(d).map_err(|e| bad("document", e.to_string()))?,
+            None => serde_json::json!({}),
+        };
+        let timeout = optional("timeout")
+            .map(|t| t.parse::<u64>().map_err(|e| bad("timeout", e.to_string())))
+            .transpose()?;
+        let job = fqp_cloud::jobs::NewJob {
+            id: field(fields, "job")?,
+            document,
+            things: optional("thing").into_iter().collect(),
+            groups: optional("group").into_iter().collect(),
+            continuous: optional("continuous") == Some("1"),
+            in_progress_timeout_s: timeout,
+        };
+        let cloud = self.endpoint.cloud();
+        self.jobs_changed(cloud.jobs().create(&job, fqp_cloud::endpoint::now()))
+    }
+
+    /// `cloud-job-cancel` (`job`): its pending executions become CANCELED.
+    fn cancel_job(&self, fields: &[(String, String)]) -> Result<(), LabError> {
+        let jobs = self.endpoint.cloud().jobs();
+        self.jobs_changed(jobs.cancel(field(fields, "job")?, fqp_cloud::endpoint::now()))
+    }
+
+    /// `cloud-jobs-clear` (`thing`): the thing's pending executions are canceled, so that a
+    /// test starts with an empty queue.
+    fn clear_jobs(&self, thing: &str) -> Result<(), LabError> {
+        let jobs = self.endpoint.cloud().jobs();
+        self.jobs_changed(jobs.cancel_pending_of(thing, fqp_cloud::endpoint::now()))
+    }
+
+    /// `cloud-group-join` (`group`, made if new; `thing`): the thing joins the group, and
+    /// the group's continuous jobs reach it.
+    fn join_group(&self, fields: &[(String, String)]) -> Result<(), LabError> {
+        let (group, thing) = (field(fields, "group")?, field(fields, "thing")?);
+        let cloud = self.endpoint.cloud();
+        match cloud.registry().create_group(group, None) {
+            Ok(()) | Err(fqp_cloud::registry::RegistryError::GroupExists(_)) => {}
+            Err(e) => return Err(cloud_error(e)),
+        }
+        self.jobs_changed(
+            cloud
+                .jobs()
+                .join_group(group, thing, fqp_cloud::endpoint::now()),
+        )
+    }
+
+    /// `cloud-job-execution` (`job`, `thing`): the execution as the operator sees it, answered
+    /// as the setting `execution` (JSON; `{}` if there is none).
+    fn job_execution(
+        &self,
+        fields: &[(String, String)],
+    ) -> Result<Vec<(String, String)>, LabError> {
+        let jobs = self.endpoint.cloud().jobs();
+        let e = jobs
+            .execution(field(fields, "thing")?, field(fields, "job")?)
+            .map_err(cloud_error)?;
+        let text = e.map_or_else(|| "{}".to_string(), |v| v.to_string());
+        Ok(vec![("execution".into(), text)])
     }
 
     /// `$aws/things/<thing>/shadow[/name/<name>]/<op>`.

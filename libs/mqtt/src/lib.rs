@@ -267,6 +267,27 @@ impl<'b, T: Transport, H: FnMut(&Message<'_>)> Client<'b, T, H> {
         }
     }
 
+    /// Polls until `f` takes a message from `mailbox` (where this client's handler leaves
+    /// them), up to `timeout_ms`: what `f` returned, or `None` when the time is up.
+    pub fn wait_for<R, const N: usize, const B: usize>(
+        &mut self,
+        mailbox: &Mailbox<N, B>,
+        timeout_ms: u32,
+        mut f: impl FnMut(&str, &[u8]) -> Option<R>,
+    ) -> Result<Option<R>, Error> {
+        let start = (self.clock)();
+        loop {
+            if let Some(r) = mailbox.take(&mut f) {
+                return Ok(Some(r));
+            }
+            let waited = (self.clock)().saturating_sub(start);
+            if waited >= u64::from(timeout_ms) {
+                return Ok(None);
+            }
+            self.poll((u64::from(timeout_ms) - waited).min(100) as u32)?;
+        }
+    }
+
     /// Reads and handles packets until one satisfies `want` (returned) or `timeout_ms`
     /// passes (a transport timeout). Sends pings as keep-alive requires.
     fn wait(&mut self, timeout_ms: u32, want: impl Fn(&Seen) -> bool) -> Result<Seen, Error> {

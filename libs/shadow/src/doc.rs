@@ -4,6 +4,7 @@
 //! are skipped (a document's `metadata`, its timestamps).
 
 use crate::Error;
+use fqp_iot::Text;
 use serde::{Deserialize, Serialize};
 
 /// A request's body: the sections to change (`null` deletes a key, `None` leaves the
@@ -61,8 +62,6 @@ pub fn request(buf: &mut [u8], token: &str) -> Result<usize, Error> {
 
 #[derive(Deserialize)]
 struct Common<'a> {
-    #[serde(rename = "clientToken", borrow, default)]
-    client_token: Option<&'a str>,
     #[serde(default)]
     version: Option<u64>,
     #[serde(default)]
@@ -78,9 +77,7 @@ fn common(payload: &[u8]) -> Option<Common<'_>> {
 }
 
 /// The `clientToken` of an answer, if it has one (and it has no escapes).
-pub fn client_token(payload: &[u8]) -> Option<&str> {
-    common(payload)?.client_token
-}
+pub use fqp_iot::client_token;
 
 /// The `version` of an answer or a delta.
 pub fn version(payload: &[u8]) -> Option<u64> {
@@ -91,13 +88,12 @@ pub fn version(payload: &[u8]) -> Option<u64> {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Rejection {
     pub code: u16,
-    len: u8,
-    text: [u8; 96],
+    text: Text<96>,
 }
 
 impl Rejection {
     pub fn message(&self) -> &str {
-        core::str::from_utf8(&self.text[..self.len as usize]).unwrap_or("")
+        self.text.as_str()
     }
 }
 
@@ -110,18 +106,9 @@ impl core::fmt::Debug for Rejection {
 /// Reads a rejection; `None` if the payload is not one.
 pub fn rejection(payload: &[u8]) -> Option<Rejection> {
     let c = common(payload)?;
-    let message = c.message.unwrap_or("");
-    // Cut at a character boundary.
-    let mut n = message.len().min(96);
-    while !message.is_char_boundary(n) {
-        n -= 1;
-    }
-    let mut text = [0u8; 96];
-    text[..n].copy_from_slice(&message.as_bytes()[..n]);
     Some(Rejection {
         code: c.code?,
-        len: n as u8,
-        text,
+        text: Text::new(c.message.unwrap_or("")),
     })
 }
 

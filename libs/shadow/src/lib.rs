@@ -44,6 +44,12 @@ impl From<fqp_mqtt::Error> for Error {
     }
 }
 
+impl From<fqp_iot::TooLong> for Error {
+    fn from(_: fqp_iot::TooLong) -> Self {
+        Error::TooLong
+    }
+}
+
 impl Shadow<'_> {
     /// Subscribes (QoS 1) to the answers of this shadow's requests and to its deltas: what
     /// [`Self::request`] and a device that follows its desired state need. Documents
@@ -99,33 +105,24 @@ impl Shadow<'_> {
         T: Transport,
         H: FnMut(&Message<'_>),
     {
-        let token = doc::client_token(body);
+        let token = fqp_iot::client_token(body);
         let mut buf = [0u8; MAX_TOPIC];
         let topic = self.topic(op, None, &mut buf)?;
         mqtt.publish(topic, body, QoS::AtMostOnce, false)?;
-        let start = mqtt.now_ms();
-        loop {
-            let answer = mailbox.take(|topic, payload| {
-                let (shadow, o, answer) = Shadow::parse(topic)?;
-                let ours = shadow == *self && o == op && doc::client_token(payload) == token;
-                match answer? {
-                    Answer::Accepted if ours => Some(Ok(accepted(payload))),
-                    Answer::Rejected if ours => Some(Err(match doc::rejection(payload) {
-                        Some(r) => Error::Rejected(r),
-                        None => Error::BadAnswer,
-                    })),
-                    _ => None,
-                }
-            });
-            if let Some(a) = answer {
-                return a;
+        let answer = mqtt.wait_for(mailbox, timeout_ms, |topic, payload| {
+            let (shadow, o, answer) = Shadow::parse(topic)?;
+            if shadow != *self || o != op || fqp_iot::client_token(payload) != token {
+                return None;
             }
-            let waited = mqtt.now_ms().saturating_sub(start);
-            if waited >= u64::from(timeout_ms) {
-                return Err(Error::Timeout);
+            match answer? {
+                Answer::Accepted => Some(Ok(accepted(payload))),
+                Answer::Rejected => Some(Err(
+                    doc::rejection(payload).map_or(Error::BadAnswer, Error::Rejected)
+                )),
+                _ => None,
             }
-            mqtt.poll((u64::from(timeout_ms) - waited).min(100) as u32)?;
-        }
+        })?;
+        answer.unwrap_or(Err(Error::Timeout))
     }
 
     /// Takes the oldest message of `kind` (a delta or a documents message) for this shadow

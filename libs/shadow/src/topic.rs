@@ -53,24 +53,6 @@ pub struct Shadow<'a> {
     pub name: Option<&'a str>,
 }
 
-/// Writes pieces into a buffer.
-struct Cursor<'b> {
-    buf: &'b mut [u8],
-    at: usize,
-}
-
-impl Cursor<'_> {
-    fn put(&mut self, s: &str) -> Result<(), Error> {
-        let end = self.at + s.len();
-        self.buf
-            .get_mut(self.at..end)
-            .ok_or(Error::TooLong)?
-            .copy_from_slice(s.as_bytes());
-        self.at = end;
-        Ok(())
-    }
-}
-
 impl<'a> Shadow<'a> {
     pub const fn classic(thing: &'a str) -> Self {
         Shadow { thing, name: None }
@@ -85,21 +67,18 @@ impl<'a> Shadow<'a> {
 
     /// Writes `$aws/things/<t>/shadow[/name/<n>]` then each of `rest` after a `/`.
     fn write<'b>(&self, rest: &[&str], buf: &'b mut [u8]) -> Result<&'b str, Error> {
-        let mut c = Cursor { buf, at: 0 };
-        c.put("$aws/things/")?;
-        c.put(self.thing)?;
-        c.put("/shadow")?;
-        if let Some(n) = self.name {
-            c.put("/name/")?;
-            c.put(n)?;
+        let mut parts = ["shadow", "", "", "", ""];
+        let mut n = 1;
+        if let Some(name) = self.name {
+            parts[1] = "name";
+            parts[2] = name;
+            n = 3;
         }
-        for r in rest {
-            c.put("/")?;
-            c.put(r)?;
+        for r in rest.iter().take(parts.len() - n) {
+            parts[n] = r;
+            n += 1;
         }
-        let at = c.at;
-        // Every piece written is a &str.
-        core::str::from_utf8(&buf[..at]).map_err(|_| Error::TooLong)
+        Ok(fqp_iot::thing_topic(self.thing, &parts[..n], buf)?)
     }
 
     /// The topic of `op`, or of one of its answers.
@@ -122,8 +101,8 @@ impl<'a> Shadow<'a> {
 
     /// The shadow, request and answer a topic is about, if it is a shadow topic.
     pub fn parse(topic: &'a str) -> Option<(Shadow<'a>, Op, Option<Answer>)> {
-        let rest = topic.strip_prefix("$aws/things/")?;
-        let (thing, rest) = rest.split_once("/shadow")?;
+        let (thing, rest) = fqp_iot::split_thing_topic(topic)?;
+        let rest = rest.strip_prefix("shadow")?;
         let (name, rest) = match rest.strip_prefix("/name/") {
             Some(named) => {
                 let (n, r) = named.split_once('/')?;
@@ -131,7 +110,7 @@ impl<'a> Shadow<'a> {
             }
             None => (None, rest.strip_prefix('/')?),
         };
-        if thing.is_empty() || thing.contains('/') || name == Some("") {
+        if name == Some("") {
             return None;
         }
         let (op, answer) = match rest.split_once('/') {

@@ -4,7 +4,7 @@
 //! shadow holds a secret) and must be refused — a subscription with SUBACK 0x80, a publish by
 //! the connection's end — and the host confirms that nothing of the neighbour's changed.
 
-use crate::{ask_cloud, client, connect_as, in_cloud_task, setting, Identity, Inbox};
+use crate::{ask_cloud, client, connect_as, in_cloud_task, setting, Identity, Inbox, NEIGHBOUR};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
@@ -21,9 +21,6 @@ group!(pub AUTHORIZATION, "authorization", [
     another_things_client_id_is_refused => 30_000,
     a_wrong_token_is_refused => 30_000,
 ]);
-
-/// The thing no device is (the host keeps it, with a shadow).
-const NEIGHBOUR: &str = "fqp-neighbour";
 
 /// Whether the cloud refuses a subscription to `filter`.
 fn subscription_refused<H: FnMut(&Message<'_>)>(

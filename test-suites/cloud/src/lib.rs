@@ -1,4 +1,4 @@
-//! Cloud qualification: the device's cloud libraries against the local IoT cloud the harness
+//! Cloud qualification: the device's cloud libraries (fqp-shadow, fqp-jobs) against the local IoT cloud the harness
 //! runs (`fqp-cloud`, the public AWS IoT contract), over fqp-mqtt and fqp-net.
 //!
 //! The host provisions the cloud's endpoint (`cloud`: plain TCP, a token per thing;
@@ -26,13 +26,15 @@ macro_rules! with_connection {
 }
 
 mod authorization;
+mod jobs;
 mod shadow;
 
 pub use authorization::AUTHORIZATION;
+pub use jobs::JOBS;
 pub use shadow::SHADOW;
 
 /// The suite's groups, in the order the host lists them.
-pub static GROUPS: &[&fqp_testkit::Group] = &[&SHADOW, &AUTHORIZATION];
+pub static GROUPS: &[&fqp_testkit::Group] = &[&SHADOW, &JOBS, &AUTHORIZATION];
 
 use alloc::string::String;
 use fqp_mqtt::{Client, Connect, Mailbox, Message};
@@ -67,6 +69,9 @@ fn setting(key: &str) -> Result<String, Failure> {
         ),
     }
 }
+
+/// The thing no device is (the host keeps it, with a shadow).
+const NEIGHBOUR: &str = "fqp-neighbour";
 
 /// Asks the host's cloud for what a console would do (`cloud-*` actions).
 fn ask_cloud(action: &str, fields: &[(&str, &str)]) -> TestResult {

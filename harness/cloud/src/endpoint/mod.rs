@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{mpsc, watch};
 
 pub use filter::{matches, valid};
+pub use session::now;
 
 /// Most requests one connection may have unanswered (the contract's figure).
 pub const MAX_IN_FLIGHT: usize = 10;
@@ -202,6 +203,20 @@ impl Shared {
     }
 }
 
+/// Once a second, ends the executions past their in-progress timeout (TIMED_OUT) and tells
+/// their things.
+async fn expire_jobs(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let cloud = shared.cloud.clone();
+        let ended = tokio::task::spawn_blocking(move || cloud.jobs().expire(session::now())).await;
+        if let Ok(Ok(messages)) = ended {
+            messages.iter().for_each(|m| shared.publish(m));
+        }
+    }
+}
+
 impl Endpoint {
     /// Starts listening; the endpoint runs on its own threads until dropped.
     pub fn start(cloud: Arc<Cloud>, settings: Settings) -> Result<Endpoint, EndpointError> {
@@ -239,6 +254,7 @@ impl Endpoint {
         let listener = tokio::net::TcpListener::from_std(plain)
             .map_err(|e| EndpointError::Runtime(e.to_string()))?;
         runtime.spawn(session::accept_plain(listener, shared.clone()));
+        runtime.spawn(expire_jobs(shared.clone()));
         let tls = match &settings.tls {
             Some((tls, port)) => {
                 let acceptor = session::acceptor(tls)?;

@@ -299,6 +299,38 @@ impl<'a> Jobs<'a> {
         Ok(out)
     }
 
+    /// Cancels every pending (queued or in-progress) execution of `thing`, as an operator
+    /// clearing a device's queue does.
+    pub fn cancel_pending_of(&self, thing: &str, now: u64) -> Result<Vec<Message>, JobsError> {
+        let _serial = SERIAL.lock();
+        let mut out = Vec::new();
+        for e in self.executions(thing)? {
+            if !e.status.terminal() {
+                out.extend(self.end(e, Status::Canceled, now)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The execution of job `job` on `thing` as the operator sees it: status, version,
+    /// status details, times.
+    pub fn execution(&self, thing: &str, job: &str) -> Result<Option<Value>, StoreError> {
+        let key = format!("{thing}\0{job}");
+        Ok(self
+            .store
+            .get(Table::Executions, &key)?
+            .as_deref()
+            .and_then(Execution::decode)
+            .map(|e| {
+                json!({
+                    "jobId": e.job, "thingName": e.thing, "status": e.status.word(),
+                    "statusDetails": e.status_details, "versionNumber": e.version,
+                    "queuedAt": e.queued_at, "startedAt": e.started_at,
+                    "lastUpdatedAt": e.updated_at,
+                })
+            }))
+    }
+
     /// Executions IN_PROGRESS past their job's timeout become TIMED_OUT; their things are
     /// notified.
     pub fn expire(&self, now: u64) -> Result<Vec<Message>, JobsError> {

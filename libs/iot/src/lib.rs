@@ -1,0 +1,109 @@
+//! # fqp-iot: what the cloud clients share of the IoT contract
+//!
+//! Every service of the contract lives under `$aws/things/<thing>/` and answers requests on
+//! `…/accepted` and `…/rejected`, matching them to requests by the `clientToken` they carry
+//! and explaining refusals in a message. `fqp-shadow`, `fqp-jobs` and the Defender agent
+//! build on these pieces: [`thing_topic`] writes a topic into the caller's buffer,
+//! [`client_token`] reads an answer's token, [`Text`] keeps a short message without a heap.
+
+#![no_std]
+
+use serde::Deserialize;
+
+/// A topic did not fit the buffer given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLong;
+
+/// Writes `$aws/things/<thing>/` followed by `parts` joined with `/` into `buf`.
+pub fn thing_topic<'b>(thing: &str, parts: &[&str], buf: &'b mut [u8]) -> Result<&'b str, TooLong> {
+    let mut at = 0;
+    let mut put = |s: &str| -> Result<(), TooLong> {
+        let end = at + s.len();
+        buf.get_mut(at..end)
+            .ok_or(TooLong)?
+            .copy_from_slice(s.as_bytes());
+        at = end;
+        Ok(())
+    };
+    put("$aws/things/")?;
+    put(thing)?;
+    for p in parts {
+        put("/")?;
+        put(p)?;
+    }
+    // Every piece written is a whole &str.
+    core::str::from_utf8(&buf[..at]).map_err(|_| TooLong)
+}
+
+/// The thing and the rest of a topic under `$aws/things/<thing>/`.
+pub fn split_thing_topic(topic: &str) -> Option<(&str, &str)> {
+    let rest = topic.strip_prefix("$aws/things/")?;
+    let (thing, rest) = rest.split_once('/')?;
+    (!thing.is_empty()).then_some((thing, rest))
+}
+
+#[derive(Deserialize)]
+struct Token<'a> {
+    #[serde(rename = "clientToken", borrow, default)]
+    client_token: Option<&'a str>,
+}
+
+/// The `clientToken` of a JSON document, if it has one (without escapes).
+pub fn client_token(payload: &[u8]) -> Option<&str> {
+    serde_json_core::from_slice::<Token<'_>>(payload)
+        .ok()?
+        .0
+        .client_token
+}
+
+/// Up to `N` bytes of text, cut at a character boundary: a refusal's message, a code.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Text<const N: usize> {
+    len: usize,
+    bytes: [u8; N],
+}
+
+impl<const N: usize> Text<N> {
+    pub fn new(s: &str) -> Self {
+        let mut n = s.len().min(N);
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        let mut bytes = [0u8; N];
+        bytes[..n].copy_from_slice(&s.as_bytes()[..n]);
+        Text { len: n, bytes }
+    }
+
+    pub fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
+    }
+}
+
+impl<const N: usize> core::fmt::Debug for Text<N> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_tokens_and_texts() {
+        let mut buf = [0u8; 64];
+        let t = thing_topic("lamp", &["jobs", "$next", "get"], &mut buf).unwrap();
+        assert_eq!(t, "$aws/things/lamp/jobs/$next/get");
+        assert_eq!(split_thing_topic(t), Some(("lamp", "jobs/$next/get")));
+        assert_eq!(split_thing_topic("$aws/things//x"), None);
+        assert_eq!(thing_topic("lamp", &["x"; 40], &mut buf), Err(TooLong));
+        assert_eq!(
+            client_token(br#"{"a":{"b":[1]},"clientToken":"t7"}"#),
+            Some("t7")
+        );
+        assert_eq!(client_token(br#"{"a":1}"#), None);
+        assert_eq!(client_token(b"{"), None);
+        let t: Text<5> = Text::new("héllo wörld");
+        assert_eq!(t.as_str(), "héll", "cut before the 2-byte é would split");
+    }
+}
