@@ -10,6 +10,8 @@
 //!   B-trees, each commit durable before it is acknowledged): a cloud stopped or killed
 //!   loses nothing it answered. redb rather than SQLite: pure Rust (no C compiler, a build of
 //!   seconds on two cores), and the state is a few keyed documents, not relational data.
+//! - [`defender`]: Device Defender: metrics reports checked and kept, security profiles
+//!   raising alarms, quarantine.
 //! - [`registry`]: things (with their certificates' fingerprints), nested thing groups, and
 //!   the policy rule: a connection uses only its own client id and `$aws/things/<t>/` topics.
 //! - [`jobs`]: Jobs: jobs on things and (nested) groups, continuous jobs, executions a device
@@ -20,6 +22,7 @@
 //! - [`shadow`]: Device Shadow, classic and named: get, update, delete, with their accepted
 //!   and rejected answers, the delta and documents messages, versions and optimistic locking.
 
+pub mod defender;
 pub mod endpoint;
 pub mod jobs;
 pub mod registry;

@@ -4,6 +4,7 @@
 //! `…/rejected`, `…/update/delta`, `…/update/documents`, `…/jobs/notify[-next]`), which a
 //! cloud subscribed to `$aws/things/+/…/#` hears too and must not answer.
 
+use crate::defender::Format;
 use crate::shadow::{Op, ShadowId};
 
 /// A request for a service.
@@ -12,6 +13,8 @@ pub enum Route<'a> {
     Shadow(ShadowId<'a>, Op),
     /// The thing, and its request after `jobs/`.
     Jobs(&'a str, &'a str),
+    /// A Defender metrics report of the thing.
+    Defender(&'a str, Format),
 }
 
 /// The request `topic` carries, if it is one.
@@ -45,6 +48,11 @@ pub fn route(topic: &str) -> Option<Route<'_>> {
             },
             op,
         ));
+    }
+    match rest {
+        "defender/metrics/json" => return Some(Route::Defender(thing, Format::Json)),
+        "defender/metrics/cbor" => return Some(Route::Defender(thing, Format::Cbor)),
+        _ => {}
     }
     let jobs = rest.strip_prefix("jobs/")?;
     let is_answer = jobs.ends_with("/accepted")
@@ -80,6 +88,10 @@ mod tests {
             route("$aws/things/lamp/jobs/j1/update"),
             Some(Route::Jobs("lamp", "j1/update"))
         );
+        assert_eq!(
+            route("$aws/things/lamp/defender/metrics/cbor"),
+            Some(Route::Defender("lamp", Format::Cbor))
+        );
         for answer in [
             "$aws/things/lamp/shadow/update/accepted",
             "$aws/things/lamp/shadow/get/rejected",
@@ -90,6 +102,8 @@ mod tests {
             "$aws/things/lamp/jobs/notify-next",
             "$aws/things/lamp/jobs/start-next/accepted",
             "$aws/things/lamp/jobs/j1/update/rejected",
+            "$aws/things/lamp/defender/metrics/json/accepted",
+            "$aws/things/lamp/defender/metrics/xml",
             "$aws/things//shadow/get",
             "$aws/things/lamp/shadow/name//get",
             "$aws/things/lamp/streams/s/get",

@@ -2,6 +2,7 @@
 //! on a request topic gets in answer. The endpoint (the MQTT side) and the operator commands
 //! both go through it.
 
+use crate::defender::{Defender, DefenderError};
 use crate::jobs::{self, Jobs};
 use crate::registry::Registry;
 use crate::route::{route, Route};
@@ -51,8 +52,23 @@ impl Cloud {
         match route(topic) {
             Some(Route::Shadow(id, op)) => shadow::handle(&self.store, id, op, payload, now),
             Some(Route::Jobs(thing, request)) => self.jobs().handle(thing, request, payload, now),
+            Some(Route::Defender(thing, format)) => {
+                match self.defender().handle(thing, format, payload, now) {
+                    Ok(m) => Ok(m),
+                    Err(DefenderError::Store(e))
+                    | Err(DefenderError::Registry(crate::registry::RegistryError::Store(e))) => {
+                        Err(e)
+                    }
+                    // The registry refused the quarantine (the thing is gone meanwhile).
+                    Err(_) => Ok(Self::failed(topic, now).into_iter().collect()),
+                }
+            }
             None => Ok(Vec::new()),
         }
+    }
+
+    pub fn defender(&self) -> Defender<'_> {
+        Defender::new(&self.store)
     }
 
     /// The refusal of a request on `topic` that arrived while its connection already had
@@ -67,6 +83,7 @@ impl Cloud {
                 "RequestThrottled",
                 now,
             )),
+            Route::Defender(..) => Some(defender_refusal(topic, "Throttled")),
         }
     }
 
@@ -78,6 +95,22 @@ impl Cloud {
             Route::Jobs(thing, request) => {
                 Some(jobs::refusal(thing, request, b"", "InternalError", now))
             }
+            Route::Defender(..) => Some(defender_refusal(topic, "InternalError")),
         }
+    }
+}
+
+/// A Defender refusal that is not about the report: `code` Throttled or InternalError.
+fn defender_refusal(topic: &str, code: &str) -> Message {
+    let thing = topic
+        .strip_prefix("$aws/things/")
+        .and_then(|r| r.split('/').next())
+        .unwrap_or("");
+    Message {
+        topic: format!("{topic}/rejected"),
+        payload: serde_json::json!({
+            "thingName": thing, "status": "REJECTED",
+            "statusDetails": {"ErrorCode": code, "ErrorMessage": "the report was not handled"},
+        }),
     }
 }

@@ -21,6 +21,26 @@ pub enum Table {
     Jobs,
     /// `thing \0 job id` → the job's execution on that thing.
     Executions,
+    /// `thing \0 report id` (20 digits) → an accepted Defender report, normalised.
+    Reports,
+    /// Security profile name → the profile.
+    Profiles,
+    /// `thing \0 profile \0 behaviour` → the active alarm.
+    Alarms,
+}
+
+impl Table {
+    /// Every table.
+    const ALL: [Table; 8] = [
+        Table::Things,
+        Table::Groups,
+        Table::Members,
+        Table::Jobs,
+        Table::Executions,
+        Table::Reports,
+        Table::Profiles,
+        Table::Alarms,
+    ];
 }
 
 impl Table {
@@ -31,6 +51,9 @@ impl Table {
             Table::Members => TableDefinition::new("members"),
             Table::Jobs => TableDefinition::new("jobs"),
             Table::Executions => TableDefinition::new("executions"),
+            Table::Reports => TableDefinition::new("reports"),
+            Table::Profiles => TableDefinition::new("profiles"),
+            Table::Alarms => TableDefinition::new("alarms"),
         }
     }
 }
@@ -68,13 +91,7 @@ impl Store {
         };
         store.write(|tx| {
             tx.open_table(SHADOWS)?;
-            for t in [
-                Table::Things,
-                Table::Groups,
-                Table::Members,
-                Table::Jobs,
-                Table::Executions,
-            ] {
+            for t in Table::ALL {
                 tx.open_table(t.definition())?;
             }
             Ok(())

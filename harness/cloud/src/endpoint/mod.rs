@@ -141,6 +141,9 @@ struct Shared {
     next_id: AtomicU64,
     traffic: Mutex<HashMap<String, Traffic>>,
     held: Mutex<HashSet<String>>,
+    /// For each thing, what its connection had carried when its latest Defender report came
+    /// (bytes in and out, the report itself not counted).
+    before_report: Mutex<HashMap<String, Traffic>>,
     /// Bumped whenever a hold is released.
     released: watch::Sender<u64>,
 }
@@ -168,7 +171,7 @@ impl Shared {
 
     /// Delivers `message` to every client subscribed to its topic.
     fn publish(&self, message: &Message) {
-        let payload = bytes::Bytes::from(message.payload.to_string());
+        let payload = bytes::Bytes::from(message.bytes());
         self.publish_raw(&message.topic, &payload);
     }
 
@@ -233,6 +236,7 @@ impl Endpoint {
             next_id: AtomicU64::new(1),
             traffic: Mutex::default(),
             held: Mutex::default(),
+            before_report: Mutex::default(),
             released: watch::channel(0).0,
         });
         let bind = |port| {
@@ -289,6 +293,13 @@ impl Endpoint {
             .get(thing)
             .copied()
             .unwrap_or_default()
+    }
+
+    /// What the connection that sent `thing`'s latest Defender report had carried before it
+    /// (`bytes_in`: from the device, `bytes_out`: to it): what the report must not fall short
+    /// of.
+    pub fn before_report(&self, thing: &str) -> Option<Traffic> {
+        lock(&self.shared.before_report).get(thing).copied()
     }
 
     /// Holds `thing`'s requests unanswered (they count as in flight) until [`Self::release`].

@@ -129,14 +129,14 @@ fn authenticate(
         return Err(ConnectReturnCode::BadClientId);
     }
     let registry = cloud.registry();
-    match identity {
+    let thing = match identity {
         Identity::Certificate(fingerprint) => {
             let things = registry
                 .things_with_certificate(fingerprint)
                 .map_err(|_| ConnectReturnCode::ServiceUnavailable)?;
             match things.contains(id) {
-                true => Ok(id.clone()),
-                false => Err(ConnectReturnCode::NotAuthorized),
+                true => id.clone(),
+                false => return Err(ConnectReturnCode::NotAuthorized),
             }
         }
         Identity::Token => {
@@ -149,10 +149,16 @@ fn authenticate(
                 .thing(&login.username)
                 .map_err(|_| ConnectReturnCode::ServiceUnavailable)?;
             match known.is_some() && login.username == *id {
-                true => Ok(id.clone()),
-                false => Err(ConnectReturnCode::NotAuthorized),
+                true => id.clone(),
+                false => return Err(ConnectReturnCode::NotAuthorized),
             }
         }
+    };
+    // Quarantine (Device Defender's mitigation) denies the thing everything.
+    match cloud.defender().quarantined(&thing) {
+        Ok(false) => Ok(thing),
+        Ok(true) => Err(ConnectReturnCode::NotAuthorized),
+        Err(_) => Err(ConnectReturnCode::ServiceUnavailable),
     }
 }
 
@@ -187,7 +193,7 @@ where
             shared.count(&connect.client_id, |t| t.refused += 1);
             let _ = tx.send(connack(code));
             drop(tx);
-            write_loop(wr, rx, shared, String::new()).await;
+            write_loop(wr, rx, shared, String::new(), Arc::default()).await;
             return;
         }
     };
@@ -217,7 +223,15 @@ where
         t.bytes_in += size as u64;
     });
     let _ = tx.send(connack(ConnectReturnCode::Success));
-    let writer = tokio::spawn(write_loop(wr, rx, shared.clone(), thing.clone()));
+    let wire = Arc::new(Wire::default());
+    wire.bytes_in.store(size as u64, Ordering::Relaxed);
+    let writer = tokio::spawn(write_loop(
+        wr,
+        rx,
+        shared.clone(),
+        thing.clone(),
+        wire.clone(),
+    ));
     let conn = Connection {
         id,
         thing,
@@ -226,9 +240,17 @@ where
         tx,
         shared: shared.clone(),
         in_flight: Arc::new(AtomicUsize::new(0)),
+        wire,
     };
     conn.run(rd, buf, writer).await;
     lock(&shared.clients).remove(&id);
+}
+
+/// Bytes through one connection so far.
+#[derive(Default)]
+struct Wire {
+    bytes_in: std::sync::atomic::AtomicU64,
+    bytes_out: std::sync::atomic::AtomicU64,
 }
 
 /// Writes what the connection is told to, until told to close or the client is gone.
@@ -237,6 +259,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut rx: mpsc::UnboundedReceiver<Out>,
     shared: Arc<Shared>,
     thing: String,
+    wire: Arc<Wire>,
 ) {
     let mut pkid = 0u16;
     let mut buf = BytesMut::with_capacity(4096);
@@ -256,6 +279,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         if !written || wr.write_all(&buf).await.is_err() {
             break;
         }
+        wire.bytes_out
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
         if !thing.is_empty() {
             shared.count(&thing, |t| t.bytes_out += buf.len() as u64);
         }
@@ -291,6 +316,7 @@ struct Connection {
     tx: mpsc::UnboundedSender<Out>,
     shared: Arc<Shared>,
     in_flight: Arc<AtomicUsize>,
+    wire: Arc<Wire>,
 }
 
 impl Connection {
@@ -323,7 +349,10 @@ impl Connection {
             };
             self.shared
                 .count(&self.thing, |t| t.bytes_in += size as u64);
-            if !self.handle(packet, &req_tx) {
+            // Counted on the wire after it is handled: a report sees what came before it.
+            let handled = self.handle(packet, &req_tx);
+            self.wire.bytes_in.fetch_add(size as u64, Ordering::Relaxed);
+            if !handled {
                 break;
             }
         }
@@ -370,6 +399,14 @@ impl Connection {
         self.shared.publish_raw(&p.topic, &p.payload);
         if !Cloud::is_request(&p.topic) {
             return true;
+        }
+        if p.topic.contains("/defender/metrics/") {
+            let seen = super::Traffic {
+                bytes_in: self.wire.bytes_in.load(Ordering::Relaxed),
+                bytes_out: self.wire.bytes_out.load(Ordering::Relaxed),
+                ..Default::default()
+            };
+            lock(&self.shared.before_report).insert(self.thing.clone(), seen);
         }
         if self.in_flight.load(Ordering::SeqCst) >= MAX_IN_FLIGHT {
             if let Some(refusal) = Cloud::throttled(&p.topic, &p.payload, now()) {
@@ -418,7 +455,12 @@ async fn answer(
         let t = topic.clone();
         let answers = tokio::task::spawn_blocking(move || cloud.request(&t, &payload, now())).await;
         match answers {
-            Ok(Ok(messages)) => messages.iter().for_each(|m| shared.publish(m)),
+            Ok(Ok(messages)) => {
+                messages.iter().for_each(|m| shared.publish(m));
+                if topic.contains("/defender/metrics/") {
+                    end_if_quarantined(&shared, &thing).await;
+                }
+            }
             // The store failed: the services' own refusal (500, InternalError) says so.
             _ => {
                 if let Some(m) = Cloud::failed(&topic, now()) {
@@ -427,5 +469,20 @@ async fn answer(
             }
         }
         in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Ends the connections of `thing` if a report put it in quarantine.
+async fn end_if_quarantined(shared: &Arc<Shared>, thing: &str) {
+    let cloud = shared.cloud.clone();
+    let t = thing.to_string();
+    let quarantined = tokio::task::spawn_blocking(move || cloud.defender().quarantined(&t))
+        .await
+        .ok()
+        .and_then(Result::ok);
+    if quarantined == Some(true) {
+        for c in lock(&shared.clients).values().filter(|c| c.thing == thing) {
+            let _ = c.tx.send(Out::Close);
+        }
     }
 }

@@ -413,3 +413,48 @@ fn over_mutual_tls_the_thing_is_whoever_holds_the_certificate() {
         "a certificate of the CA that no thing holds"
     );
 }
+
+#[test]
+fn a_thing_quarantined_by_its_report_is_cut_off_and_refused() {
+    let lab = Lab::new("quarantine", &[("lamp", None)], None);
+    let cloud = lab.endpoint().cloud();
+    cloud.registry().create_group("lamps", None).unwrap();
+    cloud.registry().add_to_group("lamps", "lamp").unwrap();
+    let profile = serde_json::from_value(json!({
+        "name": "no-listeners", "targets": ["lamps"], "quarantine": true,
+        "behaviors": [{"name": "no-ports", "metric": "listening_tcp_ports", "allowed": []}]
+    }))
+    .unwrap();
+    cloud.defender().put_profile(&profile).unwrap();
+    let mut c = lab.client("lamp");
+    assert!(c.subscribe("$aws/things/lamp/defender/metrics/json/+"));
+    let report = json!({
+        "header": {"report_id": 1, "version": "1.0"},
+        "metrics": {"listening_tcp_ports": {"ports": [{"port": 23}]},
+                    "network_stats": {"bytes_in": 5000, "bytes_out": 4000, "packets_in": 9, "packets_out": 9}}
+    });
+    c.publish("$aws/things/lamp/defender/metrics/json", report);
+    let (topic, answer) = c.message();
+    assert_eq!(
+        (topic.as_str(), &answer["status"]),
+        (
+            "$aws/things/lamp/defender/metrics/json/accepted",
+            &json!("ACCEPTED")
+        )
+    );
+    assert!(c.closed(), "the quarantined thing's connection ends");
+    let mut again = Raw::plain(lab.endpoint().plain);
+    assert_eq!(
+        again.connect("lamp", Some(("lamp", &token(SECRET, "lamp")))),
+        5
+    );
+    // What the connection had carried before the report: CONNECT, SUBSCRIBE in; CONNACK, SUBACK out.
+    let seen = lab.endpoint().before_report("lamp").unwrap();
+    assert!(seen.bytes_in > 14 && seen.bytes_in < 120, "{seen:?}");
+    assert_eq!(seen.bytes_out, 4 + 5, "CONNACK and a one-filter SUBACK");
+    cloud.defender().release("lamp").unwrap();
+    assert_eq!(
+        Raw::plain(lab.endpoint().plain).connect("lamp", Some(("lamp", &token(SECRET, "lamp")))),
+        0
+    );
+}

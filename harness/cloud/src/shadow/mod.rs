@@ -48,6 +48,20 @@ pub struct Message {
     pub payload: Value,
 }
 
+impl Message {
+    /// The payload as published: CBOR on the topics the contract answers in CBOR (a
+    /// Defender report's), JSON everywhere else.
+    pub fn bytes(&self) -> Vec<u8> {
+        if self.topic.contains("/defender/metrics/cbor/") {
+            let mut out = Vec::new();
+            if ciborium::ser::into_writer(&self.payload, &mut out).is_ok() {
+                return out;
+            }
+        }
+        self.payload.to_string().into_bytes()
+    }
+}
+
 /// One shadow: its thing, and its name for a named shadow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ShadowId<'a> {
