@@ -273,3 +273,78 @@ fn the_jobs_library_drives_executions_in_the_cloud() {
     let e = cloud.jobs().execution("lamp", "j1").unwrap().unwrap();
     assert_eq!(e["status"], "SUCCEEDED");
 }
+
+#[test]
+fn the_defender_agent_reports_in_every_encoding_and_naming() {
+    use fqp_defender::{Agent, Connection, Encoding, Metrics, Names, Stats};
+    let lab = lab("defender");
+    let conns = [Connection {
+        remote: "10.0.2.2:8883".parse().unwrap(),
+        local_port: 49152,
+    }];
+    let metrics = Metrics {
+        tcp_ports: &[8080],
+        udp_ports: &[68],
+        stats: Some(Stats {
+            bytes_in: 1_000,
+            bytes_out: 2_000,
+            packets_in: 10,
+            packets_out: 20,
+        }),
+        connections: &conns,
+    };
+    as_lamp(&lab, |c, mailbox| {
+        let mut sizes = Vec::new();
+        let mut first_id = 100;
+        for encoding in [Encoding::Json, Encoding::Cbor] {
+            for names in [Names::Long, Names::Short] {
+                let mut agent = Agent::new("lamp", encoding, names, 1_000, first_id);
+                first_id += 10;
+                agent.subscribe(c).unwrap();
+                let mut buf = [0u8; 1024];
+                let (id, bytes) = agent.encode(&metrics, &mut buf).unwrap();
+                sizes.push(bytes.len());
+                let bytes = bytes.to_vec();
+                assert_eq!(
+                    agent.send(c, mailbox, id, &bytes, 5_000),
+                    Ok(id),
+                    "{encoding:?} {names:?}"
+                );
+                let kept = lab
+                    .endpoint
+                    .cloud()
+                    .defender()
+                    .latest("lamp")
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(
+                    (
+                        kept.id,
+                        kept.tcp_ports.as_slice(),
+                        kept.udp_ports.as_slice()
+                    ),
+                    (id, &[8080][..], &[68][..])
+                );
+                assert_eq!(kept.stats.unwrap().bytes_out, 2_000);
+                assert_eq!(kept.connections[0].0.to_string(), "10.0.2.2:8883");
+                // The same id again is a duplicate, refused with the cloud's reason.
+                match agent.send(c, mailbox, id, &bytes, 5_000) {
+                    Err(fqp_defender::Error::Rejected(r)) => {
+                        assert_eq!(r.code.as_str(), "DuplicateReportId")
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+        // JSON long, JSON short, CBOR long, CBOR short: CBOR smaller than JSON, short
+        // names smaller than long.
+        let [jl, js, cl, cs] = sizes[..] else {
+            panic!()
+        };
+        assert!(cl < jl && cs < js && js < jl && cs < cl, "{sizes:?}");
+        eprintln!(
+            "report sizes (bytes): JSON long {}, JSON short {}, CBOR long {}, CBOR short {}",
+            sizes[0], sizes[1], sizes[2], sizes[3]
+        );
+    });
+}

@@ -127,6 +127,17 @@ impl CloudLab {
             "cloud-jobs-clear" => done(thing().and_then(|t| self.clear_jobs(t))),
             "cloud-group-join" => done(self.join_group(fields)),
             "cloud-job-execution" => self.job_execution(fields),
+            "cloud-group-leave" => done(self.leave_group(fields)),
+            "cloud-defender-profile" => done(self.put_profile(fields)),
+            "cloud-defender-alarms" => thing().and_then(|t| self.alarms(t)),
+            "cloud-defender-check" => done(thing().and_then(|t| self.check_report(t))),
+            "cloud-quarantine-release" => done(thing().and_then(|t| {
+                self.endpoint
+                    .cloud()
+                    .defender()
+                    .release(t)
+                    .map_err(cloud_error)
+            })),
             _ => return None,
         })
     }
@@ -196,6 +207,95 @@ impl CloudLab {
                 .jobs()
                 .join_group(group, thing, fqp_cloud::endpoint::now()),
         )
+    }
+
+    /// `cloud-group-leave` (`group`, `thing`).
+    fn leave_group(&self, fields: &[(String, String)]) -> Result<(), LabError> {
+        let (group, thing) = (field(fields, "group")?, field(fields, "thing")?);
+        self.endpoint
+            .cloud()
+            .registry()
+            .remove_from_group(group, thing)
+            .map_err(cloud_error)
+    }
+
+    /// `cloud-defender-profile` (`body`: the security profile, JSON as `docs/cloud.md` shows).
+    fn put_profile(&self, fields: &[(String, String)]) -> Result<(), LabError> {
+        let profile: fqp_cloud::defender::Profile = serde_json::from_str(field(fields, "body")?)
+            .map_err(|e| LabError::Field {
+                field: "body".into(),
+                problem: e.to_string(),
+            })?;
+        self.endpoint
+            .cloud()
+            .defender()
+            .put_profile(&profile)
+            .map_err(|e| LabError::Refuted(e.to_string()))
+    }
+
+    /// `cloud-defender-alarms` (`thing`): the thing's active alarms, answered as the setting
+    /// `alarms` (a JSON list).
+    fn alarms(&self, thing: &str) -> Result<Vec<(String, String)>, LabError> {
+        let alarms = self
+            .endpoint
+            .cloud()
+            .defender()
+            .alarms(Some(thing))
+            .map_err(cloud_error)?;
+        let text = serde_json::to_string(&alarms).map_err(cloud_error)?;
+        Ok(vec![("alarms".into(), text)])
+    }
+
+    /// `cloud-defender-check` (`thing`): the lab's cross-check of the thing's latest report
+    /// against what the endpoint saw of the connection that sent it — the report may not
+    /// claim fewer bytes out than the endpoint received, nor fewer in than it sent, and must
+    /// list the connection to the cloud. Refuted, naming the figures, when it falls short.
+    fn check_report(&self, thing: &str) -> Result<(), LabError> {
+        let cloud = self.endpoint.cloud();
+        let report = cloud
+            .defender()
+            .latest(thing)
+            .map_err(cloud_error)?
+            .ok_or_else(|| LabError::Refuted(format!("{thing} has sent no accepted report")))?;
+        let seen = self
+            .endpoint
+            .before_report(thing)
+            .ok_or_else(|| LabError::Refuted(format!("the cloud saw no report of {thing}")))?;
+        let stats = report.stats.ok_or_else(|| {
+            LabError::Refuted(format!("report {} has no network statistics", report.id))
+        })?;
+        let mut short = Vec::new();
+        if stats.bytes_out < seen.bytes_in {
+            short.push(format!(
+                "bytes out {} < {} the cloud received on that connection",
+                stats.bytes_out, seen.bytes_in
+            ));
+        }
+        if stats.bytes_in < seen.bytes_out {
+            short.push(format!(
+                "bytes in {} < {} the cloud sent on that connection",
+                stats.bytes_in, seen.bytes_out
+            ));
+        }
+        let ports = [
+            Some(self.endpoint.plain.port()),
+            self.endpoint.tls.map(|a| a.port()),
+        ];
+        if !report
+            .connections
+            .iter()
+            .any(|(remote, _)| ports.contains(&Some(remote.port())))
+        {
+            short.push("no connection to the cloud's endpoint among its connections".into());
+        }
+        match short.is_empty() {
+            true => Ok(()),
+            false => Err(LabError::Refuted(format!(
+                "report {} under-reports: {}",
+                report.id,
+                short.join("; ")
+            ))),
+        }
     }
 
     /// `cloud-job-execution` (`job`, `thing`): the execution as the operator sees it, answered

@@ -6,13 +6,19 @@
 //! whenever a frame arrives, a socket needs service, or a protocol timer is due. DHCP
 //! configures the address;
 //! [`resolve`] asks a name server (the lease's, or one given) for a host's address.
-//! Applications use [`TcpStream`]: connect, write, read with timeouts, close.
+//! Applications use [`TcpStream`]: connect, write, read with timeouts, close; and
+//! [`TcpListener`] to take one connection on a port. What a security agent reports of the
+//! device (Device Defender's metrics) is here too: the interface's [`stats`], the
+//! [`connections`] established, the ports listening ([`listening_tcp`], [`listening_udp`]).
 //!
 //! Memory is static: [`MAX_TCP`] sockets with fixed buffers, no heap.
 
 #![no_std]
 
 mod dns;
+mod metrics;
+
+pub use metrics::{connections, listening_tcp, listening_udp, stats, Connection, Stats};
 
 use core::net::Ipv4Addr;
 use fqp_kernel::mutex::Mutex;
@@ -64,15 +70,16 @@ pub struct Lease {
 }
 
 /// The device, with one receive and one transmit frame buffer (kept here, in the stack's
-/// static state, rather than on the network task's stack).
+/// static state, rather than on the network task's stack), and what went through it.
 struct Nic {
     dev: &'static dyn Ethernet,
     rx: [u8; MTU],
     tx: [u8; MTU],
+    stats: Stats,
 }
 
 struct Rx<'a>(&'a [u8]);
-struct Tx<'a>(&'static dyn Ethernet, &'a mut [u8; MTU]);
+struct Tx<'a>(&'static dyn Ethernet, &'a mut [u8; MTU], &'a mut Stats);
 
 impl RxToken for Rx<'_> {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
@@ -85,7 +92,10 @@ impl TxToken for Tx<'_> {
         let frame = &mut self.1[..len];
         let r = f(frame);
         // A full transmit FIFO drops the frame; TCP retransmits, DHCP retries.
-        let _ = self.0.send(frame);
+        if self.0.send(frame) {
+            self.2.bytes_out += len as u64;
+            self.2.packets_out += 1;
+        }
         r
     }
 }
@@ -96,11 +106,16 @@ impl Device for Nic {
 
     fn receive(&mut self, _: Instant) -> Option<(Rx<'_>, Tx<'_>)> {
         let n = self.dev.receive(&mut self.rx)?;
-        Some((Rx(&self.rx[..n]), Tx(self.dev, &mut self.tx)))
+        self.stats.bytes_in += n as u64;
+        self.stats.packets_in += 1;
+        Some((
+            Rx(&self.rx[..n]),
+            Tx(self.dev, &mut self.tx, &mut self.stats),
+        ))
     }
 
     fn transmit(&mut self, _: Instant) -> Option<Tx<'_>> {
-        Some(Tx(self.dev, &mut self.tx))
+        Some(Tx(self.dev, &mut self.tx, &mut self.stats))
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -166,6 +181,7 @@ pub fn start(nic: &'static dyn Ethernet, priority: u8) -> Result<(), Error> {
         dev: nic,
         rx: [0; MTU],
         tx: [0; MTU],
+        stats: Stats::default(),
     };
     let mac = EthernetAddress(nic.dev.mac());
     let mut iface = Interface::new(Config::new(HardwareAddress::Ethernet(mac)), &mut nic, now());
@@ -352,6 +368,59 @@ pub fn resolve(
     }
 }
 
+/// A TCP port listening for one connection.
+pub struct TcpListener {
+    slot: usize,
+}
+
+impl TcpListener {
+    /// Listens on `port` (taking one of the [`MAX_TCP`] sockets until accepted or dropped).
+    pub fn bind(port: u16) -> Result<TcpListener, Error> {
+        if port == 0 {
+            return Err(Error::Invalid);
+        }
+        let mut guard = STACK.lock();
+        let s = guard.as_mut().ok_or(Error::NotReady)?;
+        let slot = s.in_use.iter().position(|u| !u).ok_or(Error::NoSocket)?;
+        let sock = s.sockets.get_mut::<tcp::Socket>(s.tcp[slot]);
+        sock.abort();
+        sock.listen(port).map_err(|_| Error::Invalid)?;
+        s.in_use[slot] = true;
+        drop(guard);
+        kick();
+        Ok(TcpListener { slot })
+    }
+
+    /// Waits up to `timeout_ms` for a peer to connect: the connection.
+    pub fn accept(self, timeout_ms: u32) -> Result<TcpStream, Error> {
+        let stream = TcpStream { slot: self.slot };
+        core::mem::forget(self);
+        stream.wait(timeout_ms, |sock| match sock.state() {
+            tcp::State::Listen | tcp::State::SynReceived => None,
+            _ => Some(Ok(())),
+        })?;
+        Ok(stream)
+    }
+}
+
+impl Drop for TcpListener {
+    fn drop(&mut self) {
+        release(self.slot);
+    }
+}
+
+/// Closes the socket in `slot` and frees it.
+fn release(slot: usize) {
+    let mut guard = STACK.lock();
+    if let Some(s) = guard.as_mut() {
+        let h = s.tcp[slot];
+        s.sockets.get_mut::<tcp::Socket>(h).close();
+        s.in_use[slot] = false;
+    }
+    drop(guard);
+    kick();
+}
+
 /// A TCP connection.
 pub struct TcpStream {
     slot: usize,
@@ -485,13 +554,6 @@ impl fqp_transport::Transport for TcpStream {
 
 impl Drop for TcpStream {
     fn drop(&mut self) {
-        let mut guard = STACK.lock();
-        if let Some(s) = guard.as_mut() {
-            let h = s.tcp[self.slot];
-            s.sockets.get_mut::<tcp::Socket>(h).close();
-            s.in_use[self.slot] = false;
-        }
-        drop(guard);
-        kick();
+        release(self.slot);
     }
 }
