@@ -12,6 +12,8 @@
 //!   seconds on two cores), and the state is a few keyed documents, not relational data.
 //! - [`defender`]: Device Defender: metrics reports checked and kept, security profiles
 //!   raising alarms, quarantine.
+//! - [`greengrass`]: Greengrass discovery: groups, cores and their connectivity, and the
+//!   mutual-TLS HTTPS endpoint that answers `GET /greengrass/discover/thing/<thing>`.
 //! - [`registry`]: things (with their certificates' fingerprints), nested thing groups, and
 //!   the policy rule: a connection uses only its own client id and `$aws/things/<t>/` topics.
 //! - [`jobs`]: Jobs: jobs on things and (nested) groups, continuous jobs, executions a device
@@ -24,6 +26,7 @@
 
 pub mod defender;
 pub mod endpoint;
+pub mod greengrass;
 pub mod jobs;
 pub mod registry;
 pub mod route;

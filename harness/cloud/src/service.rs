@@ -67,6 +67,10 @@ impl Cloud {
         }
     }
 
+    pub fn greengrass(&self) -> crate::greengrass::Greengrass<'_> {
+        crate::greengrass::Greengrass::new(&self.store)
+    }
+
     pub fn defender(&self) -> Defender<'_> {
         Defender::new(&self.store)
     }

@@ -27,11 +27,13 @@ pub enum Table {
     Profiles,
     /// `thing \0 profile \0 behaviour` → the active alarm.
     Alarms,
+    /// Greengrass group id → the group (cores, CAs, members).
+    Greengrass,
 }
 
 impl Table {
     /// Every table.
-    const ALL: [Table; 8] = [
+    const ALL: [Table; 9] = [
         Table::Things,
         Table::Groups,
         Table::Members,
@@ -40,6 +42,7 @@ impl Table {
         Table::Reports,
         Table::Profiles,
         Table::Alarms,
+        Table::Greengrass,
     ];
 }
 
@@ -54,6 +57,7 @@ impl Table {
             Table::Reports => TableDefinition::new("reports"),
             Table::Profiles => TableDefinition::new("profiles"),
             Table::Alarms => TableDefinition::new("alarms"),
+            Table::Greengrass => TableDefinition::new("greengrass"),
         }
     }
 }

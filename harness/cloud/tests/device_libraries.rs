@@ -348,3 +348,41 @@ fn the_defender_agent_reports_in_every_encoding_and_naming() {
         );
     });
 }
+
+#[test]
+fn the_greengrass_library_reads_what_discovery_answers() {
+    use fqp_cloud::greengrass::{Connectivity, Core, Group};
+    let lab = lab("greengrass");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = p.self_signed(&key).unwrap();
+    let gg = lab.endpoint.cloud().greengrass();
+    let entry = |id: &str, port| Connectivity {
+        id: id.into(),
+        host: "10.0.2.2".into(),
+        port,
+        metadata: String::new(),
+    };
+    gg.put_group(&Group {
+        id: "gg-fqp-device-1".into(),
+        cores: vec![Core {
+            thing_arn: "arn:aws:iot:local:000000000000:thing/fqp-core".into(),
+            connectivity: vec![entry("dead", 1), entry("core", 8883)],
+        }],
+        cas: vec![ca.pem()],
+        members: vec!["lamp".into()],
+    })
+    .unwrap();
+    let body = gg.discover("lamp").unwrap().unwrap().to_string();
+    let d = fqp_greengrass::parse(body.as_bytes()).unwrap();
+    assert_eq!(d.groups[0].id, "gg-fqp-device-1");
+    let mut der = [0u8; 1024];
+    let n = d.groups[0].cas[0].der(&mut der).unwrap();
+    assert_eq!(
+        &der[..n],
+        ca.der().as_ref(),
+        "the PEM decodes to the CA's DER"
+    );
+    assert_eq!(d.groups[0].cores[0].connectivity[1].port, 8883);
+}

@@ -31,6 +31,116 @@ pub fn thing_of(id: &str) -> String {
 /// The cloud of a run.
 pub(crate) struct CloudLab {
     endpoint: Endpoint,
+    greengrass: GreengrassLab,
+}
+
+/// What Greengrass discovery points devices at: a core broker with a certificate from the
+/// core's own CA, one whose certificate comes from another CA, a port where nothing listens,
+/// and the discovery endpoint itself.
+struct GreengrassLab {
+    _discovery: fqp_cloud::greengrass::server::Discovery,
+    core: Endpoint,
+    wrong_core: Endpoint,
+    dead_port: u16,
+    host: String,
+    core_ca_pem: String,
+}
+
+impl GreengrassLab {
+    fn start(
+        cloud: &Arc<Cloud>,
+        host: &str,
+        bind: std::net::IpAddr,
+        pki: &crate::Pki,
+        settings: &mut Vec<(String, String)>,
+    ) -> Result<GreengrassLab, LabError> {
+        let broker = |cert: &crate::Pair| {
+            let tls = Tls {
+                chain: vec![cert.der.clone()],
+                key: cert.key_der.clone(),
+                client_cas: vec![pki.root_der.clone()],
+            };
+            Endpoint::start(
+                cloud.clone(),
+                Settings {
+                    bind,
+                    port: 0,
+                    tls: Some((tls, 0)),
+                    secret: Vec::new(),
+                },
+            )
+            .map_err(cloud_error)
+        };
+        let discovery_tls = Tls {
+            chain: vec![pki.server.der.clone()],
+            key: pki.server.key_der.clone(),
+            client_cas: vec![pki.root_der.clone()],
+        };
+        let discovery = fqp_cloud::greengrass::server::Discovery::start(
+            cloud.clone(),
+            std::net::SocketAddr::new(bind, 0),
+            &discovery_tls,
+        )
+        .map_err(cloud_error)?;
+        let dead_port = std::net::TcpListener::bind((bind, 0))
+            .and_then(|l| l.local_addr())
+            .map_err(LabError::start("a closed port for Greengrass"))?
+            .port();
+        settings.push((
+            "greengrass".into(),
+            format!("{host}:{}", discovery.addr.port()),
+        ));
+        Ok(GreengrassLab {
+            _discovery: discovery,
+            core: broker(&pki.core_server)?,
+            wrong_core: broker(&pki.untrusted_server)?,
+            dead_port,
+            host: host.to_string(),
+            core_ca_pem: pki.core_ca.cert.clone(),
+        })
+    }
+
+    /// `cloud-greengrass-setup` (`thing`, `mode`): the thing's Greengrass group as `mode`
+    /// says — `good` (the core), `dead-first` (a port where nothing listens, then the core),
+    /// `wrong-ca` (a core whose certificate is not from the group's CA), `none` (no group).
+    fn setup(&self, cloud: &Cloud, fields: &[(String, String)]) -> Result<(), LabError> {
+        use fqp_cloud::greengrass::{Connectivity, Core, Group};
+        let thing = field(fields, "thing")?;
+        let gg = cloud.greengrass();
+        gg.leave_all(thing).map_err(cloud_error)?;
+        let tls_port = |e: &Endpoint| e.tls.map_or(0, |a| a.port());
+        let entry = |id: &str, port: u16| Connectivity {
+            id: id.into(),
+            host: self.host.clone(),
+            port,
+            metadata: String::new(),
+        };
+        let entries = match field(fields, "mode")? {
+            "good" => vec![entry("core", tls_port(&self.core))],
+            "dead-first" => vec![
+                entry("dead", self.dead_port),
+                entry("core", tls_port(&self.core)),
+            ],
+            "wrong-ca" => vec![entry("impostor", tls_port(&self.wrong_core))],
+            "none" => return Ok(()),
+            other => {
+                return Err(LabError::Field {
+                    field: "mode".into(),
+                    problem: format!("{other:?}: write good, dead-first, wrong-ca or none"),
+                })
+            }
+        };
+        let group = Group {
+            id: format!("gg-{thing}"),
+            cores: vec![Core {
+                thing_arn: "arn:aws:iot:local:000000000000:thing/fqp-core".into(),
+                connectivity: entries,
+            }],
+            cas: vec![self.core_ca_pem.clone()],
+            members: vec![thing.to_string()],
+        };
+        gg.put_group(&group).map_err(cloud_error)
+    }
 }
 
 fn cloud_error(e: impl std::fmt::Display) -> LabError {
@@ -95,7 +205,12 @@ impl CloudLab {
         if let Some(tls) = endpoint.tls {
             settings.push(("cloud_tls".into(), format!("{host}:{}", tls.port())));
         }
-        Ok(CloudLab { endpoint })
+        let bind = bind.parse().map_err(cloud_error)?;
+        let greengrass = GreengrassLab::start(endpoint.cloud(), host, bind, pki, settings)?;
+        Ok(CloudLab {
+            endpoint,
+            greengrass,
+        })
     }
 
     /// What device `id` alone is given: its thing and that thing's token.
@@ -128,6 +243,7 @@ impl CloudLab {
             "cloud-group-join" => done(self.join_group(fields)),
             "cloud-job-execution" => self.job_execution(fields),
             "cloud-group-leave" => done(self.leave_group(fields)),
+            "cloud-greengrass-setup" => done(self.greengrass.setup(self.endpoint.cloud(), fields)),
             "cloud-defender-profile" => done(self.put_profile(fields)),
             "cloud-defender-alarms" => thing().and_then(|t| self.alarms(t)),
             "cloud-defender-check" => done(thing().and_then(|t| self.check_report(t))),
@@ -372,15 +488,21 @@ impl CloudLab {
         .collect()
     }
 
-    /// `cloud-attach-certificate` (`thing`, `cert`: DER, hex): the certificate becomes the
-    /// thing's, so a mutual-TLS connection presenting it is that thing.
+    /// `cloud-attach-certificate` (`thing`, `sha256`: the certificate's SHA-256, hex): the
+    /// certificate becomes the thing's, so a mutual-TLS connection presenting it is that
+    /// thing. (By fingerprint: a certificate is longer than a console line.)
     fn attach(&self, fields: &[(String, String)]) -> Result<(), LabError> {
-        let der = hex_field(fields, "cert")?;
-        let fingerprint = hex::encode(ring::digest::digest(&ring::digest::SHA256, &der));
+        let fingerprint = hex_field(fields, "sha256")?;
+        if fingerprint.len() != 32 {
+            return Err(LabError::Field {
+                field: "sha256".into(),
+                problem: format!("{} bytes, not 32", fingerprint.len()),
+            });
+        }
         self.endpoint
             .cloud()
             .registry()
-            .put_thing(field(fields, "thing")?, Some(&fingerprint))
+            .put_thing(field(fields, "thing")?, Some(&hex::encode(fingerprint)))
             .map_err(cloud_error)
     }
 }

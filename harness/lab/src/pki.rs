@@ -38,6 +38,10 @@ pub struct Pki {
     pub wrong_name_server: Pair,
     pub malformed_server: Pair,
     pub foreign_client: Pair,
+    /// The Greengrass core's own CA (certificate only: `key` is its key, kept for no one),
+    /// and the core broker's certificate from it, for the broker's names.
+    pub core_ca: Pair,
+    pub core_server: Pair,
     /// The root and the untrusted CA, to issue certificates for keys made on devices.
     root_ca: Ca,
     rogue_ca: Ca,
@@ -233,7 +237,16 @@ impl Pki {
         malformed.cert = format!("-----BEGIN CERTIFICATE-----\n{cut}\n-----END CERTIFICATE-----\n");
         malformed.der.truncate(malformed.der.len() / 2);
         let foreign_client = leaf(&rogue, "fqp device from elsewhere", &[], false, (-1, 30))?;
+        let core = ca("fqp Greengrass core CA")?;
+        let core_server = leaf(&core, BROKER_NAME, &names, true, (-1, 30))?;
         Ok(Pki {
+            core_ca: Pair {
+                cert: core.pem.clone(),
+                key: core.issuer.key().serialize_pem(),
+                der: core.der.clone(),
+                key_der: core.issuer.key().serialize_der(),
+            },
+            core_server,
             root: Pair {
                 cert: root.pem.clone(),
                 key: root.issuer.key().serialize_pem(),

@@ -1,4 +1,4 @@
-//! Cloud qualification: the device's cloud libraries (fqp-shadow, fqp-jobs, fqp-defender) against the local IoT cloud the harness
+//! Cloud qualification: the device's cloud libraries (fqp-shadow, fqp-jobs, fqp-defender, fqp-greengrass over fqp-tls) against the local IoT cloud the harness
 //! runs (`fqp-cloud`, the public AWS IoT contract), over fqp-mqtt and fqp-net.
 //!
 //! The host provisions the cloud's endpoint (`cloud`: plain TCP, a token per thing;
@@ -27,16 +27,19 @@ macro_rules! with_connection {
 
 mod authorization;
 mod defender;
+mod greengrass;
 mod jobs;
 mod shadow;
 
 pub use authorization::AUTHORIZATION;
 pub use defender::DEFENDER;
+pub use greengrass::GREENGRASS;
 pub use jobs::JOBS;
 pub use shadow::SHADOW;
 
 /// The suite's groups, in the order the host lists them.
-pub static GROUPS: &[&fqp_testkit::Group] = &[&SHADOW, &JOBS, &DEFENDER, &AUTHORIZATION];
+pub static GROUPS: &[&fqp_testkit::Group] =
+    &[&SHADOW, &JOBS, &DEFENDER, &GREENGRASS, &AUTHORIZATION];
 
 use alloc::string::String;
 use fqp_mqtt::{Client, Connect, Mailbox, Message};

@@ -12,7 +12,7 @@
 extern crate alloc;
 
 mod tls;
-pub use tls::TLS;
+pub use tls::{device_time, lab_identity, TLS};
 
 /// The suite's groups, in the order the host lists them.
 pub static GROUPS: &[&fqp_testkit::Group] = &[&KEYSTORE, &TLS];
@@ -60,12 +60,13 @@ fn keystore(arena: &mut [u8]) -> Result<Keystore<'_>, fqp_testkit::Failure> {
 /// `crypto_stack_used` metric: keystore up to 10.3 KiB, TLS up to 19.9 KiB), so that a board
 /// with little RAM carries the keystore without the handshake's budget.
 const KEYSTORE_STACK_WORDS: usize = 4 * 1024;
-const TLS_STACK_WORDS: usize = 8 * 1024;
+pub const TLS_STACK_WORDS: usize = 8 * 1024;
 /// Longest a test body may take in the crypto task (below the groups' test timeouts).
 const CRYPTO_WAIT_MS: u32 = 25_000;
 
-/// Runs `body` in the crypto task, with a stack of `words`.
-fn with_crypto_stack(words: usize, body: fn() -> TestResult) -> TestResult {
+/// Runs `body` in the crypto task, with a stack of `words` (for other suites' tests that
+/// make keys or TLS sessions too: [`TLS_STACK_WORDS`]).
+pub fn with_crypto_stack(words: usize, body: fn() -> TestResult) -> TestResult {
     fqp_testkit::with_stack("crypto", words, CRYPTO_WAIT_MS, body)
 }
 

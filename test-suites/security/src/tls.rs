@@ -82,6 +82,18 @@ fn identity(arena: &mut [u8], issuer: Issuer) -> Result<Keystore<'_>, Failure> {
     Ok(ks)
 }
 
+/// A keystore holding the provisioned root CA (`root-ca`) and a key made here (`device`)
+/// with a certificate the host issued for it from the lab root (`device-cert`): the
+/// credentials of a device of the lab.
+pub fn lab_identity(arena: &mut [u8]) -> Result<Keystore<'_>, Failure> {
+    identity(arena, Issuer::Lab)
+}
+
+/// Now, in Unix seconds, for certificate validity.
+pub fn device_time() -> Option<u64> {
+    now()
+}
+
 /// Now, as the host's provisioned time plus the time since boot (the host sets it at boot).
 fn now() -> Option<u64> {
     let t: u64 = fqp_testkit::config::get_str("time")?.parse().ok()?;
