@@ -471,21 +471,13 @@ impl CloudLab {
         Ok(vec![("shadow_document".into(), doc)])
     }
 
-    /// `cloud-traffic` (`thing`): what the endpoint saw of the thing, as settings
-    /// `traffic_<figure>`.
+    /// `cloud-traffic` (`thing`): what the endpoint saw of the thing, answered as the setting
+    /// `traffic` (JSON: `connections`, `refused`, `bytes_in`, `bytes_out`, `messages_in`,
+    /// `messages_out`).
     fn traffic(&self, thing: &str) -> Vec<(String, String)> {
         let t = self.endpoint.traffic(thing);
-        [
-            ("connections", t.connections),
-            ("refused", t.refused),
-            ("bytes_in", t.bytes_in),
-            ("bytes_out", t.bytes_out),
-            ("messages_in", t.messages_in),
-            ("messages_out", t.messages_out),
-        ]
-        .into_iter()
-        .map(|(k, v)| (format!("traffic_{k}"), v.to_string()))
-        .collect()
+        let text = serde_json::to_string(&t).unwrap_or_default();
+        vec![("traffic".into(), text)]
     }
 
     /// `cloud-attach-certificate` (`thing`, `sha256`: the certificate's SHA-256, hex): the

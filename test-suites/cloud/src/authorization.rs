@@ -159,9 +159,12 @@ fn wildcards_reaching_other_things_are_refused() -> TestResult {
 /// How many connections of this device's thing the cloud refused so far.
 fn refusals(thing: &str) -> Result<u64, Failure> {
     ask_cloud("cloud-traffic", &[("thing", thing)])?;
-    setting("traffic_refused")?
-        .parse()
-        .map_err(|_| fqp_testkit::fail!("traffic_refused is not a number"))
+    let traffic = setting("traffic")?;
+    traffic
+        .split_once("\"refused\":")
+        .and_then(|(_, rest)| rest.split([',', '}']).next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| fqp_testkit::fail!("no refused count in {}", traffic))
 }
 
 fn another_things_client_id_is_refused() -> TestResult {

@@ -10,7 +10,7 @@ use fqp_kernel::mutex::Mutex;
 /// Longest value accepted (a certificate chain fits).
 pub const MAX_VALUE: usize = 16 * 1024;
 /// Most settings kept.
-pub const MAX_KEYS: usize = 32;
+pub const MAX_KEYS: usize = 64;
 
 static SETTINGS: Mutex<BTreeMap<String, Vec<u8>>> = Mutex::new(BTreeMap::new());
 
