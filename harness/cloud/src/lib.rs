@@ -10,6 +10,10 @@
 //!   B-trees, each commit durable before it is acknowledged): a cloud stopped or killed
 //!   loses nothing it answered. redb rather than SQLite: pure Rust (no C compiler, a build of
 //!   seconds on two cores), and the state is a few keyed documents, not relational data.
+//! - [`audit`]: Device Defender's audit: findings over the registry (shared, expiring,
+//!   revoked-CA certificates; over-permissive policies).
+//! - [`operator`]: the operator's requests (`fqp cloud …`), carried out on the database or
+//!   by a serving cloud through its control socket.
 //! - [`defender`]: Device Defender: metrics reports checked and kept, security profiles
 //!   raising alarms, quarantine.
 //! - [`greengrass`]: Greengrass discovery: groups, cores and their connectivity, and the
@@ -24,10 +28,12 @@
 //! - [`shadow`]: Device Shadow, classic and named: get, update, delete, with their accepted
 //!   and rejected answers, the delta and documents messages, versions and optimistic locking.
 
+pub mod audit;
 pub mod defender;
 pub mod endpoint;
 pub mod greengrass;
 pub mod jobs;
+pub mod operator;
 pub mod registry;
 pub mod route;
 pub mod service;

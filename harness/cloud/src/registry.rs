@@ -137,6 +137,27 @@ impl<'a> Registry<'a> {
         Ok(v["parent"].as_str().map(str::to_string))
     }
 
+    /// Every thing, by name.
+    pub fn things(&self) -> Result<Vec<Thing>, RegistryError> {
+        let mut out = Vec::new();
+        for (name, _) in self.store.scan(Table::Things, "")? {
+            if let Some(t) = self.thing(&name)? {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every thing group, by name, with its parent.
+    pub fn groups(&self) -> Result<Vec<(String, Option<String>)>, RegistryError> {
+        let mut out = Vec::new();
+        for (name, _) in self.store.scan(Table::Groups, "")? {
+            let parent = self.parent_of(&name)?;
+            out.push((name, parent));
+        }
+        Ok(out)
+    }
+
     /// Puts `thing` in `group` (both must exist; already in it is fine).
     pub fn add_to_group(&self, group: &str, thing: &str) -> Result<(), RegistryError> {
         self.parent_of(group)?;
@@ -195,6 +216,131 @@ impl<'a> Registry<'a> {
         }
         things.sort();
         Ok(things)
+    }
+}
+
+impl Registry<'_> {
+    /// Registers what the audit needs of a certificate (a device's, or a CA's).
+    pub fn put_certificate(&self, c: &crate::audit::CertificateInfo) -> Result<(), RegistryError> {
+        let bytes = serde_json::to_vec(c).unwrap_or_default();
+        self.store
+            .apply(&[(Table::Certificates, &c.sha256, Some(&bytes))])?;
+        Ok(())
+    }
+
+    pub fn certificates(&self) -> Result<Vec<crate::audit::CertificateInfo>, RegistryError> {
+        Ok(self
+            .store
+            .scan(Table::Certificates, "")?
+            .into_iter()
+            .filter_map(|(_, b)| serde_json::from_slice(&b).ok())
+            .collect())
+    }
+
+    /// Creates or replaces a policy (its things must exist).
+    pub fn put_policy(&self, p: &Policy) -> Result<(), RegistryError> {
+        check_name(&p.name, "policy")?;
+        for t in &p.things {
+            if self.thing(t)?.is_none() {
+                return Err(RegistryError::NoThing(t.clone()));
+            }
+        }
+        let bytes = serde_json::to_vec(p).unwrap_or_default();
+        self.store
+            .apply(&[(Table::Policies, &p.name, Some(&bytes))])?;
+        Ok(())
+    }
+
+    pub fn policies(&self) -> Result<Vec<Policy>, RegistryError> {
+        Ok(self
+            .store
+            .scan(Table::Policies, "")?
+            .into_iter()
+            .filter_map(|(_, b)| serde_json::from_slice(&b).ok())
+            .collect())
+    }
+
+    /// The policies attached to `thing`.
+    pub fn policies_of(&self, thing: &str) -> Result<Vec<Policy>, RegistryError> {
+        Ok(self
+            .policies()?
+            .into_iter()
+            .filter(|p| p.things.iter().any(|t| t == thing))
+            .collect())
+    }
+}
+
+/// A policy: grants on top of the contract's rule, for the things it is attached to.
+/// Resources are topic filters; `${iot:Connection.Thing.ThingName}` stands for the
+/// connection's thing.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Policy {
+    pub name: String,
+    pub statements: Vec<Statement>,
+    #[serde(default)]
+    pub things: Vec<String>,
+}
+
+/// One grant: actions (`publish`, `subscribe`, or `*`) on resources.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Statement {
+    pub actions: Vec<String>,
+    pub resources: Vec<String>,
+}
+
+/// The policy variable for the connection's thing.
+pub const THING_VARIABLE: &str = "${iot:Connection.Thing.ThingName}";
+
+/// Whether every topic `filter` matches is matched by `grant` too.
+fn covers(grant: &str, filter: &str) -> bool {
+    let mut f = filter.split('/');
+    for g in grant.split('/') {
+        match (g, f.next()) {
+            ("#", _) => return true,
+            (_, Some("#")) | (_, None) => return false,
+            ("+", Some(_)) => {}
+            (_, Some("+")) => return false,
+            (g, Some(level)) if g == level => {}
+            _ => return false,
+        }
+    }
+    f.next().is_none()
+}
+
+impl Policy {
+    /// Whether this policy lets `thing` do `access` on `topic` (a topic name to publish, a
+    /// filter to subscribe).
+    pub fn allows(&self, thing: &str, topic: &str, access: Access) -> bool {
+        let word = match access {
+            Access::Publish => "publish",
+            Access::Subscribe => "subscribe",
+        };
+        self.statements.iter().any(|s| {
+            s.actions.iter().any(|a| a == word || a == "*")
+                && s.resources.iter().any(|r| {
+                    let r = r.replace(THING_VARIABLE, thing);
+                    match access {
+                        Access::Publish => crate::endpoint::matches(&r, topic),
+                        Access::Subscribe => covers(&r, topic),
+                    }
+                })
+        })
+    }
+
+    /// Why this policy grants more than a thing's own topics, if it does.
+    pub fn too_permissive(&self) -> Option<String> {
+        let own = format!("$aws/things/{THING_VARIABLE}/");
+        for s in &self.statements {
+            if s.actions.iter().any(|a| a == "*") {
+                return Some("it allows every action (\"*\")".into());
+            }
+            if let Some(r) = s.resources.iter().find(|r| !r.starts_with(&own)) {
+                return Some(format!(
+                    "resource {r:?} reaches beyond the thing's own topics"
+                ));
+            }
+        }
+        None
     }
 }
 

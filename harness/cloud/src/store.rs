@@ -29,11 +29,15 @@ pub enum Table {
     Alarms,
     /// Greengrass group id → the group (cores, CAs, members).
     Greengrass,
+    /// Certificate SHA-256 → what the audit needs of it.
+    Certificates,
+    /// Policy name → the policy (its grants and the things it is attached to).
+    Policies,
 }
 
 impl Table {
     /// Every table.
-    const ALL: [Table; 9] = [
+    const ALL: [Table; 11] = [
         Table::Things,
         Table::Groups,
         Table::Members,
@@ -43,6 +47,8 @@ impl Table {
         Table::Profiles,
         Table::Alarms,
         Table::Greengrass,
+        Table::Certificates,
+        Table::Policies,
     ];
 }
 
@@ -58,6 +64,8 @@ impl Table {
             Table::Profiles => TableDefinition::new("profiles"),
             Table::Alarms => TableDefinition::new("alarms"),
             Table::Greengrass => TableDefinition::new("greengrass"),
+            Table::Certificates => TableDefinition::new("certificates"),
+            Table::Policies => TableDefinition::new("policies"),
         }
     }
 }

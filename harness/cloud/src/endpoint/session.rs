@@ -3,7 +3,7 @@
 //! third, in order.
 
 use super::{lock, token, EndpointError, Out, Shared, Tls, MAX_IN_FLIGHT, MAX_PACKET};
-use crate::registry::{allowed, Access};
+use crate::registry::{allowed, Access, Policy};
 use crate::service::Cloud;
 use bytes::{Bytes, BytesMut};
 use rumqttc::mqttbytes::v4::{
@@ -117,13 +117,14 @@ async fn read_packet<R: AsyncRead + Unpin>(
     }
 }
 
-/// Who the client of `connect` is: its thing, or the CONNACK code refusing it.
+/// Who the client of `connect` is: its thing and the policies attached to it, or the CONNACK
+/// code refusing it.
 fn authenticate(
     cloud: &Cloud,
     secret: &[u8],
     connect: &Connect,
     identity: &Identity,
-) -> Result<String, ConnectReturnCode> {
+) -> Result<(String, Vec<Policy>), ConnectReturnCode> {
     let id = &connect.client_id;
     if id.is_empty() {
         return Err(ConnectReturnCode::BadClientId);
@@ -156,10 +157,14 @@ fn authenticate(
     };
     // Quarantine (Device Defender's mitigation) denies the thing everything.
     match cloud.defender().quarantined(&thing) {
-        Ok(false) => Ok(thing),
-        Ok(true) => Err(ConnectReturnCode::NotAuthorized),
-        Err(_) => Err(ConnectReturnCode::ServiceUnavailable),
+        Ok(false) => {}
+        Ok(true) => return Err(ConnectReturnCode::NotAuthorized),
+        Err(_) => return Err(ConnectReturnCode::ServiceUnavailable),
     }
+    let grants = registry
+        .policies_of(&thing)
+        .map_err(|_| ConnectReturnCode::ServiceUnavailable)?;
+    Ok((thing, grants))
 }
 
 fn connack(code: ConnectReturnCode) -> Out {
@@ -187,8 +192,8 @@ where
         .await
         .unwrap_or(Err(ConnectReturnCode::ServiceUnavailable));
     let (tx, rx) = mpsc::unbounded_channel();
-    let thing = match who {
-        Ok(thing) => thing,
+    let (thing, grants) = match who {
+        Ok(who) => who,
         Err(code) => {
             shared.count(&connect.client_id, |t| t.refused += 1);
             let _ = tx.send(connack(code));
@@ -241,6 +246,7 @@ where
         shared: shared.clone(),
         in_flight: Arc::new(AtomicUsize::new(0)),
         wire,
+        grants,
     };
     conn.run(rd, buf, writer).await;
     lock(&shared.clients).remove(&id);
@@ -317,9 +323,20 @@ struct Connection {
     shared: Arc<Shared>,
     in_flight: Arc<AtomicUsize>,
     wire: Arc<Wire>,
+    /// The policies attached to the thing when it connected: grants beyond the rule.
+    grants: Vec<Policy>,
 }
 
 impl Connection {
+    /// Whether the contract's rule or one of the thing's policies allows `access` on `topic`.
+    fn may(&self, topic: &str, access: Access) -> bool {
+        allowed(&self.thing, &self.client_id, topic, access)
+            || self
+                .grants
+                .iter()
+                .any(|p| p.allows(&self.thing, topic, access))
+    }
+
     /// Reads and handles packets until the client leaves, breaks the protocol or the policy,
     /// stays silent past 1.5 keep-alive periods, or the writer ends.
     async fn run<R: AsyncRead + Unpin>(
@@ -384,9 +401,7 @@ impl Connection {
 
     fn publish(&self, p: Publish, requests: &mpsc::UnboundedSender<(String, Bytes)>) -> bool {
         self.shared.count(&self.thing, |t| t.messages_in += 1);
-        if p.qos == QoS::ExactlyOnce
-            || !allowed(&self.thing, &self.client_id, &p.topic, Access::Publish)
-        {
+        if p.qos == QoS::ExactlyOnce || !self.may(&p.topic, Access::Publish) {
             self.shared.count(&self.thing, |t| t.refused += 1);
             return false;
         }
@@ -426,8 +441,7 @@ impl Connection {
             return SubAck::new(s.pkid, vec![SubscribeReasonCode::Failure; s.filters.len()]);
         };
         for f in s.filters {
-            let ok = super::valid(&f.path)
-                && allowed(&self.thing, &self.client_id, &f.path, Access::Subscribe);
+            let ok = super::valid(&f.path) && self.may(&f.path, Access::Subscribe);
             if !ok {
                 codes.push(SubscribeReasonCode::Failure);
                 continue;

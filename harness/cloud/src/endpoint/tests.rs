@@ -458,3 +458,32 @@ fn a_thing_quarantined_by_its_report_is_cut_off_and_refused() {
         0
     );
 }
+
+#[test]
+fn a_policy_attached_to_a_thing_grants_what_the_rule_does_not() {
+    use crate::registry::{Policy, Statement};
+    let lab = Lab::new("policy-grants", &[("lamp", None), ("meter", None)], None);
+    let grant = Policy {
+        name: "broadcast".into(),
+        statements: vec![Statement {
+            actions: vec!["publish".into(), "subscribe".into()],
+            resources: vec!["lab/broadcast/#".into()],
+        }],
+        things: vec!["lamp".into()],
+    };
+    lab.endpoint()
+        .cloud()
+        .registry()
+        .put_policy(&grant)
+        .unwrap();
+    let mut lamp = lab.client("lamp");
+    assert!(lamp.subscribe("lab/broadcast/+"));
+    assert!(!lamp.subscribe("lab/#"), "wider than the grant");
+    lamp.publish("lab/broadcast/hello", json!({"hi": 1}));
+    assert_eq!(lamp.message().0, "lab/broadcast/hello");
+    let mut meter = lab.client("meter");
+    assert!(
+        !meter.subscribe("lab/broadcast/+"),
+        "the policy is the lamp's"
+    );
+}

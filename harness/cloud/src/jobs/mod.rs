@@ -299,6 +299,26 @@ impl<'a> Jobs<'a> {
         Ok(out)
     }
 
+    /// Every job: its id, status, targets and how its executions stand (counts by status).
+    pub fn all(&self) -> Result<Vec<Value>, StoreError> {
+        let executions = self.all_executions()?;
+        let mut out = Vec::new();
+        for (id, bytes) in self.store.scan(Table::Jobs, "")? {
+            let job: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let mut counts = Map::new();
+            for e in executions.iter().filter(|e| e.job == id) {
+                let n = counts.entry(e.status.word()).or_insert(json!(0));
+                *n = json!(n.as_u64().unwrap_or(0) + 1);
+            }
+            out.push(json!({
+                "jobId": id, "status": job["status"], "groups": job["groups"],
+                "continuous": job["continuous"], "inProgressTimeout": job["timeout"],
+                "document": job["document"], "executions": counts,
+            }));
+        }
+        Ok(out)
+    }
+
     /// Cancels every pending (queued or in-progress) execution of `thing`, as an operator
     /// clearing a device's queue does.
     pub fn cancel_pending_of(&self, thing: &str, now: u64) -> Result<Vec<Message>, JobsError> {
