@@ -109,6 +109,9 @@ enum Cmd {
     Bench(commands::bench::Args),
     /// Build the port's firmware and print the image path.
     Build(commands::build::Args),
+    /// The local IoT cloud: serve it for a lab (`fqp cloud serve`), and inspect and change
+    /// its things, groups, shadows, jobs, Defender profiles, alarms and audit (docs/cloud.md).
+    Cloud(commands::cloud::Args),
 }
 
 fn main() -> ExitCode {
@@ -141,5 +144,6 @@ fn main() -> ExitCode {
         Cmd::Pki(a) => a.run(),
         Cmd::Bench(a) => a.run(cli.quiet),
         Cmd::Build(a) => a.run(),
+        Cmd::Cloud(a) => a.run(),
     }
 }

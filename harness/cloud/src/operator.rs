@@ -85,6 +85,10 @@ pub enum Request {
         thing: String,
     },
     Audit,
+    /// Registers a certificate (a device's or a CA's) for the audit.
+    CertificateAdd {
+        info: crate::audit::CertificateInfo,
+    },
 }
 
 /// Why a request was not carried out.
@@ -237,6 +241,7 @@ pub fn execute(
         Request::Audit => crate::audit::run(cloud, now())
             .map(|f| json!(f))
             .map_err(fail),
+        Request::CertificateAdd { info } => done(registry.put_certificate(info)),
     }
 }
 

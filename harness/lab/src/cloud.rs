@@ -143,7 +143,7 @@ impl GreengrassLab {
     }
 }
 
-fn cloud_error(e: impl std::fmt::Display) -> LabError {
+pub(crate) fn cloud_error(e: impl std::fmt::Display) -> LabError {
     LabError::Broker {
         problem: format!("the lab's cloud: {e}"),
         fix: "check the run's output directory (--out): the cloud keeps its state there".into(),

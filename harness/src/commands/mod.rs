@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod build;
+pub mod cloud;
 pub mod devices;
 pub mod doctor;
 pub mod init;
