@@ -19,35 +19,14 @@ use fqp_iot::Text;
 use fqp_mqtt::{Client, Mailbox, Message, QoS};
 use fqp_transport::Transport;
 
-/// What went wrong.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Error {
-    /// A topic or report does not fit its buffer.
-    TooLong,
-    Mqtt(fqp_mqtt::Error),
-    /// No answer within the time given.
-    Timeout,
-    /// The cloud refused the report: its error code and message.
-    Rejected(Refusal),
-}
+/// What went wrong: [`fqp_iot::Error::Rejected`] carries the cloud's reason.
+pub type Error = fqp_iot::Error<Refusal>;
 
 /// The cloud's reason for refusing a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refusal {
     pub code: Text<24>,
     pub message: Text<72>,
-}
-
-impl From<fqp_mqtt::Error> for Error {
-    fn from(e: fqp_mqtt::Error) -> Self {
-        Error::Mqtt(e)
-    }
-}
-
-impl From<fqp_iot::TooLong> for Error {
-    fn from(_: fqp_iot::TooLong) -> Self {
-        Error::TooLong
-    }
 }
 
 /// How a report is encoded.

@@ -4,11 +4,77 @@
 //! `…/accepted` and `…/rejected`, matching them to requests by the `clientToken` they carry
 //! and explaining refusals in a message. `fqp-shadow`, `fqp-jobs` and the Defender agent
 //! build on these pieces: [`thing_topic`] writes a topic into the caller's buffer,
-//! [`client_token`] reads an answer's token, [`Text`] keeps a short message without a heap.
+//! [`client_token`] reads an answer's token, [`Text`] keeps a short message without a heap,
+//! [`request`] publishes a request and waits for its answer, and [`Error`] says what went
+//! wrong in one.
 
 #![no_std]
 
+use fqp_mqtt::{Client, Mailbox, Message, QoS};
+use fqp_transport::Transport;
 use serde::Deserialize;
+
+/// What went wrong in a request to a service (`R`: the service's refusal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error<R> {
+    /// A topic or document does not fit its buffer.
+    TooLong,
+    /// MQTT failed (not connected, the broker went away, …).
+    Mqtt(fqp_mqtt::Error),
+    /// No answer within the time given.
+    Timeout,
+    /// The service refused the request, saying why.
+    Rejected(R),
+    /// An answer could not be read as the document asked for.
+    BadAnswer,
+}
+
+impl<R> From<fqp_mqtt::Error> for Error<R> {
+    fn from(e: fqp_mqtt::Error) -> Self {
+        Error::Mqtt(e)
+    }
+}
+
+impl<R> From<TooLong> for Error<R> {
+    fn from(_: TooLong) -> Self {
+        Error::TooLong
+    }
+}
+
+/// Publishes `body` on `topic` and waits up to `timeout_ms` for its answer, polling `mqtt`
+/// (whose handler offers every message to `mailbox`): the first message for which
+/// `answer_of` (given its topic) says it answers this request — `Some(true)` accepted,
+/// `Some(false)` rejected — and whose `clientToken` is the body's. An acceptance goes to
+/// `accepted`; a rejection is read by `refusal`.
+#[allow(clippy::too_many_arguments)] // a request: where, what, how long, and its answers
+pub fn request<T, H, A, R, const N: usize, const B: usize>(
+    mqtt: &mut Client<'_, T, H>,
+    mailbox: &Mailbox<N, B>,
+    topic: &str,
+    body: &[u8],
+    timeout_ms: u32,
+    mut answer_of: impl FnMut(&str) -> Option<bool>,
+    mut accepted: impl FnMut(&[u8]) -> A,
+    refusal: fn(&[u8]) -> Option<R>,
+) -> Result<A, Error<R>>
+where
+    T: Transport,
+    H: FnMut(&Message<'_>),
+{
+    let token = client_token(body);
+    mqtt.publish(topic, body, QoS::AtMostOnce, false)?;
+    let answer = mqtt.wait_for(mailbox, timeout_ms, |t, payload| {
+        let ok = answer_of(t)?;
+        if client_token(payload) != token {
+            return None;
+        }
+        Some(match ok {
+            true => Ok(accepted(payload)),
+            false => Err(refusal(payload).map_or(Error::BadAnswer, Error::Rejected)),
+        })
+    })?;
+    answer.unwrap_or(Err(Error::Timeout))
+}
 
 /// A topic did not fit the buffer given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,32 +23,8 @@ pub use topic::{Request, Topic, MAX_TOPIC};
 use fqp_mqtt::{Client, Mailbox, Message, QoS};
 use fqp_transport::Transport;
 
-/// What went wrong.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Error {
-    /// A topic or document does not fit its buffer.
-    TooLong,
-    /// MQTT failed.
-    Mqtt(fqp_mqtt::Error),
-    /// No answer within the time given.
-    Timeout,
-    /// The cloud refused the request.
-    Rejected(Rejection),
-    /// An answer could not be read as the document asked for.
-    BadAnswer,
-}
-
-impl From<fqp_mqtt::Error> for Error {
-    fn from(e: fqp_mqtt::Error) -> Self {
-        Error::Mqtt(e)
-    }
-}
-
-impl From<fqp_iot::TooLong> for Error {
-    fn from(_: fqp_iot::TooLong) -> Self {
-        Error::TooLong
-    }
-}
+/// What went wrong: [`Error::Rejected`] carries the contract's code and message.
+pub type Error = fqp_iot::Error<Rejection>;
 
 /// The jobs of one thing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,27 +96,21 @@ impl<'a> Jobs<'a> {
         T: Transport,
         H: FnMut(&Message<'_>),
     {
-        let token = fqp_iot::client_token(body);
         let mut buf = [0u8; MAX_TOPIC];
-        mqtt.publish(
-            topic::write(self.thing, request, None, &mut buf)?,
+        let topic = topic::write(self.thing, request, None, &mut buf)?;
+        fqp_iot::request(
+            mqtt,
+            mailbox,
+            topic,
             body,
-            QoS::AtMostOnce,
-            false,
-        )?;
-        let answer = mqtt.wait_for(mailbox, timeout_ms, |t, payload| {
-            let (thing, Topic::Request(r, Some(ok))) = topic::parse(t)? else {
-                return None;
-            };
-            if thing != self.thing || r != request || fqp_iot::client_token(payload) != token {
-                return None;
-            }
-            Some(match ok {
-                true => Ok(accepted(payload)),
-                false => Err(doc::rejection(payload).map_or(Error::BadAnswer, Error::Rejected)),
-            })
-        })?;
-        answer.unwrap_or(Err(Error::Timeout))
+            timeout_ms,
+            |t| match topic::parse(t)? {
+                (thing, Topic::Request(r, ok)) if thing == self.thing && r == request => ok,
+                _ => None,
+            },
+            &mut accepted,
+            doc::rejection,
+        )
     }
 
     /// Takes the oldest `notify-next` message from `mailbox`, given to `f`.

@@ -23,32 +23,9 @@ pub use topic::{Answer, Op, Shadow, MAX_TOPIC};
 use fqp_mqtt::{Client, Mailbox, Message, QoS};
 use fqp_transport::Transport;
 
-/// What went wrong.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Error {
-    /// A topic or document does not fit its buffer.
-    TooLong,
-    /// MQTT failed (not connected, the broker went away, …).
-    Mqtt(fqp_mqtt::Error),
-    /// No answer within the time given.
-    Timeout,
-    /// The cloud refused the request: its code (400, 404, 409, 413, 429, …) and message.
-    Rejected(Rejection),
-    /// An answer could not be read as the document asked for.
-    BadAnswer,
-}
-
-impl From<fqp_mqtt::Error> for Error {
-    fn from(e: fqp_mqtt::Error) -> Self {
-        Error::Mqtt(e)
-    }
-}
-
-impl From<fqp_iot::TooLong> for Error {
-    fn from(_: fqp_iot::TooLong) -> Self {
-        Error::TooLong
-    }
-}
+/// What went wrong: [`Error::Rejected`] carries the cloud's code (400, 404, 409, 413, 429, …)
+/// and message.
+pub type Error = fqp_iot::Error<Rejection>;
 
 impl Shadow<'_> {
     /// Subscribes (QoS 1) to the answers of this shadow's requests and to its deltas: what
@@ -105,24 +82,42 @@ impl Shadow<'_> {
         T: Transport,
         H: FnMut(&Message<'_>),
     {
-        let token = fqp_iot::client_token(body);
         let mut buf = [0u8; MAX_TOPIC];
         let topic = self.topic(op, None, &mut buf)?;
-        mqtt.publish(topic, body, QoS::AtMostOnce, false)?;
-        let answer = mqtt.wait_for(mailbox, timeout_ms, |topic, payload| {
-            let (shadow, o, answer) = Shadow::parse(topic)?;
-            if shadow != *self || o != op || fqp_iot::client_token(payload) != token {
-                return None;
-            }
-            match answer? {
-                Answer::Accepted => Some(Ok(accepted(payload))),
-                Answer::Rejected => Some(Err(
-                    doc::rejection(payload).map_or(Error::BadAnswer, Error::Rejected)
-                )),
+        fqp_iot::request(
+            mqtt,
+            mailbox,
+            topic,
+            body,
+            timeout_ms,
+            |t| match Shadow::parse(t)? {
+                (s, o, Some(Answer::Accepted)) if s == *self && o == op => Some(true),
+                (s, o, Some(Answer::Rejected)) if s == *self && o == op => Some(false),
                 _ => None,
-            }
-        })?;
-        answer.unwrap_or(Err(Error::Timeout))
+            },
+            &mut accepted,
+            doc::rejection,
+        )
+    }
+
+    /// Polls `mqtt` up to `timeout_ms` for a message of `kind` (a delta or a documents
+    /// message) for this shadow, given to `f`; `None` when none came.
+    pub fn wait<T, H, R, const N: usize, const B: usize>(
+        &self,
+        mqtt: &mut Client<'_, T, H>,
+        mailbox: &Mailbox<N, B>,
+        kind: Answer,
+        timeout_ms: u32,
+        mut f: impl FnMut(&[u8]) -> R,
+    ) -> Result<Option<R>, Error>
+    where
+        T: Transport,
+        H: FnMut(&Message<'_>),
+    {
+        Ok(mqtt.wait_for(mailbox, timeout_ms, |topic, payload| {
+            let (shadow, _, answer) = Shadow::parse(topic)?;
+            (shadow == *self && answer == Some(kind)).then(|| f(payload))
+        })?)
     }
 
     /// Takes the oldest message of `kind` (a delta or a documents message) for this shadow

@@ -14,8 +14,9 @@ use fqp_greengrass::{http, Discovery};
 use fqp_keystore::Keystore;
 use fqp_mqtt::{Connect, QoS};
 use fqp_net::TcpStream;
+use fqp_suite_security::client_session;
 use fqp_testkit::{check, check_eq, group, log, Failure, TestResult};
-use fqp_tls::{Buffers, ClientAuth, Config, Session, RECORD_BUFFER};
+use fqp_tls::{Buffers, RECORD_BUFFER};
 
 group!(pub GREENGRASS, "greengrass", [
     discovery_returns_the_group_its_core_and_ca => 30_000,
@@ -49,38 +50,6 @@ fn credentials<'a>(arena: &'a mut [u8], me: &Identity) -> Result<Keystore<'a>, F
     Ok(ks)
 }
 
-/// Opens TLS over `t` to a server named `name` whose chain ends at `root`, with the
-/// keystore's credentials.
-fn open<'b>(
-    ks: &mut Keystore<'_>,
-    root: &[u8],
-    name: &str,
-    t: TcpStream,
-    buffers: &'b mut Buffers<'_>,
-) -> Result<Session<'b, TcpStream>, fqp_tls::Error> {
-    let mut seed = [0u8; 32];
-    ks.random(&mut seed);
-    let signer = ks.signer("device").ok();
-    let certificate = ks.certificate("device-cert").ok();
-    let client = match (&signer, certificate) {
-        (Some(signer), Some(certificate)) => Some(ClientAuth {
-            certificate,
-            signer,
-        }),
-        _ => None,
-    };
-    let config = Config {
-        server_name: name,
-        root_ca: root,
-        now: fqp_suite_security::device_time(),
-        seed,
-        client,
-        handshake_timeout_ms: 10_000,
-        io_timeout_ms: 5_000,
-    };
-    Session::open(t, buffers, &config)
-}
-
 /// Asks the discovery endpoint for `thing`'s groups: the answer's body, or its error.
 fn discover(
     ks: &mut Keystore<'_>,
@@ -97,7 +66,7 @@ fn discover(
     let (mut r, mut w) = (vec![0u8; RECORD_BUFFER], vec![0u8; 4096]);
     let mut bufs = Buffers::new(&mut r, &mut w);
     let host = alloc::format!("{ip}");
-    let mut s = open(ks, &root, &host, t, &mut bufs)
+    let mut s = client_session(ks, &root, &host, t, &mut bufs)
         .map_err(|e| fqp_testkit::fail!("TLS to the discovery endpoint: {:?}", e))?;
     let mut buf = vec![0u8; 4096];
     Ok(http::discover(&mut s, &host, thing, &mut buf, 5_000).map(<[u8]>::to_vec))
@@ -152,7 +121,7 @@ fn connect_core(
             .der(&mut der)
             .ok_or_else(|| String::from("the group's CA is not PEM"))?;
         let mut bufs = Buffers::new(&mut r, &mut w);
-        let session = open(ks, &der[..n], entry.host, t, &mut bufs)
+        let session = client_session(ks, &der[..n], entry.host, t, &mut bufs)
             .map_err(|e| alloc::format!("TLS: {e:?}"))?;
         let (mut tx, mut rx) = (vec![0u8; 1024], vec![0u8; 1024]);
         let mut c =

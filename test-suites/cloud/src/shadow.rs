@@ -200,15 +200,30 @@ fn wait_delta<H: FnMut(&Message<'_>)>(
     inbox: &Inbox,
     s: &Shadow<'_>,
 ) -> Result<(u64, Lamp), Failure> {
-    let start = crate::ms();
-    while crate::ms() - start < u64::from(ANSWER_MS) {
-        if let Some(d) = s.take(inbox, Answer::Delta, |p| doc::delta::<Lamp>(p)) {
-            return d.map_err(|e| fqp_testkit::fail!("the delta: {:?}", e));
-        }
-        c.poll(100)
-            .map_err(|e| fqp_testkit::fail!("poll: {:?}", e))?;
-    }
-    Err(fqp_testkit::fail!("no delta within {} ms", ANSWER_MS))
+    s.wait(c, inbox, Answer::Delta, ANSWER_MS, |p| {
+        doc::delta::<Lamp>(p)
+    })
+    .map_err(|e| fqp_testkit::fail!("poll: {:?}", e))?
+    .ok_or_else(|| fqp_testkit::fail!("no delta within {} ms", ANSWER_MS))?
+    .map_err(|e| fqp_testkit::fail!("the delta: {:?}", e))
+}
+
+/// The next documents message for `s` (up to `ANSWER_MS`): the previous document's version
+/// and reported section, and the current one's.
+#[allow(clippy::type_complexity)] // two documents, each a version and a section
+fn next_documents<H: FnMut(&Message<'_>)>(
+    c: &mut Client<'_, TcpStream, H>,
+    inbox: &Inbox,
+    s: &Shadow<'_>,
+) -> Result<(Option<(u64, Option<Lamp>)>, (u64, Option<Lamp>)), Failure> {
+    let read = |p: &[u8]| {
+        doc::documents::<Lamp>(p)
+            .map(|(p, (v, now))| (p.map(|(pv, ps)| (pv, ps.reported)), (v, now.reported)))
+    };
+    s.wait(c, inbox, Answer::Documents, ANSWER_MS, read)
+        .map_err(|e| fqp_testkit::fail!("poll: {:?}", e))?
+        .ok_or_else(|| fqp_testkit::fail!("no documents message within {} ms", ANSWER_MS))?
+        .map_err(|e| fqp_testkit::fail!("documents: {:?}", e))
 }
 
 fn delta_reaches_a_connected_device() -> TestResult {
@@ -350,42 +365,16 @@ fn documents_tell_previous_and_current() -> TestResult {
             fresh(&mut c, &inbox, &s)?;
             let first = accepted(update(&mut c, &inbox, &s, (None, Some(&OFF)), None), "1")?;
             // The first update's documents message: no previous document.
-            let start = crate::ms();
-            let mut docs = None;
-            while docs.is_none() && crate::ms() - start < u64::from(ANSWER_MS) {
-                docs = s.take(&inbox, Answer::Documents, |p| {
-                    doc::documents::<Lamp>(p).map(|(p, (v, _))| (p.map(|(pv, _)| pv), v))
-                });
-                if docs.is_none() {
-                    c.poll(100)
-                        .map_err(|e| fqp_testkit::fail!("poll: {:?}", e))?;
-                }
-            }
-            let (previous, current) = docs
-                .ok_or_else(|| fqp_testkit::fail!("no documents message"))?
-                .map_err(|e| fqp_testkit::fail!("documents: {:?}", e))?;
-            check_eq!((previous, current), (None, first));
+            check_eq!(
+                next_documents(&mut c, &inbox, &s)?,
+                (None, (first, Some(OFF)))
+            );
             let second = accepted(update(&mut c, &inbox, &s, (None, Some(&ON)), None), "2")?;
-            let start = crate::ms();
-            loop {
-                let d = s.take(&inbox, Answer::Documents, |p| {
-                    doc::documents::<Lamp>(p)
-                        .map(|(p, (v, now))| (p.map(|(pv, ps)| (pv, ps.reported)), v, now.reported))
-                });
-                if let Some(d) = d {
-                    let (previous, v, now) =
-                        d.map_err(|e| fqp_testkit::fail!("documents: {:?}", e))?;
-                    check_eq!(previous, Some((first, Some(OFF))));
-                    check_eq!((v, now), (second, Some(ON)));
-                    return Ok(());
-                }
-                check!(
-                    crate::ms() - start < u64::from(ANSWER_MS),
-                    "no documents message for the second update"
-                );
-                c.poll(100)
-                    .map_err(|e| fqp_testkit::fail!("poll: {:?}", e))?;
-            }
+            check_eq!(
+                next_documents(&mut c, &inbox, &s)?,
+                (Some((first, Some(OFF))), (second, Some(ON)))
+            );
+            Ok(())
         })
     })
 }
@@ -424,27 +413,17 @@ fn raw_update<H: FnMut(&Message<'_>)>(
         .map_err(|e| fqp_testkit::fail!("{:?}", e))?;
     c.publish(t, body, QoS::AtMostOnce, false)
         .map_err(|e| fqp_testkit::fail!("publish: {:?}", e))?;
-    let start = crate::ms();
-    loop {
-        let got = inbox.take(|topic, p| {
-            let (_, op, answer) = Shadow::parse(topic)?;
-            match (op, answer?) {
-                (Op::Update, Answer::Rejected) => Some(doc::rejection(p)),
-                (Op::Update, Answer::Accepted) => Some(None),
-                _ => None,
-            }
-        });
-        match got {
-            Some(Some(r)) => return Ok(r),
-            Some(None) => return Err(fqp_testkit::fail!("the cloud accepted a bad update")),
-            None => {}
-        }
-        check!(
-            crate::ms() - start < u64::from(ANSWER_MS),
-            "no answer to a bad update"
-        );
-        c.poll(100)
-            .map_err(|e| fqp_testkit::fail!("poll: {:?}", e))?;
+    let got = c
+        .wait_for(inbox, ANSWER_MS, |topic, p| match Shadow::parse(topic)? {
+            (_, Op::Update, Some(Answer::Rejected)) => Some(doc::rejection(p)),
+            (_, Op::Update, Some(Answer::Accepted)) => Some(None),
+            _ => None,
+        })
+        .map_err(|e| fqp_testkit::fail!("poll: {:?}", e))?;
+    match got {
+        Some(Some(r)) => Ok(r),
+        Some(None) => Err(fqp_testkit::fail!("the cloud accepted a bad update")),
+        None => Err(fqp_testkit::fail!("no answer to a bad update")),
     }
 }
 
@@ -510,34 +489,16 @@ fn requests_beyond_ten_in_flight_are_rejected_429() -> TestResult {
             fresh(&mut c, &inbox, &s)?;
             ask_cloud("cloud-hold", &[("thing", &me.thing)])?;
             let sent = send_twelve(&mut c, &s);
-            let early = sent.and_then(|()| rejections_while_held(&mut c, &inbox));
+            let early = sent.and_then(|()| update_answers(&mut c, &inbox, 2));
             // Released whatever happened, so that the cloud answers the next tests.
             ask_cloud("cloud-release", &[("thing", &me.thing)])?;
-            check_eq!(early?, [10, 11]);
-            let mut versions = Vec::new();
-            let start = crate::ms();
-            while versions.len() < 10 && crate::ms() - start < u64::from(ANSWER_MS) {
-                let got = inbox.take(|topic, p| {
-                    let (_, Op::Update, Some(answer)) = Shadow::parse(topic)? else {
-                        return None;
-                    };
-                    Some((answer, doc::version(p)))
-                });
-                match got {
-                    Some((Answer::Accepted, v)) => versions.push(v),
-                    Some(other) => {
-                        return Err(fqp_testkit::fail!("after the release: {:?}", other))
-                    }
-                    None => c
-                        .poll(100)
-                        .map_err(|e| fqp_testkit::fail!("poll: {:?}", e))?,
-                }
-            }
-            check_eq!(versions.len(), 10);
+            check_eq!(early?, [(false, 429, Some(10)), (false, 429, Some(11))]);
+            let answers = update_answers(&mut c, &inbox, 10)?;
+            check_eq!(answers.len(), 10);
             check!(
-                versions.windows(2).all(|w| w[1] > w[0]),
-                "answered out of order: {:?}",
-                versions
+                answers.iter().all(|(ok, _, _)| *ok) && answers.windows(2).all(|w| w[1].1 > w[0].1),
+                "after the release: {:?}",
+                answers
             );
             Ok(())
         })
@@ -561,38 +522,33 @@ fn send_twelve<H: FnMut(&Message<'_>)>(
     Ok(())
 }
 
-/// The tokens' numbers of the 429 refusals that come while the cloud holds the rest.
-fn rejections_while_held<H: FnMut(&Message<'_>)>(
+/// The next `n` answers to updates (each within `ANSWER_MS`): accepted or not, the version
+/// or the refusal's code, and the number in the request's token (`n<i>`).
+fn update_answers<H: FnMut(&Message<'_>)>(
     c: &mut Client<'_, TcpStream, H>,
     inbox: &Inbox,
-) -> Result<Vec<u8>, Failure> {
-    let mut refused = Vec::new();
-    let start = crate::ms();
-    while refused.len() < 2 && crate::ms() - start < u64::from(ANSWER_MS) {
-        let got = inbox.take(|topic, p| {
-            let (_, Op::Update, Some(Answer::Rejected)) = Shadow::parse(topic)? else {
-                return None;
-            };
-            let r = doc::rejection(p)?;
-            let n = doc::client_token(p)?
-                .strip_prefix('n')?
-                .parse::<u8>()
-                .ok()?;
-            Some((r.code, n))
-        });
+    n: usize,
+) -> Result<Vec<(bool, u64, Option<u8>)>, Failure> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let got = c
+            .wait_for(inbox, ANSWER_MS, |topic, p| {
+                let (_, Op::Update, Some(answer)) = Shadow::parse(topic)? else {
+                    return None;
+                };
+                let token =
+                    doc::client_token(p).and_then(|t| t.strip_prefix('n')?.parse::<u8>().ok());
+                match answer {
+                    Answer::Accepted => Some((true, doc::version(p)?, token)),
+                    Answer::Rejected => Some((false, u64::from(doc::rejection(p)?.code), token)),
+                    _ => None,
+                }
+            })
+            .map_err(|e| fqp_testkit::fail!("poll: {:?}", e))?;
         match got {
-            Some((429, n)) => refused.push(n),
-            Some((code, n)) => {
-                return Err(fqp_testkit::fail!(
-                    "request n{} refused {}, not 429",
-                    n,
-                    code
-                ))
-            }
-            None => c
-                .poll(100)
-                .map_err(|e| fqp_testkit::fail!("poll: {:?}", e))?,
+            Some(a) => out.push(a),
+            None => break,
         }
     }
-    Ok(refused)
+    Ok(out)
 }

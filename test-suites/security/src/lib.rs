@@ -12,7 +12,7 @@
 extern crate alloc;
 
 mod tls;
-pub use tls::{device_time, lab_identity, TLS};
+pub use tls::{client_session, lab_identity, TLS};
 
 /// The suite's groups, in the order the host lists them.
 pub static GROUPS: &[&fqp_testkit::Group] = &[&KEYSTORE, &TLS];

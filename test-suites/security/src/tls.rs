@@ -89,11 +89,6 @@ pub fn lab_identity(arena: &mut [u8]) -> Result<Keystore<'_>, Failure> {
     identity(arena, Issuer::Lab)
 }
 
-/// Now, in Unix seconds, for certificate validity.
-pub fn device_time() -> Option<u64> {
-    now()
-}
-
 /// Now, as the host's provisioned time plus the time since boot (the host sets it at boot).
 fn now() -> Option<u64> {
     let t: u64 = fqp_testkit::config::get_str("time")?.parse().ok()?;
@@ -141,11 +136,26 @@ fn open<'b>(
         root_label = "broker-ca";
     }
     let t = tcp(service)?;
-    let mut seed = [0u8; 32];
-    ks.random(&mut seed);
     let root = ks
         .certificate(root_label)
-        .map_err(|e| fqp_testkit::fail!("root CA: {:?}", e))?;
+        .map_err(|e| fqp_testkit::fail!("root CA: {:?}", e))?
+        .to_vec();
+    let t0 = ms();
+    let session = client_session(ks, &root, &server_name, t, buffers);
+    Ok((session, ms() - t0))
+}
+
+/// Opens TLS over `t` to a server named `name` whose chain ends at `root`, with the
+/// keystore's credentials (`device` and `device-cert`, when it holds them).
+pub fn client_session<'b, T: fqp_transport::Transport>(
+    ks: &mut Keystore<'_>,
+    root: &[u8],
+    name: &str,
+    t: T,
+    buffers: &'b mut Buffers<'_>,
+) -> Result<Session<'b, T>, Error> {
+    let mut seed = [0u8; 32];
+    ks.random(&mut seed);
     let signer = ks.signer("device").ok();
     let certificate = ks.certificate("device-cert").ok();
     let client = match (&signer, certificate) {
@@ -156,7 +166,7 @@ fn open<'b>(
         _ => None,
     };
     let config = Config {
-        server_name: &server_name,
+        server_name: name,
         root_ca: root,
         now: now(),
         seed,
@@ -164,9 +174,7 @@ fn open<'b>(
         handshake_timeout_ms: 10_000,
         io_timeout_ms: 5_000,
     };
-    let t0 = ms();
-    let session = Session::open(t, buffers, &config);
-    Ok((session, ms() - t0))
+    Session::open(t, buffers, &config)
 }
 
 fn record_buffers() -> (Vec<u8>, Vec<u8>) {

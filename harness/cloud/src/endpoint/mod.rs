@@ -65,6 +65,32 @@ pub struct Tls {
     pub client_cas: Vec<Vec<u8>>,
 }
 
+/// A TLS server configuration for `tls`: TLS 1.2 and 1.3, client certificates required from
+/// its CAs (the endpoint's listener, the discovery endpoint).
+pub fn server_config(tls: &Tls) -> Result<rustls::ServerConfig, EndpointError> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in &tls.client_cas {
+        roots
+            .add(CertificateDer::from(ca.clone()))
+            .map_err(|e| EndpointError::Tls(format!("a client CA: {e}")))?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .build()
+        .map_err(|e| EndpointError::Tls(e.to_string()))?;
+    let chain = tls
+        .chain
+        .iter()
+        .cloned()
+        .map(CertificateDer::from)
+        .collect();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(tls.key.clone()));
+    rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| EndpointError::Tls(e.to_string()))
+}
+
 /// Where and how the endpoint listens.
 #[derive(Clone)]
 pub struct Settings {

@@ -30,30 +30,9 @@ enum Identity {
     Certificate(String),
 }
 
-/// The TLS acceptor of `tls`: TLS 1.2 and 1.3, client certificates required from its CAs.
+/// The TLS acceptor of `tls`.
 pub(super) fn acceptor(tls: &Tls) -> Result<TlsAcceptor, EndpointError> {
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in &tls.client_cas {
-        roots
-            .add(CertificateDer::from(ca.clone()))
-            .map_err(|e| EndpointError::Tls(format!("a client CA: {e}")))?;
-    }
-    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
-        .build()
-        .map_err(|e| EndpointError::Tls(e.to_string()))?;
-    let chain = tls
-        .chain
-        .iter()
-        .cloned()
-        .map(CertificateDer::from)
-        .collect();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(tls.key.clone()));
-    let config = rustls::ServerConfig::builder()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .map_err(|e| EndpointError::Tls(e.to_string()))?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(TlsAcceptor::from(Arc::new(super::server_config(tls)?)))
 }
 
 pub(super) async fn accept_plain(listener: TcpListener, shared: Arc<Shared>) {

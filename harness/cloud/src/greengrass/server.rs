@@ -34,7 +34,7 @@ impl Discovery {
         bind: SocketAddr,
         tls: &Tls,
     ) -> Result<Discovery, EndpointError> {
-        let config = Arc::new(server_config(tls)?);
+        let config = Arc::new(crate::endpoint::server_config(tls)?);
         let listen = |e: std::io::Error| EndpointError::Listen {
             addr: bind,
             why: e.to_string(),
@@ -60,30 +60,6 @@ impl Discovery {
             .map_err(|e| EndpointError::Runtime(e.to_string()))?;
         Ok(Discovery { addr, stop })
     }
-}
-
-fn server_config(tls: &Tls) -> Result<rustls::ServerConfig, EndpointError> {
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in &tls.client_cas {
-        roots
-            .add(CertificateDer::from(ca.clone()))
-            .map_err(|e| EndpointError::Tls(format!("a client CA: {e}")))?;
-    }
-    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
-        .build()
-        .map_err(|e| EndpointError::Tls(e.to_string()))?;
-    let chain = tls
-        .chain
-        .iter()
-        .cloned()
-        .map(CertificateDer::from)
-        .collect();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(tls.key.clone()));
-    rustls::ServerConfig::builder()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)
-        .map_err(|e| EndpointError::Tls(e.to_string()))
 }
 
 /// Serves one connection: one request, one answer.
