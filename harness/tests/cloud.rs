@@ -135,3 +135,35 @@ fn an_operator_changes_a_served_cloud_and_the_device_hears_it_at_once() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--body is not JSON"));
 }
+
+#[test]
+fn the_authorization_group_fails_a_cloud_that_does_not_hold_to_the_policy() {
+    let o = common::qualify_with_env(
+        &common::repo().join("reference-port"),
+        "open-policy",
+        &["--group", "authorization"],
+        &[("FQP_CLOUD_FAULT", "open-policy")],
+    );
+    assert_eq!(o.code, 1, "{}", o.explain());
+    let tests = o.results["groups"][0]["tests"].as_array().unwrap();
+    let status = |name: &str| {
+        tests
+            .iter()
+            .find(|t| t["id"] == format!("authorization/{name}"))
+            .map(|t| t["status"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    // Every topic the policy keeps from a thing is reached…
+    for t in [
+        "another_things_shadow_cannot_be_read",
+        "another_things_shadow_cannot_be_changed",
+        "another_things_jobs_cannot_be_reached",
+        "another_things_streams_cannot_be_reached",
+        "wildcards_reaching_other_things_are_refused",
+    ] {
+        assert_eq!(status(t), "failed", "{t}");
+    }
+    // …while the credentials are still checked.
+    assert_eq!(status("another_things_client_id_is_refused"), "passed");
+    assert_eq!(status("a_wrong_token_is_refused"), "passed");
+}

@@ -36,6 +36,7 @@ fn main() {
         port: 0,
         tls: None,
         secret: SECRET.to_vec(),
+        open_policy: false,
     };
     let endpoint = Endpoint::start(cloud, settings).expect("the endpoint");
     let port = endpoint.plain.port();

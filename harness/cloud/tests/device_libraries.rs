@@ -49,6 +49,7 @@ fn lab(name: &str) -> Lab {
         port: 0,
         tls: None,
         secret: SECRET.to_vec(),
+        open_policy: false,
     };
     let endpoint = Endpoint::start(cloud, settings).unwrap();
     Lab { endpoint, path }

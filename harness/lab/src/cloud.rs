@@ -67,6 +67,7 @@ impl GreengrassLab {
                     port: 0,
                     tls: Some((tls, 0)),
                     secret: Vec::new(),
+                    open_policy: false,
                 },
             )
             .map_err(cloud_error)
@@ -198,6 +199,9 @@ impl CloudLab {
                 port: 0,
                 tls: Some((tls, 0)),
                 secret: secret.to_vec(),
+                // fqp's own tests prove that the authorization group fails a cloud that does
+                // not hold to the policy (harness/tests/cloud.rs).
+                open_policy: std::env::var("FQP_CLOUD_FAULT").as_deref() == Ok("open-policy"),
             },
         )
         .map_err(cloud_error)?;

@@ -68,6 +68,7 @@ pub fn serve(
                 port,
                 tls: Some((tls.clone(), tls_port)),
                 secret: lasting_secret(&dir)?,
+                open_policy: false,
             },
         )
         .map_err(cloud_error)?,

@@ -65,9 +65,15 @@ pub struct Outcome {
 
 /// Runs `fqp qualify --port <port> --out <fresh dir>` plus `args`.
 pub fn qualify(port: &Path, name: &str, args: &[&str]) -> Outcome {
+    qualify_with_env(port, name, args, &[])
+}
+
+/// [`qualify`] with environment variables set for `fqp`.
+pub fn qualify_with_env(port: &Path, name: &str, args: &[&str], env: &[(&str, &str)]) -> Outcome {
     let out = repo().join("target/fqp-tests").join(name);
     let _ = std::fs::remove_dir_all(&out);
     let o = fqp()
+        .envs(env.iter().copied())
         .arg("qualify")
         .arg("--port")
         .arg(port)

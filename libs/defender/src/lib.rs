@@ -194,10 +194,7 @@ impl<'a> Agent<'a> {
             &["defender", "metrics", self.word(), "+"],
             &mut buf,
         )?;
-        match mqtt.subscribe(&[(f, QoS::AtLeastOnce)])?[0] {
-            Some(_) => Ok(()),
-            None => Err(Error::Mqtt(fqp_mqtt::Error::SubscriptionRefused)),
-        }
+        fqp_iot::subscribe(mqtt, &[f])
     }
 
     /// Whether a report is due at `now_ms`.

@@ -41,6 +41,25 @@ impl<R> From<TooLong> for Error<R> {
     }
 }
 
+/// Subscribes to every filter of `filters` at QoS 1 (at most 8); a refusal of any is
+/// [`fqp_mqtt::Error::SubscriptionRefused`].
+pub fn subscribe<T, H, R>(mqtt: &mut Client<'_, T, H>, filters: &[&str]) -> Result<(), Error<R>>
+where
+    T: Transport,
+    H: FnMut(&Message<'_>),
+{
+    let mut with_qos = [("", QoS::AtLeastOnce); 8];
+    let n = filters.len().min(8);
+    for (slot, f) in with_qos.iter_mut().zip(filters) {
+        slot.0 = f;
+    }
+    let granted = mqtt.subscribe(&with_qos[..n])?;
+    match granted[..n].iter().all(Option::is_some) {
+        true => Ok(()),
+        false => Err(Error::Mqtt(fqp_mqtt::Error::SubscriptionRefused)),
+    }
+}
+
 /// Publishes `body` on `topic` and waits up to `timeout_ms` for its answer, polling `mqtt`
 /// (whose handler offers every message to `mailbox`): the first message for which
 /// `answer_of` (given its topic) says it answers this request — `Some(true)` accepted,

@@ -20,7 +20,7 @@ pub use doc::{Code, Execution, Pending, Rejection, State, Status, Summary};
 pub use serde::de::IgnoredAny as Ignored;
 pub use topic::{Request, Topic, MAX_TOPIC};
 
-use fqp_mqtt::{Client, Mailbox, Message, QoS};
+use fqp_mqtt::{Client, Mailbox, Message};
 use fqp_transport::Transport;
 
 /// What went wrong: [`Error::Rejected`] carries the contract's code and message.
@@ -48,23 +48,13 @@ impl<'a> Jobs<'a> {
         let [b, c, d, e, f] = &mut bufs;
         let t = self.thing;
         let filters = [
-            (topic::filter(t, &["get", "+"], b)?, QoS::AtLeastOnce),
-            (topic::filter(t, &["start-next", "+"], c)?, QoS::AtLeastOnce),
-            (
-                topic::filter(t, &["$next", "get", "+"], d)?,
-                QoS::AtLeastOnce,
-            ),
-            (topic::filter(t, &["+", "get", "+"], e)?, QoS::AtLeastOnce),
-            (
-                topic::filter(t, &["+", "update", "+"], f)?,
-                QoS::AtLeastOnce,
-            ),
+            topic::filter(t, &["get", "+"], b)?,
+            topic::filter(t, &["start-next", "+"], c)?,
+            topic::filter(t, &["$next", "get", "+"], d)?,
+            topic::filter(t, &["+", "get", "+"], e)?,
+            topic::filter(t, &["+", "update", "+"], f)?,
         ];
-        let granted = mqtt.subscribe(&filters)?;
-        match granted[..filters.len()].iter().all(Option::is_some) {
-            true => Ok(()),
-            false => Err(Error::Mqtt(fqp_mqtt::Error::SubscriptionRefused)),
-        }
+        fqp_iot::subscribe(mqtt, &filters)
     }
 
     /// Subscribes (QoS 1) to `notify-next`: the next execution, whenever it changes.
@@ -74,10 +64,7 @@ impl<'a> Jobs<'a> {
     ) -> Result<(), Error> {
         let mut buf = [0u8; MAX_TOPIC];
         let filter = topic::filter(self.thing, &["notify-next"], &mut buf)?;
-        match mqtt.subscribe(&[(filter, QoS::AtLeastOnce)])?[0] {
-            Some(_) => Ok(()),
-            None => Err(Error::Mqtt(fqp_mqtt::Error::SubscriptionRefused)),
-        }
+        fqp_iot::subscribe(mqtt, &[filter])
     }
 
     /// Publishes `body` (a document with a `clientToken`: [`doc`]) as `request` and waits up

@@ -20,7 +20,7 @@ pub mod topic;
 pub use doc::{Rejection, State};
 pub use topic::{Answer, Op, Shadow, MAX_TOPIC};
 
-use fqp_mqtt::{Client, Mailbox, Message, QoS};
+use fqp_mqtt::{Client, Mailbox, Message};
 use fqp_transport::Transport;
 
 /// What went wrong: [`Error::Rejected`] carries the cloud's code (400, 404, 409, 413, 429, …)
@@ -39,17 +39,13 @@ impl Shadow<'_> {
         let mut bufs = [[0u8; MAX_TOPIC]; 5];
         let [a, b, c, d, e] = &mut bufs;
         let filters = [
-            (self.filter(Op::Get, "+", a)?, QoS::AtLeastOnce),
-            (self.filter(Op::Update, "accepted", b)?, QoS::AtLeastOnce),
-            (self.filter(Op::Update, "rejected", c)?, QoS::AtLeastOnce),
-            (self.filter(Op::Update, "delta", d)?, QoS::AtLeastOnce),
-            (self.filter(Op::Delete, "+", e)?, QoS::AtLeastOnce),
+            self.filter(Op::Get, "+", a)?,
+            self.filter(Op::Update, "accepted", b)?,
+            self.filter(Op::Update, "rejected", c)?,
+            self.filter(Op::Update, "delta", d)?,
+            self.filter(Op::Delete, "+", e)?,
         ];
-        let granted = mqtt.subscribe(&filters)?;
-        match granted[..filters.len()].iter().all(Option::is_some) {
-            true => Ok(()),
-            false => Err(Error::Mqtt(fqp_mqtt::Error::SubscriptionRefused)),
-        }
+        fqp_iot::subscribe(mqtt, &filters)
     }
 
     /// Subscribes (QoS 1) to the documents messages (`update/documents`).
@@ -59,10 +55,7 @@ impl Shadow<'_> {
     ) -> Result<(), Error> {
         let mut buf = [0u8; MAX_TOPIC];
         let filter = self.filter(Op::Update, "documents", &mut buf)?;
-        match mqtt.subscribe(&[(filter, QoS::AtLeastOnce)])?[0] {
-            Some(_) => Ok(()),
-            None => Err(Error::Mqtt(fqp_mqtt::Error::SubscriptionRefused)),
-        }
+        fqp_iot::subscribe(mqtt, &[filter])
     }
 
     /// Publishes `body` (a document with a `clientToken`: [`doc`]) as an `op` request and

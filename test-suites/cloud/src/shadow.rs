@@ -58,6 +58,18 @@ fn outcome<T>(r: Result<T, fqp_shadow::Error>, what: &str) -> Outcome<T> {
     }
 }
 
+/// Runs the block with a connection of this device's thing subscribed to its classic
+/// shadow's answers: `$c`, `$inbox`, `$me` as `with_connection!`, `$s` the shadow.
+macro_rules! with_shadow {
+    (|$c:ident, $inbox:ident, $me:ident, $s:ident| $body:block) => {
+        with_connection!(|$c, $inbox, $me| {
+            let $s = Shadow::classic(&$me.thing);
+            subscribe(&mut $c, &$s)?;
+            $body
+        })
+    };
+}
+
 /// Gets `s`: its version and sections.
 fn get<H: FnMut(&Message<'_>)>(
     c: &mut Client<'_, TcpStream, H>,
@@ -146,9 +158,7 @@ fn accepted<T: core::fmt::Debug>(o: Outcome<T>, what: &str) -> Result<T, Failure
 
 fn get_of_a_missing_shadow_is_rejected_404() -> TestResult {
     in_cloud_task(|| {
-        with_connection!(|c, inbox, me| {
-            let s = Shadow::classic(&me.thing);
-            subscribe(&mut c, &s)?;
+        with_shadow!(|c, inbox, me, s| {
             fresh(&mut c, &inbox, &s)?;
             let r = refused(get(&mut c, &inbox, &s), 404)?;
             log!("404: {}", r.message());
@@ -164,9 +174,7 @@ fn get_of_a_missing_shadow_is_rejected_404() -> TestResult {
 
 fn reported_state_reaches_the_cloud() -> TestResult {
     in_cloud_task(|| {
-        with_connection!(|c, inbox, me| {
-            let s = Shadow::classic(&me.thing);
-            subscribe(&mut c, &s)?;
+        with_shadow!(|c, inbox, me, s| {
             fresh(&mut c, &inbox, &s)?;
             let lamp = Lamp {
                 on: Some(false),
@@ -228,9 +236,7 @@ fn next_documents<H: FnMut(&Message<'_>)>(
 
 fn delta_reaches_a_connected_device() -> TestResult {
     in_cloud_task(|| {
-        with_connection!(|c, inbox, me| {
-            let s = Shadow::classic(&me.thing);
-            subscribe(&mut c, &s)?;
+        with_shadow!(|c, inbox, me, s| {
             fresh(&mut c, &inbox, &s)?;
             accepted(
                 update(&mut c, &inbox, &s, (None, Some(&OFF)), None),
@@ -260,9 +266,7 @@ fn delta_missed_while_offline_is_found_on_reconnect() -> TestResult {
     in_cloud_task(|| {
         let me = Identity::provisioned()?;
         {
-            with_connection!(|c, inbox, me| {
-                let s = Shadow::classic(&me.thing);
-                subscribe(&mut c, &s)?;
+            with_shadow!(|c, inbox, me, s| {
                 fresh(&mut c, &inbox, &s)?;
                 accepted(
                     update(&mut c, &inbox, &s, (None, Some(&OFF)), None),
@@ -278,9 +282,7 @@ fn delta_missed_while_offline_is_found_on_reconnect() -> TestResult {
             "cloud-shadow-update",
             &[("thing", &me.thing), ("body", body)],
         )?;
-        with_connection!(|c, inbox, me| {
-            let s = Shadow::classic(&me.thing);
-            subscribe(&mut c, &s)?;
+        with_shadow!(|c, inbox, me, s| {
             let (_, state) = accepted(get(&mut c, &inbox, &s), "get after reconnecting")?;
             let missed = Lamp {
                 on: Some(true),
@@ -300,9 +302,7 @@ fn delta_missed_while_offline_is_found_on_reconnect() -> TestResult {
 
 fn stale_version_is_rejected_409() -> TestResult {
     in_cloud_task(|| {
-        with_connection!(|c, inbox, me| {
-            let s = Shadow::classic(&me.thing);
-            subscribe(&mut c, &s)?;
+        with_shadow!(|c, inbox, me, s| {
             fresh(&mut c, &inbox, &s)?;
             let v = accepted(
                 update(&mut c, &inbox, &s, (None, Some(&OFF)), None),
@@ -326,9 +326,7 @@ fn stale_version_is_rejected_409() -> TestResult {
 
 fn named_shadows_are_separate_documents() -> TestResult {
     in_cloud_task(|| {
-        with_connection!(|c, inbox, me| {
-            let s = Shadow::classic(&me.thing);
-            subscribe(&mut c, &s)?;
+        with_shadow!(|c, inbox, me, s| {
             let cfg = Shadow::named(&me.thing, "config");
             cfg.subscribe(&mut c)
                 .map_err(|e| fqp_testkit::fail!("subscribe: {:?}", e))?;
@@ -357,9 +355,7 @@ fn named_shadows_are_separate_documents() -> TestResult {
 
 fn documents_tell_previous_and_current() -> TestResult {
     in_cloud_task(|| {
-        with_connection!(|c, inbox, me| {
-            let s = Shadow::classic(&me.thing);
-            subscribe(&mut c, &s)?;
+        with_shadow!(|c, inbox, me, s| {
             s.subscribe_documents(&mut c)
                 .map_err(|e| fqp_testkit::fail!("subscribe to documents: {:?}", e))?;
             fresh(&mut c, &inbox, &s)?;
@@ -381,9 +377,7 @@ fn documents_tell_previous_and_current() -> TestResult {
 
 fn delete_keeps_the_version_counting() -> TestResult {
     in_cloud_task(|| {
-        with_connection!(|c, inbox, me| {
-            let s = Shadow::classic(&me.thing);
-            subscribe(&mut c, &s)?;
+        with_shadow!(|c, inbox, me, s| {
             fresh(&mut c, &inbox, &s)?;
             let v = accepted(
                 update(&mut c, &inbox, &s, (None, Some(&OFF)), None),
@@ -429,9 +423,7 @@ fn raw_update<H: FnMut(&Message<'_>)>(
 
 fn malformed_requests_are_rejected_400() -> TestResult {
     in_cloud_task(|| {
-        with_connection!(|c, inbox, me| {
-            let s = Shadow::classic(&me.thing);
-            subscribe(&mut c, &s)?;
+        with_shadow!(|c, inbox, me, s| {
             let long_token = format!(
                 r#"{{"state":{{"reported":{{}}}},"clientToken":"{}"}}"#,
                 "t".repeat(65)
@@ -483,9 +475,7 @@ fn oversized_document_is_rejected_413() -> TestResult {
 
 fn requests_beyond_ten_in_flight_are_rejected_429() -> TestResult {
     in_cloud_task(|| {
-        with_connection!(|c, inbox, me| {
-            let s = Shadow::classic(&me.thing);
-            subscribe(&mut c, &s)?;
+        with_shadow!(|c, inbox, me, s| {
             fresh(&mut c, &inbox, &s)?;
             ask_cloud("cloud-hold", &[("thing", &me.thing)])?;
             let sent = send_twelve(&mut c, &s);

@@ -103,6 +103,9 @@ pub struct Settings {
     pub tls: Option<(Tls, u16)>,
     /// What the plain listener's tokens derive from.
     pub secret: Vec<u8>,
+    /// The policy left out on topics (a connection still needs its credentials): only for
+    /// the harness's own proof that the authorization group fails such a cloud.
+    pub open_policy: bool,
 }
 
 /// What the endpoint saw of one thing, over all its connections.
@@ -163,6 +166,7 @@ struct Client {
 struct Shared {
     cloud: Arc<Cloud>,
     secret: Vec<u8>,
+    open_policy: bool,
     clients: Mutex<HashMap<u64, Client>>,
     next_id: AtomicU64,
     traffic: Mutex<HashMap<String, Traffic>>,
@@ -258,6 +262,7 @@ impl Endpoint {
         let shared = Arc::new(Shared {
             cloud,
             secret: settings.secret.clone(),
+            open_policy: settings.open_policy,
             clients: Mutex::default(),
             next_id: AtomicU64::new(1),
             traffic: Mutex::default(),

@@ -309,7 +309,8 @@ struct Connection {
 impl Connection {
     /// Whether the contract's rule or one of the thing's policies allows `access` on `topic`.
     fn may(&self, topic: &str, access: Access) -> bool {
-        allowed(&self.thing, &self.client_id, topic, access)
+        self.shared.open_policy
+            || allowed(&self.thing, &self.client_id, topic, access)
             || self
                 .grants
                 .iter()

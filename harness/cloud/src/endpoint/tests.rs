@@ -35,6 +35,7 @@ impl Lab {
                 port: 0,
                 tls: tls.map(|t| (t, 0)),
                 secret: SECRET.to_vec(),
+                open_policy: false,
             },
         )
         .unwrap();
