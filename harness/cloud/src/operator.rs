@@ -64,6 +64,8 @@ pub enum Request {
         document: Value,
         things: Vec<String>,
         groups: Vec<String>,
+        #[serde(default)]
+        fleet: bool,
         continuous: bool,
         timeout_s: Option<u64>,
     },
@@ -147,7 +149,15 @@ pub fn execute(
         Request::ThingAdd {
             name,
             certificate_sha256,
-        } => done(registry.put_thing(name, certificate_sha256.as_deref())),
+        } => {
+            registry
+                .put_thing(name, certificate_sha256.as_deref())
+                .map_err(fail)?;
+            // The fleet's continuous jobs reach a thing added.
+            let m = cloud.jobs().thing_added(name, now()).map_err(fail)?;
+            publish(&m);
+            Ok(json!({"ok": true}))
+        }
         Request::ThingRemove { name } => done(registry.delete_thing(name)),
         Request::Token { thing } => match endpoint {
             Some(e) => Ok(json!({"thing": thing, "token": e.token(thing)})),
@@ -201,6 +211,7 @@ pub fn execute(
             document,
             things,
             groups,
+            fleet,
             continuous,
             timeout_s,
         } => {
@@ -209,6 +220,7 @@ pub fn execute(
                 document: document.clone(),
                 things: things.iter().map(String::as_str).collect(),
                 groups: groups.iter().map(String::as_str).collect(),
+                fleet: *fleet,
                 continuous: *continuous,
                 in_progress_timeout_s: *timeout_s,
             };

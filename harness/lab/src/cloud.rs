@@ -293,6 +293,7 @@ impl CloudLab {
             document,
             things: optional("thing").into_iter().collect(),
             groups: optional("group").into_iter().collect(),
+            fleet: false,
             continuous: optional("continuous") == Some("1"),
             in_progress_timeout_s: timeout,
         };

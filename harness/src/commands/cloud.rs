@@ -106,7 +106,10 @@ pub enum Cmd {
         things: Vec<String>,
         #[arg(long = "group")]
         groups: Vec<String>,
-        /// Also reach things that join the groups later.
+        /// Every thing of the registry.
+        #[arg(long)]
+        fleet: bool,
+        /// Also reach things that join the groups (or, with --fleet, are added) later.
         #[arg(long)]
         continuous: bool,
         /// Seconds an execution may stay IN_PROGRESS.
@@ -191,6 +194,7 @@ impl Cmd {
                 document,
                 things,
                 groups,
+                fleet,
                 continuous,
                 timeout,
             } => Request::JobCreate {
@@ -198,6 +202,7 @@ impl Cmd {
                 document: parse_json(&document, "--document")?,
                 things,
                 groups,
+                fleet,
                 continuous,
                 timeout_s: timeout,
             },

@@ -73,7 +73,9 @@ pub struct NewJob<'a> {
     pub document: Value,
     pub things: Vec<&'a str>,
     pub groups: Vec<&'a str>,
-    /// Reaches things that join one of `groups` later.
+    /// Every thing of the registry (with `continuous`, also things registered later).
+    pub fleet: bool,
+    /// Reaches things that join one of `groups` later (or, for the fleet, that are added).
     pub continuous: bool,
     /// An execution IN_PROGRESS longer than this becomes TIMED_OUT.
     pub in_progress_timeout_s: Option<u64>,
@@ -207,11 +209,14 @@ impl<'a> Jobs<'a> {
         if self.job(job.id)?.is_some() {
             return Err(JobsError::Exists(job.id.to_string()));
         }
-        if job.things.is_empty() && job.groups.is_empty() {
+        if job.things.is_empty() && job.groups.is_empty() && !job.fleet {
             return Err(JobsError::NoTarget(job.id.to_string()));
         }
         let registry = Registry::new(self.store);
         let mut things: Vec<String> = Vec::new();
+        if job.fleet {
+            things.extend(registry.things()?.into_iter().map(|t| t.name));
+        }
         for t in &job.things {
             if registry.thing(t)?.is_none() {
                 return Err(RegistryError::NoThing(t.to_string()).into());
@@ -224,7 +229,8 @@ impl<'a> Jobs<'a> {
         things.sort();
         things.dedup();
         let record = json!({
-            "document": job.document, "groups": job.groups, "continuous": job.continuous,
+            "document": job.document, "groups": job.groups, "fleet": job.fleet,
+            "continuous": job.continuous,
             "timeout": job.in_progress_timeout_s, "status": "IN_PROGRESS", "createdAt": now,
         })
         .to_string();
@@ -280,6 +286,19 @@ impl<'a> Jobs<'a> {
         Ok(out)
     }
 
+    /// Queues the fleet's continuous jobs on `thing`, newly registered.
+    pub fn thing_added(&self, thing: &str, now: u64) -> Result<Vec<Message>, JobsError> {
+        let _serial = SERIAL.lock();
+        let mut out = Vec::new();
+        for (id, bytes) in self.store.scan(Table::Jobs, "")? {
+            let job: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            if job["fleet"] == true && job["continuous"] == true && job["status"] == "IN_PROGRESS" {
+                out.extend(self.queue(&id, &[thing.to_string()], now)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Cancels job `id`: its queued and in-progress executions become CANCELED.
     pub fn cancel(&self, id: &str, now: u64) -> Result<Vec<Message>, JobsError> {
         let _serial = SERIAL.lock();
@@ -311,7 +330,7 @@ impl<'a> Jobs<'a> {
                 *n = json!(n.as_u64().unwrap_or(0) + 1);
             }
             out.push(json!({
-                "jobId": id, "status": job["status"], "groups": job["groups"],
+                "jobId": id, "status": job["status"], "groups": job["groups"], "fleet": job["fleet"],
                 "continuous": job["continuous"], "inProgressTimeout": job["timeout"],
                 "document": job["document"], "executions": counts,
             }));

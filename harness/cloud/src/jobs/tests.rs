@@ -205,3 +205,36 @@ fn cancel_and_timeout_end_pending_executions() {
     assert_eq!(out[0].payload["code"], "TerminalStateReached");
     assert!(matches!(jobs.cancel("ghost", 83), Err(JobsError::NoJob(_))));
 }
+
+#[test]
+fn a_fleet_job_reaches_every_thing_and_a_continuous_one_those_added_later() {
+    let s = Scratch::new("jobs-fleet");
+    let r = Registry::new(&s);
+    for t in ["lamp", "meter"] {
+        r.put_thing(t, None).unwrap();
+    }
+    let jobs = Jobs::new(&s);
+    let fleet = |id, continuous| NewJob {
+        id,
+        document: json!({"op": "update"}),
+        fleet: true,
+        continuous,
+        ..Default::default()
+    };
+    jobs.create(&fleet("once", false), 1).unwrap();
+    jobs.create(&fleet("always", true), 1).unwrap();
+    assert!(jobs.execution("lamp", "once").unwrap().is_some());
+    assert!(jobs.execution("meter", "always").unwrap().is_some());
+    r.put_thing("valve", None).unwrap();
+    let notes = jobs.thing_added("valve", 2).unwrap();
+    assert!(notes
+        .iter()
+        .any(|m| m.topic == "$aws/things/valve/jobs/notify-next"));
+    assert!(jobs.execution("valve", "always").unwrap().is_some());
+    assert!(
+        jobs.execution("valve", "once").unwrap().is_none(),
+        "not continuous"
+    );
+    let listed = jobs.all().unwrap();
+    assert_eq!(listed.iter().filter(|j| j["fleet"] == true).count(), 2);
+}
