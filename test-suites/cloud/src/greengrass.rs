@@ -89,7 +89,9 @@ fn discovered<R>(
     )?;
     let mut arena = vec![0u8; 4096];
     let mut ks = credentials(&mut arena, &me)?;
+    let t0 = crate::ms();
     let answer = discover(&mut ks, &me.thing)?;
+    fqp_testkit::metric("discovery", crate::ms() - t0, "ms");
     f(&mut ks, &me, answer)
 }
 

@@ -180,10 +180,12 @@ fn reported_state_reaches_the_cloud() -> TestResult {
                 on: Some(false),
                 level: Some(7),
             };
+            let t0 = crate::ms();
             let v = accepted(
                 update(&mut c, &inbox, &s, (None, Some(&lamp)), None),
                 "update",
             )?;
+            fqp_testkit::metric("shadow_update_round_trip", crate::ms() - t0, "ms");
             let (got_v, state) = accepted(get(&mut c, &inbox, &s), "get")?;
             check_eq!(got_v, v);
             check_eq!(state.reported, Some(lamp));
