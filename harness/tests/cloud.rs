@@ -167,3 +167,144 @@ fn the_authorization_group_fails_a_cloud_that_does_not_hold_to_the_policy() {
     assert_eq!(status("another_things_client_id_is_refused"), "passed");
     assert_eq!(status("a_wrong_token_is_refused"), "passed");
 }
+
+/// A client of mosquitto at `port` as `user` (client id `id`) with `password`.
+fn mosquitto_client<'b>(
+    port: u16,
+    id: &'b str,
+    user: &'b str,
+    password: &'b str,
+    bufs: &'b mut (Vec<u8>, Vec<u8>),
+    mailbox: &'b Mailbox<4, 2048>,
+) -> Result<Client<'b, TcpStream, impl FnMut(&Message<'_>) + 'b>, fqp_mqtt::Error> {
+    let mut c = Client::new(&mut bufs.0, &mut bufs.1, ms, move |m: &Message<'_>| {
+        mailbox.offer(m);
+    });
+    let connect = Connect {
+        client_id: id,
+        clean_session: true,
+        keep_alive: 30,
+        username: Some(user),
+        password: Some(password.as_bytes()),
+        will: None,
+    };
+    c.connect(
+        TcpStream::connect(("127.0.0.1", port)).unwrap(),
+        &connect,
+        5_000,
+    )?;
+    Ok(c)
+}
+
+#[test]
+fn mosquitto_holds_to_the_cloud_policy_from_the_generated_files() {
+    let lab = common::repo().join("target/fqp-tests/cloud-mosquitto");
+    let _ = std::fs::remove_dir_all(&lab);
+    for t in ["lamp", "meter"] {
+        operator(&lab, &["thing-add", t]);
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = lab.join("mosquitto");
+    operator(
+        &lab,
+        &[
+            "mosquitto-config",
+            "--out",
+            out.to_str().unwrap(),
+            "--port",
+            &port.to_string(),
+        ],
+    );
+    let mut broker = std::process::Command::new("mosquitto")
+        .arg("-c")
+        .arg(out.join("mosquitto.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto runs");
+    let up = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let secret = std::fs::read_to_string(lab.join("cloud/secret")).unwrap();
+    let secret: Vec<u8> = (0..64)
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&secret[i..i + 2], 16).unwrap())
+        .collect();
+    let token = |t: &str| fqp_cloud::endpoint::token(&secret, t);
+    let outcome = std::panic::catch_unwind(|| {
+        assert!(up, "mosquitto did not come up");
+        let (lamp_pw, meter_pw) = (token("lamp"), token("meter"));
+        let (m1, m2) = (Mailbox::new(), Mailbox::new());
+        let (mut b1, mut b2) = (
+            (vec![0u8; 4096], vec![0u8; 4096]),
+            (vec![0u8; 4096], vec![0u8; 4096]),
+        );
+        let mut meter = mosquitto_client(port, "meter", "meter", &meter_pw, &mut b2, &m2).unwrap();
+        meter
+            .subscribe(&[("$aws/things/meter/in", QoS::AtLeastOnce)])
+            .unwrap();
+        let mut lamp = mosquitto_client(port, "lamp", "lamp", &lamp_pw, &mut b1, &m1).unwrap();
+        // Its own topics, yes; the meter's, no: mosquitto grants the subscription but never
+        // delivers what its ACL denies, and drops a publish it denies.
+        lamp.subscribe(&[("$aws/things/lamp/#", QoS::AtLeastOnce)])
+            .unwrap();
+        let _ = lamp.subscribe(&[("$aws/things/meter/#", QoS::AtLeastOnce)]);
+        lamp.publish("$aws/things/meter/in", b"intruder", QoS::AtLeastOnce, false)
+            .unwrap();
+        lamp.publish("$aws/things/lamp/out", b"mine", QoS::AtLeastOnce, false)
+            .unwrap();
+        let own = lamp
+            .wait_for(&m1, 3_000, |t, p| Some((t.to_string(), p.to_vec())))
+            .unwrap();
+        assert_eq!(
+            own,
+            Some(("$aws/things/lamp/out".to_string(), b"mine".to_vec()))
+        );
+        meter
+            .publish("$aws/things/meter/in", b"secret", QoS::AtLeastOnce, false)
+            .unwrap();
+        let heard = meter.wait_for(&m2, 3_000, |_, p| Some(p.to_vec())).unwrap();
+        assert_eq!(
+            heard.as_deref(),
+            Some(&b"secret"[..]),
+            "the meter's own message, not the lamp's"
+        );
+        let overheard = lamp
+            .wait_for(&m1, 1_000, |t, _| Some(t.to_string()))
+            .unwrap();
+        assert_eq!(overheard, None, "the lamp heard the meter's topic");
+        // A wrong token is refused; the meter's client id does not make the lamp the meter.
+        let (m3, mut b3) = (Mailbox::new(), (vec![0u8; 4096], vec![0u8; 4096]));
+        let refused = mosquitto_client(port, "lamp", "lamp", "wrong", &mut b3, &m3).err();
+        assert!(
+            matches!(refused, Some(fqp_mqtt::Error::Refused(4 | 5))),
+            "{refused:?}"
+        );
+        let (m4, mut b4) = (Mailbox::new(), (vec![0u8; 4096], vec![0u8; 4096]));
+        let _posing = mosquitto_client(port, "meter", "lamp", &lamp_pw, &mut b4, &m4).unwrap();
+        meter
+            .publish(
+                "$aws/things/meter/in",
+                b"still here",
+                QoS::AtLeastOnce,
+                false,
+            )
+            .unwrap();
+        let mine = meter.wait_for(&m2, 3_000, |_, p| Some(p.to_vec())).unwrap();
+        assert_eq!(
+            mine.as_deref(),
+            Some(&b"still here"[..]),
+            "the meter kept its session"
+        );
+    });
+    let _ = broker.kill();
+    let _ = broker.wait();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e);
+    }
+}

@@ -246,21 +246,30 @@ fn the_m4f_board_qualifies_keeping_every_tasks_fp_registers() {
     assert_eq!(fpu.len(), 3, "{fpu:?}");
     assert!(fpu.iter().all(|t| t["status"] == "passed"), "{fpu:?}");
     assert!(o.stdout.contains(
-        "QUALIFIED for capabilities [kernel, test-irq, heap, heap-regions, network, keystore, storage, cloud, fpu]"
+        "QUALIFIED for capabilities [kernel, test-irq, heap, heap-regions, network, keystore, storage, fpu]"
     ), "{}", o.stdout);
 }
 
 /// Qualifies the board whose manifest is in `dir` (under reference-port/), as `port`: every
-/// test of the full suites passed, and the reports agree. Returns the run.
+/// test of the full suites passed but the cloud's (the boards' manifests leave `cloud` to the
+/// AN385: the cloud libraries are the same Rust on every core), and the reports agree.
+/// Returns the run.
 fn qualifies_with_the_full_suites(dir: &str, port: &str) -> Outcome {
     let o = qualify(&repo().join("reference-port").join(dir), dir, &[]);
     assert_eq!(o.code, 0, "{}", o.explain());
     check_reports_agree(&o, port);
     let tests = tests_of(&o);
     assert!(tests.len() >= 148, "{}", tests.len());
-    assert!(tests.iter().all(|t| t["status"] == "passed"));
+    for t in &tests {
+        let cloud_skipped = t["status"] == "skipped"
+            && t["message"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("needs capability cloud");
+        assert!(t["status"] == "passed" || cloud_skipped, "{t}");
+    }
     assert!(o.stdout.contains(
-        "QUALIFIED for capabilities [kernel, test-irq, heap, heap-regions, network, keystore, storage, cloud]"
+        "QUALIFIED for capabilities [kernel, test-irq, heap, heap-regions, network, keystore, storage]"
     ), "{}", o.stdout);
     o
 }
@@ -325,8 +334,8 @@ fn a_hard_float_port_without_the_fpu_capability_is_refused() {
     let dir = port_declaring(
         "reference-port/m4f",
         "m4f-undeclared",
-        "\"cloud\", \"fpu\"]",
-        "\"cloud\"]",
+        "\"storage\", \"fpu\"]",
+        "\"storage\"]",
     );
     let o = qualify(&dir, "m4f-undeclared-run", &[]);
     assert_eq!(o.code, 2, "{}", o.explain());

@@ -12,6 +12,7 @@
 //!   seconds on two cores), and the state is a few keyed documents, not relational data.
 //! - [`audit`]: Device Defender's audit: findings over the registry (shared, expiring,
 //!   revoked-CA certificates; over-permissive policies).
+//! - [`mosquitto`]: the same policy written for mosquitto (ACL and password files).
 //! - [`operator`]: the operator's requests (`fqp cloud …`), carried out on the database or
 //!   by a serving cloud through its control socket.
 //! - [`defender`]: Device Defender: metrics reports checked and kept, security profiles
@@ -33,6 +34,7 @@ pub mod defender;
 pub mod endpoint;
 pub mod greengrass;
 pub mod jobs;
+pub mod mosquitto;
 pub mod operator;
 pub mod registry;
 pub mod route;

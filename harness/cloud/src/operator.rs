@@ -91,6 +91,13 @@ pub enum Request {
     CertificateAdd {
         info: crate::audit::CertificateInfo,
     },
+    /// The ACL file and the password lines (in clear) that enforce the cloud's policy at
+    /// mosquitto; the tokens from the cloud's secret (`secret`, hex; a serving cloud's own
+    /// when absent), the service account's password `service`.
+    MosquittoFiles {
+        secret: Option<String>,
+        service: String,
+    },
 }
 
 /// Why a request was not carried out.
@@ -254,7 +261,26 @@ pub fn execute(
             .map(|f| json!(f))
             .map_err(fail),
         Request::CertificateAdd { info } => done(registry.put_certificate(info)),
+        Request::MosquittoFiles { secret, service } => {
+            let secret = match (secret, endpoint) {
+                (Some(s), _) => hex_bytes(s)?,
+                (None, Some(e)) => e.secret().to_vec(),
+                (None, None) => return Err(fail("the cloud's secret is needed for the tokens")),
+            };
+            let token = |t: &str| crate::endpoint::token(&secret, t);
+            let acl = crate::mosquitto::acl(cloud).map_err(fail)?;
+            let passwords = crate::mosquitto::passwords(cloud, token, service).map_err(fail)?;
+            Ok(json!({"acl": acl, "passwords": passwords}))
+        }
     }
+}
+
+fn hex_bytes(s: &str) -> Result<Vec<u8>, OperatorError> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(|| fail("the secret is not hex"))
 }
 
 /// The control socket of a serving cloud: `<dir>/control.sock`.

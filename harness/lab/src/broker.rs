@@ -223,7 +223,7 @@ pub(crate) fn start_mosquitto(
 }
 
 /// Whether fqp runs as root (the owner of its own /proc entry).
-pub(crate) fn running_as_root() -> bool {
+pub fn running_as_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }

@@ -17,11 +17,11 @@ mod pki;
 mod served;
 mod services;
 
-pub use broker::{Broker, External};
+pub use broker::{running_as_root, Broker, External};
 pub use cloud::{thing_of, NEIGHBOUR};
 pub use error::LabError;
 pub use pki::{Pair, Pki, PrivateRunDir};
-pub use served::{cloud_dir, serve as serve_cloud, Served};
+pub use served::{cloud_dir, lasting_secret, serve as serve_cloud, Served};
 
 use broker::{
     read_ca, spawn_mosquitto, start_broker, start_mosquitto, Proxy, BROKER_PASSWORD, BROKER_USER,

@@ -28,7 +28,7 @@ pub fn cloud_dir(lab: &Path) -> std::path::PathBuf {
 
 /// The served cloud's secret (the plain listener's tokens derive from it): made once, kept in
 /// the lab, so that tokens handed out stay valid across restarts.
-fn lasting_secret(dir: &Path) -> Result<Vec<u8>, LabError> {
+pub fn lasting_secret(dir: &Path) -> Result<Vec<u8>, LabError> {
     let path = dir.join("secret");
     if let Ok(text) = std::fs::read_to_string(&path) {
         if let Ok(bytes) = hex::decode(text.trim()) {

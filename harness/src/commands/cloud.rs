@@ -147,6 +147,18 @@ pub enum Cmd {
     },
     /// Run Device Defender's audit over the registry.
     Audit,
+    /// Write a mosquitto configuration that enforces the cloud's policy (an ACL file and a
+    /// password file from the registry, client id = user name = thing; a service account
+    /// for the cloud's side, its password in `service-password`).
+    MosquittoConfig {
+        /// Directory for mosquitto.conf, acl, passwd and service-password.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
+        #[arg(long, default_value_t = 1883)]
+        port: u16,
+    },
 }
 
 fn read(path: &PathBuf) -> Result<String, String> {
@@ -161,7 +173,9 @@ impl Cmd {
     /// The operator request this command is.
     fn request(self) -> Result<Request, String> {
         Ok(match self {
-            Cmd::Serve { .. } => return Err("serve is not an operator request".into()),
+            Cmd::Serve { .. } | Cmd::MosquittoConfig { .. } => {
+                return Err("not an operator request".into())
+            }
             Cmd::Things => Request::Things,
             Cmd::ThingAdd { name, certificate } => {
                 let sha = match certificate {
@@ -238,19 +252,23 @@ impl Args {
         {
             return serve(&lab, &host, bind, (port, tls_port, discovery_port));
         }
+        if let Cmd::MosquittoConfig { out, bind, port } = self.cmd {
+            return match mosquitto_config(&lab, &out, &bind, port) {
+                Ok(files) => {
+                    files
+                        .iter()
+                        .for_each(|f| out_line(&f.display().to_string()));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            };
+        }
         let json = self.json;
         let request = match self.cmd.request() {
             Ok(r) => r,
             Err(e) => return fail(e),
         };
-        let dir = fqp_lab::cloud_dir(&lab);
-        let answer = match operator::call(&operator::socket_path(&dir), &request) {
-            Some(a) => a,
-            None => fqp_cloud::Cloud::open(&dir.join("cloud.redb"))
-                .map_err(|e| operator::OperatorError(e.to_string()))
-                .and_then(|c| operator::execute(&c, None, &request)),
-        };
-        match answer {
+        match operate(&lab, &request) {
             Ok(v) if json => {
                 out_line(&serde_json::to_string_pretty(&v).unwrap_or_default());
                 ExitCode::SUCCESS
@@ -262,6 +280,75 @@ impl Args {
             Err(e) => fail(e),
         }
     }
+}
+
+/// Carries out `r` on the lab's cloud: through the serving cloud's control socket, else on
+/// the database.
+fn operate(lab: &std::path::Path, r: &Request) -> Result<Value, operator::OperatorError> {
+    let dir = fqp_lab::cloud_dir(lab);
+    match operator::call(&operator::socket_path(&dir), r) {
+        Some(a) => a,
+        None => fqp_reports::files::create_private_dir(&dir)
+            .map_err(|e| operator::OperatorError(e.to_string()))
+            .and_then(|()| {
+                fqp_cloud::Cloud::open(&dir.join("cloud.redb"))
+                    .map_err(|e| operator::OperatorError(e.to_string()))
+            })
+            .and_then(|c| operator::execute(&c, None, r)),
+    }
+}
+
+/// Writes mosquitto.conf, acl, passwd (hashed by mosquitto_passwd) and service-password for
+/// the lab's cloud into `out`; the files written.
+fn mosquitto_config(
+    lab: &std::path::Path,
+    out: &std::path::Path,
+    bind: &str,
+    port: u16,
+) -> Result<Vec<PathBuf>, String> {
+    let dir = fqp_lab::cloud_dir(lab);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let secret = fqp_lab::lasting_secret(&dir).map_err(|e| e.to_string())?;
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    let service: String = fqp_lab::entropy_hex().chars().take(32).collect();
+    let r = Request::MosquittoFiles {
+        secret: Some(hex),
+        service: service.clone(),
+    };
+    let files = operate(lab, &r).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let path = |name: &str| out.join(name);
+    let write = |name: &str, text: &str| {
+        fqp_reports::files::write_private(&path(name), text).map_err(|e| e.to_string())
+    };
+    write("acl", files["acl"].as_str().unwrap_or(""))?;
+    write("passwd", files["passwords"].as_str().unwrap_or(""))?;
+    write("service-password", &format!("{service}\n"))?;
+    let hashed = std::process::Command::new("mosquitto_passwd")
+        .arg("-U")
+        .arg(path("passwd"))
+        .output()
+        .map_err(|e| {
+            format!("cannot run mosquitto_passwd: {e}\n  fix: apt-get install mosquitto")
+        })?;
+    if !hashed.status.success() {
+        return Err(format!(
+            "mosquitto_passwd -U failed: {}",
+            String::from_utf8_lossy(&hashed.stderr)
+        ));
+    }
+    let conf = fqp_cloud::mosquitto::config(
+        bind,
+        port,
+        &path("passwd").display().to_string(),
+        &path("acl").display().to_string(),
+        fqp_lab::running_as_root(),
+    );
+    write("mosquitto.conf", &conf)?;
+    Ok(["mosquitto.conf", "acl", "passwd", "service-password"]
+        .iter()
+        .map(|n| path(n))
+        .collect())
 }
 
 /// Serves the lab's cloud until SIGINT, SIGTERM or SIGHUP.

@@ -313,6 +313,11 @@ impl Endpoint {
         &self.shared.cloud
     }
 
+    /// What the plain listener's tokens derive from.
+    pub fn secret(&self) -> &[u8] {
+        &self.shared.secret
+    }
+
     /// The plain listener's password for `thing`.
     pub fn token(&self, thing: &str) -> String {
         token(&self.shared.secret, thing)
