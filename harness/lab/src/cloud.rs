@@ -170,10 +170,15 @@ impl CloudLab {
             _ => {}
         }
         let cloud = Arc::new(Cloud::open(&db).map_err(cloud_error)?);
+        // Each device's thing holds its own certificate from the lab PKI (a device that makes
+        // its key on board attaches its own: cloud-attach-certificate).
         for id in ids {
+            let certificate = pki.devices.iter().find(|(d, _)| d == id).map(|(_, pair)| {
+                hex::encode(ring::digest::digest(&ring::digest::SHA256, &pair.der))
+            });
             cloud
                 .registry()
-                .put_thing(&thing_of(id), None)
+                .put_thing(&thing_of(id), certificate.as_deref())
                 .map_err(cloud_error)?;
         }
         cloud

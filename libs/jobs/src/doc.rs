@@ -193,11 +193,18 @@ impl Code {
     }
 }
 
-/// A refusal: the contract's error code and message.
+/// A refusal: the contract's error code and message, and the execution's state when the
+/// refusal carries it (VersionMismatch, InvalidStateTransition, TerminalStateReached).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Rejection {
     pub code: Code,
     pub message: Text<96>,
+    pub state: Option<Status>,
+}
+
+#[derive(Deserialize)]
+struct StatusOnly {
+    status: Status,
 }
 
 #[derive(Deserialize)]
@@ -206,6 +213,8 @@ struct Refused<'a> {
     code: &'a str,
     #[serde(borrow, default)]
     message: Option<&'a str>,
+    #[serde(rename = "executionState", default = "none")]
+    state: Option<StatusOnly>,
 }
 
 /// Reads a refusal; `None` if the payload is not one.
@@ -214,6 +223,7 @@ pub fn rejection(payload: &[u8]) -> Option<Rejection> {
     Some(Rejection {
         code: Code::parse(r.code),
         message: Text::new(r.message.unwrap_or("")),
+        state: r.state.map(|s| s.status),
     })
 }
 
@@ -265,7 +275,10 @@ mod tests {
         assert_eq!(p.in_progress[0].job_id, "a");
         assert!(p.queued.is_empty());
         let r = rejection(br#"{"code":"VersionMismatch","message":"the execution's version is 3","timestamp":1,"executionState":{"status":"IN_PROGRESS","versionNumber":3}}"#).unwrap();
-        assert_eq!(r.code, Code::VersionMismatch);
+        assert_eq!(
+            (r.code, r.state),
+            (Code::VersionMismatch, Some(Status::InProgress))
+        );
         assert!(rejection(next).is_none());
     }
 }

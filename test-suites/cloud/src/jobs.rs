@@ -8,7 +8,7 @@
 use crate::{ask_cloud, in_cloud_task, setting, Inbox, ANSWER_MS};
 use alloc::format;
 use alloc::string::{String, ToString};
-use fqp_jobs::{doc, Code, Jobs, Request, Status};
+use fqp_jobs::{doc, Code, Jobs, Rejection, Request, Status};
 use fqp_mqtt::{Client, Message};
 use fqp_net::TcpStream;
 use fqp_testkit::{check, check_eq, group, log, Failure, TestResult};
@@ -61,15 +61,15 @@ fn seen(payload: &[u8]) -> Result<Option<Seen>, fqp_jobs::Error> {
     )
 }
 
-/// What a request came to: the answer, or the contract's refusal code.
-type Outcome<T> = Result<Result<T, Code>, Failure>;
+/// What a request came to: the answer, or the contract's refusal.
+type Outcome<T> = Result<Result<T, Rejection>, Failure>;
 
 fn outcome<T>(r: Result<Result<T, fqp_jobs::Error>, fqp_jobs::Error>, what: &str) -> Outcome<T> {
     match r.and_then(|inner| inner) {
         Ok(v) => Ok(Ok(v)),
         Err(fqp_jobs::Error::Rejected(why)) => {
             log!("{} refused: {:?}", what, why);
-            Ok(Err(why.code))
+            Ok(Err(why))
         }
         Err(e) => Err(fqp_testkit::fail!("{}: {:?}", what, e)),
     }
@@ -79,9 +79,10 @@ fn accepted<T>(o: Outcome<T>, what: &str) -> Result<T, Failure> {
     o?.map_err(|code| fqp_testkit::fail!("{} was refused: {:?}", what, code))
 }
 
-fn refused<T: core::fmt::Debug>(o: Outcome<T>, code: Code) -> TestResult {
+/// Fails unless `o` is a refusal with `code`; the refusal.
+fn refused<T: core::fmt::Debug>(o: Outcome<T>, code: Code) -> Result<Rejection, Failure> {
     match o? {
-        Err(c) if c == code => Ok(()),
+        Err(r) if r.code == code => Ok(r),
         other => Err(fqp_testkit::fail!("expected {:?}, got {:?}", code, other)),
     }
 }
@@ -317,12 +318,13 @@ fn a_finished_execution_cannot_change() -> TestResult {
                 "fail",
             )?;
             check_eq!(s, Status::Failed);
-            refused(
+            let r = refused(
                 d.update(&id, Status::Succeeded, None, None),
-                Code::TerminalStateReached,
+                Code::InvalidStateTransition,
             )?;
-            let e = accepted(d.describe(&id), "describe")?.map(|e| e.status);
-            check_eq!(e, Some(Status::Failed));
+            check_eq!(r.state, Some(Status::Failed));
+            let r = refused(d.describe(&id), Code::TerminalStateReached)?;
+            check_eq!(r.state, Some(Status::Failed));
             Ok(())
         })
     })
@@ -357,22 +359,25 @@ fn in_progress_timeout_ends_in_timed_out() -> TestResult {
             accepted(d.start_next(), "start-next")?;
             let start = crate::ms();
             loop {
-                let e = accepted(d.describe(&id), "describe")?.map(|e| e.status);
-                if e == Some(Status::TimedOut) {
-                    log!("timed out after {} ms", crate::ms() - start);
-                    break;
+                match d.describe(&id)? {
+                    Err(r) if r.code == Code::TerminalStateReached => {
+                        check_eq!(r.state, Some(Status::TimedOut));
+                        log!("timed out after {} ms", crate::ms() - start);
+                        break;
+                    }
+                    other => check!(
+                        crate::ms() - start < 10_000,
+                        "still {:?} 10 s into a 2 s timeout",
+                        other
+                    ),
                 }
-                check!(
-                    crate::ms() - start < 10_000,
-                    "still {:?} 10 s into a 2 s timeout",
-                    e
-                );
                 fqp_kernel::task::delay(fqp_kernel::time::ms_to_ticks(250));
             }
             refused(
                 d.update(&id, Status::Succeeded, None, None),
-                Code::TerminalStateReached,
+                Code::InvalidStateTransition,
             )
+            .map(|_| ())
         })
     })
 }
@@ -387,8 +392,8 @@ fn canceled_job_leaves_the_queue() -> TestResult {
             ask_cloud("cloud-job-cancel", &[("job", &id)])?;
             let next = d.next_notified()?;
             check!(next.is_none(), "after the cancel, next is {:?}", next);
-            let e = accepted(d.describe(&id), "describe")?.map(|e| e.status);
-            check_eq!(e, Some(Status::Canceled));
+            let r = refused(d.describe(&id), Code::TerminalStateReached)?;
+            check_eq!(r.state, Some(Status::Canceled));
             let nothing = accepted(d.start_next(), "start-next")?;
             check!(nothing.is_none(), "start-next took {:?}", nothing);
             Ok(())
@@ -438,6 +443,7 @@ fn unknown_job_is_not_found() -> TestResult {
                 d.update("no-such-job", Status::Succeeded, None, None),
                 Code::ResourceNotFound,
             )
+            .map(|_| ())
         })
     })
 }

@@ -123,6 +123,14 @@ impl Jobs<'_> {
         let pending = self.executions(thing)?;
         let found = match job {
             Some(id) => match pending.iter().find(|e| e.job == id) {
+                Some(e) if e.status.terminal() => {
+                    let mut r = refuse(
+                        "TerminalStateReached",
+                        format!("the execution of job {id:?} is {}", e.status.word()),
+                    );
+                    r.state = Some(execution_state(e));
+                    return Ok(Err(r));
+                }
                 Some(e) => Some(e),
                 None => {
                     return Ok(Err(refuse(
@@ -202,8 +210,11 @@ impl Jobs<'_> {
         };
         if e.status.terminal() {
             return Ok(Err(with_state(refuse(
-                "TerminalStateReached",
-                format!("the execution is {} already", e.status.word()),
+                "InvalidStateTransition",
+                format!(
+                    "the execution is {} already, a terminal state",
+                    e.status.word()
+                ),
             ))));
         }
         if let Some(expected) = body.get("expectedVersion") {

@@ -9,7 +9,9 @@
 //! cancels its pending executions; every update bumps the execution's version, and one naming
 //! another `expectedVersion` is refused (VersionMismatch); a device may set IN_PROGRESS,
 //! SUCCEEDED, FAILED or REJECTED (else InvalidRequest), never leave a terminal state
-//! (TerminalStateReached). The service's read-modify-writes are serialised (one lock for
+//! (InvalidStateTransition, with the execution's state); describing an execution that
+//! reached a terminal state is TerminalStateReached (the device API's error table). The
+//! operator sees every execution ([`Jobs::execution`]). The service's read-modify-writes are serialised (one lock for
 //! the process: a cloud is one process, and a store is open in one place); each is one
 //! committed transaction of the store.
 

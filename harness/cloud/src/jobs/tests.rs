@@ -102,6 +102,9 @@ fn a_device_starts_works_and_finishes_its_executions_in_order() {
         r#"{"status":"IN_PROGRESS"}"#,
         17,
     );
+    assert_eq!(out[0].payload["code"], "InvalidStateTransition");
+    assert_eq!(out[0].payload["executionState"]["status"], "SUCCEEDED");
+    let out = ask(&jobs, "lamp", "first/get", "", 17);
     assert_eq!(out[0].payload["code"], "TerminalStateReached");
     let out = ask(&jobs, "lamp", "$next/get", "", 18);
     assert_eq!(out[0].payload["execution"]["jobId"], "second");
@@ -191,10 +194,11 @@ fn cancel_and_timeout_end_pending_executions() {
     let notes = jobs.expire(70).unwrap();
     assert_eq!(notes[0].topic, "$aws/things/lamp/jobs/notify");
     let out = ask(&jobs, "lamp", "timed/get", "", 71);
-    assert_eq!(out[0].payload["execution"]["status"], "TIMED_OUT");
+    assert_eq!(out[0].payload["code"], "TerminalStateReached");
+    assert_eq!(out[0].payload["executionState"]["status"], "TIMED_OUT");
     jobs.cancel("doomed", 80).unwrap();
-    let out = ask(&jobs, "meter", "doomed/get", "", 81);
-    assert_eq!(out[0].payload["execution"]["status"], "CANCELED");
+    let e = jobs.execution("meter", "doomed").unwrap().unwrap();
+    assert_eq!(e["status"], "CANCELED");
     let out = ask(
         &jobs,
         "meter",
@@ -202,7 +206,7 @@ fn cancel_and_timeout_end_pending_executions() {
         r#"{"status":"IN_PROGRESS"}"#,
         82,
     );
-    assert_eq!(out[0].payload["code"], "TerminalStateReached");
+    assert_eq!(out[0].payload["code"], "InvalidStateTransition");
     assert!(matches!(jobs.cancel("ghost", 83), Err(JobsError::NoJob(_))));
 }
 
