@@ -186,12 +186,15 @@ where
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     {
         let mut clients = lock(&shared.clients);
-        for other in clients
-            .values()
-            .filter(|c| c.client_id == connect.client_id)
-        {
-            let _ = other.tx.send(Out::Close);
-        }
+        // The connection that had this client id ends; it is no longer the client's (nothing
+        // more is delivered to it) from now on, whenever its task finishes.
+        clients.retain(|_, other| {
+            let taken = other.client_id == connect.client_id;
+            if taken {
+                let _ = other.tx.send(Out::Close);
+            }
+            !taken
+        });
         clients.insert(
             id,
             super::Client {
