@@ -34,9 +34,8 @@ impl CertificateInfo {
             .map_err(|e| format!("not a PEM certificate: {e}"))?;
         let (_, cert) = x509_parser::parse_x509_certificate(&p.contents)
             .map_err(|e| format!("not an X.509 certificate: {e}"))?;
-        let digest = ring::digest::digest(&ring::digest::SHA256, &p.contents);
         Ok(CertificateInfo {
-            sha256: digest.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
+            sha256: crate::registry::fingerprint(&p.contents),
             subject: cert.subject().to_string(),
             issuer: cert.issuer().to_string(),
             not_after: cert.validity().not_after.timestamp().max(0) as u64,

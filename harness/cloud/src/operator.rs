@@ -263,7 +263,7 @@ pub fn execute(
         Request::CertificateAdd { info } => done(registry.put_certificate(info)),
         Request::MosquittoFiles { secret, service } => {
             let secret = match (secret, endpoint) {
-                (Some(s), _) => hex_bytes(s)?,
+                (Some(s), _) => hex::decode(s).map_err(|_| fail("the secret is not hex"))?,
                 (None, Some(e)) => e.secret().to_vec(),
                 (None, None) => return Err(fail("the cloud's secret is needed for the tokens")),
             };
@@ -273,14 +273,6 @@ pub fn execute(
             Ok(json!({"acl": acl, "passwords": passwords}))
         }
     }
-}
-
-fn hex_bytes(s: &str) -> Result<Vec<u8>, OperatorError> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| s.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
-        .collect::<Option<Vec<u8>>>()
-        .ok_or_else(|| fail("the secret is not hex"))
 }
 
 /// The control socket of a serving cloud: `<dir>/control.sock`.

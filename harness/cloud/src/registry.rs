@@ -23,6 +23,11 @@ pub enum RegistryError {
     Store(#[from] StoreError),
 }
 
+/// The SHA-256 of a certificate (DER), hex: how the registry knows a certificate.
+pub fn fingerprint(der: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, der))
+}
+
 /// A thing as registered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Thing {

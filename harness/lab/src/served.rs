@@ -16,8 +16,8 @@ pub struct Served {
     pub endpoint: Arc<Endpoint>,
     _discovery: fqp_cloud::greengrass::server::Discovery,
     pub discovery: std::net::SocketAddr,
-    /// The CA devices must trust for the listeners (the lab root, PEM).
-    pub root_ca: String,
+    /// The CA devices must trust for the TLS listeners: the lab root (PEM).
+    pub root_ca: std::path::PathBuf,
     pub control: std::path::PathBuf,
 }
 
@@ -85,7 +85,7 @@ pub fn serve(
         endpoint,
         discovery: discovery.addr,
         _discovery: discovery,
-        root_ca: pki.root.cert.clone(),
+        root_ca: lab.join("pki-root.crt"),
         control,
     })
 }

@@ -26,6 +26,27 @@ pub fn stats() -> Option<Stats> {
     STACK.lock().as_ref().map(|s| s.nic.stats)
 }
 
+/// Writes `items` into `out` as far as it has room; how many there were.
+fn fill<T>(out: &mut [T], items: impl Iterator<Item = T>) -> usize {
+    let mut n = 0;
+    for item in items {
+        if let Some(slot) = out.get_mut(n) {
+            *slot = item;
+        }
+        n += 1;
+    }
+    n
+}
+
+/// The TCP sockets in use.
+fn tcp_in_use(s: &crate::Stack) -> impl Iterator<Item = &tcp::Socket<'static>> {
+    s.tcp
+        .iter()
+        .zip(s.in_use)
+        .filter(|(_, used)| *used)
+        .map(|(h, _)| s.sockets.get::<tcp::Socket>(*h))
+}
+
 /// Writes the established TCP connections into `out`; how many there are (all of them, even
 /// those `out` had no room for).
 pub fn connections(out: &mut [Connection]) -> usize {
@@ -33,25 +54,17 @@ pub fn connections(out: &mut [Connection]) -> usize {
     let Some(s) = guard.as_ref() else {
         return 0;
     };
-    let mut n = 0;
-    for (h, _) in s.tcp.iter().zip(s.in_use).filter(|(_, used)| *used) {
-        let sock = s.sockets.get::<tcp::Socket>(*h);
-        let (Some(remote), Some(local)) = (sock.remote_endpoint(), sock.local_endpoint()) else {
-            continue;
-        };
-        let smoltcp::wire::IpAddress::Ipv4(ip) = remote.addr;
-        if sock.state() != tcp::State::Established {
-            continue;
-        }
-        if let Some(slot) = out.get_mut(n) {
-            *slot = Connection {
+    let established = tcp_in_use(s)
+        .filter(|sock| sock.state() == tcp::State::Established)
+        .filter_map(|sock| {
+            let (remote, local) = (sock.remote_endpoint()?, sock.local_endpoint()?);
+            let smoltcp::wire::IpAddress::Ipv4(ip) = remote.addr;
+            Some(Connection {
                 remote: core::net::SocketAddrV4::new(ip, remote.port),
                 local_port: local.port,
-            };
-        }
-        n += 1;
-    }
-    n
+            })
+        });
+    fill(out, established)
 }
 
 /// Writes the TCP ports listening into `out`; how many there are.
@@ -60,17 +73,10 @@ pub fn listening_tcp(out: &mut [u16]) -> usize {
     let Some(s) = guard.as_ref() else {
         return 0;
     };
-    let mut n = 0;
-    for (h, _) in s.tcp.iter().zip(s.in_use).filter(|(_, used)| *used) {
-        let sock = s.sockets.get::<tcp::Socket>(*h);
-        if sock.state() == tcp::State::Listen {
-            if let Some(slot) = out.get_mut(n) {
-                *slot = sock.listen_endpoint().port;
-            }
-            n += 1;
-        }
-    }
-    n
+    let listening = tcp_in_use(s)
+        .filter(|sock| sock.state() == tcp::State::Listen)
+        .map(|sock| sock.listen_endpoint().port);
+    fill(out, listening)
 }
 
 /// Writes the UDP ports listening into `out`; how many there are: the DHCP client's (68,
@@ -83,12 +89,5 @@ pub fn listening_udp(out: &mut [u16]) -> usize {
     };
     let dns = s.sockets.get::<udp::Socket>(s.dns);
     let ports = [Some(68), dns.is_open().then(|| dns.endpoint().port)];
-    let mut n = 0;
-    for p in ports.into_iter().flatten() {
-        if let Some(slot) = out.get_mut(n) {
-            *slot = p;
-        }
-        n += 1;
-    }
-    n
+    fill(out, ports.into_iter().flatten())
 }

@@ -56,16 +56,12 @@ pub(super) async fn accept_tls(listener: TcpListener, acceptor: TlsAcceptor, sha
                 .1
                 .peer_certificates()
                 .and_then(|c| c.first())
-                .map(|der| hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref()));
+                .map(|der| crate::registry::fingerprint(der));
             if let Some(f) = fingerprint {
                 serve(tls, Identity::Certificate(f), shared).await;
             }
         });
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Seconds since the Unix epoch: the cloud's clock.
@@ -264,13 +260,18 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 p.write(&mut buf).is_ok()
             }
         };
-        if !written || wr.write_all(&buf).await.is_err() {
+        if !written {
             break;
         }
+        // Counted as it is handed to the socket: the client can answer a packet (and its
+        // report count it) before this task would run again after the write.
         wire.bytes_out
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
         if !thing.is_empty() {
             shared.count(&thing, |t| t.bytes_out += buf.len() as u64);
+        }
+        if wr.write_all(&buf).await.is_err() {
+            break;
         }
     }
     let _ = wr.shutdown().await;

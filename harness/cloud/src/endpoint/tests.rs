@@ -356,14 +356,6 @@ fn certs() -> Certs {
     }
 }
 
-fn fingerprint(der: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, der)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
 fn tls_client(lab: &Lab, ca: &[u8], (cert, key): &(Vec<u8>, Vec<u8>)) -> Raw<TlsStream> {
@@ -388,7 +380,7 @@ fn tls_client(lab: &Lab, ca: &[u8], (cert, key): &(Vec<u8>, Vec<u8>)) -> Raw<Tls
 #[test]
 fn over_mutual_tls_the_thing_is_whoever_holds_the_certificate() {
     let c = certs();
-    let lamp_cert = fingerprint(&c.clients[0].0);
+    let lamp_cert = crate::registry::fingerprint(&c.clients[0].0);
     let lab = Lab::new(
         "mtls",
         &[("lamp", Some(&lamp_cert)), ("meter", None)],

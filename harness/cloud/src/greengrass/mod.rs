@@ -44,7 +44,7 @@ pub struct Greengrass<'a> {
     store: &'a Store,
 }
 
-/// Why discovery answers no groups: the HTTP status and the message.
+/// Discovery found no group for the thing (HTTP 404): the message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NotFound(pub String);
 

@@ -77,13 +77,7 @@ fn serve(c: TcpStream, cloud: &Cloud, config: Arc<rustls::ServerConfig>) {
         .conn
         .peer_certificates()
         .and_then(|c| c.first())
-        .map(|der| {
-            ring::digest::digest(&ring::digest::SHA256, der)
-                .as_ref()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        });
+        .map(|der| crate::registry::fingerprint(der));
     let (status, body) = answer(cloud, &head, fingerprint.as_deref());
     let reason = match status {
         200 => "OK",
