@@ -370,11 +370,23 @@ mod tests {
         found.unwrap().1.clone()
     }
 
-    fn test_lab() -> Lab {
-        let dir = std::env::temp_dir().join(format!("fqp-lab-{}", std::process::id()));
+    /// A test's lab directory, removed with it (the lab's database and PKI are megabytes).
+    struct Scratch(std::path::PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn test_lab() -> (Lab, Scratch) {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("fqp-lab-{}-{n}", std::process::id()));
+        let scratch = Scratch(dir.clone());
         let pki = crate::pki::Pki::make("127.0.0.1", &["1".into()], None).unwrap();
         pki.write_with_keys(&dir.join("pki")).unwrap();
-        Lab::start(&Setup {
+        let lab = Lab::start(&Setup {
             host: "127.0.0.1",
             emulated: true,
             broker: &Broker::Embedded,
@@ -383,8 +395,8 @@ mod tests {
             pki: &pki,
             pki_dir: &dir.join("pki"),
             ids: &["1".into()],
-        })
-        .unwrap()
+        });
+        (lab.unwrap(), scratch)
     }
 
     use super::*;
@@ -449,7 +461,7 @@ mod tests {
 
     #[test]
     fn echo_and_closer_behave() {
-        let lab = test_lab();
+        let (lab, _dir) = test_lab();
         let addr = |k: &str| setting(&lab, k);
         let mut c = TcpStream::connect(addr("echo")).unwrap();
         c.write_all(b"ping").unwrap();
@@ -465,7 +477,7 @@ mod tests {
 
     #[test]
     fn the_name_server_knows_the_lab_names_only() {
-        let lab = test_lab();
+        let (lab, _dir) = test_lab();
         let dns = &lab.settings.iter().find(|(k, _)| k == "dns").unwrap().1;
         let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_read_timeout(Some(std::time::Duration::from_secs(2)))
@@ -503,7 +515,7 @@ mod tests {
     #[test]
     fn our_mqtt_client_works_against_the_lab_broker() {
         use fqp_mqtt::{Client, Connect, QoS};
-        let lab = test_lab();
+        let (lab, _dir) = test_lab();
         let get = |k: &str| setting(&lab, k);
         let connect = |password: &'static str| Connect {
             client_id: "host-test",
