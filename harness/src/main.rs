@@ -112,6 +112,10 @@ enum Cmd {
     /// The local IoT cloud: serve it for a lab (`fqp cloud serve`), and inspect and change
     /// its things, groups, shadows, jobs, Defender profiles, alarms and audit (docs/cloud.md).
     Cloud(commands::cloud::Args),
+    /// Over-the-air updates: sign a firmware image for the boot loader and the OTA agent
+    /// (`fqp ota sign`, with the lab's code-signing key or your own) and read one back
+    /// (`fqp ota inspect`).
+    Ota(commands::ota::Args),
 }
 
 fn main() -> ExitCode {
@@ -145,5 +149,6 @@ fn main() -> ExitCode {
         Cmd::Bench(a) => a.run(cli.quiet),
         Cmd::Build(a) => a.run(),
         Cmd::Cloud(a) => a.run(),
+        Cmd::Ota(a) => a.run(),
     }
 }

@@ -20,7 +20,7 @@ mod services;
 pub use broker::{running_as_root, Broker, External};
 pub use cloud::{thing_of, NEIGHBOUR};
 pub use error::LabError;
-pub use pki::{Pair, Pki, PrivateRunDir};
+pub use pki::{code_signing, Pair, Pki, PrivateRunDir};
 pub use served::{cloud_dir, lasting_secret, serve as serve_cloud, Served};
 
 use broker::{

@@ -186,6 +186,67 @@ fn lab_root_locked(dir: &Path) -> Result<Ca, LabError> {
     Ok(root)
 }
 
+/// The lab's code-signing identity, kept in `dir` next to the root (`code-signing.key`,
+/// `code-signing.crt`): what `fqp ota sign` signs firmware images with. The key is made once
+/// and kept, so images signed with it stay trusted by the boot loaders that hold its public
+/// key; the certificate (from the lab root, extended key usage code signing) is issued again
+/// when it is missing, expires within a month, or is not the current root's.
+pub fn code_signing(dir: &Path) -> Result<Pair, LabError> {
+    fqp_reports::files::with_lab_lock(dir, || {
+        let root = lab_root_locked(dir)?;
+        let (crt, key_path) = (dir.join("code-signing.crt"), dir.join("code-signing.key"));
+        let key = match std::fs::read_to_string(&key_path) {
+            Ok(pem) => KeyPair::from_pem(&pem).map_err(|e| LabError::RootCa {
+                dir: dir.to_path_buf(),
+                problem: format!("code-signing.key: {e}"),
+            })?,
+            Err(_) => {
+                let key = key()?;
+                fqp_reports::files::write_private(&key_path, &key.serialize_pem())
+                    .map_err(LabError::pki)?;
+                key
+            }
+        };
+        let kept = std::fs::read_to_string(&crt).ok().filter(|pem| {
+            let Ok(der) = pem_der(pem) else { return false };
+            let (Ok((_, cert)), Ok((_, root_cert))) = (
+                x509_parser::parse_x509_certificate(&der),
+                x509_parser::parse_x509_certificate(&root.der),
+            ) else {
+                return false;
+            };
+            let soon = (OffsetDateTime::now_utc() + Duration::days(31)).unix_timestamp();
+            cert.public_key().subject_public_key.data.as_ref() == key.public_key_raw()
+                && cert.verify_signature(Some(root_cert.public_key())).is_ok()
+                && cert.validity().not_after.timestamp() > soon
+        });
+        let cert = match kept {
+            Some(pem) => pem,
+            None => {
+                let mut p = CertificateParams::new(Vec::<String>::new()).map_err(LabError::pki)?;
+                p.distinguished_name
+                    .push(DnType::CommonName, "fqp lab code signing");
+                p.distinguished_name
+                    .push(DnType::OrganizationName, "fqp qualification lab");
+                p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+                p.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
+                validity(&mut p, -1, 365);
+                let cert = p
+                    .signed_by(&key, &root.issuer)
+                    .map_err(|e| LabError::pki(format!("code-signing certificate: {e}")))?;
+                fqp_reports::files::write_whole(&crt, &cert.pem()).map_err(LabError::pki)?;
+                cert.pem()
+            }
+        };
+        Ok(Pair {
+            der: pem_der(&cert)?,
+            cert,
+            key: key.serialize_pem(),
+            key_der: key.serialize_der(),
+        })
+    })
+}
+
 fn pem_der(pem: &str) -> Result<Vec<u8>, LabError> {
     let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
         .map_err(|e| LabError::pki(format!("not a PEM certificate: {e}")))?;
@@ -414,6 +475,31 @@ mod tests {
             .1
             .validity()
             .is_valid()
+    }
+
+    #[test]
+    fn the_code_signing_key_is_kept_and_its_certificate_comes_from_the_lab_root() {
+        let dir = std::env::temp_dir().join(format!("fqp-lab-codesign-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let a = code_signing(&dir).unwrap();
+        let b = code_signing(&dir).unwrap();
+        assert_eq!(
+            (&a.key_der, &a.der),
+            (&b.key_der, &b.der),
+            "kept, not made again"
+        );
+        let root = std::fs::read_to_string(dir.join("pki-root.crt")).unwrap();
+        assert!(signed_by(&a.cert, &root));
+        let d = der(&a.cert);
+        let c = X509Certificate::from_der(&d).unwrap().1;
+        let eku = c.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.code_signing && !eku.server_auth && !eku.client_auth);
+        // A certificate that is not the key's is issued again, for the same key.
+        std::fs::write(dir.join("code-signing.crt"), a.cert.replace('A', "B")).unwrap();
+        let c = code_signing(&dir).unwrap();
+        assert_eq!(c.key_der, a.key_der);
+        assert!(signed_by(&c.cert, &root));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod doctor;
 pub mod init;
 pub mod list;
 pub mod merge;
+pub mod ota;
 pub mod pki;
 pub mod qualify;
 pub mod verify;

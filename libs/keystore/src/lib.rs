@@ -48,7 +48,7 @@ pub enum Error {
 impl From<DeviceError> for Error {
     fn from(e: DeviceError) -> Error {
         match e {
-            DeviceError::Failed => Error::Failed,
+            DeviceError::Failed | DeviceError::BadAddress => Error::Failed,
             DeviceError::TooLong => Error::TooLong,
         }
     }

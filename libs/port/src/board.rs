@@ -1,6 +1,6 @@
 //! The board: what every port implements.
 
-use crate::{Entropy, Ethernet, Storage};
+use crate::{Entropy, Ethernet, Flash, Storage};
 use fqp_kernel::heap::HeapStats;
 
 /// An optional device a board may provide, as the harness names it (`devices=` in the
@@ -10,11 +10,17 @@ pub enum Device {
     Ethernet,
     Entropy,
     Storage,
+    Flash,
 }
 
 impl Device {
     /// Every optional device, in the order `READY` lists them.
-    pub const ALL: [Device; 3] = [Device::Ethernet, Device::Entropy, Device::Storage];
+    pub const ALL: [Device; 4] = [
+        Device::Ethernet,
+        Device::Entropy,
+        Device::Storage,
+        Device::Flash,
+    ];
 
     /// The name on the wire and in the harness's messages.
     pub fn name(self) -> &'static str {
@@ -22,6 +28,7 @@ impl Device {
             Device::Ethernet => "ethernet",
             Device::Entropy => "entropy",
             Device::Storage => "storage",
+            Device::Flash => "flash",
         }
     }
 }
@@ -78,12 +85,18 @@ pub trait Board: Sync {
         None
     }
 
+    /// Flash for firmware images (the boot loader's slots).
+    fn flash(&self) -> Option<&dyn Flash> {
+        None
+    }
+
     /// Whether the board provides `device` (what its accessor returns).
     fn has(&self, device: Device) -> bool {
         match device {
             Device::Ethernet => self.ethernet().is_some(),
             Device::Entropy => self.entropy().is_some(),
             Device::Storage => self.storage().is_some(),
+            Device::Flash => self.flash().is_some(),
         }
     }
 }
@@ -129,14 +142,14 @@ mod tests {
 
     #[test]
     fn a_board_has_exactly_the_devices_it_overrides() {
-        let have: [bool; 3] = Device::ALL.map(|d| Small.has(d));
-        assert_eq!(have, [false, true, false]);
+        let have: [bool; 4] = Device::ALL.map(|d| Small.has(d));
+        assert_eq!(have, [false, true, false, false]);
         let mut buf = [0u8; 4];
         Small.entropy().unwrap().fill(&mut buf).unwrap();
         assert_eq!(buf, [7; 4]);
         assert_eq!(
             Device::ALL.map(Device::name),
-            ["ethernet", "entropy", "storage"]
+            ["ethernet", "entropy", "storage", "flash"]
         );
     }
 }

@@ -12,9 +12,11 @@
 //! - [`Storage`]: what keeps the keystore across resets (flash, EEPROM, a host file).
 //!   Capability `storage`.
 //!
-//! Flash for over-the-air updates and Wi-Fi come next, the same way: a trait here and an
-//! accessor on [`Board`] that returns `None` by default, so a port that lacks the device
-//! compiles unchanged.
+//! - [`Flash`]: where firmware images go — the boot loader's two slots and status area.
+//!   Capability `ota`.
+//!
+//! Wi-Fi comes next, the same way: a trait here and an accessor on [`Board`] that returns
+//! `None` by default, so a port that lacks the device compiles unchanged.
 //!
 //! One style throughout: devices are reached through `&self` (`Sync`), from any task, never
 //! from an interrupt unless the method says so; a device with state guards it itself (a
@@ -31,5 +33,5 @@ mod board;
 mod devices;
 
 pub use board::{Board, Device};
-pub use devices::{DeviceError, Entropy, Ethernet, Storage};
+pub use devices::{DeviceError, Entropy, Ethernet, Flash, Storage};
 pub use fqp_kernel::heap::HeapStats;

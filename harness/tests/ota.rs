@@ -1,0 +1,121 @@
+//! `fqp ota sign` and `fqp ota inspect` as a user runs them: the lab's code-signing key, the
+//! exit statuses, and what a tampered image and a stranger's certificate are told.
+
+mod common;
+
+use common::{fqp, repo, succeeds};
+use std::path::PathBuf;
+
+fn dir(name: &str) -> PathBuf {
+    let d = repo().join("target/fqp-tests/ota").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn text(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+}
+
+#[test]
+fn an_image_signed_with_the_lab_key_inspects_clean_and_a_tampered_one_does_not() {
+    let d = dir("sign");
+    let raw = d.join("fw.bin");
+    std::fs::write(&raw, (0..5000u32).map(|i| i as u8).collect::<Vec<u8>>()).unwrap();
+    let img = d.join("fw.img");
+    let sign = |args: &[&str]| {
+        let mut c = fqp();
+        c.args(["ota", "sign"])
+            .arg(&raw)
+            .arg("-o")
+            .arg(&img)
+            .args(args);
+        c.output().unwrap()
+    };
+    let o = sign(&[
+        "--board",
+        "mps2-an385",
+        "--version",
+        "2.1.0",
+        "--load-address",
+        "0x10000",
+        "--security-counter",
+        "4",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("image 2.1.0 for mps2-an385, 5000 bytes at 0x10000"));
+    let o = succeeds(fqp().args(["ota", "inspect", "--json"]).arg(&img));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["signature"], "valid");
+    assert_eq!(v["file_signature"], true);
+    assert_eq!(v["security_counter"], 4);
+    assert_eq!(v["load_address"], 0x10000);
+
+    // One byte of the payload changed: both the payload and the file signature fail (1).
+    let mut bytes = std::fs::read(&img).unwrap();
+    bytes[300] ^= 1;
+    std::fs::write(&img, &bytes).unwrap();
+    let o = fqp().args(["ota", "inspect"]).arg(&img).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("payload: ALTERED"), "{}", text(&o));
+    assert!(text(&o).contains("file signature: REFUSED"), "{}", text(&o));
+
+    // Checked against another certificate: the signer is not its key.
+    bytes[300] ^= 1;
+    std::fs::write(&img, &bytes).unwrap();
+    let other = common::lab().join("pki-root.crt");
+    let o = fqp()
+        .args(["ota", "inspect", "--cert"])
+        .arg(&other)
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        text(&o).contains("REFUSED: untrusted signer"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn what_cannot_be_signed_is_refused_with_the_fix() {
+    let d = dir("refused");
+    let raw = d.join("fw.bin");
+    std::fs::write(&raw, b"raw bytes").unwrap();
+    let run = |args: &[&str]| {
+        let mut c = fqp();
+        c.args(["ota", "sign"])
+            .arg(&raw)
+            .args(["-o"])
+            .arg(d.join("x.img"))
+            .args(args);
+        let o = c.output().unwrap();
+        (o.status.code(), text(&o))
+    };
+    // A raw binary without its address.
+    let (code, out) = run(&["--board", "b", "--version", "1.0.0"]);
+    assert_eq!(code, Some(2));
+    assert!(out.contains("--load-address"), "{out}");
+    // A version that is not major.minor.patch.
+    let (code, out) = run(&["--board", "b", "--version", "1.0", "--load-address", "0"]);
+    assert_eq!(code, Some(2));
+    assert!(out.contains("major.minor.patch"), "{out}");
+    // A key that is not one.
+    let key = d.join("bad.key");
+    std::fs::write(&key, "junk").unwrap();
+    let (code, out) = run(&[
+        "--board",
+        "b",
+        "--version",
+        "1.0.0",
+        "--load-address",
+        "0",
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(out.contains("fix:"), "{out}");
+    assert!(!d.join("x.img").exists(), "nothing written");
+}
