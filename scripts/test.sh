@@ -26,6 +26,8 @@ lint_firmware() {
 lint_firmware reference-port
 lint_firmware reference-port --features selftest
 lint_firmware reference-port --features bench
+# The reference board's boot loader (reference-port/boot).
+lint_firmware reference-port -p fqp-boot-mps2
 # The M4F board's hard-float image (the kernel's FP context, the fpu group).
 FQP_FIRMWARE_TARGET=thumbv7em-none-eabihf lint_firmware reference-port
 # The kernel's Armv6-M and Armv8-M ports (the boards' images are built by the tests; the

@@ -69,8 +69,16 @@ fn reference_port_qualifies() {
         o.results["qualification"]
     );
     assert!(o.stdout.contains(
-        "QUALIFIED for capabilities [kernel, test-irq, heap, heap-regions, network, keystore, storage, cloud]"
+        "QUALIFIED for capabilities [kernel, test-irq, heap, heap-regions, network, keystore, storage, cloud, ota]"
     ));
+    // The board started its boot loader, which checked the signed image in its flash and
+    // started it.
+    let transcript = std::fs::read_to_string(o.out.join("serial.log")).unwrap();
+    assert!(
+        transcript.contains("fqp-boot: starting 0.1.0 (confirmed)"),
+        "{transcript}"
+    );
+    assert!(o.out.join("boot-flash.bin").is_file() && o.out.join("firmware.fqpimg").is_file());
     // The certification report loads in a browser and leads with the verdict.
     let dom = o.rendered_report();
     assert!(
@@ -111,8 +119,8 @@ fn a_missing_capability_skips_its_tests_and_qualifies_the_smaller_set() {
     let dir = port_declaring(
         "reference-port",
         "no-irq-port",
-        "capabilities = [\"kernel\", \"test-irq\", \"heap\", \"heap-regions\", \"network\", \"keystore\", \"storage\", \"cloud\"]",
-        "capabilities = [\"kernel\", \"heap\", \"heap-regions\", \"network\", \"keystore\", \"storage\", \"cloud\"]",
+        "capabilities = [\"kernel\", \"test-irq\", \"heap\", \"heap-regions\", \"network\", \"keystore\", \"storage\", \"cloud\", \"ota\"]",
+        "capabilities = [\"kernel\", \"heap\", \"heap-regions\", \"network\", \"keystore\", \"storage\", \"cloud\", \"ota\"]",
     );
     let o = qualify(&dir, "no-irq", &[]);
     assert_eq!(o.code, 0, "{}", o.explain());
@@ -145,7 +153,8 @@ fn a_missing_capability_skips_its_tests_and_qualifies_the_smaller_set() {
             "network",
             "keystore",
             "storage",
-            "cloud"
+            "cloud",
+            "ota"
         ])
     );
 }
@@ -225,7 +234,7 @@ fn list_shows_tests_with_their_requirements() {
     );
     assert_eq!(
         *lines.last().unwrap(),
-        "10 tests in 2 groups; 10 run on mps2-an385 (capabilities: kernel, test-irq, heap, heap-regions, network, keystore, storage, cloud)"
+        "10 tests in 2 groups; 10 run on mps2-an385 (capabilities: kernel, test-irq, heap, heap-regions, network, keystore, storage, cloud, ota)"
     );
 }
 

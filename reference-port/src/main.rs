@@ -23,8 +23,8 @@ mod vectors;
 use core::sync::atomic::{AtomicBool, Ordering};
 use cortex_m_rt::entry;
 use fqp_kernel::heap::FirstFit;
-use fqp_port::{Board, Ethernet, HeapStats, Storage};
-use fqp_port_cortex_m::semihosting::{self, HostFile};
+use fqp_port::{Board, Ethernet, Flash, HeapStats, Storage};
+use fqp_port_cortex_m::semihosting::{self, HostFile, HostFlash};
 use fqp_testkit::Group;
 use uart::Uart;
 
@@ -43,7 +43,8 @@ pub(crate) static ETH: lan9118::Lan9118 = unsafe { lan9118::Lan9118::new(board::
 
 /// The board. The devices it hands out are set up once, in `main`, before the test runner
 /// starts: the Ethernet controller when it answers, the keystore's host file when `fqp`
-/// named one (fqp-port-cortex-m's `semihosting::HostFile`).
+/// named one (fqp-port-cortex-m's `semihosting::HostFile`), and under the boot loader its
+/// flash (`semihosting::HostFlash`).
 struct An385 {
     ethernet_up: AtomicBool,
 }
@@ -93,6 +94,15 @@ impl Board for An385 {
     fn storage(&self) -> Option<&dyn Storage> {
         HostFile::get().map(|f| f as &dyn Storage)
     }
+
+    /// The boot loader's flash (a host file: `flash=<path>`), when the image runs under it.
+    fn flash(&self) -> Option<&dyn Flash> {
+        if cfg!(feature = "ota") {
+            HostFlash::get().map(|f| f as &dyn Flash)
+        } else {
+            None
+        }
+    }
 }
 
 static BOARD: An385 = An385 {
@@ -100,7 +110,7 @@ static BOARD: An385 = An385 {
 };
 
 /// The groups in the image: every kernel group, then networking, MQTT, the keystore, TLS, the
-/// cloud's services and the performance benchmarks.
+/// cloud's services, over-the-air updates and the performance benchmarks.
 #[cfg(not(any(feature = "selftest", feature = "bench")))]
 fn groups() -> &'static [&'static Group] {
     let suites = [
@@ -108,6 +118,7 @@ fn groups() -> &'static [&'static Group] {
         fqp_suite_net::GROUPS,
         fqp_suite_security::GROUPS,
         fqp_suite_cloud::GROUPS,
+        fqp_suite_ota::GROUPS,
         &[&fqp_suite_perf::PERF],
     ];
     suites.concat().leak()
@@ -152,6 +163,9 @@ fn main() -> ! {
     let mut line = [0u8; 256];
     let cmdline = semihosting::cmdline(&mut line);
     HostFile::init(cmdline);
+    if cfg!(feature = "ota") {
+        HostFlash::init(cmdline);
+    }
     #[cfg(feature = "selftest")]
     selftest::boot(cmdline);
     // With `tick-10x`, the clock a port with a wrong CPU_HZ would give (the harness's test).

@@ -313,6 +313,24 @@ pub struct Firmware {
     /// The kernel's code and constants by module, largest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kernel_text_by_module: Vec<ModuleBytes>,
+    /// The boot loader the image ran under, and the image as signed for it (a port with
+    /// `[boot]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<BootImage>,
+}
+
+/// A boot loader and the signed image it started.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+pub struct BootImage {
+    /// The boot loader's ELF.
+    pub loader: String,
+    pub loader_sha256: String,
+    /// The signed image written into the primary slot (header and payload).
+    pub signed_image: String,
+    pub signed_sha256: String,
+    /// The version in its header.
+    pub version: String,
 }
 
 impl Firmware {

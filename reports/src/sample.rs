@@ -48,6 +48,13 @@ pub fn run() -> Run {
                     bytes: 5_000,
                 },
             ],
+            boot: Some(crate::BootImage {
+                loader: "target/boot.elf".into(),
+                loader_sha256: "cd".repeat(32),
+                signed_image: "target/firmware.fqpimg".into(),
+                signed_sha256: "ef".repeat(32),
+                version: "0.1.0".into(),
+            }),
         }),
         started: "2026-11-24T06:00:00Z".into(),
         duration_ms: 1234,

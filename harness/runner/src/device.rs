@@ -100,6 +100,8 @@ pub struct Start<'a> {
     pub flash_log: &'a Path,
     /// An emulator's persistent storage file.
     pub storage: &'a Path,
+    /// An emulated board's flash for its boot loader (`flash=<path>`), when it has one.
+    pub boot_flash: Option<&'a Path>,
     pub transcript: &'a Transcript,
     /// The image is already on the device: restart it, do not write it again.
     pub flashed: bool,
@@ -111,7 +113,9 @@ pub fn start(s: &Start<'_>) -> Result<Running, StartError> {
     let m = s.m;
     match &m.flash {
         Flash::Qemu(q) => {
-            let qemu = Qemu::launch(q, &s.image.elf, s.qemu_log, s.storage)?;
+            // With a boot loader the board starts it, and it the image in the flash.
+            let kernel = s.image.boot.as_ref().map_or(&s.image.elf, |b| &b.elf);
+            let qemu = Qemu::launch(q, kernel, s.qemu_log, s.storage, s.boot_flash)?;
             let path = m
                 .serial
                 .path

@@ -77,16 +77,26 @@ impl Profile {
     }
 
     /// The `top` functions by instructions executed, with their share, as a table.
-    pub fn table(&self, top: usize) -> String {
+    ///
+    /// With `started` — the symbols of an image a boot loader started — QEMU knew only the
+    /// boot loader's symbols (its `-kernel`): the functions it named are the boot loader's,
+    /// shown as such, and the addresses it could not name are named from the image's.
+    pub fn table(&self, top: usize, started: Option<&Symbols>) -> String {
         let all = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let total: u64 = all.values().sum();
-        let mut rows: Vec<(String, u64)> = all
-            .iter()
-            .map(|(f, &n)| {
-                let f = String::from_utf8_lossy(f);
-                (format!("{:#}", rustc_demangle::demangle(&f)), n)
-            })
-            .collect();
+        let mut named: HashMap<String, u64> = HashMap::new();
+        for (f, &n) in all.iter() {
+            let f = String::from_utf8_lossy(f);
+            let address = u64::from_str_radix(&f, 16).ok();
+            let (whose, name) = match (started, address) {
+                (Some(image), Some(pc)) => ("", image.name(pc).unwrap_or(&f)),
+                (Some(_), None) => ("boot loader: ", &*f),
+                (None, _) => ("", &*f),
+            };
+            let name = format!("{whose}{:#}", rustc_demangle::demangle(name));
+            *named.entry(name).or_default() += n;
+        }
+        let mut rows: Vec<(String, u64)> = named.into_iter().collect();
         rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         let mut t = format!("{:>14} {:>7}  function\n", "instructions", "share");
         for (f, n) in rows.iter().take(top) {
@@ -98,6 +108,41 @@ impl Profile {
             rows.len()
         ));
         t
+    }
+}
+
+/// The functions of an image by address, from its symbol table.
+#[derive(Debug, Default)]
+pub struct Symbols(Vec<(u64, u64, String)>);
+
+impl Symbols {
+    /// The function symbols of the ELF file `elf` (none when it cannot be read).
+    pub fn of(elf: &std::path::Path) -> Symbols {
+        use object::{Object, ObjectSymbol, SymbolKind};
+        let Ok(data) = std::fs::read(elf) else {
+            return Symbols::default();
+        };
+        let Ok(file) = object::File::parse(&*data) else {
+            return Symbols::default();
+        };
+        let mut all: Vec<(u64, u64, String)> = file
+            .symbols()
+            .filter(|s| s.kind() == SymbolKind::Text && s.size() > 0)
+            .filter_map(|s| {
+                // Thumb functions' addresses carry the Thumb bit.
+                let start = s.address() & !1;
+                Some((start, start + s.size(), s.name().ok()?.to_string()))
+            })
+            .collect();
+        all.sort();
+        Symbols(all)
+    }
+
+    /// The function `pc` is in.
+    pub fn name(&self, pc: u64) -> Option<&str> {
+        let i = self.0.partition_point(|(start, _, _)| *start <= pc);
+        let (_, end, name) = self.0.get(i.checked_sub(1)?)?;
+        (pc < *end).then_some(name.as_str())
     }
 }
 
@@ -138,7 +183,7 @@ mod tests {
             String::from_utf8(rest).unwrap(),
             "char device redirected to /dev/pts/3 (label serial0)\n"
         );
-        let t = p.table(10);
+        let t = p.table(10, None);
         let lines: Vec<&str> = t.lines().collect();
         assert!(
             lines[1].contains("3  50.00%  fqp_kernel::rt::idle_entry"),
@@ -147,6 +192,14 @@ mod tests {
         assert!(lines[2].contains("2  33.33%  Reset"), "{t}");
         assert!(lines[3].ends_with("00fe0000"), "{t}");
         assert!(lines[4].contains("6 100.00%  (all, 3 functions)"), "{t}");
+        // Under a boot loader: QEMU named the boot loader's functions; the address is the
+        // started image's, named from its symbols.
+        let image = Symbols(vec![(0x00fe_0000, 0x00fe_0010, "main".into())]);
+        let t = p.table(10, Some(&image));
+        assert!(t.contains("boot loader: fqp_kernel::rt::idle_entry"), "{t}");
+        assert!(t.contains("1  16.67%  main"), "{t}");
+        assert_eq!(image.name(0x00fe_0010), None);
+        assert_eq!(image.name(0x00fd_ffff), None);
     }
 
     #[test]

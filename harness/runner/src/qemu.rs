@@ -63,14 +63,16 @@ impl Qemu {
     /// Starts QEMU with `image`, its monitor output going to `log`, and waits for the console
     /// pseudo-terminal to be announced. The firmware's semihosting command line carries
     /// `storage=<path>`: a host file a port may keep persistent data in (the emulated board
-    /// has no flash that outlives QEMU).
+    /// has no flash that outlives QEMU); and `flash=<path>`, the boot loader's flash, when
+    /// the board has one.
     pub fn launch(
         cfg: &QemuSection,
         image: &Path,
         log: &Path,
         storage: &Path,
+        flash: Option<&Path>,
     ) -> Result<Qemu, EmulatorError> {
-        let mut cmd = command(cfg, image, storage);
+        let mut cmd = command(cfg, image, storage, flash);
         let logf = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -200,11 +202,13 @@ impl Drop for Qemu {
 }
 
 /// QEMU's command line for `cfg`: the machine, the console on a pseudo-terminal, semihosting
-/// with the firmware's arguments (`storage=<path>` among them), icount, the image.
-fn command(cfg: &QemuSection, image: &Path, storage: &Path) -> Command {
+/// with the firmware's arguments (`storage=<path>` and `flash=<path>` among them), icount,
+/// the image.
+fn command(cfg: &QemuSection, image: &Path, storage: &Path, flash: Option<&Path>) -> Command {
     let mut semihosting = String::from("enable=on,target=native,arg=fw");
     let storage = format!("storage={}", storage.display());
-    for a in cfg.semihosting_args.iter().chain([&storage]) {
+    let flash = flash.map(|f| format!("flash={}", f.display()));
+    for a in cfg.semihosting_args.iter().chain([&storage]).chain(&flash) {
         semihosting.push_str(",arg=");
         // QEMU's option syntax: a comma inside a value is written twice.
         semihosting.push_str(&a.replace(',', ",,"));

@@ -4,7 +4,10 @@
 use super::fail;
 use crate::progress::out_line;
 use fqp_runner::qualify::{self, Options};
-use fqp_runner::{bench, profile::Profile};
+use fqp_runner::{
+    bench,
+    profile::{Profile, Symbols},
+};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -70,7 +73,13 @@ impl Args {
             }
         }
         if let Some(p) = opts.profile.as_ref().filter(|p| !p.is_empty()) {
-            print_profile(p, out);
+            // An image a boot loader started: QEMU names the boot loader's code only.
+            let started = run
+                .firmware
+                .as_ref()
+                .filter(|fw| fw.boot.is_some())
+                .map(|fw| Symbols::of(Path::new(&fw.image)));
+            print_profile(p, out, started.as_ref());
         }
         // The counts and the report; qualification is `fqp qualify`'s business.
         let summary = qualify::summary(run, out);
@@ -96,8 +105,8 @@ impl Args {
 }
 
 /// The functions that took most instructions, and all of them in `<out>/profile.txt`.
-fn print_profile(p: &Profile, out: &Path) {
-    let whole = p.table(usize::MAX);
+fn print_profile(p: &Profile, out: &Path, started: Option<&Symbols>) {
+    let whole = p.table(usize::MAX, started);
     let file = out.join("profile.txt");
     if let Err(e) = std::fs::write(&file, &whole) {
         eprintln!("error: {}: {e}", file.display());
@@ -105,6 +114,6 @@ fn print_profile(p: &Profile, out: &Path) {
     out_line(&format!(
         "instructions executed by function (all of them: {}):\n{}",
         file.display(),
-        p.table(25)
+        p.table(25, started)
     ));
 }

@@ -24,6 +24,14 @@ impl Args {
                     img.size_bytes,
                     img.toolchain
                 ));
+                if let Some(b) = &img.boot {
+                    out_line(&format!(
+                        "boot loader {}\nsigned image {} (version {}, the lab's code-signing key)",
+                        b.elf.display(),
+                        b.signed.display(),
+                        b.version
+                    ));
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => fail(e),
@@ -40,5 +48,6 @@ fn build(port: &Path) -> Result<firmware::Image, Error> {
         source,
     })?;
     let tc = firmware::detect(&m.build.target)?;
-    Ok(firmware::build(&m, &tc, &out)?)
+    let lab = fqp_runner::sign::lab_dir(None);
+    Ok(firmware::build(&m, &tc, &out, &lab)?)
 }

@@ -24,6 +24,8 @@
 #![no_std]
 
 mod boot;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
 pub mod status;
 mod swap;
 
@@ -71,15 +73,19 @@ impl Layout {
 
     /// As [`Layout::whole`], within `area` of the flash (sector-aligned).
     pub fn within(flash: &dyn Flash, area: Area) -> Option<Layout> {
-        let sector = flash.erase_size();
-        let write = flash.write_size();
+        Self::of(flash.size(), flash.erase_size(), flash.write_size(), area)
+    }
+
+    /// The layout within `area` of a flash of `size` bytes, erase sector `sector` and write
+    /// unit `write`: what [`Layout::within`] gives that flash (for a host preparing one).
+    pub fn of(size: u32, sector: u32, write: u32, area: Area) -> Option<Layout> {
         if sector == 0
             || write == 0
             || !write.is_power_of_two()
             || write > status::RECORD_MAX as u32
             || !sector.is_multiple_of(write)
             || !area.offset.is_multiple_of(sector)
-            || area.offset.checked_add(area.len)? > flash.size()
+            || area.offset.checked_add(area.len)? > size
         {
             return None;
         }

@@ -6,13 +6,13 @@
 
 extern crate std;
 
+use crate::sim::{Cut, Sim};
 use crate::status::{Install, Outcome, Refusal, State, Status, Trial};
 use crate::*;
 use fqp_image::{ImageError, HEADER_LEN};
 use p256::ecdsa::signature::Signer as _;
 use p256::ecdsa::{Signature, SigningKey};
 use proptest::prelude::*;
-use std::sync::Mutex;
 use std::vec;
 use std::vec::Vec;
 
@@ -21,141 +21,6 @@ const WRITE: u32 = 8;
 /// Status 2, scratch 1, slots of 8 sectors.
 const SECTORS: u32 = 19;
 const BOARD: &str = "sim-board";
-
-/// How the power is cut at the chosen operation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Cut {
-    /// The operation does not happen.
-    Before,
-    /// Half of it happens (half the bytes programmed or erased).
-    Torn,
-}
-
-#[derive(Debug)]
-struct Mem {
-    bytes: Vec<u8>,
-    /// Erase and program operations so far.
-    ops: usize,
-    cut: Option<(usize, Cut)>,
-    dead: bool,
-}
-
-/// NOR flash: erase sets a sector's bytes to 0xFF; program only writes erased bytes (a bug
-/// here that programs over data fails loudly).
-#[derive(Debug)]
-struct Sim(Mutex<Mem>);
-
-impl Sim {
-    fn new() -> Self {
-        Sim(Mutex::new(Mem {
-            bytes: vec![0xff; (SECTORS * SECTOR) as usize],
-            ops: 0,
-            cut: None,
-            dead: false,
-        }))
-    }
-
-    fn cut_at(&self, op: usize, how: Cut) {
-        let mut m = self.0.lock().unwrap();
-        m.cut = Some((m.ops + op, how));
-    }
-
-    /// Power back: a reset.
-    fn power_on(&self) {
-        let mut m = self.0.lock().unwrap();
-        m.dead = false;
-        m.cut = None;
-    }
-
-    fn ops(&self) -> usize {
-        self.0.lock().unwrap().ops
-    }
-
-    fn bytes(&self, area: Area) -> Vec<u8> {
-        let m = self.0.lock().unwrap();
-        m.bytes[area.offset as usize..(area.offset + area.len) as usize].to_vec()
-    }
-
-    /// An operation begins: how much of it happens (`None`: all of it).
-    fn begin(m: &mut Mem) -> Result<Option<Cut>, DeviceError> {
-        if m.dead {
-            return Err(DeviceError::Failed);
-        }
-        let n = m.ops;
-        m.ops += 1;
-        match m.cut {
-            Some((at, how)) if at == n => {
-                m.dead = true;
-                Ok(Some(how))
-            }
-            _ => Ok(None),
-        }
-    }
-}
-
-impl Flash for Sim {
-    fn size(&self) -> u32 {
-        SECTORS * SECTOR
-    }
-    fn erase_size(&self) -> u32 {
-        SECTOR
-    }
-    fn write_size(&self) -> u32 {
-        WRITE
-    }
-    fn read(&self, offset: u32, buf: &mut [u8]) -> Result<(), DeviceError> {
-        let m = self.0.lock().unwrap();
-        if m.dead {
-            return Err(DeviceError::Failed);
-        }
-        let at = offset as usize;
-        buf.copy_from_slice(&m.bytes[at..at + buf.len()]);
-        Ok(())
-    }
-    fn erase(&self, offset: u32, len: u32) -> Result<(), DeviceError> {
-        assert!(
-            offset.is_multiple_of(SECTOR) && len.is_multiple_of(SECTOR),
-            "erase {offset:#x}+{len:#x}"
-        );
-        let mut m = self.0.lock().unwrap();
-        let cut = Sim::begin(&mut m)?;
-        let range = offset as usize..(offset + len) as usize;
-        match cut {
-            None => m.bytes[range].fill(0xff),
-            Some(Cut::Before) => return Err(DeviceError::Failed),
-            Some(Cut::Torn) => {
-                let half = range.start + range.len() / 2;
-                m.bytes[range.start..half].fill(0xff);
-                return Err(DeviceError::Failed);
-            }
-        }
-        Ok(())
-    }
-    fn program(&self, offset: u32, data: &[u8]) -> Result<(), DeviceError> {
-        assert!(
-            offset.is_multiple_of(WRITE) && data.len().is_multiple_of(WRITE as usize),
-            "program {offset:#x}+{}",
-            data.len()
-        );
-        let mut m = self.0.lock().unwrap();
-        let at = offset as usize;
-        assert!(
-            m.bytes[at..at + data.len()].iter().all(|&b| b == 0xff),
-            "programming over unerased bytes at {offset:#x}"
-        );
-        let cut = Sim::begin(&mut m)?;
-        let n = match cut {
-            None => data.len(),
-            Some(Cut::Before) => 0,
-            Some(Cut::Torn) => data.len() / 2,
-        };
-        m.bytes[at..at + n].copy_from_slice(&data[..n]);
-        if cut.is_some() {
-            return Err(DeviceError::Failed);
-        }
-        Ok(())
-    }
-}
 
 fn signing(seed: u8) -> (SigningKey, TrustedKey) {
     let key = SigningKey::from_bytes(&[seed; 32].into()).unwrap();
@@ -217,7 +82,7 @@ fn factory() -> Sim {
 /// As [`factory`], with `records` snapshots already in the status log: a board with a past,
 /// whose log fills up (and is compacted) in the middle of the next update.
 fn aged(records: u32) -> Sim {
-    let sim = Sim::new();
+    let sim = Sim::new(SECTORS, SECTOR, WRITE);
     let l = layout(&sim);
     write_slot(&sim, l.primary, &old_image()).unwrap();
     let mut s = Status::read(&sim, &l).unwrap();
@@ -248,7 +113,7 @@ fn confirm(sim: &Sim, b: &Booted) -> Result<(), DeviceError> {
 /// Whatever boots is a whole, validly signed image for this board: checked here from the
 /// flash's bytes, apart from the boot loader's own check.
 fn assert_valid(sim: &Sim, b: &Booted) {
-    let bytes = sim.bytes(b.slot);
+    let bytes = sim.bytes(b.slot.offset, b.slot.len);
     let h = fqp_image::verify(&bytes, &trusted(), BOARD).expect("a booted image verifies");
     assert_eq!(h, b.header);
 }
@@ -282,7 +147,10 @@ fn a_trial_update_installs_boots_once_and_stays_when_confirmed() {
     // The old image is in the secondary slot, whole.
     let l = layout(&sim);
     let old = old_image();
-    assert_eq!(&sim.bytes(l.secondary)[..old.len()], &old[..]);
+    assert_eq!(
+        &sim.bytes(l.secondary.offset, l.secondary.len)[..old.len()],
+        &old[..]
+    );
 }
 
 #[test]
@@ -370,7 +238,7 @@ fn every_bad_image_is_refused_with_its_reason_and_the_old_one_runs_on() {
 #[test]
 fn nothing_unverified_boots() {
     // An empty board.
-    let sim = Sim::new();
+    let sim = Sim::new(SECTORS, SECTOR, WRITE);
     assert_eq!(
         boot_sim(&sim).unwrap_err(),
         BootError::NoImage(Refusal::Image(ImageError::NotAnImage))
@@ -378,9 +246,7 @@ fn nothing_unverified_boots() {
     // A primary altered in place.
     let sim = factory();
     let l = layout(&sim);
-    let mut m = sim.0.lock().unwrap();
-    m.bytes[(l.primary.offset + HEADER_LEN as u32 + 5) as usize] ^= 1;
-    drop(m);
+    sim.flip(l.primary.offset + HEADER_LEN as u32 + 5, 1);
     assert_eq!(
         boot_sim(&sim).unwrap_err(),
         BootError::NoImage(Refusal::Image(ImageError::Corrupted))
@@ -389,9 +255,7 @@ fn nothing_unverified_boots() {
     let sim = factory();
     offer(&sim, &new_image(), Install::Test).unwrap();
     boot_sim(&sim).unwrap();
-    let mut m = sim.0.lock().unwrap();
-    m.bytes[(l.primary.offset + 2000) as usize] ^= 1;
-    drop(m);
+    sim.flip(l.primary.offset + 2000, 1);
     let b = boot_sim(&sim).unwrap();
     assert_eq!(
         (b.header.version, b.event),
@@ -419,7 +283,7 @@ fn requests_wait_for_a_confirmed_image() {
 
 #[test]
 fn the_status_log_compacts_and_keeps_the_newest_state() {
-    let sim = Sim::new();
+    let sim = Sim::new(SECTORS, SECTOR, WRITE);
     let l = layout(&sim);
     let per_sector = (SECTOR / status::RECORD as u32) as usize;
     for n in 0..3 * per_sector as u32 {
@@ -435,7 +299,7 @@ fn the_status_log_compacts_and_keeps_the_newest_state() {
 
 #[test]
 fn the_layout_fits_the_flash_or_is_refused() {
-    let sim = Sim::new();
+    let sim = Sim::new(SECTORS, SECTOR, WRITE);
     let l = layout(&sim);
     assert_eq!(
         l.status,

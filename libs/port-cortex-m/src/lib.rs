@@ -2,11 +2,13 @@
 //!
 //! What every Cortex-M port's `fqp_port::Board` would otherwise repeat, kept once:
 //! resetting the core, ending an emulated run, the test interrupt lines on the NVIC, and
-//! semihosting (the command line, storage in a host file), and the free RAM a heap gets. A port keeps only the facts of its board (which lines, which UART).
+//! semihosting (the command line, storage and flash in host files), the free RAM a heap gets,
+//! and the boot loader's hand-over to a RAM-loaded image (`boot`). A port keeps only the facts of its board (which lines, which UART).
 //! Fault and panic reporting is the test kit's (`fqp-testkit`, feature `cortex-m`).
 
 #![no_std]
 
+pub mod boot;
 pub mod nvic;
 pub mod ram;
 pub mod semihosting;

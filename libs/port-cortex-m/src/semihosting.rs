@@ -1,5 +1,6 @@
 //! Semihosting, for a board run under an emulator or a debugger: the firmware's command line
-//! (what `fqp` passes: `fw`, `storage=<path>`, the manifest's `semihosting_args`), and
+//! (what `fqp` passes: `fw`, `storage=<path>`, `flash=<path>`, the manifest's
+//! `semihosting_args`), flash for the boot loader in a host file ([`HostFlash`]), and
 //! persistent storage in a file on the host ([`HostFile`]) for a board whose flash does not
 //! outlive the emulator, or that a port has not yet given a flash driver. `fqp` names the file
 //! on the command line (`storage=<path>`, one per device, kept across the boots of a run). A
@@ -15,10 +16,12 @@ const SYS_GET_CMDLINE: usize = 0x15;
 const SYS_CLOSE: usize = 0x02;
 const SYS_WRITE: usize = 0x05;
 const SYS_READ: usize = 0x06;
+const SYS_SEEK: usize = 0x0a;
 const SYS_FLEN: usize = 0x0c;
 const SYS_RENAME: usize = 0x0f;
 /// `fopen` modes as semihosting numbers them.
 const MODE_RB: usize = 1;
+const MODE_RPLUSB: usize = 3;
 const MODE_WB: usize = 5;
 
 /// Longest path (with the `.tmp` suffix and the terminating NUL).
@@ -34,6 +37,13 @@ pub fn cmdline(buf: &mut [u8]) -> &[u8] {
             == 0;
     let n = if ok { block[1].min(buf.len()) } else { 0 };
     &buf[..n]
+}
+
+/// The value of the command line's word that starts with `key` (`storage=`, `flash=`).
+fn arg<'a>(cmdline: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    cmdline
+        .split(|&c| c == b' ')
+        .find_map(|w| w.strip_prefix(key))
 }
 
 /// Storage in a file on the host (the keystore's, say).
@@ -72,10 +82,7 @@ impl HostFile {
     /// Takes the file named by `storage=<path>` on the firmware's command line (in `main`,
     /// before the test runner starts); whether there was one.
     pub fn init(cmdline: &[u8]) -> bool {
-        let Some(value) = cmdline
-            .split(|&c| c == b' ')
-            .find_map(|w| w.strip_prefix(b"storage="))
-        else {
+        let Some(value) = arg(cmdline, b"storage=") else {
             return false;
         };
         if value.is_empty() || value.len() + 5 > PATH || !claim() {
@@ -157,5 +164,149 @@ impl Storage for HostFile {
         } else {
             Err(Error::Failed)
         }
+    }
+}
+
+/// Flash in a file on the host: the boot loader's slots and status area for a board run under
+/// an emulator, whose own flash is reloaded from the image at every start. `fqp` names the
+/// file (`flash=<path>`, one per device, its size the flash's) and writes the factory image
+/// into it; the file outlives resets and emulator restarts, and killing the emulator in the
+/// middle of an erase or a program leaves it half done, as a power cut does.
+///
+/// NOR semantics: erase sets 4 KiB sectors to 0xFF; program ANDs 8-byte units into what is
+/// there (as flash can only clear bits).
+pub struct HostFlash {
+    fd: usize,
+    size: u32,
+}
+
+/// The erase sector of a [`HostFlash`].
+pub const HOST_FLASH_SECTOR: u32 = 4096;
+/// Its program unit.
+pub const HOST_FLASH_WRITE: u32 = 8;
+
+/// Set (once, with `FLASH` written) by [`HostFlash::init`].
+static FLASH_READY: AtomicBool = AtomicBool::new(false);
+static mut FLASH: HostFlash = HostFlash { fd: 0, size: 0 };
+
+impl HostFlash {
+    /// Opens the file named by `flash=<path>` on the firmware's command line (in `main`,
+    /// before anything uses it); whether there was one, of a whole number of sectors.
+    pub fn init(cmdline: &[u8]) -> bool {
+        let Some(value) = arg(cmdline, b"flash=") else {
+            return false;
+        };
+        if value.is_empty() || value.len() >= PATH || FLASH_READY.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut path = [0u8; PATH];
+        path[..value.len()].copy_from_slice(value);
+        let fd = syscall(
+            SYS_OPEN,
+            &[path.as_ptr() as usize, MODE_RPLUSB, value.len()],
+        );
+        if fd < 0 {
+            return false;
+        }
+        let len = syscall(SYS_FLEN, &[fd as usize]);
+        if len <= 0
+            || len as u64 > u32::MAX as u64
+            || !(len as u32).is_multiple_of(HOST_FLASH_SECTOR)
+        {
+            syscall(SYS_CLOSE, &[fd as usize]);
+            return false;
+        }
+        // SAFETY: FLASH_READY is not set yet, so nothing reads FLASH; `main` calls this once,
+        // before other tasks run (a second call returns above).
+        unsafe {
+            *core::ptr::addr_of_mut!(FLASH) = HostFlash {
+                fd: fd as usize,
+                size: len as u32,
+            };
+        }
+        FLASH_READY.store(true, Ordering::Release);
+        true
+    }
+
+    /// The flash [`HostFlash::init`] opened, if any.
+    pub fn get() -> Option<&'static HostFlash> {
+        // SAFETY: once FLASH_READY is set FLASH is never written again.
+        FLASH_READY
+            .load(Ordering::Acquire)
+            .then(|| unsafe { &*core::ptr::addr_of!(FLASH) })
+    }
+
+    fn check(&self, offset: u32, len: usize, unit: u32) -> Result<(), Error> {
+        let end = offset as u64 + len as u64;
+        if end > self.size as u64
+            || !offset.is_multiple_of(unit)
+            || !(len as u32).is_multiple_of(unit)
+        {
+            return Err(Error::BadAddress);
+        }
+        Ok(())
+    }
+
+    /// Seeks to `offset`, then reads into (`write` false) or writes from `buf`.
+    fn transfer(&self, offset: u32, buf: *mut u8, len: usize, write: bool) -> Result<(), Error> {
+        if syscall(SYS_SEEK, &[self.fd, offset as usize]) != 0 {
+            return Err(Error::Failed);
+        }
+        let op = if write { SYS_WRITE } else { SYS_READ };
+        // Both calls answer the count of bytes *not* transferred.
+        if syscall(op, &[self.fd, buf as usize, len]) == 0 {
+            Ok(())
+        } else {
+            Err(Error::Failed)
+        }
+    }
+}
+
+impl fqp_port::Flash for HostFlash {
+    fn size(&self) -> u32 {
+        self.size
+    }
+
+    fn erase_size(&self) -> u32 {
+        HOST_FLASH_SECTOR
+    }
+
+    fn write_size(&self) -> u32 {
+        HOST_FLASH_WRITE
+    }
+
+    fn read(&self, offset: u32, buf: &mut [u8]) -> Result<(), Error> {
+        self.check(offset, buf.len(), 1)?;
+        // One seek and read at a time: tasks share the file position.
+        fqp_kernel::critical(|| self.transfer(offset, buf.as_mut_ptr(), buf.len(), false))
+    }
+
+    fn erase(&self, offset: u32, len: u32) -> Result<(), Error> {
+        self.check(offset, len as usize, HOST_FLASH_SECTOR)?;
+        let ones = [0xffu8; 512];
+        let mut at = offset;
+        while at < offset + len {
+            // The file is written 512 bytes at a time: a cut leaves the sector half erased.
+            fqp_kernel::critical(|| self.transfer(at, ones.as_ptr() as *mut u8, ones.len(), true))?;
+            at += ones.len() as u32;
+        }
+        Ok(())
+    }
+
+    fn program(&self, offset: u32, data: &[u8]) -> Result<(), Error> {
+        self.check(offset, data.len(), HOST_FLASH_WRITE)?;
+        let mut buf = [0u8; 256];
+        for (i, chunk) in data.chunks(buf.len()).enumerate() {
+            let at = offset + (i * buf.len()) as u32;
+            let cell = &mut buf[..chunk.len()];
+            fqp_kernel::critical(|| {
+                self.transfer(at, cell.as_mut_ptr(), cell.len(), false)?;
+                for (c, d) in cell.iter_mut().zip(chunk) {
+                    *c &= d;
+                }
+                self.transfer(at, cell.as_mut_ptr(), cell.len(), true)
+            })?;
+        }
+        Ok(())
     }
 }

@@ -22,7 +22,7 @@
 
 mod x509;
 
-pub use x509::{verify_server, CertError};
+pub use x509::{code_signing_key, verify_server, CertError};
 
 use core::cell::Cell;
 use embedded_tls::blocking::{

@@ -68,6 +68,7 @@ const EXT_KEY_USAGE: &[u8] = &[0x55, 0x1d, 0x25];
 const SUBJECT_KEY_ID: &[u8] = &[0x55, 0x1d, 0x0e];
 const AUTHORITY_KEY_ID: &[u8] = &[0x55, 0x1d, 0x23];
 const SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
+const CODE_SIGNING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x03];
 const ANY_EXT_KEY_USAGE: &[u8] = &[0x55, 0x1d, 0x25, 0x00];
 
 impl<'a> Der<'a> {
@@ -364,15 +365,16 @@ impl<'a> Cert<'a> {
         Ok(false)
     }
 
-    /// Whether the certificate may authenticate a server (no extended key usage means any).
-    fn for_servers(&self) -> Result<bool, CertError> {
+    /// Whether the certificate may be used for `purpose` (an extended key usage; none listed
+    /// means any).
+    fn allows(&self, purpose: &[u8]) -> Result<bool, CertError> {
         let Some(eku) = self.extension(EXT_KEY_USAGE)? else {
             return Ok(true);
         };
         let mut purposes = Der(Der(eku).expect(SEQUENCE)?.value);
         while !purposes.is_empty() {
             let p = purposes.expect(OID)?.value;
-            if p == SERVER_AUTH || p == ANY_EXT_KEY_USAGE {
+            if p == purpose || p == ANY_EXT_KEY_USAGE {
                 return Ok(true);
             }
         }
@@ -462,10 +464,25 @@ pub fn verify_server(
     if !leaf.names(host)? {
         return Err(CertError::NameMismatch);
     }
-    if !leaf.for_servers()? {
+    if !leaf.allows(SERVER_AUTH)? {
         return Err(CertError::WrongUsage);
     }
     let key = leaf.public_key.ok_or(CertError::Unsupported)?;
+    key.try_into().map_err(|_| CertError::Unsupported)
+}
+
+/// The P-256 public key (SEC1) of a code-signing certificate — the one an OTA job names, that
+/// the device holds — to check a downloaded file's signature with. The certificate is the
+/// device's trust in its signer (it was provisioned), so no chain is followed; it must be
+/// well formed, for code signing (extended key usage, if it lists any), with no unknown
+/// critical extension, and with a P-256 key.
+pub fn code_signing_key(der: &[u8]) -> Result<[u8; 65], CertError> {
+    let cert = Cert::parse(der)?;
+    cert.check_critical()?;
+    if !cert.allows(CODE_SIGNING)? {
+        return Err(CertError::WrongUsage);
+    }
+    let key = cert.public_key.ok_or(CertError::Unsupported)?;
     key.try_into().map_err(|_| CertError::Unsupported)
 }
 
@@ -540,6 +557,39 @@ mod tests {
     }
 
     const HOST: &str = "broker.fqp.lab";
+
+    #[test]
+    fn a_code_signing_certificate_gives_its_key_and_others_are_refused() {
+        let root = ca("root", None, true);
+        let signer = |usage: Option<ExtendedKeyUsagePurpose>| {
+            let mut p = CertificateParams::new(Vec::<std::string::String>::new()).unwrap();
+            p.distinguished_name
+                .push(DnType::CommonName, "code signing");
+            p.extended_key_usages = usage.into_iter().collect();
+            let key = KeyPair::generate().unwrap();
+            let der = p
+                .signed_by(&key, &Issuer::from_params(&root.params, &root.key))
+                .unwrap()
+                .der()
+                .to_vec();
+            (der, key.public_key_raw().to_vec())
+        };
+        let (der, public) = signer(Some(ExtendedKeyUsagePurpose::CodeSigning));
+        assert_eq!(
+            code_signing_key(&der).unwrap().as_slice(),
+            public.as_slice()
+        );
+        // No extended key usage: any use, code signing among them.
+        let (der, public) = signer(None);
+        assert_eq!(
+            code_signing_key(&der).unwrap().as_slice(),
+            public.as_slice()
+        );
+        // A server's certificate is not a signer's.
+        let (der, _) = signer(Some(ExtendedKeyUsagePurpose::ServerAuth));
+        assert_eq!(code_signing_key(&der), Err(CertError::WrongUsage));
+        assert_eq!(code_signing_key(&der[..40]), Err(CertError::Malformed));
+    }
 
     #[test]
     fn a_good_chain_passes_and_yields_the_server_key() {

@@ -9,16 +9,29 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// `cargo build` of the port's crate in `dir` for its target and profile, into `target_dir`,
-/// with the toolchain `tc` (and its build-std flags); the command and the cargo it runs.
-fn cargo_build(m: &Manifest, tc: &Toolchain, dir: &Path, target_dir: &Path) -> (Command, PathBuf) {
+/// What one cargo build makes: the crate, and how.
+pub(super) struct Crate<'a> {
+    pub dir: &'a Path,
+    pub bin: Option<&'a str>,
+    pub features: &'a [String],
+    pub env: &'a [(&'a str, String)],
+}
+
+/// `cargo build` of `krate` for the port's target and profile, into `target_dir`, with the
+/// toolchain `tc` (and its build-std flags); the command and the cargo it runs.
+pub(super) fn cargo_build(
+    m: &Manifest,
+    tc: &Toolchain,
+    krate: &Crate<'_>,
+    target_dir: &Path,
+) -> (Command, PathBuf) {
     let (cargo, rustc) = match tc {
         Toolchain::Installed { cargo, rustc } | Toolchain::BuildStd { cargo, rustc, .. } => {
             (cargo, rustc)
         }
     };
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(dir)
+    cmd.current_dir(krate.dir)
         .args([
             "build",
             "--message-format=json-render-diagnostics",
@@ -33,12 +46,13 @@ fn cargo_build(m: &Manifest, tc: &Toolchain, dir: &Path, target_dir: &Path) -> (
         .env_remove("RUSTC_WRAPPER")
         .env_remove("RUSTC_WORKSPACE_WRAPPER")
         .env_remove("CARGO_BUILD_TARGET")
-        .envs(m.kernel_env());
-    if let Some(bin) = &m.build.bin {
+        .envs(m.kernel_env())
+        .envs(krate.env.iter().map(|(k, v)| (k, v)));
+    if let Some(bin) = krate.bin {
         cmd.args(["--bin", bin]);
     }
-    if !m.build.features.is_empty() {
-        cmd.args(["--features", &m.build.features.join(",")]);
+    if !krate.features.is_empty() {
+        cmd.args(["--features", &krate.features.join(",")]);
     }
     if let Toolchain::BuildStd { linker, .. } = tc {
         let var = format!(
@@ -190,6 +204,8 @@ pub enum BuildError {
         .elf.display()
     )]
     Spread { elf: PathBuf, mib: u64 },
+    #[error("the boot loader's image: {problem}\n  fix: {fix}")]
+    Boot { problem: String, fix: String },
 }
 
 impl BuildError {
@@ -217,7 +233,10 @@ struct Cargo {
 /// Builds of one target directory (ports sharing it, one port with other features) take
 /// turns, and each copies its image out before the next may link over cargo's copy of it: a
 /// run never flashes an image another run built.
-pub fn build(m: &Manifest, tc: &Toolchain, out: &Path) -> Result<Image, BuildError> {
+///
+/// With a boot loader (`[boot]`), the boot loader is built too, trusting the code-signing key
+/// of the lab in `lab`, and the image signed with it (see [`super::boot`]).
+pub fn build(m: &Manifest, tc: &Toolchain, out: &Path, lab: &Path) -> Result<Image, BuildError> {
     let log = &out.join("build.log");
     let dir = m.crate_dir();
     if !dir.join("Cargo.toml").is_file() {
@@ -235,7 +254,13 @@ pub fn build(m: &Manifest, tc: &Toolchain, out: &Path) -> Result<Image, BuildErr
         Some(v) => format!("fqp-{}-{v}", tc.kind()),
         None => format!("fqp-{}", tc.kind()),
     });
-    let (cmd, cargo) = cargo_build(m, tc, &dir, &target_dir);
+    let krate = Crate {
+        dir: &dir,
+        bin: m.build.bin.as_deref(),
+        features: &m.build.features,
+        env: &[],
+    };
+    let (cmd, cargo) = cargo_build(m, tc, &krate, &target_dir);
     tracing::info!(crate_dir = %dir.display(), toolchain = %tc.describe(), "building firmware");
     std::fs::create_dir_all(&target_dir).map_err(BuildError::file(&target_dir))?;
     let turn =
@@ -282,13 +307,65 @@ pub fn build(m: &Manifest, tc: &Toolchain, out: &Path) -> Result<Image, BuildErr
     let size_bytes = std::fs::metadata(&elf)
         .map_err(BuildError::file(&elf))?
         .len();
+    let boot = match &m.boot {
+        Some(b) => Some(super::boot::prepare(m, b, tc, &target_dir, &elf, out, lab)?),
+        None => None,
+    };
     Ok(Image {
         sha256: file_sha256(&elf)?,
         size_bytes,
         elf,
         toolchain: tc.describe(),
         kernel_src: built.kernel_src,
+        boot,
     })
+}
+
+/// Builds `krate` into `target_dir` (taking its turn with the other builds there) and copies
+/// the executable to `to`; cargo's messages are appended to `log`.
+pub(super) fn build_crate(
+    m: &Manifest,
+    tc: &Toolchain,
+    krate: &Crate<'_>,
+    target_dir: &Path,
+    to: &Path,
+    log: &Path,
+) -> Result<(), BuildError> {
+    let (cmd, cargo) = cargo_build(m, tc, krate, target_dir);
+    let turn =
+        fqp_reports::files::lock(&target_dir.join(".fqp-build.lock")).map_err(BuildError::Lock)?;
+    let built = run_cargo(cmd, &cargo, Duration::from_millis(m.timeouts.build_ms))?;
+    let mut logf = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(BuildError::file(log))?;
+    let _ = logf.write_all(built.stderr.as_bytes());
+    if built.timed_out {
+        return Err(BuildError::TimedOut {
+            ms: m.timeouts.build_ms,
+            log: log.to_path_buf(),
+        });
+    }
+    if !built.status.success() {
+        let tail: Vec<&str> = built.stderr.lines().rev().take(30).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(BuildError::Failed {
+            status: built.status,
+            log: log.to_path_buf(),
+            tail: tail.join("\n"),
+        });
+    }
+    let executable = built.executable.ok_or_else(|| BuildError::NoExecutable {
+        manifest: m.path.clone(),
+    })?;
+    std::fs::copy(&executable, to).map_err(|source| BuildError::Copy {
+        from: executable.clone(),
+        to: to.to_path_buf(),
+        source,
+    })?;
+    drop(turn);
+    Ok(())
 }
 
 /// Runs the build `cmd` (of `cargo`), stopping it after `deadline`, and collects what it

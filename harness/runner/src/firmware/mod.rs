@@ -2,12 +2,14 @@
 //! what the image holds of the kernel ([`size`]), and where an address of it is in the
 //! source ([`locate`](fn@locate)).
 
+mod boot;
 mod build;
 mod image;
 mod locate;
 mod size;
 mod toolchain;
 
+pub use boot::{Boot, BOOT_FLASH_WRITE};
 pub use build::{build, file_sha256, BuildError};
 pub use image::write_raw_binary;
 pub use locate::{locate, Located};
@@ -42,4 +44,6 @@ pub struct Image {
     /// The source directory of the kernel crate the image was built with (from cargo's
     /// build messages), to tell the kernel's code from the rest.
     pub kernel_src: Option<PathBuf>,
+    /// The boot loader that starts it, and the image signed for it (`[boot]`).
+    pub boot: Option<Boot>,
 }

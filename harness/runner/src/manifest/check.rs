@@ -145,6 +145,7 @@ fn validate(m: &Manifest) -> Result<(), Invalid> {
     check_devices(m)?;
     check_kernel(m)?;
     check_fpu(m)?;
+    check_boot(m)?;
     if !(m.timeouts.factor > 0.0 && m.timeouts.factor <= 100.0) {
         return Err((
             "timeouts.factor",
@@ -348,6 +349,52 @@ fn check_fpu(m: &Manifest) -> Result<(), Invalid> {
     }
 }
 
+fn check_boot(m: &Manifest) -> Result<(), Invalid> {
+    let Some(b) = &m.boot else {
+        return Ok(());
+    };
+    if !m.flash.is_emulated() {
+        return Err((
+            "boot",
+            format!(
+                "fqp puts a boot loader and a signed image on emulated boards only so far, and                  this port's devices are flashed with {:?}",
+                m.flash.method()
+            ),
+            "leave [boot] out: flash the boot loader and the signed image (`fqp ota sign`) to              the board yourself, as your production line does",
+        ));
+    }
+    if let Some(v) = &b.version {
+        if fqp_signing::Version::parse(v).is_none() {
+            return Err((
+                "boot.version",
+                format!("{v:?} is not major.minor.patch"),
+                "write the image's version as e.g. \"1.0.0\" (major and minor 0-255, patch \
+                 0-65535)",
+            ));
+        }
+    }
+    let layout = fqp_boot::Layout::of(
+        b.flash_bytes,
+        b.sector_bytes,
+        crate::firmware::BOOT_FLASH_WRITE,
+        fqp_boot::Area {
+            offset: 0,
+            len: b.flash_bytes,
+        },
+    );
+    if layout.is_none() || !b.flash_bytes.is_multiple_of(b.sector_bytes) {
+        return Err((
+            "boot.flash_bytes",
+            format!(
+                "{} bytes in sectors of {} leave no room for the status area (2 sectors), the                  scratch sector and two slots",
+                b.flash_bytes, b.sector_bytes
+            ),
+            "give a whole number of sectors, at least 5, enough for two images",
+        ));
+    }
+    Ok(())
+}
+
 fn check_kernel(m: &Manifest) -> Result<(), Invalid> {
     for (k, v) in &m.kernel {
         if !KERNEL_KEYS.contains(&k.as_str()) {
@@ -385,6 +432,7 @@ impl<F> Manifest<F> {
             capabilities: self.capabilities,
             network: self.network,
             devices: self.devices,
+            boot: self.boot,
             path: self.path,
         })
     }

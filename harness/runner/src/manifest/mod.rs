@@ -48,6 +48,9 @@ pub struct Manifest<F = Flash> {
     /// A pool of identical boards (`[[devices]]`); QEMU pools are sized with `--devices`.
     #[serde(default)]
     pub devices: Vec<DeviceEntry>,
+    /// The board's boot loader, which starts the image from its flash (`[boot]`).
+    #[serde(default)]
+    pub boot: Option<BootSection>,
     /// Where the manifest was read from (set by [`load`]).
     #[serde(skip)]
     pub path: PathBuf,
@@ -86,6 +89,35 @@ pub struct BuildSection {
     /// directory so the two do not rebuild each other.
     #[serde(skip)]
     pub variant: Option<&'static str>,
+}
+
+/// The boot loader (`[boot]`): built with the image, which is then signed with the lab's
+/// code-signing key and written into the primary slot of the board's flash; the board starts
+/// the boot loader, which checks and starts the image.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BootSection {
+    /// The boot loader's crate, relative to the manifest.
+    #[serde(rename = "crate")]
+    pub crate_dir: PathBuf,
+    /// The image's version, major.minor.patch (default: the firmware crate's version).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The boot loader's flash (status, scratch, two slots), as the emulator's host file
+    /// holds it: its size.
+    #[serde(default = "flash_bytes")]
+    pub flash_bytes: u32,
+    /// Its erase sector.
+    #[serde(default = "sector_bytes")]
+    pub sector_bytes: u32,
+}
+
+fn flash_bytes() -> u32 {
+    2 * 1024 * 1024
+}
+
+fn sector_bytes() -> u32 {
+    4096
 }
 
 fn dot() -> PathBuf {

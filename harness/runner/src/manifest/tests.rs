@@ -291,3 +291,36 @@ fn a_hard_float_target_and_the_fpu_capability_go_together() {
     let e = load_str("sf-fpu", &soft).unwrap_err();
     assert!(e.problem.contains("soft-float"), "{e}");
 }
+
+#[test]
+fn a_boot_loader_section_is_checked() {
+    let m = load_str("boot", &format!("{GOOD}\n[boot]\ncrate = \"boot\"\n")).unwrap();
+    let b = m.boot.unwrap();
+    assert_eq!(
+        (b.flash_bytes, b.sector_bytes, b.version),
+        (2 << 20, 4096, None)
+    );
+    let cases = [
+        (
+            board("[flash.command]\nflash = [\"true\"]\n") + "\n[boot]\ncrate = \"boot\"\n",
+            "boot",
+            "fqp ota sign",
+        ),
+        (
+            format!("{GOOD}\n[boot]\ncrate = \"boot\"\nversion = \"1.2\"\n"),
+            "boot.version",
+            "1.0.0",
+        ),
+        (
+            format!("{GOOD}\n[boot]\ncrate = \"boot\"\nflash_bytes = 16384\n"),
+            "boot.flash_bytes",
+            "at least 5",
+        ),
+        (
+            format!("{GOOD}\n[boot]\ncrate = \"boot\"\nsector_bytes = 0\n"),
+            "boot.flash_bytes",
+            "whole number",
+        ),
+    ];
+    assert_named(&cases);
+}

@@ -240,7 +240,12 @@ pub fn qualify(opts: &Options) -> Finished {
         run.problems.push(p);
         return finish(run, &out, t0, opts);
     }
-    let image = match build_image(&m, &out, &mut run) {
+    let image = match build_image(
+        &m,
+        &out,
+        &crate::sign::lab_dir(opts.lab.as_deref()),
+        &mut run,
+    ) {
         Ok(i) => i,
         Err(p) => {
             run.problems.push(p);
@@ -315,11 +320,11 @@ fn check_options(m: &Manifest, opts: &Options) -> Result<(), Problem> {
 }
 
 /// Builds the port's image and records it (with the kernel's share) in `run`.
-fn build_image(m: &Manifest, out: &Path, run: &mut Run) -> Result<Image, Problem> {
+fn build_image(m: &Manifest, out: &Path, lab: &Path, run: &mut Run) -> Result<Image, Problem> {
     let tc = firmware::detect(&m.build.target)
         .map_err(|e| Problem::new(Stage::Toolchain, e.to_string()))?;
     let image =
-        firmware::build(m, &tc, out).map_err(|e| Problem::new(Stage::Build, e.to_string()))?;
+        firmware::build(m, &tc, out, lab).map_err(|e| Problem::new(Stage::Build, e.to_string()))?;
     let kernel = firmware::kernel_size(&image.elf, image.kernel_src.as_deref());
     run.firmware = Some(Firmware {
         image: image.elf.display().to_string(),
@@ -330,6 +335,18 @@ fn build_image(m: &Manifest, out: &Path, run: &mut Run) -> Result<Image, Problem
         kernel: None,
         kernel_size: kernel.as_ref().map(|k| k.sections),
         kernel_text_by_module: kernel.map(|k| k.text_by_module).unwrap_or_default(),
+        boot: match &image.boot {
+            Some(b) => Some(fqp_reports::BootImage {
+                loader: b.elf.display().to_string(),
+                loader_sha256: firmware::file_sha256(&b.elf)
+                    .map_err(|e| Problem::new(Stage::Build, e.to_string()))?,
+                signed_image: b.signed.display().to_string(),
+                signed_sha256: firmware::file_sha256(&b.signed)
+                    .map_err(|e| Problem::new(Stage::Build, e.to_string()))?,
+                version: b.version.to_string(),
+            }),
+            None => None,
+        },
     });
     Ok(image)
 }
@@ -378,7 +395,8 @@ pub fn list(opts: &Options) -> Result<Vec<String>, crate::Error> {
         path: out.clone(),
         source,
     })?;
-    let image = firmware::build(&m, &firmware::detect(&m.build.target)?, &out)?;
+    let lab = crate::sign::lab_dir(opts.lab.as_deref());
+    let image = firmware::build(&m, &firmware::detect(&m.build.target)?, &out, &lab)?;
     let Some(spec) = device::specs(&m, Some(1))?.into_iter().next() else {
         return Err(device::DevicesError::None.into());
     };

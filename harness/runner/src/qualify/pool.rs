@@ -34,6 +34,9 @@ pub(super) struct Ctx<'a> {
     /// An emulator's persistent storage (`storage.bin`, `storage-ID.bin`): kept across the
     /// boots of a run, like a board's flash; new each run.
     storage: PathBuf,
+    /// The boot loader's flash of an emulated board with one (`boot-flash.bin`, …): the
+    /// signed image in its primary slot at the start of the run, kept across its boots.
+    boot_flash: Option<PathBuf>,
     pub(super) transcript: Transcript,
     pub(super) boots: u32,
     /// The image is on the device (boards are flashed once, then only reset).
@@ -75,6 +78,18 @@ impl<'a> Ctx<'a> {
         for l in [&serial_log, &qemu_log, &flash_log, &storage] {
             let _ = std::fs::remove_file(l);
         }
+        let boot_flash = match &image.boot {
+            Some(boot) => {
+                let path = out.join(format!("boot-flash{suffix}.bin"));
+                boot.write_factory_flash(&path)
+                    .map_err(|source| crate::Error::Output {
+                        path: path.clone(),
+                        source,
+                    })?;
+                Some(path)
+            }
+            None => None,
+        };
         let transcript =
             serial::transcript(&serial_log).map_err(|source| crate::Error::Output {
                 path: serial_log.clone(),
@@ -88,6 +103,7 @@ impl<'a> Ctx<'a> {
             qemu_log,
             flash_log,
             storage,
+            boot_flash,
             transcript,
             boots: 0,
             flashed: false,
@@ -109,6 +125,7 @@ impl<'a> Ctx<'a> {
             qemu_log: &self.qemu_log,
             flash_log: &self.flash_log,
             storage: &self.storage,
+            boot_flash: self.boot_flash.as_deref(),
             transcript: &self.transcript,
             flashed: self.flashed,
             progress: self.progress,

@@ -64,9 +64,10 @@ pub struct DeviceInfo {
 }
 
 /// The capabilities that need a device of the board: (capability, device, its accessor).
-const DEVICE_OF: [(&str, &str, &str); 2] = [
+const DEVICE_OF: [(&str, &str, &str); 3] = [
     ("network", "ethernet", "Board::ethernet"),
     ("storage", "storage", "Board::storage"),
+    ("ota", "flash", "Board::flash"),
 ];
 
 impl DeviceInfo {

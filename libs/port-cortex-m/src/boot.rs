@@ -1,0 +1,117 @@
+//! The boot loader's last step on a Cortex-M board that runs its image from RAM: the image
+//! `fqp-boot` chose is copied from flash to its load address, its payload hashed once more
+//! where it will run, and the core handed to it (vector table, stack pointer, reset handler).
+//! Copying first means the image runs from memory only the boot loader wrote, after the
+//! check; a board that executes in place from the primary slot jumps to it directly instead.
+
+use core::fmt::{self, Write};
+use core::ops::Range;
+use fqp_boot::{boot, BootError, Event, Flash, Layout, TrustedKey};
+use fqp_image::{PayloadHash, HEADER_LEN};
+
+/// A console given as a function, to format onto: what the boot loader prints, line by line
+/// (`fqp-boot: ...`).
+pub struct Console<'a>(pub &'a dyn Fn(&[u8]));
+
+impl Write for Console<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        (self.0)(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Why nothing was started.
+#[derive(Debug)]
+pub enum Failure {
+    /// The flash's geometry leaves no room for two slots.
+    Layout,
+    /// `fqp-boot` found nothing to boot, or the flash failed.
+    Boot(BootError),
+    /// The image's load address range is not one this board loads into.
+    LoadAddress { at: u32, len: u32 },
+    /// The copy in RAM is not what was checked in flash.
+    Copy,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Layout => f.write_str("the flash is too small for two slots"),
+            Failure::Boot(e) => write!(f, "{e}"),
+            Failure::LoadAddress { at, len } => {
+                write!(
+                    f,
+                    "the image loads at {at:#x} ({len} bytes), outside the load region"
+                )
+            }
+            Failure::Copy => f.write_str("the image read into RAM is not the one checked"),
+        }
+    }
+}
+
+/// Boots the image `fqp-boot` chooses from `flash` (the whole of it: status, scratch, two
+/// slots): checked with `keys` for `board`, copied into `load` (its load address range must
+/// lie within), started. Prints what it did on `console`; returns only when it cannot boot.
+pub fn ram_load(
+    flash: &dyn Flash,
+    keys: &[TrustedKey],
+    board: &str,
+    load: Range<u32>,
+    console: &dyn Fn(&[u8]),
+) -> Failure {
+    let mut out = Console(console);
+    let Some(layout) = Layout::whole(flash) else {
+        return Failure::Layout;
+    };
+    let booted = match boot(flash, &layout, keys, board) {
+        Ok(b) => b,
+        Err(e) => return Failure::Boot(e),
+    };
+    let h = &booted.header;
+    let _ = match booted.event {
+        Event::Unchanged => Ok(()),
+        Event::Installed => writeln!(out, "fqp-boot: installed the new image"),
+        Event::Refused(r) => writeln!(out, "fqp-boot: refused the new image: {}", r.reason()),
+        Event::RolledBack { rejected: true } => {
+            writeln!(out, "fqp-boot: rolled back: the new image rejected itself")
+        }
+        Event::RolledBack { rejected: false } => {
+            writeln!(
+                out,
+                "fqp-boot: rolled back: the new image did not confirm itself"
+            )
+        }
+    };
+    let _ = writeln!(
+        out,
+        "fqp-boot: starting {} ({}), security counter {}",
+        h.version,
+        if booted.trial { "trial" } else { "confirmed" },
+        h.security_counter
+    );
+    let (at, len) = (h.load_address, h.payload_len);
+    let inside = at >= load.start && at.checked_add(len).is_some_and(|end| end <= load.end);
+    if !inside || len < 8 {
+        return Failure::LoadAddress { at, len };
+    }
+    // SAFETY: [at, at + len) lies in `load`, memory the port gives the images and that
+    // nothing else uses while the boot loader runs (its own code and stack are elsewhere).
+    let dest = unsafe { core::slice::from_raw_parts_mut(at as *mut u8, len as usize) };
+    if flash
+        .read(booted.slot.offset + HEADER_LEN as u32, dest)
+        .is_err()
+    {
+        return Failure::Boot(BootError::Flash(fqp_port::DeviceError::Failed));
+    }
+    let mut hash = PayloadHash::new();
+    hash.update(dest);
+    if h.check_payload(hash).is_err() {
+        return Failure::Copy;
+    }
+    // SAFETY: the payload starts with its vector table (initial stack pointer, reset
+    // handler), checked above; VTOR takes its address, so its handlers are the ones called.
+    unsafe {
+        (*cortex_m::peripheral::SCB::PTR).vtor.write(at);
+        cortex_m::asm::bootload(at as *const u32)
+    }
+}
