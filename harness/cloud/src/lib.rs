@@ -36,11 +36,13 @@ pub mod greengrass;
 pub mod jobs;
 pub mod mosquitto;
 pub mod operator;
+pub mod ota;
 pub mod registry;
 pub mod route;
 pub mod service;
 pub mod shadow;
 pub mod store;
+pub mod streams;
 
 pub use endpoint::{Endpoint, Traffic};
 pub use service::Cloud;

@@ -1,5 +1,6 @@
 //! Which service a message on the broker is for: the topics a device publishes its requests
-//! on (`$aws/things/<t>/shadow[/name/<n>]/{get,update,delete}`, `$aws/things/<t>/jobs/…`),
+//! on (`$aws/things/<t>/shadow[/name/<n>]/{get,update,delete}`, `$aws/things/<t>/jobs/…`,
+//! `$aws/things/<t>/streams/<s>/get/cbor`),
 //! told apart from the cloud's own answers and pushes on neighbouring topics (`…/accepted`,
 //! `…/rejected`, `…/update/delta`, `…/update/documents`, `…/jobs/notify[-next]`), which a
 //! cloud subscribed to `$aws/things/+/…/#` hears too and must not answer.
@@ -15,6 +16,8 @@ pub enum Route<'a> {
     Jobs(&'a str, &'a str),
     /// A Defender metrics report of the thing.
     Defender(&'a str, Format),
+    /// A request for blocks of a stream's file: the thing, the stream.
+    Stream(&'a str, &'a str),
 }
 
 /// The request `topic` carries, if it is one.
@@ -49,6 +52,13 @@ pub fn route(topic: &str) -> Option<Route<'_>> {
             op,
         ));
     }
+    if let Some(stream) = rest
+        .strip_prefix("streams/")
+        .and_then(|s| s.strip_suffix("/get/cbor"))
+    {
+        return (!stream.is_empty() && !stream.contains('/'))
+            .then_some(Route::Stream(thing, stream));
+    }
     match rest {
         "defender/metrics/json" => return Some(Route::Defender(thing, Format::Json)),
         "defender/metrics/cbor" => return Some(Route::Defender(thing, Format::Cbor)),
@@ -81,6 +91,10 @@ mod tests {
             Some(Route::Shadow(lamp(Some("cfg")), Op::Delete))
         );
         assert_eq!(
+            route("$aws/things/lamp/streams/ota-1/get/cbor"),
+            Some(Route::Stream("lamp", "ota-1"))
+        );
+        assert_eq!(
             route("$aws/things/lamp/jobs/start-next"),
             Some(Route::Jobs("lamp", "start-next"))
         );
@@ -107,6 +121,9 @@ mod tests {
             "$aws/things//shadow/get",
             "$aws/things/lamp/shadow/name//get",
             "$aws/things/lamp/streams/s/get",
+            "$aws/things/lamp/streams/s/data/cbor",
+            "$aws/things/lamp/streams/s/rejected/cbor",
+            "$aws/things/lamp/streams//get/cbor",
             "lab/echo",
         ] {
             assert_eq!(route(answer), None, "{answer}");

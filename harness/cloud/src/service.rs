@@ -8,6 +8,7 @@ use crate::registry::Registry;
 use crate::route::{route, Route};
 use crate::shadow::{self, Message};
 use crate::store::{Store, StoreError};
+use crate::streams::Streams;
 use std::path::Path;
 
 /// The local cloud's services over one store.
@@ -36,6 +37,10 @@ impl Cloud {
         Jobs::new(&self.store)
     }
 
+    pub fn streams(&self) -> Streams<'_> {
+        Streams::new(&self.store)
+    }
+
     /// Whether `topic` is a request to one of the services.
     pub fn is_request(topic: &str) -> bool {
         route(topic).is_some()
@@ -52,6 +57,7 @@ impl Cloud {
         match route(topic) {
             Some(Route::Shadow(id, op)) => shadow::handle(&self.store, id, op, payload, now),
             Some(Route::Jobs(thing, request)) => self.jobs().handle(thing, request, payload, now),
+            Some(Route::Stream(thing, stream)) => self.streams().handle(thing, stream, payload),
             Some(Route::Defender(thing, format)) => {
                 match self.defender().handle(thing, format, payload, now) {
                     Ok(m) => Ok(m),
@@ -88,6 +94,12 @@ impl Cloud {
                 now,
             )),
             Route::Defender(..) => Some(defender_refusal(topic, "Throttled")),
+            Route::Stream(thing, stream) => Some(crate::streams::refusal(
+                thing,
+                stream,
+                "Throttled",
+                "more requests in flight than the connection may have",
+            )),
         }
     }
 
@@ -100,6 +112,12 @@ impl Cloud {
                 Some(jobs::refusal(thing, request, b"", "InternalError", now))
             }
             Route::Defender(..) => Some(defender_refusal(topic, "InternalError")),
+            Route::Stream(thing, stream) => Some(crate::streams::refusal(
+                thing,
+                stream,
+                "InternalError",
+                "the cloud's store failed",
+            )),
         }
     }
 }

@@ -33,11 +33,13 @@ pub enum Table {
     Certificates,
     /// Policy name → the policy (its grants and the things it is attached to).
     Policies,
+    /// `stream \0 file id` (10 digits) → the file's bytes.
+    Streams,
 }
 
 impl Table {
     /// Every table.
-    const ALL: [Table; 11] = [
+    const ALL: [Table; 12] = [
         Table::Things,
         Table::Groups,
         Table::Members,
@@ -49,6 +51,7 @@ impl Table {
         Table::Greengrass,
         Table::Certificates,
         Table::Policies,
+        Table::Streams,
     ];
 }
 
@@ -66,6 +69,7 @@ impl Table {
             Table::Greengrass => TableDefinition::new("greengrass"),
             Table::Certificates => TableDefinition::new("certificates"),
             Table::Policies => TableDefinition::new("policies"),
+            Table::Streams => TableDefinition::new("streams"),
         }
     }
 }

@@ -387,3 +387,159 @@ fn the_greengrass_library_reads_what_discovery_answers() {
     );
     assert_eq!(d.groups[0].cores[0].connectivity[1].port, 8883);
 }
+
+/// The OTA agent (fqp-ota) against the cloud's update service: a v2 image fetched over the
+/// stream into a simulated flash running v1, checked, activated; the boot loader installs it
+/// on trial; after the "reset" its self test decides — accepted, the job succeeds; rejected,
+/// the job fails with the reason and the boot loader brings v1 back.
+#[test]
+fn the_ota_agent_updates_through_the_clouds_stream() {
+    use fqp_boot::{boot, sim::Sim, Event, Layout, TrustedKey, Version};
+    use fqp_ota::test_signer::{self, CERT, OTHER_CERT};
+    use fqp_ota::{Agent, Config, Pal, Step};
+    const BOARD: &str = "sim-board";
+    let payload = |seed: u32| move |i: u32| (i.wrapping_mul(13) ^ seed) as u8;
+    let bytes = |f: &test_signer::TestFile, seed: u32| {
+        let mut out = f.header.to_vec();
+        out.extend((0..f.len - 256).map(payload(seed)));
+        out
+    };
+    let trusted = || {
+        let key = p256::ecdsa::SigningKey::from_bytes(&test_signer::KEY.into()).unwrap();
+        let point = key.verifying_key().to_encoded_point(false);
+        [TrustedKey::new(point.as_bytes().try_into().unwrap())]
+    };
+    let config = Config {
+        block_size: 1024,
+        blocks_per_request: 4,
+        request_timeout_ms: 2_000,
+        ..Config::default()
+    };
+    for self_test_passes in [true, false] {
+        let lab = lab(if self_test_passes {
+            "ota-accept"
+        } else {
+            "ota-reject"
+        });
+        let cloud = lab.endpoint.cloud();
+        // The board: v1 in the primary slot.
+        let sim = Sim::new(40, 4096, 8);
+        let layout = Layout::whole(&sim).unwrap();
+        let v1 = test_signer::sign(Version::new(1, 0, 0), 1, BOARD, 5_000, payload(1)).unwrap();
+        let mut image = bytes(&v1, 1);
+        image.resize(image.len().next_multiple_of(8), 0xff);
+        fqp_port::Flash::program(&sim, layout.primary.offset, &image).unwrap();
+        // The update: v2, 20 blocks of 1 KiB.
+        let v2 = test_signer::sign(Version::new(2, 0, 0), 1, BOARD, 19_000, payload(2)).unwrap();
+        let file = bytes(&v2, 2);
+        let update = fqp_cloud::ota::NewUpdate {
+            id: "1",
+            image: &file,
+            signature: v2.signature(),
+            certfile: "code-signing",
+            things: vec!["lamp"],
+            groups: vec![],
+            fleet: false,
+            continuous: false,
+            in_progress_timeout_s: None,
+        };
+        let notes = cloud.create_update(&update, 1).unwrap();
+        lab.endpoint.publish(&notes);
+        as_lamp(&lab, |c, mailbox| {
+            let mut pal = Pal::new(&sim, BOARD).unwrap();
+            let mut agent = Agent::new("lamp", &mut pal, config);
+            let step = agent.update(c, mailbox, CERT).unwrap();
+            assert!(
+                matches!(step, Step::Activated { ref job } if job == "ota-1"),
+                "{step:?}"
+            );
+        });
+        let e = cloud.jobs().execution("lamp", "ota-1").unwrap().unwrap();
+        assert_eq!(e["status"], "IN_PROGRESS", "{e}");
+        assert_eq!(e["statusDetails"]["self_test"], "ready", "{e}");
+        assert_eq!(e["statusDetails"]["updatedBy"], "0x02000000", "{e}");
+        // The reset: the boot loader installs v2 on trial.
+        let b = boot(&sim, &layout, &trusted(), BOARD).unwrap();
+        assert_eq!(
+            (b.header.version, b.event, b.trial),
+            (Version::new(2, 0, 0), Event::Installed, true)
+        );
+        as_lamp(&lab, |c, mailbox| {
+            let mut pal = Pal::new(&sim, BOARD).unwrap();
+            let mut agent = Agent::new("lamp", &mut pal, config);
+            let step = agent.after_boot(c, mailbox, || self_test_passes).unwrap();
+            match step {
+                Some(Step::Accepted { job }) => assert!(self_test_passes && job == "ota-1"),
+                Some(Step::Failed { reason, .. }) => {
+                    assert!(!self_test_passes);
+                    assert_eq!(reason, "self test failed");
+                }
+                other => panic!("{other:?}"),
+            }
+        });
+        let e = cloud.jobs().execution("lamp", "ota-1").unwrap().unwrap();
+        let b = boot(&sim, &layout, &trusted(), BOARD).unwrap();
+        if self_test_passes {
+            assert_eq!(e["status"], "SUCCEEDED", "{e}");
+            assert_eq!(e["statusDetails"]["self_test"], "accepted", "{e}");
+            assert_eq!(
+                (b.header.version, b.event),
+                (Version::new(2, 0, 0), Event::Unchanged)
+            );
+        } else {
+            assert_eq!(e["status"], "FAILED", "{e}");
+            assert_eq!(e["statusDetails"]["reason"], "self test failed", "{e}");
+            assert_eq!(b.header.version, Version::new(1, 0, 0));
+            assert_eq!(b.event, Event::RolledBack { rejected: true });
+        }
+    }
+    // A file checked against another signer's certificate: refused at close, the job failed
+    // with the reason, nothing asked of the boot loader.
+    let lab = lab("ota-refused");
+    let cloud = lab.endpoint.cloud();
+    let sim = Sim::new(40, 4096, 8);
+    let layout = Layout::whole(&sim).unwrap();
+    let v1 = test_signer::sign(Version::new(1, 0, 0), 1, BOARD, 3_000, payload(1)).unwrap();
+    let mut image = bytes(&v1, 1);
+    image.resize(image.len().next_multiple_of(8), 0xff);
+    fqp_port::Flash::program(&sim, layout.primary.offset, &image).unwrap();
+    let v2 = test_signer::sign(Version::new(2, 0, 0), 1, BOARD, 3_000, payload(2)).unwrap();
+    let file = bytes(&v2, 2);
+    let update = fqp_cloud::ota::NewUpdate {
+        id: "2",
+        image: &file,
+        signature: v2.signature(),
+        certfile: "code-signing",
+        things: vec!["lamp"],
+        groups: vec![],
+        fleet: false,
+        continuous: false,
+        in_progress_timeout_s: None,
+    };
+    lab.endpoint
+        .publish(&cloud.create_update(&update, 1).unwrap());
+    as_lamp(&lab, |c, mailbox| {
+        let mut pal = Pal::new(&sim, BOARD).unwrap();
+        let mut agent = Agent::new("lamp", &mut pal, config);
+        let step = agent.update(c, mailbox, OTHER_CERT).unwrap();
+        assert!(
+            matches!(
+                step,
+                Step::Failed {
+                    reason: "signature refused",
+                    ..
+                }
+            ),
+            "{step:?}"
+        );
+        // Nothing else pending.
+        assert_eq!(agent.update(c, mailbox, CERT).unwrap(), Step::NoJob);
+    });
+    let e = cloud.jobs().execution("lamp", "ota-2").unwrap().unwrap();
+    assert_eq!(e["status"], "FAILED", "{e}");
+    assert_eq!(e["statusDetails"]["reason"], "signature refused", "{e}");
+    assert_eq!(
+        boot(&sim, &layout, &trusted(), BOARD).unwrap().event,
+        Event::Unchanged
+    );
+}

@@ -185,7 +185,7 @@ impl<'a> Jobs<'a> {
         Jobs { store }
     }
 
-    fn job(&self, id: &str) -> Result<Option<Value>, StoreError> {
+    pub fn job(&self, id: &str) -> Result<Option<Value>, StoreError> {
         Ok(self
             .store
             .get(Table::Jobs, id)?

@@ -50,11 +50,12 @@ pub struct Message {
 
 impl Message {
     /// The payload as published: CBOR on the topics the contract answers in CBOR (a
-    /// Defender report's), JSON everywhere else.
+    /// Defender report's, a stream's), JSON everywhere else.
     pub fn bytes(&self) -> Vec<u8> {
-        if self.topic.contains("/defender/metrics/cbor/") {
+        if self.topic.ends_with("/cbor") || self.topic.contains("/cbor/") {
             let mut out = Vec::new();
-            if ciborium::ser::into_writer(&self.payload, &mut out).is_ok() {
+            let cbor = crate::streams::to_cbor(&self.payload);
+            if ciborium::ser::into_writer(&cbor, &mut out).is_ok() {
                 return out;
             }
         }

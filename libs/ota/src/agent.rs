@@ -1,0 +1,599 @@
+//! The OTA agent: takes the next job, fetches its file over the cloud's MQTT stream into the
+//! platform layer, has it checked, asks the boot loader for it — and after the reset runs the
+//! new image's self test and reports the job's end, or the reason it ended otherwise.
+//!
+//! The job's document is the contract's `afr_ota` (stream name, file size and id, the
+//! signer's certificate name, the file's signature). Blocks are asked for several at a time
+//! (a bitmap of the missing ones from the first missing on), each request sent again when
+//! its blocks stop coming; progress goes to the job every so many blocks. The status details
+//! the agent writes: `self_test` (`ready` once the image waits for its reboot, `accepted` or
+//! `rejected` after it), `updatedBy` (the image's version, `0x` and eight hex digits),
+//! `progress` (`received/total` blocks), `reason` (why it failed).
+
+use crate::pal::{ImageState, Pal, PalError, PlatformState};
+use core::fmt::Write as _;
+use fqp_boot::status::Outcome;
+use fqp_jobs::{doc, Jobs, Request, Status};
+use fqp_mqtt::{Client, Mailbox, Message, QoS};
+use fqp_transport::Transport;
+use heapless::String;
+use serde::{Deserialize, Serialize};
+
+/// How the agent fetches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Bytes per block (the stream's bounds: 256 to 128 Ki; the MQTT receive buffer and the
+    /// mailbox's slots must hold a block and its topic).
+    pub block_size: u32,
+    /// Blocks asked for at once (1 to 64).
+    pub blocks_per_request: u32,
+    /// How long a request's blocks may take before it is sent again.
+    pub request_timeout_ms: u32,
+    /// Requests sent again without a block arriving before the download is given up.
+    pub retries: u32,
+    /// Blocks between progress reports to the job.
+    pub progress_every: u32,
+    /// How long the job's answers may take.
+    pub answer_timeout_ms: u32,
+}
+
+impl Default for Config {
+    /// The reference agent's: 4 KiB blocks, one at a time, 10 s per request, progress every
+    /// 64 blocks.
+    fn default() -> Self {
+        Config {
+            block_size: 4096,
+            blocks_per_request: 1,
+            request_timeout_ms: 10_000,
+            retries: 5,
+            progress_every: 64,
+            answer_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// What a call of the agent came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// No job is pending.
+    NoJob,
+    /// The file is checked and the boot loader asked for it: reset the board.
+    Activated { job: String<64> },
+    /// The running image passed its self test; its job succeeded.
+    Accepted { job: String<64> },
+    /// The update failed; its job says why (`reason`). After a rejected self test, reset the
+    /// board: the boot loader restores the previous image.
+    Failed {
+        job: String<64>,
+        reason: &'static str,
+    },
+}
+
+/// Why the agent could not go on (the job is left as it was).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentError {
+    /// A jobs request failed (MQTT, a refusal, no answer).
+    Jobs(fqp_jobs::Error),
+    Mqtt(fqp_mqtt::Error),
+    /// The job's document is not one the agent reads.
+    Document,
+    Pal(PalError),
+}
+
+impl From<fqp_jobs::Error> for AgentError {
+    fn from(e: fqp_jobs::Error) -> Self {
+        AgentError::Jobs(e)
+    }
+}
+
+impl From<fqp_mqtt::Error> for AgentError {
+    fn from(e: fqp_mqtt::Error) -> Self {
+        AgentError::Mqtt(e)
+    }
+}
+
+impl From<PalError> for AgentError {
+    fn from(e: PalError) -> Self {
+        AgentError::Pal(e)
+    }
+}
+
+#[derive(Deserialize)]
+struct Document<'a> {
+    #[serde(rename = "afr_ota", borrow)]
+    ota: Afr<'a>,
+}
+
+#[derive(Deserialize)]
+struct Afr<'a> {
+    #[serde(borrow)]
+    streamname: &'a str,
+    #[serde(borrow)]
+    files: heapless::Vec<FileEntry<'a>, 1>,
+}
+
+#[derive(Deserialize)]
+struct FileEntry<'a> {
+    filesize: u32,
+    fileid: u32,
+    #[serde(borrow)]
+    certfile: &'a str,
+    #[serde(rename = "sig-sha256-ecdsa", borrow)]
+    signature: &'a str,
+}
+
+/// The status details the agent writes and reads.
+#[derive(Serialize, Deserialize, Default, Debug)]
+struct Details<'a> {
+    #[serde(skip_serializing_if = "Option::is_none", borrow, default)]
+    self_test: Option<&'a str>,
+    #[serde(
+        rename = "updatedBy",
+        skip_serializing_if = "Option::is_none",
+        borrow,
+        default
+    )]
+    updated_by: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none", borrow, default)]
+    progress: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none", borrow, default)]
+    reason: Option<&'a str>,
+}
+
+/// The most blocks a file may have: a bitmap of 8 KiB bits (2 MiB in 256-byte blocks, 32 MiB
+/// in 4 KiB ones).
+const MAX_BLOCKS: usize = 8192;
+
+/// The agent of one thing, over the board's platform layer.
+pub struct Agent<'p, 'f> {
+    thing: &'p str,
+    pal: &'p mut Pal<'f>,
+    config: Config,
+    token: u32,
+}
+
+impl core::fmt::Debug for Agent<'_, '_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Agent")
+            .field("thing", &self.thing)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+fn job_name(id: &str) -> String<64> {
+    let mut s = String::new();
+    let _ = s.push_str(&id[..id.len().min(64)]);
+    s
+}
+
+impl<'p, 'f> Agent<'p, 'f> {
+    pub fn new(thing: &'p str, pal: &'p mut Pal<'f>, config: Config) -> Self {
+        Agent {
+            thing,
+            pal,
+            config,
+            token: 0,
+        }
+    }
+
+    fn token(&mut self) -> String<16> {
+        self.token += 1;
+        let mut s = String::new();
+        let _ = write!(s, "ota-{}", self.token);
+        s
+    }
+
+    /// Sends `status` with `details` for `job` and waits for the cloud to take it.
+    fn report<T: Transport, H: FnMut(&Message<'_>), const N: usize, const B: usize>(
+        &mut self,
+        mqtt: &mut Client<'_, T, H>,
+        mailbox: &Mailbox<N, B>,
+        job: &str,
+        status: Status,
+        details: &Details<'_>,
+    ) -> Result<(), AgentError> {
+        let token = self.token();
+        let mut body = [0u8; 384];
+        let n = doc::update(&mut body, status, None, Some(details), &token)?;
+        let jobs = Jobs::new(self.thing);
+        jobs.request(
+            mqtt,
+            mailbox,
+            Request::Update(job),
+            &body[..n],
+            self.config.answer_timeout_ms,
+            |_| (),
+        )?;
+        Ok(())
+    }
+
+    /// After a boot: a running image on trial runs `self_test` and is accepted (its job
+    /// succeeds) or rejected (its job fails: reset, and the boot loader restores the previous
+    /// image); a job that left its image waiting for the boot loader and finds it rolled back
+    /// or refused fails with the boot loader's reason. `None` when no update is under way.
+    pub fn after_boot<T, H, const N: usize, const B: usize>(
+        &mut self,
+        mqtt: &mut Client<'_, T, H>,
+        mailbox: &Mailbox<N, B>,
+        self_test: impl FnOnce() -> bool,
+    ) -> Result<Option<Step>, AgentError>
+    where
+        T: Transport,
+        H: FnMut(&Message<'_>),
+    {
+        let jobs = Jobs::new(self.thing);
+        jobs.subscribe(mqtt)?;
+        let token = self.token();
+        let mut body = [0u8; 64];
+        let n = doc::request(&mut body, &token)?;
+        // The execution the update left in progress, with its status details.
+        let found = jobs.request(
+            mqtt,
+            mailbox,
+            Request::DescribeNext,
+            &body[..n],
+            self.config.answer_timeout_ms,
+            |payload| {
+                let e = doc::execution::<fqp_jobs::Ignored, Details<'_>>(payload).ok()??;
+                let ready = e.details.as_ref()?.self_test == Some("ready");
+                (e.status == Status::InProgress && ready).then(|| job_name(e.job_id))
+            },
+        )?;
+        let Some(job) = found else {
+            return Ok(None);
+        };
+        let running = self.pal.running()?;
+        let mut version: String<16> = String::new();
+        let _ = write!(version, "0x{:08x}", running.version.to_u32());
+        if self.pal.image_state()? == PlatformState::PendingCommit {
+            let (state, status, word, reason) = if self_test() {
+                (ImageState::Accepted, Status::Succeeded, "accepted", None)
+            } else {
+                (
+                    ImageState::Rejected,
+                    Status::Failed,
+                    "rejected",
+                    Some("self test failed"),
+                )
+            };
+            self.pal.set_image_state(state)?;
+            let details = Details {
+                self_test: Some(word),
+                updated_by: Some(&version),
+                reason,
+                ..Details::default()
+            };
+            self.report(mqtt, mailbox, &job, status, &details)?;
+            return Ok(Some(match reason {
+                None => Step::Accepted { job },
+                Some(reason) => Step::Failed { job, reason },
+            }));
+        }
+        // Not on trial: the boot loader did not keep the new image.
+        let reason = match self.pal.last_update()? {
+            Outcome::RolledBack { rejected: true } => "self test failed: rolled back",
+            Outcome::RolledBack { rejected: false } => "not confirmed: rolled back",
+            Outcome::Refused(r) => r.reason(),
+            Outcome::Installed | Outcome::None => "the new image did not start",
+        };
+        let details = Details {
+            self_test: Some("rejected"),
+            updated_by: Some(&version),
+            reason: Some(reason),
+            ..Details::default()
+        };
+        self.report(mqtt, mailbox, &job, Status::Failed, &details)?;
+        Ok(Some(Step::Failed { job, reason }))
+    }
+
+    /// Takes the next job and carries its update as far as the reset: the file fetched,
+    /// checked with the certificate `certificate` (DER; the one the job names, which the
+    /// device holds), and the boot loader asked for it. A failure is reported to the job, with
+    /// its reason, and the file dropped.
+    pub fn update<T, H, const N: usize, const B: usize>(
+        &mut self,
+        mqtt: &mut Client<'_, T, H>,
+        mailbox: &Mailbox<N, B>,
+        certificate: &[u8],
+    ) -> Result<Step, AgentError>
+    where
+        T: Transport,
+        H: FnMut(&Message<'_>),
+    {
+        let jobs = Jobs::new(self.thing);
+        jobs.subscribe(mqtt)?;
+        let token = self.token();
+        let mut body = [0u8; 64];
+        let n = doc::start_next::<Details<'_>>(&mut body, None, &token)?;
+        // What the job asks, copied out of the answer.
+        let mut stream: String<64> = String::new();
+        let mut signature = [0u8; 80];
+        let mut sig_len = 0;
+        let mut file = (0u32, 0u32);
+        let taken = jobs.request(
+            mqtt,
+            mailbox,
+            Request::StartNext,
+            &body[..n],
+            self.config.answer_timeout_ms,
+            |payload| -> Result<Option<String<64>>, AgentError> {
+                let Some(e) = doc::execution::<Document<'_>, fqp_jobs::Ignored>(payload)
+                    .map_err(|_| AgentError::Document)?
+                else {
+                    return Ok(None);
+                };
+                let d = e.document.ok_or(AgentError::Document)?;
+                let f = d.ota.files.first().ok_or(AgentError::Document)?;
+                stream
+                    .push_str(d.ota.streamname)
+                    .map_err(|_| AgentError::Document)?;
+                use base64::Engine as _;
+                sig_len = base64::engine::general_purpose::STANDARD
+                    .decode_slice(f.signature, &mut signature)
+                    .map_err(|_| AgentError::Document)?;
+                let _ = f.certfile;
+                file = (f.fileid, f.filesize);
+                Ok(Some(job_name(e.job_id)))
+            },
+        )??;
+        let Some(job) = taken else {
+            return Ok(Step::NoJob);
+        };
+        let fail = |reason| Step::Failed {
+            job: job.clone(),
+            reason,
+        };
+        let outcome = self
+            .download(mqtt, mailbox, &job, &stream, file)
+            .and_then(|()| {
+                self.pal
+                    .close_file(&signature[..sig_len], certificate)
+                    .map_err(Fetch::Pal)
+            });
+        let header = match outcome {
+            Ok(h) => h,
+            Err(e) => {
+                let reason = match e {
+                    Fetch::Pal(p) => p.reason(),
+                    Fetch::Timeout => "download timed out",
+                    Fetch::Refused => "the stream refused a request",
+                    Fetch::Mqtt(m) => return Err(AgentError::Mqtt(m)),
+                };
+                let _ = self.pal.abort();
+                let details = Details {
+                    reason: Some(reason),
+                    ..Details::default()
+                };
+                self.report(mqtt, mailbox, &job, Status::Failed, &details)?;
+                return Ok(fail(reason));
+            }
+        };
+        if let Err(e) = self.pal.activate() {
+            let _ = self.pal.abort();
+            let details = Details {
+                reason: Some(e.reason()),
+                ..Details::default()
+            };
+            self.report(mqtt, mailbox, &job, Status::Failed, &details)?;
+            return Ok(fail(e.reason()));
+        }
+        let mut version: String<16> = String::new();
+        let _ = write!(version, "0x{:08x}", header.version.to_u32());
+        let details = Details {
+            self_test: Some("ready"),
+            updated_by: Some(&version),
+            ..Details::default()
+        };
+        self.report(mqtt, mailbox, &job, Status::InProgress, &details)?;
+        Ok(Step::Activated { job })
+    }
+
+    /// Fetches file `(id, size)` of `stream` into the platform layer.
+    fn download<T, H, const N: usize, const B: usize>(
+        &mut self,
+        mqtt: &mut Client<'_, T, H>,
+        mailbox: &Mailbox<N, B>,
+        job: &str,
+        stream: &str,
+        (file, size): (u32, u32),
+    ) -> Result<(), Fetch>
+    where
+        T: Transport,
+        H: FnMut(&Message<'_>),
+    {
+        let c = self.config;
+        let block = c.block_size;
+        let blocks = size.div_ceil(block) as usize;
+        if blocks > MAX_BLOCKS {
+            return Err(Fetch::Pal(PalError::FileSize {
+                size,
+                slot: MAX_BLOCKS as u32 * block,
+            }));
+        }
+        self.pal.create_file(size).map_err(Fetch::Pal)?;
+        let mut topic: String<160> = String::new();
+        let mut data: String<160> = String::new();
+        let mut rejected: String<160> = String::new();
+        let base = |s: &mut String<160>, tail: &str| {
+            write!(s, "$aws/things/{}/streams/{}/{}", self.thing, stream, tail).is_ok()
+        };
+        if !(base(&mut topic, "get/cbor")
+            && base(&mut data, "data/cbor")
+            && base(&mut rejected, "rejected/cbor"))
+        {
+            return Err(Fetch::Pal(PalError::NoFile));
+        }
+        mqtt.subscribe(&[(&data, QoS::AtMostOnce), (&rejected, QoS::AtMostOnce)])
+            .map_err(Fetch::Mqtt)?;
+        let mut have = [0u8; MAX_BLOCKS / 8];
+        let missing = |have: &[u8], i: usize| have[i / 8] & (1 << (i % 8)) == 0;
+        let mut received = 0usize;
+        let mut since_report = 0u32;
+        let mut idle = 0u32;
+        while received < blocks {
+            // Ask for the next blocks still missing, from the first one missing.
+            let first = (0..blocks).find(|&i| missing(&have, i)).unwrap_or(0);
+            let span = (c.blocks_per_request.clamp(1, 64) as usize * 4).min(blocks - first);
+            let mut bitmap = [0u8; 32];
+            let mut asked = 0;
+            for k in 0..span {
+                if asked < c.blocks_per_request.clamp(1, 64) && missing(&have, first + k) {
+                    bitmap[k / 8] |= 1 << (k % 8);
+                    asked += 1;
+                }
+            }
+            let mut req = [0u8; 128];
+            let n = encode_request(
+                &mut req,
+                self.token + 1,
+                file,
+                block,
+                first as u32,
+                span as u32,
+                &bitmap[..span.div_ceil(8)],
+            )
+            .ok_or(Fetch::Pal(PalError::NoFile))?;
+            mqtt.publish(&topic, &req[..n], QoS::AtMostOnce, false)
+                .map_err(Fetch::Mqtt)?;
+            let mut got = 0;
+            let start = mqtt.now_ms();
+            while got < asked {
+                let left = u64::from(c.request_timeout_ms).saturating_sub(mqtt.now_ms() - start);
+                if left == 0 {
+                    break;
+                }
+                let pal = &mut *self.pal;
+                let answer = mqtt
+                    .wait_for(mailbox, left as u32, |t, payload| {
+                        if t == rejected.as_str() {
+                            return Some(Err(Fetch::Refused));
+                        }
+                        if t != data.as_str() {
+                            return None;
+                        }
+                        Some(
+                            decode_block(payload, file)
+                                .ok_or(Fetch::Refused)
+                                .map(|(i, bytes)| {
+                                    (i, pal.write_block(i * block, bytes).map(|_| ()))
+                                }),
+                        )
+                    })
+                    .map_err(Fetch::Mqtt)?;
+                match answer {
+                    None => break,
+                    Some(Err(e)) => return Err(e),
+                    Some(Ok((i, written))) => {
+                        let i = i as usize;
+                        if i >= blocks || !missing(&have, i) {
+                            continue; // a duplicate or stray block
+                        }
+                        written.map_err(Fetch::Pal)?;
+                        have[i / 8] |= 1 << (i % 8);
+                        received += 1;
+                        got += 1;
+                        since_report += 1;
+                    }
+                }
+            }
+            if got == 0 {
+                idle += 1;
+                if idle > c.retries {
+                    return Err(Fetch::Timeout);
+                }
+            } else {
+                idle = 0;
+            }
+            if since_report >= c.progress_every && received < blocks {
+                since_report = 0;
+                let mut progress: String<24> = String::new();
+                let _ = write!(progress, "{received}/{blocks}");
+                let details = Details {
+                    progress: Some(&progress),
+                    ..Details::default()
+                };
+                let _ = self.report_progress(mqtt, mailbox, job, &details);
+            }
+        }
+        let _ = mqtt.unsubscribe(&[&data, &rejected]);
+        Ok(())
+    }
+
+    fn report_progress<T: Transport, H: FnMut(&Message<'_>), const N: usize, const B: usize>(
+        &mut self,
+        mqtt: &mut Client<'_, T, H>,
+        mailbox: &Mailbox<N, B>,
+        job: &str,
+        details: &Details<'_>,
+    ) -> Result<(), AgentError> {
+        self.report(mqtt, mailbox, job, Status::InProgress, details)
+    }
+}
+
+/// Why a download stopped.
+#[derive(Clone, Copy, Debug)]
+enum Fetch {
+    Pal(PalError),
+    Mqtt(fqp_mqtt::Error),
+    Timeout,
+    Refused,
+}
+
+/// A stream request (CBOR): token, file, block size, first block, span and bitmap.
+fn encode_request(
+    buf: &mut [u8],
+    token: u32,
+    file: u32,
+    block: u32,
+    offset: u32,
+    count: u32,
+    bitmap: &[u8],
+) -> Option<usize> {
+    let mut e = minicbor::Encoder::new(minicbor::encode::write::Cursor::new(&mut *buf));
+    let mut t: String<12> = String::new();
+    write!(t, "b{token}").ok()?;
+    e.map(6)
+        .ok()?
+        .str("c")
+        .ok()?
+        .str(&t)
+        .ok()?
+        .str("f")
+        .ok()?
+        .u32(file)
+        .ok()?
+        .str("l")
+        .ok()?
+        .u32(block)
+        .ok()?
+        .str("o")
+        .ok()?
+        .u32(offset)
+        .ok()?
+        .str("n")
+        .ok()?
+        .u32(count)
+        .ok()?
+        .str("b")
+        .ok()?
+        .bytes(bitmap)
+        .ok()?;
+    Some(e.into_writer().position())
+}
+
+/// A data message's block of file `file`: its id and bytes.
+fn decode_block(payload: &[u8], file: u32) -> Option<(u32, &[u8])> {
+    let mut d = minicbor::Decoder::new(payload);
+    let n = d.map().ok()??;
+    let (mut f, mut i, mut p) = (None, None, None);
+    for _ in 0..n {
+        match d.str().ok()? {
+            "f" => f = d.u32().ok(),
+            "i" => i = d.u32().ok(),
+            "p" => p = d.bytes().ok(),
+            _ => d.skip().ok()?,
+        }
+    }
+    (f? == file).then_some((i?, p?))
+}
