@@ -87,6 +87,23 @@ pub enum Request {
         thing: String,
     },
     Audit,
+    /// Creates an OTA update from a signed image file (and its file signature, base64 DER).
+    OtaCreate {
+        id: String,
+        image: std::path::PathBuf,
+        signature: String,
+        certfile: String,
+        things: Vec<String>,
+        groups: Vec<String>,
+        #[serde(default)]
+        fleet: bool,
+        continuous: bool,
+        timeout_s: Option<u64>,
+    },
+    /// Every device's execution of update `id`.
+    OtaStatus {
+        id: String,
+    },
     /// Registers a certificate (a device's or a CA's) for the audit.
     CertificateAdd {
         info: crate::audit::CertificateInfo,
@@ -234,6 +251,49 @@ pub fn execute(
             let m = cloud.jobs().create(&job, now()).map_err(fail)?;
             publish(&m);
             Ok(json!({"ok": true}))
+        }
+        Request::OtaCreate {
+            id,
+            image,
+            signature,
+            certfile,
+            things,
+            groups,
+            fleet,
+            continuous,
+            timeout_s,
+        } => {
+            use base64::Engine as _;
+            let bytes =
+                std::fs::read(image).map_err(|e| fail(format!("{}: {e}", image.display())))?;
+            let signature = base64::engine::general_purpose::STANDARD
+                .decode(signature.trim())
+                .map_err(|e| fail(format!("the file signature is not base64: {e}")))?;
+            let update = crate::ota::NewUpdate {
+                id,
+                image: &bytes,
+                signature: &signature,
+                certfile,
+                things: things.iter().map(String::as_str).collect(),
+                groups: groups.iter().map(String::as_str).collect(),
+                fleet: *fleet,
+                continuous: *continuous,
+                in_progress_timeout_s: *timeout_s,
+            };
+            let m = cloud.create_update(&update, now()).map_err(fail)?;
+            publish(&m);
+            Ok(json!({"ok": true, "job": crate::ota::job_id(id), "bytes": bytes.len()}))
+        }
+        Request::OtaStatus { id } => {
+            let job = crate::ota::job_id(id);
+            if cloud.jobs().job(&job).map_err(fail)?.is_none() {
+                return Err(fail(format!(
+                    "there is no update {id:?}\n  fix: fqp cloud jobs lists the updates (jobs ota-<id>)"
+                )));
+            }
+            Ok(Value::Array(
+                cloud.jobs().executions_of(&job).map_err(fail)?,
+            ))
         }
         Request::JobCancel { id } => {
             let m = cloud.jobs().cancel(id, now()).map_err(fail)?;

@@ -2,10 +2,9 @@
 //! place of the file.
 
 use crate::{certificate_key, OtaError};
-use ring::rand::SystemRandom;
-use ring::signature::{
-    EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P256_SHA256_FIXED_SIGNING,
-};
+use p256::ecdsa::signature::Signer as _;
+use p256::ecdsa::{Signature, SigningKey};
+use p256::pkcs8::DecodePrivateKey;
 use std::path::Path;
 
 /// Signs with one P-256 key: ECDSA over the SHA-256 of the message.
@@ -18,11 +17,10 @@ pub trait Signer {
     fn sign_der(&self, message: &[u8]) -> Result<Vec<u8>, OtaError>;
 }
 
-/// A key in a PKCS#8 PEM file, checked against its certificate when one is given.
+/// A key in a PKCS#8 PEM file, checked against its certificate when one is given. Its
+/// signatures are deterministic (RFC 6979): the same image signed again is the same file.
 pub struct KeyFileSigner {
-    raw: EcdsaKeyPair,
-    der: EcdsaKeyPair,
-    rng: SystemRandom,
+    key: SigningKey,
 }
 
 impl KeyFileSigner {
@@ -50,16 +48,9 @@ impl KeyFileSigner {
         let pkcs8 = base64::engine::general_purpose::STANDARD
             .decode(body.trim())
             .map_err(|e| bad(format!("not base64: {e}")))?;
-        let rng = SystemRandom::new();
-        let pair = |alg| {
-            EcdsaKeyPair::from_pkcs8(alg, &pkcs8, &rng)
-                .map_err(|e| bad(format!("not a P-256 key: {e}")))
-        };
-        let signer = KeyFileSigner {
-            raw: pair(&ECDSA_P256_SHA256_FIXED_SIGNING)?,
-            der: pair(&ECDSA_P256_SHA256_ASN1_SIGNING)?,
-            rng,
-        };
+        let signing =
+            SigningKey::from_pkcs8_der(&pkcs8).map_err(|e| bad(format!("not a P-256 key: {e}")))?;
+        let signer = KeyFileSigner { key: signing };
         if let Some(cert) = cert {
             let pem = std::fs::read_to_string(cert).map_err(|source| OtaError::File {
                 path: cert.to_path_buf(),
@@ -74,29 +65,27 @@ impl KeyFileSigner {
         }
         Ok(signer)
     }
+
+    fn sign(&self, message: &[u8]) -> Result<Signature, OtaError> {
+        self.key
+            .try_sign(message)
+            .map_err(|e| OtaError::Sign(e.to_string()))
+    }
 }
 
 impl Signer for KeyFileSigner {
     fn public_key(&self) -> [u8; 65] {
+        let point = self.key.verifying_key().to_encoded_point(false);
         let mut k = [0u8; 65];
-        k.copy_from_slice(self.raw.public_key().as_ref());
+        k.copy_from_slice(point.as_bytes());
         k
     }
 
     fn sign_raw(&self, message: &[u8]) -> Result<[u8; 64], OtaError> {
-        let sig = self
-            .raw
-            .sign(&self.rng, message)
-            .map_err(|e| OtaError::Sign(e.to_string()))?;
-        sig.as_ref()
-            .try_into()
-            .map_err(|_| OtaError::Sign("a P-256 signature of another length".into()))
+        Ok(self.sign(message)?.to_bytes().into())
     }
 
     fn sign_der(&self, message: &[u8]) -> Result<Vec<u8>, OtaError> {
-        self.der
-            .sign(&self.rng, message)
-            .map(|s| s.as_ref().to_vec())
-            .map_err(|e| OtaError::Sign(e.to_string()))
+        Ok(self.sign(message)?.to_der().as_bytes().to_vec())
     }
 }

@@ -46,6 +46,12 @@ fn an_image_signed_on_the_host_verifies_as_the_device_checks_it() {
     let seen = inspect(&signed.image, Some(&stranger), Some(&signed.file_signature)).unwrap();
     assert_eq!(seen.signature, Some(Err(ImageError::UnknownSigner)));
     assert_eq!(seen.file_signature, Some(false));
+    // Signed again: the same file (RFC 6979), as a reproducible build needs.
+    let again = sign(b"the firmware", &meta(), &signer).unwrap();
+    assert_eq!(
+        (&again.image, &again.file_signature),
+        (&signed.image, &signed.file_signature)
+    );
     // A byte changed after signing: the payload is no longer the header's.
     let mut altered = signed.image.clone();
     *altered.last_mut().unwrap() ^= 1;

@@ -284,7 +284,10 @@ impl Args {
 
 /// Carries out `r` on the lab's cloud: through the serving cloud's control socket, else on
 /// the database.
-fn operate(lab: &std::path::Path, r: &Request) -> Result<Value, operator::OperatorError> {
+pub(crate) fn operate(
+    lab: &std::path::Path,
+    r: &Request,
+) -> Result<Value, operator::OperatorError> {
     let dir = fqp_lab::cloud_dir(lab);
     match operator::call(&operator::socket_path(&dir), r) {
         Some(a) => a,

@@ -1,8 +1,10 @@
 //! `fqp ota`: over-the-air updates — firmware images signed for the boot loader and the OTA
 //! agent, and read back.
 
+use super::cloud::operate;
 use super::fail;
 use crate::progress::out_line;
+use fqp_cloud::operator::Request;
 use fqp_runner::sign as lab;
 use fqp_signing::{KeyFileSigner, Meta, Signer, TrustedKey, Version};
 use std::path::{Path, PathBuf};
@@ -29,6 +31,63 @@ enum Cmd {
     /// with <IMAGE>.sig present (or --sig), the file signature too. Exit status 0 when every
     /// check passes, 1 when one fails.
     Inspect(InspectArgs),
+    /// Deploy a signed image from the lab's cloud (served, or its database): a stream of the
+    /// image and a job `ota-<ID>` for the things, groups or fleet named; continuous, it also
+    /// reaches things that join a target group later.
+    Create(CreateArgs),
+    /// Each device's state in update <ID>: the job's status, the self test, blocks received,
+    /// the version it updated to, and why it failed. With --follow, again whenever it changes,
+    /// until every device is done.
+    Status(StatusArgs),
+    /// Cancel update <ID>: devices that have not finished it stop.
+    Cancel {
+        id: String,
+        #[arg(long, value_name = "DIR")]
+        lab: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct CreateArgs {
+    /// The signed image (`fqp ota sign`); its file signature is <IMAGE>.sig.
+    #[arg(value_name = "IMAGE")]
+    image: PathBuf,
+    /// The update's id (its job is ota-<ID>).
+    #[arg(long)]
+    id: String,
+    /// A thing to update (repeatable).
+    #[arg(long = "thing", value_name = "NAME")]
+    things: Vec<String>,
+    /// A thing group to update (repeatable).
+    #[arg(long = "group", value_name = "NAME")]
+    groups: Vec<String>,
+    /// Every thing of the registry.
+    #[arg(long)]
+    fleet: bool,
+    /// Also things that join a target group (or the fleet) later.
+    #[arg(long)]
+    continuous: bool,
+    /// A device still updating after this many seconds is timed out.
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<u64>,
+    /// The name the devices hold the signer's certificate under.
+    #[arg(long, default_value = "code-signing")]
+    certfile: String,
+    #[arg(long, value_name = "DIR")]
+    lab: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct StatusArgs {
+    id: String,
+    /// Print again whenever a device's state changes, until every device is done.
+    #[arg(long)]
+    follow: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[arg(long, value_name = "DIR")]
+    lab: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -101,6 +160,20 @@ impl Args {
         match self.cmd {
             Cmd::Sign(a) => a.run(),
             Cmd::Inspect(a) => a.run(),
+            Cmd::Create(a) => a.run(),
+            Cmd::Status(a) => a.run(),
+            Cmd::Cancel { id, lab } => {
+                let r = Request::JobCancel {
+                    id: fqp_cloud::ota::job_id(&id),
+                };
+                match operate(&lab::lab_dir(lab.as_deref()), &r) {
+                    Ok(_) => {
+                        out_line(&format!("update {id} cancelled"));
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(e),
+                }
+            }
         }
     }
 }
@@ -282,6 +355,109 @@ impl InspectArgs {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(fqp_reports::EXIT_PRODUCT)
+        }
+    }
+}
+
+impl CreateArgs {
+    fn run(self) -> ExitCode {
+        let sig = sig_path(&self.image);
+        let signature = match std::fs::read_to_string(&sig) {
+            Ok(s) => s,
+            Err(e) => {
+                return fail(format!(
+                    "{}: {e}\n  fix: the file signature `fqp ota sign` wrote beside the image",
+                    sig.display()
+                ))
+            }
+        };
+        let image = std::path::absolute(&self.image).unwrap_or(self.image.clone());
+        let r = Request::OtaCreate {
+            id: self.id.clone(),
+            image,
+            signature,
+            certfile: self.certfile,
+            things: self.things,
+            groups: self.groups,
+            fleet: self.fleet,
+            continuous: self.continuous,
+            timeout_s: self.timeout,
+        };
+        match operate(&lab::lab_dir(self.lab.as_deref()), &r) {
+            Ok(v) => {
+                out_line(&format!(
+                    "update {} created: job and stream {} ({} bytes)",
+                    self.id,
+                    v["job"].as_str().unwrap_or("?"),
+                    v["bytes"]
+                ));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        }
+    }
+}
+
+/// One device's line of an update's status.
+fn status_line(e: &serde_json::Value) -> String {
+    let d = &e["statusDetails"];
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    let version = d["updatedBy"]
+        .as_str()
+        .and_then(|h| u32::from_str_radix(h.trim_start_matches("0x"), 16).ok())
+        .map(|v| Version::from_u32(v).to_string())
+        .unwrap_or_else(|| "-".into());
+    format!(
+        "{:<24} {:<12} {:<10} {:<12} {:<10} {}",
+        text(&e["thingName"]),
+        text(&e["status"]),
+        text(&d["self_test"]),
+        text(&d["progress"]),
+        version,
+        text(&d["reason"]),
+    )
+}
+
+impl StatusArgs {
+    fn run(self) -> ExitCode {
+        let lab = lab::lab_dir(self.lab.as_deref());
+        let r = Request::OtaStatus {
+            id: self.id.clone(),
+        };
+        let mut last = String::new();
+        loop {
+            let all = match operate(&lab, &r) {
+                Ok(v) => v,
+                Err(e) => return fail(e),
+            };
+            let rows: Vec<serde_json::Value> = all.as_array().cloned().unwrap_or_default();
+            let text = if self.json {
+                serde_json::to_string(&all).unwrap_or_default()
+            } else {
+                let mut t = format!(
+                    "{:<24} {:<12} {:<10} {:<12} {:<10} {}",
+                    "thing", "status", "self test", "blocks", "version", "reason"
+                );
+                for e in &rows {
+                    t.push('\n');
+                    t.push_str(&status_line(e));
+                }
+                t
+            };
+            if text != last {
+                out_line(&text);
+                last = text;
+            }
+            let done = rows
+                .iter()
+                .all(|e| !matches!(e["status"].as_str(), Some("QUEUED") | Some("IN_PROGRESS")));
+            if !self.follow || done {
+                return ExitCode::SUCCESS;
+            }
+            if let Some(signal) = fqp_process::signal() {
+                return fail(format!("stopped by {signal}"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
         }
     }
 }

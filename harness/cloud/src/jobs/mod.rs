@@ -113,6 +113,16 @@ struct Execution {
 }
 
 impl Execution {
+    /// As the operator sees it: status, version, status details, times.
+    fn seen(&self) -> Value {
+        json!({
+            "jobId": self.job, "thingName": self.thing, "status": self.status.word(),
+            "statusDetails": self.status_details, "versionNumber": self.version,
+            "queuedAt": self.queued_at, "startedAt": self.started_at,
+            "lastUpdatedAt": self.updated_at,
+        })
+    }
+
     fn key(&self) -> String {
         format!("{}\0{}", self.thing, self.job)
     }
@@ -362,14 +372,18 @@ impl<'a> Jobs<'a> {
             .get(Table::Executions, &key)?
             .as_deref()
             .and_then(Execution::decode)
-            .map(|e| {
-                json!({
-                    "jobId": e.job, "thingName": e.thing, "status": e.status.word(),
-                    "statusDetails": e.status_details, "versionNumber": e.version,
-                    "queuedAt": e.queued_at, "startedAt": e.started_at,
-                    "lastUpdatedAt": e.updated_at,
-                })
-            }))
+            .map(|e| e.seen()))
+    }
+
+    /// Every execution of job `job`, as [`Jobs::execution`] shows each, by thing.
+    pub fn executions_of(&self, job: &str) -> Result<Vec<Value>, StoreError> {
+        let mut all: Vec<Execution> = self
+            .all_executions()?
+            .into_iter()
+            .filter(|e| e.job == job)
+            .collect();
+        all.sort_by(|a, b| a.thing.cmp(&b.thing));
+        Ok(all.iter().map(Execution::seen).collect())
     }
 
     /// Executions IN_PROGRESS past their job's timeout become TIMED_OUT; their things are
