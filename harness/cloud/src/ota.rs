@@ -28,6 +28,29 @@ pub struct NewUpdate<'a> {
     pub in_progress_timeout_s: Option<u64>,
 }
 
+impl<'a> NewUpdate<'a> {
+    /// Update `id` of `things` to `image` (with its file signature), the signer's certificate
+    /// held as `code-signing`, not continuous, no timeout.
+    pub fn to_things(
+        id: &'a str,
+        image: &'a [u8],
+        signature: &'a [u8],
+        things: Vec<&'a str>,
+    ) -> Self {
+        NewUpdate {
+            id,
+            image,
+            signature,
+            certfile: "code-signing",
+            things,
+            groups: vec![],
+            fleet: false,
+            continuous: false,
+            in_progress_timeout_s: None,
+        }
+    }
+}
+
 /// Why an update was not created.
 #[derive(Debug, thiserror::Error)]
 pub enum OtaError {
@@ -118,17 +141,7 @@ mod tests {
         let cloud = Cloud::open(&path).unwrap();
         cloud.registry().put_thing("lamp", None).unwrap();
         let img = image();
-        let u = NewUpdate {
-            id: "1",
-            image: &img,
-            signature: b"\x30\x02sig",
-            certfile: "code-signing",
-            things: vec!["lamp"],
-            groups: vec![],
-            fleet: false,
-            continuous: false,
-            in_progress_timeout_s: None,
-        };
+        let u = NewUpdate::to_things("1", &img, b"\x30\x02sig", vec!["lamp"]);
         let notes = cloud.create_update(&u, 100).unwrap();
         assert!(notes
             .iter()

@@ -388,22 +388,67 @@ fn the_greengrass_library_reads_what_discovery_answers() {
     assert_eq!(d.groups[0].cores[0].connectivity[1].port, 8883);
 }
 
+/// A board of the OTA test: a simulated flash whose primary slot holds v1, signed by the
+/// test signer.
+fn ota_board(board: &str) -> (fqp_boot::sim::Sim, fqp_boot::Layout) {
+    use fqp_ota::test_signer;
+    let sim = fqp_boot::sim::Sim::new(40, 4096, 8);
+    let layout = fqp_boot::Layout::whole(&sim).unwrap();
+    let v1 = test_signer::sign(
+        fqp_boot::Version::new(1, 0, 0),
+        1,
+        board,
+        5_000,
+        ota_payload(1),
+    )
+    .unwrap();
+    let mut image = ota_file(&v1, 1);
+    image.resize(image.len().next_multiple_of(8), 0xff);
+    fqp_port::Flash::program(&sim, layout.primary.offset, &image).unwrap();
+    (sim, layout)
+}
+
+fn ota_payload(seed: u32) -> impl Fn(u32) -> u8 {
+    move |i| (i.wrapping_mul(13) ^ seed) as u8
+}
+
+/// The whole file of a test-signed image.
+fn ota_file(f: &fqp_ota::test_signer::TestFile, seed: u32) -> Vec<u8> {
+    let mut out = f.header.to_vec();
+    out.extend((0..f.len - 256).map(ota_payload(seed)));
+    out
+}
+
+/// Update `id` of the lamp to v2 (19 000 bytes), created in `lab`'s cloud and announced.
+fn offer_v2(lab: &Lab, id: &str, board: &str) {
+    use fqp_ota::test_signer;
+    let v2 = test_signer::sign(
+        fqp_boot::Version::new(2, 0, 0),
+        1,
+        board,
+        19_000,
+        ota_payload(2),
+    )
+    .unwrap();
+    let file = ota_file(&v2, 2);
+    let update = fqp_cloud::ota::NewUpdate::to_things(id, &file, v2.signature(), vec!["lamp"]);
+    let cloud = lab.endpoint.cloud();
+    lab.endpoint
+        .publish(&cloud.create_update(&update, 1).unwrap());
+}
+
 /// The OTA agent (fqp-ota) against the cloud's update service: a v2 image fetched over the
 /// stream into a simulated flash running v1, checked, activated; the boot loader installs it
 /// on trial; after the "reset" its self test decides — accepted, the job succeeds; rejected,
-/// the job fails with the reason and the boot loader brings v1 back.
+/// the job fails with the reason and the boot loader brings v1 back. A file checked against
+/// another signer's certificate, or with no certificate of the name the job gives, fails its
+/// job with the reason and asks nothing of the boot loader.
 #[test]
 fn the_ota_agent_updates_through_the_clouds_stream() {
-    use fqp_boot::{boot, sim::Sim, Event, Layout, TrustedKey, Version};
+    use fqp_boot::{boot, Event, TrustedKey, Version};
     use fqp_ota::test_signer::{self, CERT, OTHER_CERT};
     use fqp_ota::{Agent, Config, Pal, Step};
     const BOARD: &str = "sim-board";
-    let payload = |seed: u32| move |i: u32| (i.wrapping_mul(13) ^ seed) as u8;
-    let bytes = |f: &test_signer::TestFile, seed: u32| {
-        let mut out = f.header.to_vec();
-        out.extend((0..f.len - 256).map(payload(seed)));
-        out
-    };
     let trusted = || {
         let key = p256::ecdsa::SigningKey::from_bytes(&test_signer::KEY.into()).unwrap();
         let point = key.verifying_key().to_encoded_point(false);
@@ -422,33 +467,12 @@ fn the_ota_agent_updates_through_the_clouds_stream() {
             "ota-reject"
         });
         let cloud = lab.endpoint.cloud();
-        // The board: v1 in the primary slot.
-        let sim = Sim::new(40, 4096, 8);
-        let layout = Layout::whole(&sim).unwrap();
-        let v1 = test_signer::sign(Version::new(1, 0, 0), 1, BOARD, 5_000, payload(1)).unwrap();
-        let mut image = bytes(&v1, 1);
-        image.resize(image.len().next_multiple_of(8), 0xff);
-        fqp_port::Flash::program(&sim, layout.primary.offset, &image).unwrap();
-        // The update: v2, 20 blocks of 1 KiB.
-        let v2 = test_signer::sign(Version::new(2, 0, 0), 1, BOARD, 19_000, payload(2)).unwrap();
-        let file = bytes(&v2, 2);
-        let update = fqp_cloud::ota::NewUpdate {
-            id: "1",
-            image: &file,
-            signature: v2.signature(),
-            certfile: "code-signing",
-            things: vec!["lamp"],
-            groups: vec![],
-            fleet: false,
-            continuous: false,
-            in_progress_timeout_s: None,
-        };
-        let notes = cloud.create_update(&update, 1).unwrap();
-        lab.endpoint.publish(&notes);
+        let (sim, layout) = ota_board(BOARD);
+        offer_v2(&lab, "1", BOARD);
         as_lamp(&lab, |c, mailbox| {
             let mut pal = Pal::new(&sim, BOARD).unwrap();
             let mut agent = Agent::new("lamp", &mut pal, config);
-            let step = agent.update(c, mailbox, CERT).unwrap();
+            let step = agent.update(c, mailbox, &[("code-signing", CERT)]).unwrap();
             assert!(
                 matches!(step, Step::Activated { ref job } if job == "ota-1"),
                 "{step:?}"
@@ -493,53 +517,43 @@ fn the_ota_agent_updates_through_the_clouds_stream() {
             assert_eq!(b.event, Event::RolledBack { rejected: true });
         }
     }
-    // A file checked against another signer's certificate: refused at close, the job failed
-    // with the reason, nothing asked of the boot loader.
-    let lab = lab("ota-refused");
-    let cloud = lab.endpoint.cloud();
-    let sim = Sim::new(40, 4096, 8);
-    let layout = Layout::whole(&sim).unwrap();
-    let v1 = test_signer::sign(Version::new(1, 0, 0), 1, BOARD, 3_000, payload(1)).unwrap();
-    let mut image = bytes(&v1, 1);
-    image.resize(image.len().next_multiple_of(8), 0xff);
-    fqp_port::Flash::program(&sim, layout.primary.offset, &image).unwrap();
-    let v2 = test_signer::sign(Version::new(2, 0, 0), 1, BOARD, 3_000, payload(2)).unwrap();
-    let file = bytes(&v2, 2);
-    let update = fqp_cloud::ota::NewUpdate {
-        id: "2",
-        image: &file,
-        signature: v2.signature(),
-        certfile: "code-signing",
-        things: vec!["lamp"],
-        groups: vec![],
-        fleet: false,
-        continuous: false,
-        in_progress_timeout_s: None,
-    };
-    lab.endpoint
-        .publish(&cloud.create_update(&update, 1).unwrap());
-    as_lamp(&lab, |c, mailbox| {
-        let mut pal = Pal::new(&sim, BOARD).unwrap();
-        let mut agent = Agent::new("lamp", &mut pal, config);
-        let step = agent.update(c, mailbox, OTHER_CERT).unwrap();
-        assert!(
-            matches!(
-                step,
-                Step::Failed {
-                    reason: "signature refused",
-                    ..
-                }
-            ),
-            "{step:?}"
+    // The certificates the device holds (name, DER), and the reason the job fails with.
+    type Held<'c> = &'c [(&'c str, &'c [u8])];
+    let cases: [(Held<'_>, &str); 2] = [
+        (&[("code-signing", OTHER_CERT)], "signature refused"),
+        (
+            &[("another-name", CERT)],
+            "no such signer certificate on the device",
+        ),
+    ];
+    for (certificates, why) in cases {
+        let lab = lab("ota-refused");
+        let (sim, layout) = ota_board(BOARD);
+        offer_v2(&lab, "2", BOARD);
+        as_lamp(&lab, |c, mailbox| {
+            let mut pal = Pal::new(&sim, BOARD).unwrap();
+            let mut agent = Agent::new("lamp", &mut pal, config);
+            let step = agent.update(c, mailbox, certificates).unwrap();
+            assert!(
+                matches!(step, Step::Failed { reason, .. } if reason == why),
+                "{step:?}"
+            );
+            // Nothing else pending.
+            assert_eq!(agent.update(c, mailbox, certificates).unwrap(), Step::NoJob);
+        });
+        let e = lab
+            .endpoint
+            .cloud()
+            .jobs()
+            .execution("lamp", "ota-2")
+            .unwrap()
+            .unwrap();
+        assert_eq!(e["status"], "FAILED", "{e}");
+        assert_eq!(e["statusDetails"]["reason"], why, "{e}");
+        let b = boot(&sim, &layout, &trusted(), BOARD).unwrap();
+        assert_eq!(
+            (b.header.version, b.event),
+            (Version::new(1, 0, 0), Event::Unchanged)
         );
-        // Nothing else pending.
-        assert_eq!(agent.update(c, mailbox, CERT).unwrap(), Step::NoJob);
-    });
-    let e = cloud.jobs().execution("lamp", "ota-2").unwrap().unwrap();
-    assert_eq!(e["status"], "FAILED", "{e}");
-    assert_eq!(e["statusDetails"]["reason"], "signature refused", "{e}");
-    assert_eq!(
-        boot(&sim, &layout, &trusted(), BOARD).unwrap().event,
-        Event::Unchanged
-    );
+    }
 }

@@ -288,14 +288,14 @@ impl<'p, 'f> Agent<'p, 'f> {
     }
 
     /// Takes the next job and carries its update as far as the reset: the file fetched,
-    /// checked with the certificate `certificate` (DER; the one the job names, which the
-    /// device holds), and the boot loader asked for it. A failure is reported to the job, with
-    /// its reason, and the file dropped.
+    /// checked with the signer's certificate the job names among `certificates` (name and
+    /// DER: the code-signing certificates the device holds), and the boot loader asked for it.
+    /// A failure is reported to the job, with its reason, and the file dropped.
     pub fn update<T, H, const N: usize, const B: usize>(
         &mut self,
         mqtt: &mut Client<'_, T, H>,
         mailbox: &Mailbox<N, B>,
-        certificate: &[u8],
+        certificates: &[(&str, &[u8])],
     ) -> Result<Step, AgentError>
     where
         T: Transport,
@@ -308,6 +308,7 @@ impl<'p, 'f> Agent<'p, 'f> {
         let n = doc::start_next::<Details<'_>>(&mut body, None, &token)?;
         // What the job asks, copied out of the answer.
         let mut stream: String<64> = String::new();
+        let mut certfile: String<64> = String::new();
         let mut signature = [0u8; 80];
         let mut sig_len = 0;
         let mut file = (0u32, 0u32);
@@ -332,7 +333,9 @@ impl<'p, 'f> Agent<'p, 'f> {
                 sig_len = base64::engine::general_purpose::STANDARD
                     .decode_slice(f.signature, &mut signature)
                     .map_err(|_| AgentError::Document)?;
-                let _ = f.certfile;
+                certfile
+                    .push_str(f.certfile)
+                    .map_err(|_| AgentError::Document)?;
                 file = (f.fileid, f.filesize);
                 Ok(Some(job_name(e.job_id)))
             },
@@ -340,9 +343,14 @@ impl<'p, 'f> Agent<'p, 'f> {
         let Some(job) = taken else {
             return Ok(Step::NoJob);
         };
-        let fail = |reason| Step::Failed {
-            job: job.clone(),
-            reason,
+        let Some(&(_, certificate)) = certificates.iter().find(|(name, _)| *name == certfile)
+        else {
+            return self.fail(
+                mqtt,
+                mailbox,
+                job,
+                "no such signer certificate on the device",
+            );
         };
         let outcome = self
             .download(mqtt, mailbox, &job, &stream, file)
@@ -360,23 +368,11 @@ impl<'p, 'f> Agent<'p, 'f> {
                     Fetch::Refused => "the stream refused a request",
                     Fetch::Mqtt(m) => return Err(AgentError::Mqtt(m)),
                 };
-                let _ = self.pal.abort();
-                let details = Details {
-                    reason: Some(reason),
-                    ..Details::default()
-                };
-                self.report(mqtt, mailbox, &job, Status::Failed, &details)?;
-                return Ok(fail(reason));
+                return self.fail(mqtt, mailbox, job, reason);
             }
         };
         if let Err(e) = self.pal.activate() {
-            let _ = self.pal.abort();
-            let details = Details {
-                reason: Some(e.reason()),
-                ..Details::default()
-            };
-            self.report(mqtt, mailbox, &job, Status::Failed, &details)?;
-            return Ok(fail(e.reason()));
+            return self.fail(mqtt, mailbox, job, e.reason());
         }
         let mut version: String<16> = String::new();
         let _ = write!(version, "0x{:08x}", header.version.to_u32());
@@ -513,21 +509,28 @@ impl<'p, 'f> Agent<'p, 'f> {
                     progress: Some(&progress),
                     ..Details::default()
                 };
-                let _ = self.report_progress(mqtt, mailbox, job, &details);
+                let _ = self.report(mqtt, mailbox, job, Status::InProgress, &details);
             }
         }
         let _ = mqtt.unsubscribe(&[&data, &rejected]);
         Ok(())
     }
 
-    fn report_progress<T: Transport, H: FnMut(&Message<'_>), const N: usize, const B: usize>(
+    /// Drops the file and ends `job` FAILED with `reason`.
+    fn fail<T: Transport, H: FnMut(&Message<'_>), const N: usize, const B: usize>(
         &mut self,
         mqtt: &mut Client<'_, T, H>,
         mailbox: &Mailbox<N, B>,
-        job: &str,
-        details: &Details<'_>,
-    ) -> Result<(), AgentError> {
-        self.report(mqtt, mailbox, job, Status::InProgress, details)
+        job: String<64>,
+        reason: &'static str,
+    ) -> Result<Step, AgentError> {
+        let _ = self.pal.abort();
+        let details = Details {
+            reason: Some(reason),
+            ..Details::default()
+        };
+        self.report(mqtt, mailbox, &job, Status::Failed, &details)?;
+        Ok(Step::Failed { job, reason })
     }
 }
 

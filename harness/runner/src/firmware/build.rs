@@ -19,7 +19,7 @@ pub(super) struct Crate<'a> {
 
 /// `cargo build` of `krate` for the port's target and profile, into `target_dir`, with the
 /// toolchain `tc` (and its build-std flags); the command and the cargo it runs.
-pub(super) fn cargo_build(
+fn cargo_build(
     m: &Manifest,
     tc: &Toolchain,
     krate: &Crate<'_>,
@@ -260,46 +260,12 @@ pub fn build(m: &Manifest, tc: &Toolchain, out: &Path, lab: &Path) -> Result<Ima
         features: &m.build.features,
         env: &[],
     };
-    let (cmd, cargo) = cargo_build(m, tc, &krate, &target_dir);
     tracing::info!(crate_dir = %dir.display(), toolchain = %tc.describe(), "building firmware");
     std::fs::create_dir_all(&target_dir).map_err(BuildError::file(&target_dir))?;
-    let turn =
-        fqp_reports::files::lock(&target_dir.join(".fqp-build.lock")).map_err(BuildError::Lock)?;
-    let built = run_cargo(cmd, &cargo, Duration::from_millis(m.timeouts.build_ms))?;
-    let mut logf = std::fs::File::create(log).map_err(BuildError::file(log))?;
-    let _ = logf.write_all(built.stderr.as_bytes());
-    if built.timed_out {
-        return Err(BuildError::TimedOut {
-            ms: m.timeouts.build_ms,
-            log: log.clone(),
-        });
-    }
-    if !built.status.success() {
-        let over = regions_over(&built.stderr);
-        if !over.is_empty() {
-            return Err(BuildError::TooBig {
-                over,
-                log: log.clone(),
-            });
-        }
-        let tail: Vec<&str> = built.stderr.lines().rev().take(30).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        return Err(BuildError::Failed {
-            status: built.status,
-            log: log.clone(),
-            tail: tail.join("\n"),
-        });
-    }
-    let executable = built.executable.ok_or_else(|| BuildError::NoExecutable {
-        manifest: m.path.clone(),
-    })?;
+    // A new log for the run: the boot loader's build, if any, is appended.
+    std::fs::File::create(log).map_err(BuildError::file(log))?;
     let elf = out.join("firmware.elf");
-    std::fs::copy(&executable, &elf).map_err(|source| BuildError::Copy {
-        from: executable.clone(),
-        to: elf.clone(),
-        source,
-    })?;
-    drop(turn);
+    let kernel_src = build_crate(m, tc, &krate, &target_dir, &elf, log)?;
     if m.build.target.starts_with("thumb") {
         super::image::check_vectors(&elf)?;
         super::image::check_arch(&elf, &m.build.target)?;
@@ -316,13 +282,15 @@ pub fn build(m: &Manifest, tc: &Toolchain, out: &Path, lab: &Path) -> Result<Ima
         size_bytes,
         elf,
         toolchain: tc.describe(),
-        kernel_src: built.kernel_src,
+        kernel_src,
         boot,
     })
 }
 
-/// Builds `krate` into `target_dir` (taking its turn with the other builds there) and copies
-/// the executable to `to`; cargo's messages are appended to `log`.
+/// Builds `krate` into `target_dir` (taking its turn with the other builds there, and
+/// copying the executable to `to` before the next may link over cargo's copy of it); cargo's
+/// messages are appended to `log`. The source directory of the kernel crate it was built
+/// with, when it has one.
 pub(super) fn build_crate(
     m: &Manifest,
     tc: &Toolchain,
@@ -330,7 +298,7 @@ pub(super) fn build_crate(
     target_dir: &Path,
     to: &Path,
     log: &Path,
-) -> Result<(), BuildError> {
+) -> Result<Option<PathBuf>, BuildError> {
     let (cmd, cargo) = cargo_build(m, tc, krate, target_dir);
     let turn =
         fqp_reports::files::lock(&target_dir.join(".fqp-build.lock")).map_err(BuildError::Lock)?;
@@ -341,18 +309,23 @@ pub(super) fn build_crate(
         .open(log)
         .map_err(BuildError::file(log))?;
     let _ = logf.write_all(built.stderr.as_bytes());
+    let log = log.to_path_buf();
     if built.timed_out {
         return Err(BuildError::TimedOut {
             ms: m.timeouts.build_ms,
-            log: log.to_path_buf(),
+            log,
         });
     }
     if !built.status.success() {
+        let over = regions_over(&built.stderr);
+        if !over.is_empty() {
+            return Err(BuildError::TooBig { over, log });
+        }
         let tail: Vec<&str> = built.stderr.lines().rev().take(30).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         return Err(BuildError::Failed {
             status: built.status,
-            log: log.to_path_buf(),
+            log,
             tail: tail.join("\n"),
         });
     }
@@ -365,7 +338,7 @@ pub(super) fn build_crate(
         source,
     })?;
     drop(turn);
-    Ok(())
+    Ok(built.kernel_src)
 }
 
 /// Runs the build `cmd` (of `cargo`), stopping it after `deadline`, and collects what it
