@@ -217,6 +217,34 @@ fn a_capability_whose_device_the_board_lacks_stops_the_run_at_sync_naming_it() {
 }
 
 #[test]
+fn an_image_the_boot_loader_refuses_stops_the_run_with_its_reason() {
+    // A byte of the image altered in the board's flash after signing (the harness's own
+    // fault): the boot loader refuses it, the run ends at once — no retries — naming the
+    // boot loader's reason, as the product's (the port's) failure: exit 1.
+    let o = common::qualify_with_env(
+        &repo().join("reference-port"),
+        "boot-refused",
+        &["--group", "queue"],
+        &[("FQP_BOOT_FAULT", "corrupt-image")],
+    );
+    assert_eq!(o.code, 1, "{}", o.explain());
+    let problem = &o.results["problems"][0];
+    assert_eq!(problem["stage"], "port", "{problem}");
+    let msg = problem["message"].as_str().unwrap();
+    assert!(
+        msg.contains("the board's boot loader did not start the image")
+            && msg.contains("fqp-boot: cannot boot: no image to boot: payload hash mismatch"),
+        "{msg}"
+    );
+    let transcript = std::fs::read_to_string(o.out.join("serial.log")).unwrap();
+    assert_eq!(
+        transcript.matches("--- fqp: boot").count(),
+        1,
+        "{transcript}"
+    );
+}
+
+#[test]
 fn list_shows_tests_with_their_requirements() {
     // Listing boots the image, leaving its logs in out/<port> under the working directory.
     let cwd = repo().join("target/fqp-tests/list");

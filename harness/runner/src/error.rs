@@ -47,10 +47,12 @@ const EMULATOR_LINES: usize = 6;
 
 impl Error {
     /// The start-up of the port's own code failed (a fault or panic before the test runner
-    /// answered): the product's fault, and one that starting again will not cure.
+    /// answered, or its boot loader refused the image): the product's fault, and one that
+    /// starting again will not cure.
     fn at_start(&self) -> bool {
         match self {
-            Error::Session(crate::session::SessionError::AtStart { .. }) => true,
+            Error::Session(crate::session::SessionError::AtStart { .. })
+            | Error::Session(crate::session::SessionError::BootLoader { .. }) => true,
             Error::Retried { last, .. } => last.at_start(),
             _ => false,
         }

@@ -81,11 +81,15 @@ impl<'a> Ctx<'a> {
         let boot_flash = match &image.boot {
             Some(boot) => {
                 let path = out.join(format!("boot-flash{suffix}.bin"));
-                boot.write_factory_flash(&path)
-                    .map_err(|source| crate::Error::Output {
+                // FQP_BOOT_FAULT=corrupt-image: a byte of the image altered in the flash, for
+                // the harness's own test of a board whose boot loader refuses its image.
+                let corrupt = std::env::var("FQP_BOOT_FAULT").as_deref() == Ok("corrupt-image");
+                boot.write_factory_flash(&path, corrupt).map_err(|source| {
+                    crate::Error::Output {
                         path: path.clone(),
                         source,
-                    })?;
+                    }
+                })?;
                 Some(path)
             }
             None => None,

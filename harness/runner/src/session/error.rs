@@ -47,6 +47,14 @@ pub enum SessionError {
     #[error("the console closed before the device synced. Its last output:\n{recent}\n  fix: the device or its emulator went away (unplugged, reset for good, exited): see serial.log, and qemu.log for an emulator")]
     ClosedBeforeSync { recent: String },
     #[error(
+        "the board's boot loader did not start the image: \"{said}\"\n  fix: the boot loader \
+         checks the signed image in the board's flash before it runs it (docs/ota.md): a \
+         refused image (signature, hash, board, security counter) was not signed for this \
+         board by a key the boot loader trusts, or was damaged in the flash; serial.log has \
+         the boot loader's lines"
+    )]
+    BootLoader { said: String },
+    #[error(
         "the device speaks fqp protocol version {device}, this harness version {harness}\n  \
          fix: rebuild the firmware with this fqp's test kit"
     )]

@@ -365,9 +365,18 @@ impl<L: Link> Session<L> {
             match self.link.recv(next.min(end)) {
                 Recv::Timeout => {}
                 Recv::Closed => {
-                    return Err(SessionError::ClosedBeforeSync {
-                        recent: self.recent_output(),
-                    })
+                    let recent = self.recent_output();
+                    // The boot loader's last word, when it stopped the board.
+                    let said = recent.lines().rev().find(|l| {
+                        l.trim_start().starts_with("fqp-boot: ")
+                            && !l.contains("fqp-boot: starting")
+                    });
+                    return Err(match said {
+                        Some(l) => SessionError::BootLoader {
+                            said: l.trim().to_string(),
+                        },
+                        None => SessionError::ClosedBeforeSync { recent },
+                    });
                 }
                 Recv::Line(l) => match fqp_protocol::parse(&l) {
                     Ok(Some(f))
