@@ -395,3 +395,46 @@ fn a_tick_ten_times_too_slow_is_named_with_the_clock_constant() {
         "{msg}"
     );
 }
+
+#[test]
+fn a_test_that_reboots_the_device_is_followed_across_the_resets() {
+    // The test resets the board twice (REBOOT) and passes on its third run: the harness syncs
+    // again after each reset, provisions the settings again, and runs the test on.
+    let o = qualify(
+        &selftest_port(),
+        "reboots",
+        &[
+            "--test",
+            "selftest/reboots_and_goes_on",
+            "--test",
+            "selftest/passes",
+        ],
+    );
+    assert_eq!(o.code, 0, "{}", o.explain());
+    let t = o.test("selftest/reboots_and_goes_on");
+    assert_eq!(t["status"], "passed", "{t}");
+    let output: Vec<&str> = t["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    for expected in [
+        "run 1 of this test",
+        "[fqp: the test rebooted the device (1); synced again, the test goes on]",
+        "run 2 of this test",
+        "[fqp: the test rebooted the device (2); synced again, the test goes on]",
+        "run 3 of this test",
+    ] {
+        assert!(output.contains(&expected), "{expected:?} in {output:?}");
+    }
+    // One boot by the harness; the device started three times (and the next test ran on it).
+    let transcript = std::fs::read_to_string(o.out.join("serial.log")).unwrap();
+    assert_eq!(
+        transcript.matches("--- fqp: boot").count(),
+        1,
+        "{transcript}"
+    );
+    assert_eq!(transcript.matches("@FQP HELLO").count(), 3, "{transcript}");
+    assert_eq!(o.test("selftest/passes")["status"], "passed");
+}

@@ -14,6 +14,7 @@ group!(pub SELFTEST, "selftest", [
     noisy_pass,
     resets,
     flaky,
+    reboots_and_goes_on => 20_000,
 ]);
 
 fn passes() -> TestResult {
@@ -92,4 +93,16 @@ pub fn boot(cmdline: &[u8]) {
             cortex_m::asm::delay(2_000_000);
         }
     }
+}
+
+/// Reboots the device twice and passes on its third run: the host follows a test across the
+/// device's resets.
+fn reboots_and_goes_on() -> TestResult {
+    let runs = fqp_testkit::resumed();
+    log!("run {} of this test", runs + 1);
+    if runs < 2 {
+        fqp_testkit::reboot_and_resume();
+    }
+    check_eq!(runs, 2);
+    Ok(())
 }

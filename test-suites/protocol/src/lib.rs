@@ -88,9 +88,13 @@ pub enum Kind {
     Ask,
     /// Host: answer to `ASK`: `action`, `ok` (1 done, 0 not), `msg`.
     Done,
+    /// Device: the running test resets the board now and goes on after it: `id`. The host
+    /// follows: it syncs again, provisions its settings again and sends `RUN` of the same
+    /// test with `resumed` (how many times it rebooted).
+    Reboot,
 }
 
-const KINDS: [(Kind, &str); 24] = [
+const KINDS: [(Kind, &str); 25] = [
     (Kind::Hello, "HELLO"),
     (Kind::Ready, "READY"),
     (Kind::Test, "TEST"),
@@ -115,6 +119,7 @@ const KINDS: [(Kind, &str); 24] = [
     (Kind::Ok, "OK"),
     (Kind::Ask, "ASK"),
     (Kind::Done, "DONE"),
+    (Kind::Reboot, "REBOOT"),
 ];
 
 impl Kind {

@@ -147,6 +147,11 @@ pub fn ask(
 }
 
 /// A `METRIC` line for the running test.
+/// Tells the host the running test reboots the device and goes on after it (`REBOOT`).
+pub fn reboot() {
+    send_line(LineBuf::new(Kind::Reboot).field("id", test_id()));
+}
+
 pub fn metric(name: &str, value: impl fmt::Display, unit: &str) {
     send_line(
         LineBuf::new(Kind::Metric)

@@ -201,6 +201,22 @@ pub fn ask(action: &str, fields: &[(&str, &str)], timeout_ms: u32) -> Result<(),
     })
 }
 
+/// How many times the running test rebooted the device so far ([`reboot_and_resume`]): 0 on
+/// its first run.
+pub fn resumed() -> u32 {
+    runner::resumed()
+}
+
+/// Resets the board and runs the running test again once the host has synced with it:
+/// for a test that must see the device start again (an update installed by the boot loader,
+/// state that must survive a reset). The test tells its runs apart by [`resumed`] and by
+/// what it kept across the reset (its flash, its storage); the host allows a few reboots per
+/// test, within the test's timeout.
+pub fn reboot_and_resume() -> ! {
+    console::reboot();
+    board().reset()
+}
+
 /// Reports a measured figure for the running test (`METRIC` line).
 pub fn metric(name: &str, value: impl fmt::Display, unit: &str) {
     console::metric(name, value, unit);

@@ -63,6 +63,14 @@ fn hello(kind: Kind) -> LineBuf<LINE> {
         .field("irq_fired", Fired(IRQS_FIRED.load(Ordering::Relaxed)))
 }
 
+/// The `resumed` of the `RUN` being run: the reboots its test asked for so far.
+static RESUMED: AtomicU32 = AtomicU32::new(0);
+
+/// The reboots the running test asked for so far.
+pub(crate) fn resumed() -> u32 {
+    RESUMED.load(Ordering::Relaxed)
+}
+
 /// Iterations of [`one_tick_loops`]' loop in one tick, measured at start-up (0: not measured).
 static TICK_LOOPS: AtomicU32 = AtomicU32::new(0);
 
@@ -197,6 +205,7 @@ fn runner_main(_: usize) {
             Kind::Run => {
                 let mut id = [0u8; 96];
                 let id = frame.get_into("id", &mut id).unwrap_or(&[]);
+                RESUMED.store(frame.num("resumed").unwrap_or(0) as u32, Ordering::Relaxed);
                 match find(id) {
                     Some((g, t)) => {
                         let mut end = run_one(g, t);

@@ -289,6 +289,10 @@ impl Worker<'_, '_> {
     /// Counts an attempt's outcome on this boot, and lets the device go when the test left
     /// it in an unknown state.
     fn count(&mut self, outcome: &crate::session::Outcome) {
+        // A test that rebooted the device ended on a new boot, whose count starts with it.
+        if outcome.rebooted {
+            self.this_boot = [0; 3];
+        }
         match outcome.test.status {
             Status::Passed => self.this_boot[0] += 1,
             Status::Failed => self.this_boot[1] += 1,

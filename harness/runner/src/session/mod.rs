@@ -206,6 +206,8 @@ pub struct Outcome {
     pub test: Test,
     /// The device is not in a known state: restart it before the next test.
     pub restart: bool,
+    /// The test rebooted the device (`REBOOT`), which started counting its tests anew.
+    pub rebooted: bool,
 }
 
 /// The test interrupt lines the interrupt tests use (0 and 1).
@@ -257,6 +259,8 @@ pub struct Session<L: Link> {
     pub corrupt_lines: usize,
     /// What tests may ask of the lab; none: every request is refused.
     pub actions: Option<Actions>,
+    /// Every setting provisioned (key, value): given again when a test reboots the device.
+    provisioned: Vec<(String, Vec<u8>)>,
 }
 
 /// `HardFault at pc=… (lr=…, xpsr=…, cfsr=…, hfsr=…)`: a `FAULT` line in words.
@@ -308,6 +312,7 @@ impl<L: Link> Session<L> {
             recent: VecDeque::new(),
             corrupt_lines: 0,
             actions: None,
+            provisioned: Vec::new(),
         }
     }
 
@@ -543,6 +548,21 @@ impl<L: Link> Session<L> {
                     Err(_) => tries += 1,
                 }
             }
+        }
+        match self.provisioned.iter_mut().find(|(k, _)| k == key) {
+            Some(kept) => kept.1 = value.to_vec(),
+            None => self.provisioned.push((key.to_string(), value.to_vec())),
+        }
+        Ok(())
+    }
+
+    /// After the running test rebooted the device (`REBOOT`): syncs with it again by
+    /// `deadline` and provisions every setting again.
+    fn follow_reboot(&mut self, deadline: Instant) -> Result<(), SessionError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.sync(left)?;
+        for (key, value) in std::mem::take(&mut self.provisioned) {
+            self.set(&key, &value, Duration::from_secs(2))?;
         }
         Ok(())
     }

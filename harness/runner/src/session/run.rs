@@ -10,17 +10,24 @@ use fqp_protocol::{Frame, Kind};
 use fqp_reports::{ErrorKind, Metric, Status, Test};
 use std::time::{Duration, Instant};
 
-/// Whether the test goes on after a line, or has ended (and whether its device must restart).
+/// Whether the test goes on after a line, has ended (and whether its device must restart), or
+/// reboots the device to go on after it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Step {
     Goes,
     Ended { restart: bool },
+    Reboots,
 }
+
+/// How many times one test may reboot its device.
+const MAX_REBOOTS: u32 = 4;
 
 /// A test's result as its lines arrive.
 struct TestRun<'a> {
     id: &'a str,
     test: Test,
+    /// The test rebooted the device at least once.
+    rebooted: bool,
     /// `AGAIN`s asked for damaged lines.
     agains: usize,
     /// Lines of output not kept (past the limits).
@@ -34,6 +41,7 @@ impl<'a> TestRun<'a> {
         TestRun {
             id,
             test: Test::new(id, Status::Error),
+            rebooted: false,
             agains: 0,
             dropped: 0,
             failed_check: false,
@@ -152,6 +160,7 @@ impl<'a> TestRun<'a> {
         Outcome {
             test: self.test,
             restart,
+            rebooted: self.rebooted,
         }
     }
 }
@@ -213,6 +222,7 @@ impl<L: Link> Session<L> {
             run.error(ErrorKind::DeviceLost, e.to_string(), true);
             return true;
         }
+        let mut reboots = 0;
         loop {
             let step = match self.link.recv(deadline) {
                 Recv::Line(line) => self.line(run, line),
@@ -230,9 +240,48 @@ impl<L: Link> Session<L> {
                     true,
                 ),
             };
-            if let Step::Ended { restart } = step {
-                return restart;
+            match step {
+                Step::Ended { restart } => return restart,
+                Step::Goes => {}
+                Step::Reboots => {
+                    reboots += 1;
+                    let step = self.rebooted(run, reboots, deadline);
+                    if let Step::Ended { restart } = step {
+                        return restart;
+                    }
+                }
             }
+        }
+    }
+
+    /// The test rebooted the device (`REBOOT`): follows it — syncs again, provisions the
+    /// settings again — and runs the test again, `resumed` the `reboots`-th time.
+    fn rebooted(&mut self, run: &mut TestRun<'_>, reboots: u32, deadline: Instant) -> Step {
+        if reboots > MAX_REBOOTS {
+            return run.error(
+                ErrorKind::Protocol,
+                format!("the test rebooted the device more than {MAX_REBOOTS} times"),
+                true,
+            );
+        }
+        run.rebooted = true;
+        if let Err(e) = self.follow_reboot(deadline) {
+            return run.error(
+                ErrorKind::Reset,
+                format!("the device did not come back after the reboot the test asked for: {e}"),
+                true,
+            );
+        }
+        run.keep(format!(
+            "[fqp: the test rebooted the device ({reboots}); synced again, the test goes on]"
+        ));
+        let resumed = reboots.to_string();
+        match self.send(&command(
+            Kind::Run,
+            &[("id", run.id), ("resumed", &resumed)],
+        )) {
+            Ok(()) => Step::Goes,
+            Err(e) => run.error(ErrorKind::DeviceLost, e.to_string(), true),
         }
     }
 
@@ -271,6 +320,7 @@ impl<L: Link> Session<L> {
             Kind::Metric if ours => run.metric(f),
             Kind::Fail if ours => run.failed(f),
             Kind::End if ours => run.end(f),
+            Kind::Reboot if ours => Step::Reboots,
             Kind::Fault => run.fault(f),
             Kind::Panic => run.panicked(f),
             Kind::Hello | Kind::Bye => run.error(
