@@ -4,8 +4,24 @@ use super::*;
 use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use std::path::PathBuf;
 
+/// A key file, removed with it.
+struct KeyFile(PathBuf);
+
+impl Drop for KeyFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl std::ops::Deref for KeyFile {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
 /// A fresh P-256 key in a PEM file.
-fn key_file(name: &str) -> PathBuf {
+fn key_file(name: &str) -> KeyFile {
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
     let b64 = base64::engine::general_purpose::STANDARD.encode(pkcs8.as_ref());
@@ -15,7 +31,7 @@ fn key_file(name: &str) -> PathBuf {
         format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n"),
     )
     .unwrap();
-    path
+    KeyFile(path)
 }
 
 fn meta() -> Meta {
@@ -65,8 +81,9 @@ fn an_image_signed_on_the_host_verifies_as_the_device_checks_it() {
 
 #[test]
 fn bad_keys_and_names_say_what_to_fix() {
-    let path = std::env::temp_dir().join(format!("fqp-ota-bad-{}.key", std::process::id()));
-    std::fs::write(&path, "not a key").unwrap();
+    let path =
+        KeyFile(std::env::temp_dir().join(format!("fqp-ota-bad-{}.key", std::process::id())));
+    std::fs::write(&*path, "not a key").unwrap();
     let e = KeyFileSigner::open(&path, None).err().unwrap().to_string();
     assert!(e.contains("BEGIN PRIVATE KEY") && e.contains("fix:"), "{e}");
     let e = KeyFileSigner::open(&path.with_extension("missing"), None)

@@ -3,10 +3,26 @@
 use super::*;
 use crate::service::Cloud;
 
-fn cloud(name: &str) -> Cloud {
+/// A cloud in a new database, removed with it.
+struct Scratch(Cloud, std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.1);
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Cloud;
+    fn deref(&self) -> &Cloud {
+        &self.0
+    }
+}
+
+fn cloud(name: &str) -> Scratch {
     let path = std::env::temp_dir().join(format!("fqp-streams-{name}-{}.redb", std::process::id()));
     let _ = std::fs::remove_file(&path);
-    Cloud::open(&path).unwrap()
+    Scratch(Cloud::open(&path).unwrap(), path)
 }
 
 fn request(fields: Vec<(&str, Cbor)>) -> Vec<u8> {
