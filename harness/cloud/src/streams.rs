@@ -26,6 +26,9 @@ fn key(stream: &str, file: u32) -> String {
     format!("{stream}\0{file:010}")
 }
 
+/// One block answered: file id, block id, its bytes.
+type Block = (u32, u64, Vec<u8>);
+
 /// A request's refusal: the contract's code and a message.
 struct Refused(&'static str, String);
 
@@ -106,13 +109,12 @@ impl<'a> Streams<'a> {
         }
     }
 
-    /// The blocks a request asks for: (file id, block id, bytes).
-    #[allow(clippy::type_complexity)]
+    /// The blocks a request asks for, or why it is refused (or the store failed).
     fn blocks<'f>(
         &self,
         stream: &str,
         field: impl Fn(&str) -> Option<&'f Cbor>,
-    ) -> Result<Vec<(u32, u64, Vec<u8>)>, Result<Refused, StoreError>> {
+    ) -> Result<Vec<Block>, Result<Refused, StoreError>> {
         let int = |name: &str| -> Option<u64> {
             field(name)?
                 .as_integer()
@@ -160,7 +162,7 @@ impl<'a> Streams<'a> {
             }
             Err(e) => return Err(Err(e)),
         };
-        let blocks: Vec<(u32, u64, Vec<u8>)> = wanted
+        let blocks: Vec<Block> = wanted
             .into_iter()
             .filter_map(|i| {
                 let start = usize::try_from(i.checked_mul(size)?).ok()?;

@@ -194,19 +194,39 @@ impl Header {
         load_address: u32,
         payload: &[u8],
     ) -> Result<Self, ImageError> {
+        let payload_len = u32::try_from(payload.len()).map_err(|_| ImageError::Truncated)?;
+        Self::for_payload(
+            version,
+            security_counter,
+            board,
+            load_address,
+            payload_len,
+            Sha256::digest(payload).into(),
+        )
+    }
+
+    /// As [`Header::new`], for a payload of `payload_len` bytes whose SHA-256 is
+    /// `payload_sha256` (hashed as it streamed by, never held whole).
+    pub fn for_payload(
+        version: Version,
+        security_counter: u32,
+        board: &str,
+        load_address: u32,
+        payload_len: u32,
+        payload_sha256: [u8; 32],
+    ) -> Result<Self, ImageError> {
         if board.is_empty() || board.len() > BOARD_LEN || board.contains('\0') {
             return Err(ImageError::BadBoardName);
         }
         let mut name = [0u8; BOARD_LEN];
         name[..board.len()].copy_from_slice(board.as_bytes());
-        let payload_len = u32::try_from(payload.len()).map_err(|_| ImageError::Truncated)?;
         Ok(Header {
             version,
             security_counter,
             payload_len,
             load_address,
             board: name,
-            payload_sha256: Sha256::digest(payload).into(),
+            payload_sha256,
             signer: [0; 32],
             signature: [0; 64],
         })

@@ -161,9 +161,15 @@ impl core::fmt::Debug for Agent<'_, '_> {
     }
 }
 
+/// The job's id as kept (job ids are at most 64 characters in the contract; a longer one
+/// is cut at a character boundary).
 fn job_name(id: &str) -> String<64> {
     let mut s = String::new();
-    let _ = s.push_str(&id[..id.len().min(64)]);
+    for c in id.chars() {
+        if s.push(c).is_err() {
+            break;
+        }
+    }
     s
 }
 
@@ -366,6 +372,7 @@ impl<'p, 'f> Agent<'p, 'f> {
                     Fetch::Pal(p) => p.reason(),
                     Fetch::Timeout => "download timed out",
                     Fetch::Refused => "the stream refused a request",
+                    Fetch::TooLong => "stream name too long for the agent's topics",
                     Fetch::Mqtt(m) => return Err(AgentError::Mqtt(m)),
                 };
                 return self.fail(mqtt, mailbox, job, reason);
@@ -418,7 +425,7 @@ impl<'p, 'f> Agent<'p, 'f> {
             && base(&mut data, "data/cbor")
             && base(&mut rejected, "rejected/cbor"))
         {
-            return Err(Fetch::Pal(PalError::NoFile));
+            return Err(Fetch::TooLong);
         }
         mqtt.subscribe(&[(&data, QoS::AtMostOnce), (&rejected, QoS::AtMostOnce)])
             .map_err(Fetch::Mqtt)?;
@@ -429,12 +436,15 @@ impl<'p, 'f> Agent<'p, 'f> {
         let mut idle = 0u32;
         while received < blocks {
             // Ask for the next blocks still missing, from the first one missing.
+            // The bitmap looks this many blocks ahead (a few per block asked for: holes left by
+            // lost blocks are filled while the rest goes on), within its 256 bits.
+            let per_request = c.blocks_per_request.clamp(1, 64);
             let first = (0..blocks).find(|&i| missing(&have, i)).unwrap_or(0);
-            let span = (c.blocks_per_request.clamp(1, 64) as usize * 4).min(blocks - first);
+            let span = (per_request as usize * 4).min(blocks - first);
             let mut bitmap = [0u8; 32];
             let mut asked = 0;
             for k in 0..span {
-                if asked < c.blocks_per_request.clamp(1, 64) && missing(&have, first + k) {
+                if asked < per_request && missing(&have, first + k) {
                     bitmap[k / 8] |= 1 << (k % 8);
                     asked += 1;
                 }
@@ -449,7 +459,7 @@ impl<'p, 'f> Agent<'p, 'f> {
                 span as u32,
                 &bitmap[..span.div_ceil(8)],
             )
-            .ok_or(Fetch::Pal(PalError::NoFile))?;
+            .ok_or(Fetch::TooLong)?;
             mqtt.publish(&topic, &req[..n], QoS::AtMostOnce, false)
                 .map_err(Fetch::Mqtt)?;
             let mut got = 0;
@@ -541,6 +551,8 @@ enum Fetch {
     Mqtt(fqp_mqtt::Error),
     Timeout,
     Refused,
+    /// The stream's topics or a request do not fit the agent's buffers.
+    TooLong,
 }
 
 /// A stream request (CBOR): token, file, block size, first block, span and bitmap.

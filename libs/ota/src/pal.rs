@@ -270,13 +270,11 @@ impl<'f> Pal<'f> {
             let n = (size - at).min(CHUNK as u32) as usize;
             self.flash.read(base + at, &mut buf[..n])?;
             file_hash.update(&buf[..n]);
-            for (i, &b) in buf[..n].iter().enumerate() {
-                let pos = at as usize + i;
-                if pos < HEADER_LEN {
-                    header[pos] = b;
-                }
-            }
+            // The part of this chunk that is header, and the part that is payload.
             let skip = HEADER_LEN.saturating_sub(at as usize).min(n);
+            if skip > 0 {
+                header[at as usize..at as usize + skip].copy_from_slice(&buf[..skip]);
+            }
             payload.update(&buf[skip..n]);
             at += n as u32;
         }

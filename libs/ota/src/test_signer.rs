@@ -69,9 +69,14 @@ pub fn sign(
     };
     let mut payload_hash = Sha256::new();
     hash_payload(&mut payload_hash);
-    let mut h = Header::new(version, counter, board, 0, &[])?;
-    h.payload_len = payload_len;
-    h.payload_sha256 = payload_hash.finalize().into();
+    let mut h = Header::for_payload(
+        version,
+        counter,
+        board,
+        0,
+        payload_len,
+        payload_hash.finalize().into(),
+    )?;
     let point = key.verifying_key().to_encoded_point(false);
     h.signer = fqp_image::key_id(point.as_bytes());
     let sig: Signature = key.sign(&h.signed_part());

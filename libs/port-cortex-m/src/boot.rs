@@ -97,11 +97,8 @@ pub fn ram_load(
     // SAFETY: [at, at + len) lies in `load`, memory the port gives the images and that
     // nothing else uses while the boot loader runs (its own code and stack are elsewhere).
     let dest = unsafe { core::slice::from_raw_parts_mut(at as *mut u8, len as usize) };
-    if flash
-        .read(booted.slot.offset + HEADER_LEN as u32, dest)
-        .is_err()
-    {
-        return Failure::Boot(BootError::Flash(fqp_port::DeviceError::Failed));
+    if let Err(e) = flash.read(booted.slot.offset + HEADER_LEN as u32, dest) {
+        return Failure::Boot(BootError::Flash(e));
     }
     let mut hash = PayloadHash::new();
     hash.update(dest);
