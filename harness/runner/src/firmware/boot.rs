@@ -98,8 +98,13 @@ pub(super) fn prepare(
     };
     build_crate(m, tc, &krate, target_dir, &boot_elf, &out.join("build.log"))?;
     let bytes = std::fs::read(elf).map_err(BuildError::file(elf))?;
-    let (load_address, payload) =
-        fqp_signing::payload_from_elf(&bytes).map_err(|e| fail(e.to_string(), "see above"))?;
+    let (load_address, payload) = fqp_signing::payload_from_elf(&bytes).map_err(|e| {
+        fail(
+            format!("{}: {e}", elf.display()),
+            "the image the boot loader starts is the ELF's loadable bytes in one memory: \
+                 link its code and data's load image into memory.x's FLASH",
+        )
+    })?;
     let meta = Meta {
         version,
         security_counter: 0,
@@ -117,7 +122,16 @@ pub(super) fn prepare(
             len: b.flash_bytes,
         },
     )
-    .ok_or_else(|| fail("no layout", "checked with the manifest"))?;
+    .ok_or_else(|| {
+        fail(
+            format!(
+                "{} bytes of flash in sectors of {} leave no room for two slots",
+                b.flash_bytes, b.sector_bytes
+            ),
+            "set [boot] flash_bytes to a whole number of sectors, at least 5, enough for two \
+             images",
+        )
+    })?;
     if signed.image.len() > layout.slot_len() as usize {
         return Err(fail(
             format!(
