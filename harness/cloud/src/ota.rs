@@ -16,7 +16,8 @@ pub struct NewUpdate<'a> {
     pub id: &'a str,
     /// The signed image (`fqp ota sign`).
     pub image: &'a [u8],
-    /// The file's signature (DER) from the same signing.
+    /// The file's signature (DER) from the same signing; empty for an unsigned file (the
+    /// job's document then has none).
     pub signature: &'a [u8],
     /// The name the devices hold the signer's certificate under.
     pub certfile: &'a str,
@@ -86,7 +87,7 @@ impl Cloud {
             return Err(JobsError::Exists(id).into());
         }
         self.streams().create(&id, &[(0, u.image)])?;
-        let document = json!({"afr_ota": {
+        let mut document = json!({"afr_ota": {
             "protocols": ["MQTT"],
             "streamname": id,
             "files": [{
@@ -102,6 +103,12 @@ impl Cloud {
                 },
             }],
         }});
+        if u.signature.is_empty() {
+            // An unsigned image: the document says nothing of a signature.
+            if let Some(f) = document["afr_ota"]["files"][0].as_object_mut() {
+                f.remove("sig-sha256-ecdsa");
+            }
+        }
         let job = NewJob {
             id: &id,
             document,

@@ -520,7 +520,8 @@ fn the_ota_agent_updates_through_the_clouds_stream() {
     // The certificates the device holds (name, DER), and the reason the job fails with.
     type Held<'c> = &'c [(&'c str, &'c [u8])];
     let cases: [(Held<'_>, &str); 2] = [
-        (&[("code-signing", OTHER_CERT)], "signature refused"),
+        // Found out from the header, at the first block.
+        (&[("code-signing", OTHER_CERT)], "untrusted signer"),
         (
             &[("another-name", CERT)],
             "no such signer certificate on the device",
@@ -556,4 +557,53 @@ fn the_ota_agent_updates_through_the_clouds_stream() {
             (Version::new(1, 0, 0), Event::Unchanged)
         );
     }
+}
+
+/// A download the cloud cuts off (`Endpoint::cut_after`) goes on over the next connection
+/// from the blocks already written: the agent takes the same job again, fetches only what is
+/// missing, and the file passes its checks.
+#[test]
+fn the_ota_agent_resumes_a_download_after_a_lost_connection() {
+    use fqp_ota::test_signer::CERT;
+    use fqp_ota::{Agent, AgentError, Config, Pal, Step};
+    const BOARD: &str = "sim-board";
+    let config = Config {
+        block_size: 1024,
+        blocks_per_request: 2,
+        request_timeout_ms: 2_000,
+        ..Config::default()
+    };
+    let lab = lab("ota-resume");
+    let (sim, _layout) = ota_board(BOARD);
+    offer_v2(&lab, "3", BOARD);
+    let mut pal = Pal::new(&sim, BOARD).unwrap();
+    let mut agent = Agent::new("lamp", &mut pal, config);
+    lab.endpoint.cut_after("lamp", 7);
+    as_lamp(&lab, |c, mailbox| {
+        let r = agent.update(c, mailbox, &[("code-signing", CERT)]);
+        assert!(matches!(r, Err(AgentError::Mqtt(_))), "{r:?}");
+    });
+    let (first, blocks) = (agent.fetched().blocks, agent.fetched().of);
+    assert!(first >= 7 && first < blocks, "{first} of {blocks}");
+    as_lamp(&lab, |c, mailbox| {
+        let step = agent.update(c, mailbox, &[("code-signing", CERT)]).unwrap();
+        assert!(
+            matches!(step, Step::Activated { ref job } if job == "ota-3"),
+            "{step:?}"
+        );
+    });
+    let f = agent.fetched();
+    let (second, all) = (f.blocks, f.of);
+    // The file is 19 000 bytes and its header: what the first call did not fetch.
+    assert_eq!(f.bytes, 19_256 - u64::from(first) * 1024);
+    assert_eq!(all, blocks);
+    assert_eq!(first + second, blocks, "every block fetched once");
+    let e = lab
+        .endpoint
+        .cloud()
+        .jobs()
+        .execution("lamp", "ota-3")
+        .unwrap()
+        .unwrap();
+    assert_eq!(e["statusDetails"]["self_test"], "ready", "{e}");
 }

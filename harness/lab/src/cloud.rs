@@ -32,6 +32,8 @@ pub fn thing_of(id: &str) -> String {
 pub(crate) struct CloudLab {
     endpoint: Endpoint,
     greengrass: GreengrassLab,
+    /// What `cloud-ota-offer` makes updates of (a port with a boot loader).
+    offers: Option<crate::ota::Offers>,
 }
 
 /// What Greengrass discovery points devices at: a core broker with a certificate from the
@@ -219,7 +221,13 @@ impl CloudLab {
         Ok(CloudLab {
             endpoint,
             greengrass,
+            offers: None,
         })
+    }
+
+    /// Lets tests ask for updates of the run's image (`cloud-ota-offer`).
+    pub(crate) fn offer_updates(&mut self, offers: crate::ota::Offers) {
+        self.offers = Some(offers);
     }
 
     /// What device `id` alone is given: its thing and that thing's token.
@@ -242,6 +250,7 @@ impl CloudLab {
         Some(match action {
             "cloud-hold" => done(thing().map(|t| self.endpoint.hold(t))),
             "cloud-release" => done(thing().map(|t| self.endpoint.release(t))),
+            "cloud-cut" => done(self.cut(fields)),
             "cloud-shadow-update" => done(self.shadow_update(fields)),
             "cloud-shadow-get" => self.shadow_get(fields),
             "cloud-traffic" => thing().map(|t| self.traffic(t)),
@@ -251,6 +260,8 @@ impl CloudLab {
             "cloud-jobs-clear" => done(thing().and_then(|t| self.clear_jobs(t))),
             "cloud-group-join" => done(self.join_group(fields)),
             "cloud-job-execution" => self.job_execution(fields),
+            "cloud-ota-offer" => self.ota_offer(fields),
+            "cloud-ota-update" => self.ota_update(fields),
             "cloud-group-leave" => done(self.leave_group(fields)),
             "cloud-greengrass-setup" => done(self.greengrass.setup(self.endpoint.cloud(), fields)),
             "cloud-defender-profile" => done(self.put_profile(fields)),
@@ -304,6 +315,74 @@ impl CloudLab {
         };
         let cloud = self.endpoint.cloud();
         self.jobs_changed(cloud.jobs().create(&job, fqp_cloud::endpoint::now()))
+    }
+
+    /// `cloud-ota-offer` (`thing` and/or `group`, `continuous=1`, and what
+    /// [`crate::ota::Offers::make`] reads): an update of the run's image created for the
+    /// target, answered as the setting `job` (the update's job id).
+    fn ota_offer(&self, fields: &[(String, String)]) -> Result<Vec<(String, String)>, LabError> {
+        let offers = self.offers.as_ref().ok_or_else(|| LabError::Option {
+            problem: "the test asks for an update, and the run has no signed image".into(),
+            fix: "give the port a boot loader ([boot] in port.toml): fqp signs its image".into(),
+        })?;
+        let update = offers.make(fields)?;
+        let optional = |k: &str| field(fields, k).ok();
+        let new = fqp_cloud::ota::NewUpdate {
+            id: &update.id,
+            image: &update.image,
+            signature: &update.signature,
+            certfile: crate::ota::CERTIFICATE_NAME,
+            things: optional("thing").into_iter().collect(),
+            groups: optional("group").into_iter().collect(),
+            fleet: false,
+            continuous: optional("continuous") == Some("1"),
+            in_progress_timeout_s: None,
+        };
+        let cloud = self.endpoint.cloud();
+        let messages = cloud
+            .create_update(&new, fqp_cloud::endpoint::now())
+            .map_err(|e| LabError::Refuted(format!("the cloud's OTA service: {e}")))?;
+        self.endpoint.publish(&messages);
+        Ok(vec![("job".into(), fqp_cloud::ota::job_id(&update.id))])
+    }
+
+    /// `cloud-cut` (`thing`, `blocks`): the thing's connection is dropped once it has
+    /// carried that many more stream blocks.
+    fn cut(&self, fields: &[(String, String)]) -> Result<(), LabError> {
+        let blocks = field(fields, "blocks")?
+            .parse()
+            .map_err(|_| LabError::Field {
+                field: "blocks".into(),
+                problem: "a number of blocks".into(),
+            })?;
+        self.endpoint.cut_after(field(fields, "thing")?, blocks);
+        Ok(())
+    }
+
+    /// `cloud-ota-update` (`thing`, `job`): the update as the cloud holds it for the thing,
+    /// answered as settings: `ota_version` (the image's, from the job's document),
+    /// `ota_status` (the execution's, `NONE` without one), and its status details
+    /// `ota_self_test`, `ota_updated_by`, `ota_reason`, `ota_progress` (`-` when absent).
+    fn ota_update(&self, fields: &[(String, String)]) -> Result<Vec<(String, String)>, LabError> {
+        let (thing, job) = (field(fields, "thing")?, field(fields, "job")?);
+        let jobs = self.endpoint.cloud().jobs();
+        let document = jobs
+            .job(job)
+            .map_err(cloud_error)?
+            .ok_or_else(|| LabError::Refuted(format!("the cloud has no job {job}")))?;
+        let version = &document["document"]["afr_ota"]["files"][0]["attr"]["version"];
+        let execution = jobs.execution(thing, job).map_err(cloud_error)?;
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+        let e = execution.unwrap_or_else(|| serde_json::json!({"status": "NONE"}));
+        let details = &e["statusDetails"];
+        Ok(vec![
+            ("ota_version".into(), text(version)),
+            ("ota_status".into(), text(&e["status"])),
+            ("ota_self_test".into(), text(&details["self_test"])),
+            ("ota_updated_by".into(), text(&details["updatedBy"])),
+            ("ota_reason".into(), text(&details["reason"])),
+            ("ota_progress".into(), text(&details["progress"])),
+        ])
     }
 
     /// `cloud-job-cancel` (`job`): its pending executions become CANCELED.

@@ -13,6 +13,7 @@
 mod broker;
 mod cloud;
 mod error;
+mod ota;
 mod pki;
 mod served;
 mod services;
@@ -151,6 +152,17 @@ pub struct Setup<'a> {
     pub pki_dir: &'a std::path::Path,
     /// The run's devices, each a thing in the cloud.
     pub ids: &'a [String],
+    /// The run's signed image and the key that signed it, for the updates tests offer
+    /// (`cloud-ota-offer`); `None` for a port without a boot loader.
+    pub ota: Option<Ota<'a>>,
+}
+
+/// What the lab makes updates of: the image a run's devices boot, signed for their boot
+/// loader (`firmware.fqpimg`), and the lab's code-signing pair that signed it.
+#[derive(Clone, Copy)]
+pub struct Ota<'a> {
+    pub image: &'a std::path::Path,
+    pub signer: &'a Pair,
 }
 
 impl Lab {
@@ -165,6 +177,7 @@ impl Lab {
             pki,
             pki_dir,
             ids,
+            ota,
         } = *setup;
         if broker_ca.is_some() && !matches!(broker, Broker::External(External { tls: true, .. })) {
             return Err(LabError::Option {
@@ -193,7 +206,10 @@ impl Lab {
                 Running::External
             }
         };
-        let cloud = cloud::CloudLab::start(host, ip, dir, pki, ids, &mut settings)?;
+        let mut cloud = cloud::CloudLab::start(host, ip, dir, pki, ids, &mut settings)?;
+        if let Some(ota) = ota {
+            cloud.offer_updates(ota::Offers::new(ota, pki, &mut settings)?);
+        }
         Ok(Lab {
             settings,
             broker,
@@ -395,6 +411,7 @@ mod tests {
             pki: &pki,
             pki_dir: &dir.join("pki"),
             ids: &["1".into()],
+            ota: None,
         });
         (lab.unwrap(), scratch)
     }

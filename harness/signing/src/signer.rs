@@ -48,9 +48,10 @@ impl KeyFileSigner {
         let pkcs8 = base64::engine::general_purpose::STANDARD
             .decode(body.trim())
             .map_err(|e| bad(format!("not base64: {e}")))?;
-        let signing =
-            SigningKey::from_pkcs8_der(&pkcs8).map_err(|e| bad(format!("not a P-256 key: {e}")))?;
-        let signer = KeyFileSigner { key: signing };
+        let signer = Self::from_pkcs8_der(&pkcs8).map_err(|e| match e {
+            OtaError::Key { problem, .. } => bad(problem),
+            other => other,
+        })?;
         if let Some(cert) = cert {
             let pem = std::fs::read_to_string(cert).map_err(|source| OtaError::File {
                 path: cert.to_path_buf(),
@@ -64,6 +65,15 @@ impl KeyFileSigner {
             }
         }
         Ok(signer)
+    }
+
+    /// The key in PKCS#8 DER (as the lab's PKI holds its pairs).
+    pub fn from_pkcs8_der(der: &[u8]) -> Result<Self, OtaError> {
+        let key = SigningKey::from_pkcs8_der(der).map_err(|e| OtaError::Key {
+            path: "(PKCS#8 DER)".into(),
+            problem: format!("not a P-256 key: {e}"),
+        })?;
+        Ok(KeyFileSigner { key })
     }
 
     fn sign(&self, message: &[u8]) -> Result<Signature, OtaError> {

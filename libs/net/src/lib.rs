@@ -147,6 +147,14 @@ fn now() -> Instant {
     Instant::from_micros(fqp_kernel::time::uptime_us() as i64)
 }
 
+/// The first of the local ports connections are given (IANA's dynamic range, to 65535).
+const EPHEMERAL: u16 = 49152;
+
+/// The local port after `port`, wrapping within the dynamic range.
+fn next_port(port: u16) -> u16 {
+    port.checked_add(1).unwrap_or(EPHEMERAL).max(EPHEMERAL)
+}
+
 /// Wakes the network task: a socket has work.
 fn kick() {
     let _ = WORK.give();
@@ -158,7 +166,10 @@ pub fn on_interrupt() {
 }
 
 /// Starts the stack on `nic` (once; later calls do nothing) with its task at `priority`.
-pub fn start(nic: &'static dyn Ethernet, priority: u8) -> Result<(), Error> {
+/// `seed` (from the board's entropy) makes this boot's TCP sequence numbers and the first
+/// local port its own: a board that resets must not reuse the previous boot's connections'
+/// port numbers, which the peer (or a NAT) may still hold (RFC 6056).
+pub fn start(nic: &'static dyn Ethernet, priority: u8, seed: u64) -> Result<(), Error> {
     let mut stack = STACK.lock();
     if stack.is_some() {
         return Ok(());
@@ -184,7 +195,9 @@ pub fn start(nic: &'static dyn Ethernet, priority: u8) -> Result<(), Error> {
         stats: Stats::default(),
     };
     let mac = EthernetAddress(nic.dev.mac());
-    let mut iface = Interface::new(Config::new(HardwareAddress::Ethernet(mac)), &mut nic, now());
+    let mut config = Config::new(HardwareAddress::Ethernet(mac));
+    config.random_seed = seed;
+    let mut iface = Interface::new(config, &mut nic, now());
     iface.update_ip_addrs(|a| a.clear());
     let mut sockets = SocketSet::new(&mut storage[..]);
     let dhcp = sockets.add(dhcpv4::Socket::new());
@@ -210,7 +223,7 @@ pub fn start(nic: &'static dyn Ethernet, priority: u8) -> Result<(), Error> {
         in_use: [false; MAX_TCP],
         dns,
         lease: None,
-        next_port: 49152,
+        next_port: EPHEMERAL + (seed % u64::from(u16::MAX - EPHEMERAL + 1)) as u16,
     });
     drop(stack);
     task::Builder::new("net")
@@ -316,7 +329,7 @@ pub fn resolve(
             return Err(Error::NotReady);
         }
         let local = s.next_port;
-        s.next_port = if local == 65535 { 49152 } else { local + 1 };
+        s.next_port = next_port(local);
         let sock = s.sockets.get_mut::<udp::Socket>(s.dns);
         if !sock.is_open() {
             sock.bind(local).map_err(|_| Error::Invalid)?;
@@ -440,7 +453,7 @@ impl TcpStream {
             }
             let slot = s.in_use.iter().position(|u| !u).ok_or(Error::NoSocket)?;
             let local = s.next_port;
-            s.next_port = if local == 65535 { 49152 } else { local + 1 };
+            s.next_port = next_port(local);
             let h = s.tcp[slot];
             let sock = s.sockets.get_mut::<tcp::Socket>(h);
             sock.abort();

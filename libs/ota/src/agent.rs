@@ -118,8 +118,8 @@ struct FileEntry<'a> {
     fileid: u32,
     #[serde(borrow)]
     certfile: &'a str,
-    #[serde(rename = "sig-sha256-ecdsa", borrow)]
-    signature: &'a str,
+    #[serde(rename = "sig-sha256-ecdsa", borrow, default)]
+    signature: Option<&'a str>,
 }
 
 /// The status details the agent writes and reads.
@@ -144,12 +144,44 @@ struct Details<'a> {
 /// in 4 KiB ones).
 const MAX_BLOCKS: usize = 8192;
 
+/// A download under way: kept across a lost connection, so that the job's next call picks
+/// it up where it stopped.
+struct Progress {
+    job: String<64>,
+    /// File id and size, and the block size it is fetched in.
+    file: (u32, u32),
+    block: u32,
+    /// The blocks written, a bit each.
+    have: [u8; MAX_BLOCKS / 8],
+    received: usize,
+    /// The bytes of the blocks written.
+    bytes: u64,
+}
+
 /// The agent of one thing, over the board's platform layer.
 pub struct Agent<'p, 'f> {
     thing: &'p str,
     pal: &'p mut Pal<'f>,
     config: Config,
     token: u32,
+    progress: Option<Progress>,
+    /// What the latest call fetched.
+    fetched: Fetched,
+}
+
+/// What a call of [`Agent::update`] fetched.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fetched {
+    /// Blocks fetched by this call (fewer than the file's when it went on with a download a
+    /// lost connection had stopped).
+    pub blocks: u32,
+    /// The file's blocks.
+    pub of: u32,
+    /// Bytes fetched by this call.
+    pub bytes: u64,
+    /// How long the fetch took, in milliseconds of the MQTT client's clock (from the first
+    /// request to the last block written).
+    pub ms: u64,
 }
 
 impl core::fmt::Debug for Agent<'_, '_> {
@@ -180,7 +212,14 @@ impl<'p, 'f> Agent<'p, 'f> {
             pal,
             config,
             token: 0,
+            progress: None,
+            fetched: Fetched::default(),
         }
+    }
+
+    /// What the latest [`Agent::update`] fetched, and how long it took.
+    pub fn fetched(&self) -> Fetched {
+        self.fetched
     }
 
     fn token(&mut self) -> String<16> {
@@ -278,7 +317,7 @@ impl<'p, 'f> Agent<'p, 'f> {
         }
         // Not on trial: the boot loader did not keep the new image.
         let reason = match self.pal.last_update()? {
-            Outcome::RolledBack { rejected: true } => "self test failed: rolled back",
+            Outcome::RolledBack { rejected: true } => "rejected on trial: rolled back",
             Outcome::RolledBack { rejected: false } => "not confirmed: rolled back",
             Outcome::Refused(r) => r.reason(),
             Outcome::Installed | Outcome::None => "the new image did not start",
@@ -296,7 +335,10 @@ impl<'p, 'f> Agent<'p, 'f> {
     /// Takes the next job and carries its update as far as the reset: the file fetched,
     /// checked with the signer's certificate the job names among `certificates` (name and
     /// DER: the code-signing certificates the device holds), and the boot loader asked for it.
-    /// A failure is reported to the job, with its reason, and the file dropped.
+    /// A failure is reported to the job, with its reason, and the file dropped. A lost
+    /// connection (`AgentError::Mqtt`) leaves the job in progress and the blocks written:
+    /// called again on a new connection, the agent takes the same job and fetches only the
+    /// blocks still missing.
     pub fn update<T, H, const N: usize, const B: usize>(
         &mut self,
         mqtt: &mut Client<'_, T, H>,
@@ -336,9 +378,13 @@ impl<'p, 'f> Agent<'p, 'f> {
                     .push_str(d.ota.streamname)
                     .map_err(|_| AgentError::Document)?;
                 use base64::Engine as _;
-                sig_len = base64::engine::general_purpose::STANDARD
-                    .decode_slice(f.signature, &mut signature)
-                    .map_err(|_| AgentError::Document)?;
+                // Left empty for an unsigned file or a signature that is not one: the job
+                // fails below, with the reason.
+                sig_len = f.signature.map_or(0, |text| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode_slice(text, &mut signature)
+                        .unwrap_or(0)
+                });
                 certfile
                     .push_str(f.certfile)
                     .map_err(|_| AgentError::Document)?;
@@ -349,6 +395,14 @@ impl<'p, 'f> Agent<'p, 'f> {
         let Some(job) = taken else {
             return Ok(Step::NoJob);
         };
+        if sig_len == 0 {
+            return self.fail(
+                mqtt,
+                mailbox,
+                job,
+                "unsigned: the job gives no file signature",
+            );
+        }
         let Some(&(_, certificate)) = certificates.iter().find(|(name, _)| *name == certfile)
         else {
             return self.fail(
@@ -359,7 +413,7 @@ impl<'p, 'f> Agent<'p, 'f> {
             );
         };
         let outcome = self
-            .download(mqtt, mailbox, &job, &stream, file)
+            .download(mqtt, mailbox, &job, &stream, file, certificate)
             .and_then(|()| {
                 self.pal
                     .close_file(&signature[..sig_len], certificate)
@@ -392,7 +446,10 @@ impl<'p, 'f> Agent<'p, 'f> {
         Ok(Step::Activated { job })
     }
 
-    /// Fetches file `(id, size)` of `stream` into the platform layer.
+    /// Fetches file `(id, size)` of `stream` into the platform layer; its header is checked
+    /// (with `certificate`, the signer's) as soon as the first block is in, so that an image
+    /// the board would refuse is not fetched whole. A download of the same job a lost
+    /// connection stopped goes on from its blocks.
     fn download<T, H, const N: usize, const B: usize>(
         &mut self,
         mqtt: &mut Client<'_, T, H>,
@@ -400,13 +457,13 @@ impl<'p, 'f> Agent<'p, 'f> {
         job: &str,
         stream: &str,
         (file, size): (u32, u32),
+        certificate: &[u8],
     ) -> Result<(), Fetch>
     where
         T: Transport,
         H: FnMut(&Message<'_>),
     {
-        let c = self.config;
-        let block = c.block_size;
+        let block = self.config.block_size;
         let blocks = size.div_ceil(block) as usize;
         if blocks > MAX_BLOCKS {
             return Err(Fetch::Pal(PalError::FileSize {
@@ -414,7 +471,59 @@ impl<'p, 'f> Agent<'p, 'f> {
                 slot: MAX_BLOCKS as u32 * block,
             }));
         }
-        self.pal.create_file(size).map_err(Fetch::Pal)?;
+        let resumed = self.progress.take().filter(|p| {
+            p.job.as_str() == job
+                && p.file == (file, size)
+                && p.block == block
+                && self.pal.receiving() == Some(size)
+        });
+        let mut progress = match resumed {
+            Some(p) => p,
+            None => {
+                self.pal.create_file(size).map_err(Fetch::Pal)?;
+                Progress {
+                    job: job_name(job),
+                    file: (file, size),
+                    block,
+                    have: [0; MAX_BLOCKS / 8],
+                    received: 0,
+                    bytes: 0,
+                }
+            }
+        };
+        let (before, bytes_before) = (progress.received, progress.bytes);
+        let started = mqtt.now_ms();
+        let r = self.fetch(mqtt, mailbox, job, stream, &mut progress, certificate);
+        self.fetched = Fetched {
+            blocks: (progress.received - before) as u32,
+            of: blocks as u32,
+            bytes: progress.bytes - bytes_before,
+            ms: mqtt.now_ms().saturating_sub(started),
+        };
+        if let Err(Fetch::Mqtt(_)) = r {
+            // The connection is gone: the blocks stay for the job's next call.
+            self.progress = Some(progress);
+        }
+        r
+    }
+
+    /// Fetches the blocks `progress` is missing.
+    fn fetch<T, H, const N: usize, const B: usize>(
+        &mut self,
+        mqtt: &mut Client<'_, T, H>,
+        mailbox: &Mailbox<N, B>,
+        job: &str,
+        stream: &str,
+        progress: &mut Progress,
+        certificate: &[u8],
+    ) -> Result<(), Fetch>
+    where
+        T: Transport,
+        H: FnMut(&Message<'_>),
+    {
+        let c = self.config;
+        let (block, (file, size)) = (progress.block, progress.file);
+        let blocks = size.div_ceil(block) as usize;
         let mut topic: String<160> = String::new();
         let mut data: String<160> = String::new();
         let mut rejected: String<160> = String::new();
@@ -429,22 +538,26 @@ impl<'p, 'f> Agent<'p, 'f> {
         }
         mqtt.subscribe(&[(&data, QoS::AtMostOnce), (&rejected, QoS::AtMostOnce)])
             .map_err(Fetch::Mqtt)?;
-        let mut have = [0u8; MAX_BLOCKS / 8];
+        let Progress {
+            have,
+            received,
+            bytes: fetched_bytes,
+            ..
+        } = progress;
         let missing = |have: &[u8], i: usize| have[i / 8] & (1 << (i % 8)) == 0;
-        let mut received = 0usize;
         let mut since_report = 0u32;
         let mut idle = 0u32;
-        while received < blocks {
+        while *received < blocks {
             // Ask for the next blocks still missing, from the first one missing.
             // The bitmap looks this many blocks ahead (a few per block asked for: holes left by
             // lost blocks are filled while the rest goes on), within its 256 bits.
             let per_request = c.blocks_per_request.clamp(1, 64);
-            let first = (0..blocks).find(|&i| missing(&have, i)).unwrap_or(0);
+            let first = (0..blocks).find(|&i| missing(&have[..], i)).unwrap_or(0);
             let span = (per_request as usize * 4).min(blocks - first);
             let mut bitmap = [0u8; 32];
             let mut asked = 0;
             for k in 0..span {
-                if asked < per_request && missing(&have, first + k) {
+                if asked < per_request && missing(&have[..], first + k) {
                     bitmap[k / 8] |= 1 << (k % 8);
                     asked += 1;
                 }
@@ -482,7 +595,7 @@ impl<'p, 'f> Agent<'p, 'f> {
                             decode_block(payload, file)
                                 .ok_or(Fetch::Refused)
                                 .map(|(i, bytes)| {
-                                    (i, pal.write_block(i * block, bytes).map(|_| ()))
+                                    (i, pal.write_block(i * block, bytes).map(|_| bytes.len()))
                                 }),
                         )
                     })
@@ -492,12 +605,16 @@ impl<'p, 'f> Agent<'p, 'f> {
                     Some(Err(e)) => return Err(e),
                     Some(Ok((i, written))) => {
                         let i = i as usize;
-                        if i >= blocks || !missing(&have, i) {
+                        if i >= blocks || !missing(&have[..], i) {
                             continue; // a duplicate or stray block
                         }
-                        written.map_err(Fetch::Pal)?;
+                        let len = written.map_err(Fetch::Pal)?;
+                        if i == 0 {
+                            self.pal.check_early(certificate).map_err(Fetch::Pal)?;
+                        }
                         have[i / 8] |= 1 << (i % 8);
-                        received += 1;
+                        *received += 1;
+                        *fetched_bytes += len as u64;
                         got += 1;
                         since_report += 1;
                     }
@@ -511,7 +628,7 @@ impl<'p, 'f> Agent<'p, 'f> {
             } else {
                 idle = 0;
             }
-            if since_report >= c.progress_every && received < blocks {
+            if since_report >= c.progress_every && *received < blocks {
                 since_report = 0;
                 let mut progress: String<24> = String::new();
                 let _ = write!(progress, "{received}/{blocks}");

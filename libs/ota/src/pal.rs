@@ -107,6 +107,11 @@ impl PalError {
     }
 }
 
+/// The refusal of an image for `e`.
+fn refuse(e: ImageError) -> PalError {
+    PalError::Image(Refusal::Image(e))
+}
+
 impl From<DeviceError> for PalError {
     fn from(e: DeviceError) -> Self {
         PalError::Flash(e)
@@ -235,6 +240,14 @@ impl<'f> Pal<'f> {
         Ok(data.len())
     }
 
+    /// The size of the file being received, while it is open for blocks (created, not yet
+    /// closed, aborted or refused).
+    pub fn receiving(&self) -> Option<u32> {
+        self.file
+            .filter(|f| !f.checked && !f.failed)
+            .map(|f| f.size)
+    }
+
     /// Closes the file: checks its signature (`signature`, DER) with the key of
     /// `signer_certificate` (DER), then the image inside as the boot loader will. The image's
     /// header when it may be activated; a file that fails stays refused (state
@@ -281,17 +294,35 @@ impl<'f> Pal<'f> {
         verifying
             .verify_prehash(&file_hash.finalize(), &signature)
             .map_err(|_| PalError::SignatureRefused)?;
-        let refuse = |e: ImageError| PalError::Image(Refusal::Image(e));
-        let h = Header::parse(&header).map_err(refuse)?;
-        if h.signer != fqp_image::key_id(&key) {
-            return Err(refuse(ImageError::UnknownSigner));
-        }
-        h.verify_signature(&[fqp_image::TrustedKey::new(key)])
-            .map_err(refuse)?;
+        let h = self.check_header(&header, &key)?;
         if h.image_len() != size as usize {
             return Err(refuse(ImageError::Truncated));
         }
         h.check_payload(payload).map_err(refuse)?;
+        Ok(h)
+    }
+
+    /// Checks the header of the file being received as soon as its first block is written,
+    /// with the key of `signer_certificate` (DER): an image the boot loader would refuse
+    /// for what its header says (another signer, board or version, a security counter too
+    /// low) is refused before the rest is fetched. Close checks everything again.
+    pub fn check_early(&self, signer_certificate: &[u8]) -> Result<Header, PalError> {
+        self.file.ok_or(PalError::NoFile)?;
+        let key =
+            fqp_tls::code_signing_key(signer_certificate).map_err(PalError::SignerCertificate)?;
+        let mut header = [0u8; HEADER_LEN];
+        self.flash.read(self.layout.secondary.offset, &mut header)?;
+        self.check_header(&header, &key)
+    }
+
+    /// The checks of an image's header the boot loader makes, with the signer's `key`.
+    fn check_header(&self, header: &[u8; HEADER_LEN], key: &[u8; 65]) -> Result<Header, PalError> {
+        let h = Header::parse(header).map_err(refuse)?;
+        if h.signer != fqp_image::key_id(key) {
+            return Err(refuse(ImageError::UnknownSigner));
+        }
+        h.verify_signature(&[fqp_image::TrustedKey::new(*key)])
+            .map_err(refuse)?;
         h.check_board(self.board).map_err(refuse)?;
         if self.running().is_ok_and(|r| h.version <= r.version) {
             return Err(PalError::Image(Refusal::Downgrade));

@@ -27,7 +27,8 @@ pub enum Failure {
     Layout,
     /// `fqp-boot` found nothing to boot, or the flash failed.
     Boot(BootError),
-    /// The image's load address range is not one this board loads into.
+    /// The image's load address range is not one this board loads into, or too short to
+    /// hold a vector table.
     LoadAddress { at: u32, len: u32 },
     /// The copy in RAM is not what was checked in flash.
     Copy,
@@ -41,7 +42,8 @@ impl fmt::Display for Failure {
             Failure::LoadAddress { at, len } => {
                 write!(
                     f,
-                    "the image loads at {at:#x} ({len} bytes), outside the load region"
+                    "the image loads {len} bytes at {at:#x}: not a vector table and code \
+                     within the load region"
                 )
             }
             Failure::Copy => f.write_str("the image read into RAM is not the one checked"),
@@ -91,19 +93,33 @@ pub fn ram_load(
     );
     let (at, len) = (h.load_address, h.payload_len);
     let inside = at >= load.start && at.checked_add(len).is_some_and(|end| end <= load.end);
-    if !inside || len < 8 {
-        return Failure::LoadAddress { at, len };
-    }
-    // SAFETY: [at, at + len) lies in `load`, memory the port gives the images and that
-    // nothing else uses while the boot loader runs (its own code and stack are elsewhere).
-    let dest = unsafe { core::slice::from_raw_parts_mut(at as *mut u8, len as usize) };
-    if let Err(e) = flash.read(booted.slot.offset + HEADER_LEN as u32, dest) {
-        return Failure::Boot(BootError::Flash(e));
-    }
-    let mut hash = PayloadHash::new();
-    hash.update(dest);
-    if h.check_payload(hash).is_err() {
-        return Failure::Copy;
+    let failure = if !inside || len < 8 {
+        Some(Failure::LoadAddress { at, len })
+    } else {
+        // SAFETY: [at, at + len) lies in `load`, memory the port gives the images and that
+        // nothing else uses while the boot loader runs (its own code and stack are elsewhere).
+        let dest = unsafe { core::slice::from_raw_parts_mut(at as *mut u8, len as usize) };
+        if let Err(e) = flash.read(booted.slot.offset + HEADER_LEN as u32, dest) {
+            return Failure::Boot(BootError::Flash(e));
+        }
+        let mut hash = PayloadHash::new();
+        hash.update(dest);
+        h.check_payload(hash).err().map(|_| Failure::Copy)
+    };
+    if let Some(f) = failure {
+        // A new image on trial that cannot start is rejected, as if its self test had
+        // failed: the next boot brings the previous image back, rather than leaving the
+        // board with nothing to run.
+        if booted.trial {
+            let rejected = fqp_boot::status::Status::read(flash, &layout)
+                .and_then(|mut s| s.reject())
+                .unwrap_or(false);
+            if rejected {
+                let _ = writeln!(out, "fqp-boot: the new image cannot start ({f}): reverting");
+                cortex_m::peripheral::SCB::sys_reset();
+            }
+        }
+        return f;
     }
     // SAFETY: the payload starts with its vector table (initial stack pointer, reset
     // handler), checked above; VTOR takes its address, so its handlers are the ones called.

@@ -61,11 +61,13 @@ fn in_cloud_task(body: fn() -> TestResult) -> TestResult {
     fqp_testkit::with_stack("cloud", CLOUD_STACK_WORDS, BODY_WAIT_MS, body)
 }
 
-fn ms() -> u64 {
+/// Milliseconds of uptime: the MQTT clients' clock.
+pub fn ms() -> u64 {
     fqp_kernel::time::uptime_us() / 1000
 }
 
-fn setting(key: &str) -> Result<String, Failure> {
+/// The host's setting `key`; the test is skipped without it.
+pub fn setting(key: &str) -> Result<String, Failure> {
     match fqp_testkit::config::get_str(key) {
         Some(v) => Ok(v),
         None => fqp_testkit::skip!(
@@ -79,18 +81,18 @@ fn setting(key: &str) -> Result<String, Failure> {
 const NEIGHBOUR: &str = "fqp-neighbour";
 
 /// Asks the host's cloud for what a console would do (`cloud-*` actions).
-fn ask_cloud(action: &str, fields: &[(&str, &str)]) -> TestResult {
+pub fn ask_cloud(action: &str, fields: &[(&str, &str)]) -> TestResult {
     fqp_testkit::ask(action, fields, 5_000)
 }
 
 /// Who this device is in the cloud: its thing and the thing's token.
-struct Identity {
-    thing: String,
-    token: String,
+pub struct Identity {
+    pub thing: String,
+    pub token: String,
 }
 
 impl Identity {
-    fn provisioned() -> Result<Identity, Failure> {
+    pub fn provisioned() -> Result<Identity, Failure> {
         Ok(Identity {
             thing: setting("thing")?,
             token: setting("cloud_token")?,
@@ -99,7 +101,7 @@ impl Identity {
 }
 
 /// A TCP connection to the cloud's plain listener.
-fn transport() -> Result<TcpStream, Failure> {
+pub fn transport() -> Result<TcpStream, Failure> {
     fqp_suite_net::up()?;
     let (ip, port) = fqp_suite_net::service("cloud")?;
     TcpStream::connect(ip, port, 3_000)
@@ -138,7 +140,10 @@ fn connect_as<H: FnMut(&Message<'_>)>(
 }
 
 /// CONNECTs `c` as this device's own thing.
-fn connect<H: FnMut(&Message<'_>)>(c: &mut Client<'_, TcpStream, H>, me: &Identity) -> TestResult {
+pub fn connect<H: FnMut(&Message<'_>)>(
+    c: &mut Client<'_, TcpStream, H>,
+    me: &Identity,
+) -> TestResult {
     match connect_as(c, &me.thing, &me.thing, &me.token) {
         Ok(_) => Ok(()),
         Err(Ok(e)) => Err(fqp_testkit::fail!(

@@ -24,6 +24,22 @@ use fqp_testkit::{check, check_eq, check_range, group, log, TestResult};
 /// How long DHCP may take.
 const DHCP_MS: u32 = 5_000;
 
+/// The network stack's seed: from the board's TRNG, or else the entropy the host provisions
+/// (fresh for each boot), or else the clock.
+fn seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    if let Some(trng) = fqp_testkit::board().entropy() {
+        if trng.fill(&mut bytes).is_ok() {
+            return u64::from_le_bytes(bytes);
+        }
+    }
+    let provisioned = fqp_testkit::config::get_str("entropy").and_then(|text| {
+        let digits = text.get(..16)?;
+        u64::from_str_radix(digits, 16).ok()
+    });
+    provisioned.unwrap_or_else(fqp_kernel::time::uptime_us)
+}
+
 /// Starts the stack (once) and waits for the lease (skips the test when the port has no
 /// Ethernet device).
 pub fn up() -> Result<fqp_net::Lease, fqp_testkit::Failure> {
@@ -31,7 +47,7 @@ pub fn up() -> Result<fqp_net::Lease, fqp_testkit::Failure> {
         fqp_testkit::skip!("the board provides no Ethernet device (Board::ethernet is None)")
     };
     check!(
-        fqp_net::start(dev, fqp_testkit::TEST_PRIORITY + 2).is_ok(),
+        fqp_net::start(dev, fqp_testkit::TEST_PRIORITY + 2, seed()).is_ok(),
         "the network task could not be started"
     );
     match fqp_net::lease(DHCP_MS) {

@@ -1,5 +1,8 @@
 //! Over-the-air update qualification on the device.
 //!
+//! Group `ota` (module `e2e`): updates end to end through the lab's cloud, with real resets
+//! into the new image — accepted, refused with the reason, rolled back.
+//!
 //! Group `ota_pal`: the platform layer (`fqp_ota::Pal`) on the port's flash
 //! (`Board::flash`), as the former OTA platform-layer suite tested it and more: files closed
 //! with a valid signature, an invalid one, no block written, another signer's or a server's
@@ -12,9 +15,13 @@
 
 #![no_std]
 
+extern crate alloc;
+
+mod e2e;
 mod pal;
 
+pub use e2e::OTA;
 pub use pal::OTA_PAL;
 
 /// The suite's groups, in the order the host lists them.
-pub static GROUPS: &[&fqp_testkit::Group] = &[&OTA_PAL];
+pub static GROUPS: &[&fqp_testkit::Group] = &[&OTA_PAL, &OTA];

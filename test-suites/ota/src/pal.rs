@@ -36,7 +36,7 @@ fn run(body: fn() -> TestResult) -> TestResult {
 }
 
 /// The platform layer of the board's flash.
-fn pal() -> Result<Pal<'static>, fqp_testkit::Failure> {
+pub(crate) fn pal() -> Result<Pal<'static>, fqp_testkit::Failure> {
     let board = fqp_testkit::board();
     let flash = board
         .flash()
@@ -45,7 +45,7 @@ fn pal() -> Result<Pal<'static>, fqp_testkit::Failure> {
 }
 
 /// A version newer than `v`.
-fn newer(v: Version) -> Version {
+pub(crate) fn newer(v: Version) -> Version {
     match v.patch.checked_add(1) {
         Some(p) => Version::new(v.major, v.minor, p),
         None => Version::new(v.major, v.minor.wrapping_add(1), 0),

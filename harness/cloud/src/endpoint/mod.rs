@@ -176,6 +176,9 @@ struct Shared {
     before_report: Mutex<HashMap<String, Traffic>>,
     /// Bumped whenever a hold is released.
     released: watch::Sender<u64>,
+    /// For each thing, how many more blocks of a stream its connection carries before the
+    /// cloud drops it ([`Endpoint::cut_after`]: a connection lost in the middle of a download).
+    cut_after: Mutex<HashMap<String, u32>>,
 }
 
 /// Locks `m`; a panic elsewhere while it was held leaves the data usable (plain maps).
@@ -218,6 +221,26 @@ impl Shared {
                 let _ =
                     c.tx.send(Out::Publish(topic.to_string(), payload.clone(), qos));
             }
+        }
+    }
+
+    /// Whether `thing`'s connection must end before it carries this message to it: a
+    /// stream's block, once the blocks it may still carry ([`Endpoint::cut_after`]) are used.
+    fn cut_before(&self, thing: &str, topic: &str) -> bool {
+        if !(topic.contains("/streams/") && topic.ends_with("/data/cbor")) {
+            return false;
+        }
+        let mut cuts = lock(&self.cut_after);
+        match cuts.get_mut(thing) {
+            Some(0) => {
+                cuts.remove(thing);
+                true
+            }
+            Some(left) => {
+                *left -= 1;
+                false
+            }
+            None => false,
         }
     }
 
@@ -269,6 +292,7 @@ impl Endpoint {
             held: Mutex::default(),
             before_report: Mutex::default(),
             released: watch::channel(0).0,
+            cut_after: Mutex::default(),
         });
         let bind = |port| {
             let addr = SocketAddr::new(settings.bind, port);
@@ -341,6 +365,13 @@ impl Endpoint {
     /// Holds `thing`'s requests unanswered (they count as in flight) until [`Self::release`].
     pub fn hold(&self, thing: &str) {
         lock(&self.shared.held).insert(thing.to_string());
+    }
+
+    /// Drops `thing`'s connection when it has carried `blocks` more stream blocks to it, as a
+    /// network that fails in the middle of a download would (once: its next connection is
+    /// left alone).
+    pub fn cut_after(&self, thing: &str, blocks: u32) {
+        lock(&self.shared.cut_after).insert(thing.to_string(), blocks);
     }
 
     /// Answers `thing`'s held requests, in order, and those that follow.

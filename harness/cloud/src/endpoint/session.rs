@@ -253,6 +253,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             Out::Close => break,
             Out::Packet(p) => encode(&p, &mut buf),
             Out::Publish(topic, payload, qos) => {
+                if shared.cut_before(&thing, &topic) {
+                    break;
+                }
                 pkid = pkid.checked_add(1).unwrap_or(1);
                 let mut p = Publish::from_bytes(topic, qos_of(qos), payload);
                 p.pkid = if qos == 0 { 0 } else { pkid };

@@ -78,9 +78,9 @@ pub(super) fn prepare(
     let version = version(m, b)?;
     let lab_fix = "check that this user may write the lab directory (--lab, $FQP_LAB)";
     // Made in the lab directory on first use; its files are what signs.
-    fqp_lab::code_signing(lab).map_err(|e| fail(e.to_string(), lab_fix))?;
-    let signer = KeyFileSigner::open(&lab.join("code-signing.key"), None)
-        .map_err(|e| fail(e.to_string(), lab_fix))?;
+    let pair = fqp_lab::code_signing(lab).map_err(|e| fail(e.to_string(), lab_fix))?;
+    let signer =
+        KeyFileSigner::from_pkcs8_der(&pair.key_der).map_err(|e| fail(e.to_string(), lab_fix))?;
     let key = hex::encode(signer.public_key());
     let dir = m.relative(&b.crate_dir.to_string_lossy());
     if !dir.join("Cargo.toml").is_file() {

@@ -10,6 +10,7 @@ use super::*;
 /// (a broker process with it).
 pub(super) fn start_lab(
     m: &Manifest,
+    image: &Image,
     out: &Path,
     opts: &Options,
     ids: &[String],
@@ -27,6 +28,22 @@ pub(super) fn start_lab(
     .and_then(|p| p.write_with_keys(pki_dir).map(|_| p))
     .and_then(|p| p.write_certificates(&out.join("pki")).map(|_| p))
     .map_err(|e| lab_problem(e.to_string()))?;
+    // Updates of the signed image are signed as it was: with the lab's code-signing key.
+    let signer = match &image.boot {
+        Some(_) if !opts.bench => Some(
+            fqp_lab::code_signing(&lab_dir)
+                .map_err(|e| lab_problem(format!("the lab's code-signing key: {e}")))?,
+        ),
+        _ => None,
+    };
+    let ota = image
+        .boot
+        .as_ref()
+        .zip(signer.as_ref())
+        .map(|(b, signer)| fqp_lab::Ota {
+            image: &b.signed,
+            signer,
+        });
     let lab = match m.lab_host().filter(|_| !opts.bench) {
         Some(host) => Some(Arc::new(
             Lab::start(&fqp_lab::Setup {
@@ -38,6 +55,7 @@ pub(super) fn start_lab(
                 pki: &pki,
                 pki_dir,
                 ids,
+                ota,
             })
             .map_err(|e| lab_problem(e.to_string()))?,
         )),

@@ -224,7 +224,7 @@ pub(super) fn run_tests(
             device::DevicesError::None.to_string(),
         ));
     };
-    let run_lab = start_lab(m, out, opts, &ids)?;
+    let run_lab = start_lab(m, image, out, opts, &ids)?;
     let settings = device_settings(run_lab.lab.as_deref(), &run_lab.pki, opts.bench);
     let access = LabAccess {
         settings: &settings[..],

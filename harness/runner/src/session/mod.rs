@@ -371,10 +371,11 @@ impl<L: Link> Session<L> {
                 Recv::Timeout => {}
                 Recv::Closed => {
                     let recent = self.recent_output();
-                    // The boot loader's last word, when it stopped the board.
-                    let said = recent.lines().rev().find(|l| {
-                        l.trim_start().starts_with("fqp-boot: ")
-                            && !l.contains("fqp-boot: starting")
+                    // The boot loader's last word, when it stopped the board (wherever it
+                    // starts on its line: the console may have caught noise before it).
+                    let said = recent.lines().rev().find_map(|l| {
+                        let at = l.find("fqp-boot: ")?;
+                        (!l.contains("fqp-boot: starting")).then(|| &l[at..])
                     });
                     return Err(match said {
                         Some(l) => SessionError::BootLoader {
@@ -426,7 +427,11 @@ impl<L: Link> Session<L> {
                         self.remember(&l);
                     }
                     Ok(None) => self.remember(&l),
-                    Err(_) => self.corrupt_lines += 1,
+                    // Still what the device printed (a boot loader's refusal after noise).
+                    Err(_) => {
+                        self.corrupt_lines += 1;
+                        self.remember(&l);
+                    }
                 },
             }
         }
@@ -562,6 +567,12 @@ impl<L: Link> Session<L> {
         let left = deadline.saturating_duration_since(Instant::now());
         self.sync(left)?;
         for (key, value) in std::mem::take(&mut self.provisioned) {
+            // The board starts its random numbers anew: fresh entropy, not the last boot's
+            // (its network stack's ports and sequence numbers would repeat that boot's).
+            let value = match key.as_str() {
+                "entropy" => fqp_lab::entropy_hex().into_bytes(),
+                _ => value,
+            };
             self.set(&key, &value, Duration::from_secs(2))?;
         }
         Ok(())
