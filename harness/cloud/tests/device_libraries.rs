@@ -62,18 +62,27 @@ fn as_lamp(
     lab: &Lab,
     body: impl FnOnce(&mut Client<'_, TcpStream, Box<dyn FnMut(&Message<'_>) + '_>>, &Box8),
 ) {
+    as_thing(lab, "lamp", body)
+}
+
+/// Runs `body` with a client connected as `thing` (registered in the lab's cloud).
+fn as_thing(
+    lab: &Lab,
+    thing: &str,
+    body: impl FnOnce(&mut Client<'_, TcpStream, Box<dyn FnMut(&Message<'_>) + '_>>, &Box8),
+) {
     let mailbox = Box8::new();
     let (mut tx, mut rx) = (vec![0u8; 16 * 1024], vec![0u8; 16 * 1024]);
     let handler: Box<dyn FnMut(&Message<'_>)> = Box::new(|m| {
         mailbox.offer(m);
     });
     let mut c = Client::new(&mut tx, &mut rx, ms, handler);
-    let password = token(SECRET, "lamp");
+    let password = token(SECRET, thing);
     let connect = Connect {
-        client_id: "lamp",
+        client_id: thing,
         clean_session: true,
         keep_alive: 30,
-        username: Some("lamp"),
+        username: Some(thing),
         password: Some(password.as_bytes()),
         will: None,
     };
@@ -606,4 +615,108 @@ fn the_ota_agent_resumes_a_download_after_a_lost_connection() {
         .unwrap()
         .unwrap();
     assert_eq!(e["statusDetails"]["self_test"], "ready", "{e}");
+}
+
+/// A continuous update for a group, deployed to a fleet of three boards (each its own flash
+/// and agent): the two in the group when it is created and the one that joins it later all
+/// take it, install it on trial, pass their self test and end SUCCEEDED; a thing outside the
+/// group is offered nothing.
+#[test]
+fn a_group_update_reaches_every_member_and_those_that_join_later() {
+    use fqp_boot::{boot, Event, TrustedKey, Version};
+    use fqp_ota::test_signer::{self, CERT};
+    use fqp_ota::{Agent, Config, Pal, Step};
+    const BOARD: &str = "sim-board";
+    let trusted = || {
+        let key = p256::ecdsa::SigningKey::from_bytes(&test_signer::KEY.into()).unwrap();
+        let point = key.verifying_key().to_encoded_point(false);
+        [TrustedKey::new(point.as_bytes().try_into().unwrap())]
+    };
+    let config = Config {
+        block_size: 1024,
+        blocks_per_request: 4,
+        request_timeout_ms: 2_000,
+        ..Config::default()
+    };
+    let lab = lab("ota-group");
+    let cloud = lab.endpoint.cloud();
+    let (members, late, outsider) = (["lamp-1", "lamp-2"], "lamp-3", "lamp-4");
+    cloud.registry().create_group("kitchen", None).unwrap();
+    for t in members.iter().chain([&late, &outsider]) {
+        cloud.registry().put_thing(t, None).unwrap();
+    }
+    for t in members {
+        cloud.registry().add_to_group("kitchen", t).unwrap();
+    }
+    let v2 = test_signer::sign(Version::new(2, 0, 0), 1, BOARD, 19_000, ota_payload(2)).unwrap();
+    let file = ota_file(&v2, 2);
+    let mut update =
+        fqp_cloud::ota::NewUpdate::to_things("kitchen-v2", &file, v2.signature(), vec![]);
+    update.groups = vec!["kitchen"];
+    update.continuous = true;
+    lab.endpoint
+        .publish(&cloud.create_update(&update, 1).unwrap());
+    lab.endpoint
+        .publish(&cloud.jobs().join_group("kitchen", late, 2).unwrap());
+    for thing in members.iter().chain([&late]) {
+        let (sim, layout) = ota_board(BOARD);
+        as_thing(&lab, thing, |c, mailbox| {
+            let mut pal = Pal::new(&sim, BOARD).unwrap();
+            let mut agent = Agent::new(thing, &mut pal, config);
+            let step = agent.update(c, mailbox, &[("code-signing", CERT)]).unwrap();
+            assert!(
+                matches!(step, Step::Activated { ref job } if job == "ota-kitchen-v2"),
+                "{thing}: {step:?}"
+            );
+        });
+        let b = boot(&sim, &layout, &trusted(), BOARD).unwrap();
+        assert_eq!(
+            (b.header.version, b.event),
+            (Version::new(2, 0, 0), Event::Installed)
+        );
+        as_thing(&lab, thing, |c, mailbox| {
+            let mut pal = Pal::new(&sim, BOARD).unwrap();
+            let mut agent = Agent::new(thing, &mut pal, config);
+            let step = agent.after_boot(c, mailbox, || true).unwrap();
+            assert!(
+                matches!(step, Some(Step::Accepted { .. })),
+                "{thing}: {step:?}"
+            );
+        });
+        let e = cloud
+            .jobs()
+            .execution(thing, "ota-kitchen-v2")
+            .unwrap()
+            .unwrap();
+        assert_eq!(e["status"], "SUCCEEDED", "{thing}: {e}");
+    }
+    let (sim, _) = ota_board(BOARD);
+    // Blocks the mailbox's slots cannot hold: said before any job is taken.
+    as_thing(&lab, outsider, |c, mailbox| {
+        let mut pal = Pal::new(&sim, BOARD).unwrap();
+        let big = Config {
+            block_size: 2048,
+            ..config
+        };
+        let mut agent = Agent::new(outsider, &mut pal, big);
+        assert_eq!(
+            agent.update(c, mailbox, &[("code-signing", CERT)]),
+            Err(fqp_ota::AgentError::Buffers {
+                block: 2048,
+                slot: 2048
+            })
+        );
+    });
+    as_thing(&lab, outsider, |c, mailbox| {
+        let mut pal = Pal::new(&sim, BOARD).unwrap();
+        let mut agent = Agent::new(outsider, &mut pal, config);
+        assert_eq!(
+            agent.update(c, mailbox, &[("code-signing", CERT)]).unwrap(),
+            Step::NoJob
+        );
+    });
+    assert_eq!(
+        cloud.jobs().executions_of("ota-kitchen-v2").unwrap().len(),
+        3
+    );
 }

@@ -141,6 +141,12 @@ impl Guarded {
         self.child.id()
     }
 
+    /// What [`kill_registered`] takes to kill it from another thread, while it is not
+    /// reaped (`None` once it is).
+    pub fn target(&self) -> Option<i64> {
+        self.guard.as_ref().map(Registered::target)
+    }
+
     /// The exit status, if it has ended (reaped then).
     pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
         let status = self.child.try_wait().ok().flatten();

@@ -7,7 +7,9 @@ use fqp_process::Guarded;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The emulator could not be started, or did not offer its console.
@@ -48,6 +50,8 @@ pub struct Qemu {
     profiler: Option<std::thread::JoinHandle<()>>,
     /// QEMU was killed by fqp (not from outside).
     killed: bool,
+    /// Its power was cut on purpose ([`Qemu::cut_power_after`]).
+    cut: Arc<AtomicBool>,
 }
 
 /// The installed QEMU's `major.minor`, asked once.
@@ -130,6 +134,7 @@ impl Qemu {
                     pty,
                     profiler,
                     killed: false,
+                    cut: Arc::default(),
                 })
             }
             Err(_) => {
@@ -145,6 +150,24 @@ impl Qemu {
         }
     }
 
+    /// Cuts the board's power `after` from now, unless QEMU has ended by then: QEMU killed
+    /// at once (SIGKILL), in the middle of whatever the board was doing — its flash file
+    /// left as the last completed write left it (`fqp ota powercut`). `then` runs just
+    /// after the cut.
+    pub fn cut_power_after(&self, after: Duration, then: impl FnOnce() + Send + 'static) {
+        let Some(target) = self.child.target() else {
+            return;
+        };
+        let cut = self.cut.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            cut.store(true, Ordering::SeqCst);
+            if fqp_process::kill_registered(target) {
+                then();
+            }
+        });
+    }
+
     /// The exit status, if QEMU has ended.
     pub fn exited(&mut self) -> Option<ExitStatus> {
         self.child.try_wait()
@@ -154,7 +177,7 @@ impl Qemu {
     /// kernel's OOM killer, a crash of QEMU itself): the infrastructure failed, not the port.
     pub fn killed_from_outside(&mut self) -> Option<i32> {
         use std::os::unix::process::ExitStatusExt;
-        if self.killed || fqp_process::signal().is_some() {
+        if self.killed || self.cut.load(Ordering::SeqCst) || fqp_process::signal().is_some() {
             return None;
         }
         // The console closes as QEMU dies: give the process a moment to be reapable.

@@ -10,6 +10,7 @@ pub mod list;
 pub mod merge;
 pub mod ota;
 pub mod pki;
+mod powercut;
 pub mod qualify;
 pub mod verify;
 

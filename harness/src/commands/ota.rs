@@ -39,6 +39,12 @@ enum Cmd {
     /// the version it updated to, and why it failed. With --follow, again whenever it changes,
     /// until every device is done.
     Status(StatusArgs),
+    /// Cut an emulated board's power at random moments of an update (download, swap, first
+    /// boot), each cut in a run of its own, and check that the board always boots a valid
+    /// image and completes the update (MCUboot's simulator method, on the real boot loader
+    /// and flash file). Writes powercut.json; exit status 0 when no board was bricked and
+    /// every update completed.
+    Powercut(super::powercut::PowercutArgs),
     /// Cancel update <ID>: devices that have not finished it stop.
     Cancel {
         id: String,
@@ -162,6 +168,7 @@ impl Args {
             Cmd::Inspect(a) => a.run(),
             Cmd::Create(a) => a.run(),
             Cmd::Status(a) => a.run(),
+            Cmd::Powercut(a) => a.run(),
             Cmd::Cancel { id, lab } => {
                 let r = Request::JobCancel {
                     id: fqp_cloud::ota::job_id(&id),

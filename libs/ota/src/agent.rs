@@ -78,7 +78,18 @@ pub enum AgentError {
     /// The job's document is not one the agent reads.
     Document,
     Pal(PalError),
+    /// The mailbox's slots (`slot` bytes) cannot hold a block of `block` bytes with its topic
+    /// and framing ([`BLOCK_OVERHEAD`]): every block would be dropped. A configuration error
+    /// of the device's, found before a job is taken.
+    Buffers {
+        block: u32,
+        slot: usize,
+    },
 }
+
+/// What a block's message carries besides the block: its topic (the agent's topics are at
+/// most 160 bytes) and the CBOR around it.
+pub const BLOCK_OVERHEAD: usize = 160 + 64;
 
 impl From<fqp_jobs::Error> for AgentError {
     fn from(e: fqp_jobs::Error) -> Self {
@@ -349,6 +360,12 @@ impl<'p, 'f> Agent<'p, 'f> {
         T: Transport,
         H: FnMut(&Message<'_>),
     {
+        if B < self.config.block_size as usize + BLOCK_OVERHEAD {
+            return Err(AgentError::Buffers {
+                block: self.config.block_size,
+                slot: B,
+            });
+        }
         let jobs = Jobs::new(self.thing);
         jobs.subscribe(mqtt)?;
         let token = self.token();

@@ -14,7 +14,7 @@ pub mod pal;
 #[cfg(any(test, feature = "test-signer"))]
 pub mod test_signer;
 
-pub use agent::{Agent, AgentError, Config, Fetched, Step};
+pub use agent::{Agent, AgentError, Config, Fetched, Step, BLOCK_OVERHEAD};
 pub use pal::{ImageState, Pal, PalError, PlatformState};
 
 #[cfg(test)]

@@ -66,6 +66,9 @@ pub struct Options {
     /// Count an emulator's instructions by function into this profile (timeouts stretched
     /// for the slower emulation).
     pub profile: Option<std::sync::Arc<crate::profile::Profile>>,
+    /// Cut the (first) emulated board's power once, this long after its first test starts
+    /// (`fqp ota powercut`): the device is restarted as after a crash.
+    pub power_cut: Option<Duration>,
 }
 
 /// Where the reports of a run go.

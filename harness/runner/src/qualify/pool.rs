@@ -45,6 +45,8 @@ pub(super) struct Ctx<'a> {
     progress: bool,
     /// Settings provisioned after every boot, and the lab actions tests may ask for.
     lab: LabAccess<'a>,
+    /// Cut the emulated board's power this long after its first test starts (once).
+    pub(super) power_cut: Option<Duration>,
 }
 
 /// What a device's tests get of the lab.
@@ -113,6 +115,7 @@ impl<'a> Ctx<'a> {
             flashed: false,
             progress,
             lab,
+            power_cut: None,
         })
     }
 
@@ -241,6 +244,7 @@ pub(super) fn run_tests(
         access.clone(),
     )
     .map_err(|e| Problem::new(Stage::Console, e.to_string()))?;
+    first.power_cut = opts.power_cut;
     opts.observers.tell(&Event::Starting {
         device: &first.spec.id,
         boot: 1,

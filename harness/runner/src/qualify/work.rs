@@ -192,6 +192,13 @@ impl Worker<'_, '_> {
                 test: &test.id,
                 attempt: attempts.len() as u32 + 1,
             });
+            if let (Some(after), Some(q)) = (self.ctx.power_cut.take(), d.qemu.as_ref()) {
+                let transcript = self.ctx.transcript.clone();
+                q.cut_power_after(after, move || {
+                    let ms = after.as_millis();
+                    serial::mark(&transcript, &format!("power cut {ms} ms into the test"));
+                });
+            }
             let mut outcome = d.session.run(&test.id, timeout);
             outcome.test.index = Some(test.index);
             decode_fault(&mut outcome.test, &self.ctx.image.elf);
