@@ -362,8 +362,14 @@ fn an_image_for_another_board_is_refused() -> TestResult {
 
 fn an_image_corrupted_after_signing_is_refused() -> TestResult {
     run(|| {
+        // The check of the file's signature at close sees the change; 64 KiB of the image
+        // make the file (the whole image would only take longer to fetch).
         refused(
-            &[("version", &next_version()?), ("corrupt", "1")],
+            &[
+                ("version", &next_version()?),
+                ("corrupt", "1"),
+                ("payload", &format!("{}", FETCH_PAYLOAD)),
+            ],
             PalError::SignatureRefused.reason(),
         )
     })
