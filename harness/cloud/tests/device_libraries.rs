@@ -428,6 +428,26 @@ fn ota_file(f: &fqp_ota::test_signer::TestFile, seed: u32) -> Vec<u8> {
     out
 }
 
+/// The boot loader's keys on the simulated boards: the test signer's.
+fn trusted() -> [fqp_boot::TrustedKey; 1] {
+    let key = p256::ecdsa::SigningKey::from_bytes(&fqp_ota::test_signer::KEY.into()).unwrap();
+    let point = key.verifying_key().to_encoded_point(false);
+    [fqp_boot::TrustedKey::new(
+        point.as_bytes().try_into().unwrap(),
+    )]
+}
+
+/// How the agents of these tests fetch: 1 KiB blocks (the mailbox's slots hold one), four
+/// at a time, a request sent again after 2 s.
+fn agent_config() -> fqp_ota::Config {
+    fqp_ota::Config {
+        block_size: 1024,
+        blocks_per_request: 4,
+        request_timeout_ms: 2_000,
+        ..fqp_ota::Config::default()
+    }
+}
+
 /// Update `id` of the lamp to v2 (19 000 bytes), created in `lab`'s cloud and announced.
 fn offer_v2(lab: &Lab, id: &str, board: &str) {
     use fqp_ota::test_signer;
@@ -454,21 +474,11 @@ fn offer_v2(lab: &Lab, id: &str, board: &str) {
 /// job with the reason and asks nothing of the boot loader.
 #[test]
 fn the_ota_agent_updates_through_the_clouds_stream() {
-    use fqp_boot::{boot, Event, TrustedKey, Version};
-    use fqp_ota::test_signer::{self, CERT, OTHER_CERT};
-    use fqp_ota::{Agent, Config, Pal, Step};
+    use fqp_boot::{boot, Event, Version};
+    use fqp_ota::test_signer::{CERT, OTHER_CERT};
+    use fqp_ota::{Agent, Pal, Step};
     const BOARD: &str = "sim-board";
-    let trusted = || {
-        let key = p256::ecdsa::SigningKey::from_bytes(&test_signer::KEY.into()).unwrap();
-        let point = key.verifying_key().to_encoded_point(false);
-        [TrustedKey::new(point.as_bytes().try_into().unwrap())]
-    };
-    let config = Config {
-        block_size: 1024,
-        blocks_per_request: 4,
-        request_timeout_ms: 2_000,
-        ..Config::default()
-    };
+    let config = agent_config();
     for self_test_passes in [true, false] {
         let lab = lab(if self_test_passes {
             "ota-accept"
@@ -623,21 +633,11 @@ fn the_ota_agent_resumes_a_download_after_a_lost_connection() {
 /// group is offered nothing.
 #[test]
 fn a_group_update_reaches_every_member_and_those_that_join_later() {
-    use fqp_boot::{boot, Event, TrustedKey, Version};
+    use fqp_boot::{boot, Event, Version};
     use fqp_ota::test_signer::{self, CERT};
     use fqp_ota::{Agent, Config, Pal, Step};
     const BOARD: &str = "sim-board";
-    let trusted = || {
-        let key = p256::ecdsa::SigningKey::from_bytes(&test_signer::KEY.into()).unwrap();
-        let point = key.verifying_key().to_encoded_point(false);
-        [TrustedKey::new(point.as_bytes().try_into().unwrap())]
-    };
-    let config = Config {
-        block_size: 1024,
-        blocks_per_request: 4,
-        request_timeout_ms: 2_000,
-        ..Config::default()
-    };
+    let config = agent_config();
     let lab = lab("ota-group");
     let cloud = lab.endpoint.cloud();
     let (members, late, outsider) = (["lamp-1", "lamp-2"], "lamp-3", "lamp-4");
