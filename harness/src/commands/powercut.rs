@@ -107,7 +107,16 @@ impl PowercutArgs {
             retries: 0,
             ..options("clean", None)
         });
-        let Some(test) = scenario(&clean.run).filter(|t| t.status == Status::Passed) else {
+        let Some(test) = scenario(&clean.run) else {
+            eprintln!(
+                "error: the port's image has no test {SCENARIO}\n  fix: give the port a boot \
+                 loader ([boot] in port.toml) and the capability ota, so that its image holds \
+                 the ota group (docs/ota.md); the run: {}",
+                clean.out.join("report.html").display()
+            );
+            return ExitCode::from(1);
+        };
+        if test.status != Status::Passed {
             eprintln!(
                 "error: the update does not pass without a power cut, so cuts would prove \
                  nothing\n  fix: make `fqp qualify --port {} --test {SCENARIO}` pass first \
@@ -236,12 +245,7 @@ fn judge(run: &fqp_reports::Run, out: &Path, at: u64) -> Cut {
         p.stage == Stage::Port && p.message.contains("boot loader did not start the image")
     }) || said.iter().any(|l| l.starts_with("cannot boot"));
     let test = scenario(run);
-    let status = test.map_or("not run".to_string(), |t| {
-        serde_json::to_value(t.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default()
-    });
+    let status = test.map_or("not run", |t| t.status.as_str()).to_string();
     Cut {
         at_ms: at,
         phase,

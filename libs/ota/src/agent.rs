@@ -375,7 +375,9 @@ impl<'p, 'f> Agent<'p, 'f> {
         let mut stream: String<64> = String::new();
         let mut certfile: String<64> = String::new();
         let mut signature = [0u8; 80];
-        let mut sig_len = 0;
+        // The file signature's length; `None` when the job's is not base64 DER of a size a
+        // P-256 signature has.
+        let mut sig_len = Some(0);
         let mut file = (0u32, 0u32);
         let taken = jobs.request(
             mqtt,
@@ -395,12 +397,12 @@ impl<'p, 'f> Agent<'p, 'f> {
                     .push_str(d.ota.streamname)
                     .map_err(|_| AgentError::Document)?;
                 use base64::Engine as _;
-                // Left empty for an unsigned file or a signature that is not one: the job
-                // fails below, with the reason.
-                sig_len = f.signature.map_or(0, |text| {
+                // An unsigned file (length 0) or a signature that is not one: the job fails
+                // below, with the reason.
+                sig_len = f.signature.map_or(Some(0), |text| {
                     base64::engine::general_purpose::STANDARD
                         .decode_slice(text, &mut signature)
-                        .unwrap_or(0)
+                        .ok()
                 });
                 certfile
                     .push_str(f.certfile)
@@ -412,14 +414,18 @@ impl<'p, 'f> Agent<'p, 'f> {
         let Some(job) = taken else {
             return Ok(Step::NoJob);
         };
-        if sig_len == 0 {
-            return self.fail(
-                mqtt,
-                mailbox,
-                job,
-                "unsigned: the job gives no file signature",
-            );
-        }
+        let sig_len = match sig_len {
+            Some(0) => {
+                return self.fail(
+                    mqtt,
+                    mailbox,
+                    job,
+                    "unsigned: the job gives no file signature",
+                )
+            }
+            Some(n) => n,
+            None => return self.fail(mqtt, mailbox, job, PalError::SignatureMalformed.reason()),
+        };
         let Some(&(_, certificate)) = certificates.iter().find(|(name, _)| *name == certfile)
         else {
             return self.fail(

@@ -33,11 +33,10 @@ fn seed() -> u64 {
             return u64::from_le_bytes(bytes);
         }
     }
-    let provisioned = fqp_testkit::config::get_str("entropy").and_then(|text| {
-        let digits = text.get(..16)?;
-        u64::from_str_radix(digits, 16).ok()
-    });
-    provisioned.unwrap_or_else(fqp_kernel::time::uptime_us)
+    match fqp_testkit::config::provisioned_seed() {
+        Some(Ok(seed)) => u64::from_le_bytes(seed[..8].try_into().unwrap_or_default()),
+        _ => fqp_kernel::time::uptime_us(),
+    }
 }
 
 /// Starts the stack (once) and waits for the lease (skips the test when the port has no

@@ -39,17 +39,12 @@ fn keystore(arena: &mut [u8]) -> Result<Keystore<'_>, fqp_testkit::Failure> {
     if let Some(trng) = fqp_testkit::board().entropy() {
         return Keystore::new(trng, arena).map_err(|e| fqp_testkit::fail!("TRNG: {:?}", e));
     }
-    let Some(text) = fqp_testkit::config::get_str("entropy") else {
+    let Some(seed) = fqp_testkit::config::provisioned_seed() else {
         fqp_testkit::skip!(
             "no entropy: the board has no TRNG (Board::entropy) and the host provisioned no seed"
         )
     };
-    let seed = hex::decode(&text)
-        .ok()
-        .filter(|s| s.len() == 32)
-        .ok_or_else(|| fqp_testkit::fail!("the entropy setting is not 32 bytes of hex"))?;
-    let mut e = Provisioned([0; 32]);
-    e.0.copy_from_slice(&seed);
+    let e = Provisioned(seed.map_err(|why| fqp_testkit::fail!("{}", why))?);
     log!("entropy from the host (the board has no TRNG)");
     Keystore::new(&e, arena).map_err(|e| fqp_testkit::fail!("seeding: {:?}", e))
 }

@@ -54,3 +54,21 @@ pub fn get(key: &str) -> Option<Vec<u8>> {
 pub fn get_str(key: &str) -> Option<String> {
     get(key).map(|v| String::from_utf8_lossy(&v).into_owned())
 }
+
+/// The seed the host provisions for a board without a TRNG (`entropy`: 32 bytes in hex, fresh
+/// for each boot): `None` when it sent none, `Err` when the setting is not 32 bytes of hex.
+pub fn provisioned_seed() -> Option<Result<[u8; 32], &'static str>> {
+    let text = get("entropy")?;
+    let mut seed = [0u8; 32];
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    if text.len() != 2 * seed.len() {
+        return Some(Err("the entropy setting is not 32 bytes of hex"));
+    }
+    for (b, pair) in seed.iter_mut().zip(text.chunks(2)) {
+        match (digit(pair[0]), digit(pair[1])) {
+            (Some(hi), Some(lo)) => *b = hi << 4 | lo,
+            _ => return Some(Err("the entropy setting is not 32 bytes of hex")),
+        }
+    }
+    Some(Ok(seed))
+}

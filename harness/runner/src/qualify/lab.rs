@@ -76,7 +76,8 @@ pub(super) struct RunLab {
     pub(super) lab: Option<Arc<Lab>>,
 }
 
-/// What every device is given after boot: the lab's settings, fresh entropy (a board may
+/// What every device is given after boot: the lab's settings, entropy (made anew for each
+/// boot by `Session::provision`: a board may
 /// have no entropy source of its own; an emulated one certainly has none), the time (for
 /// certificate validity) and the root CA.
 pub(super) fn device_settings(

@@ -163,7 +163,7 @@ impl<'a> Ctx<'a> {
             .as_ref()
             .map(|l| l.device_settings(&self.spec.id));
         for (key, value) in self.lab.settings.iter().chain(own.iter().flatten()) {
-            session.set(key, value.as_bytes(), Duration::from_secs(2))?;
+            session.provision(key, value.as_bytes())?;
         }
         session.actions = self.lab.actions.clone();
         tracing::debug!(device = %self.spec.id, port = %info.port, fw = %info.fw, tests = info.tests, boot = self.boots, "device synced");

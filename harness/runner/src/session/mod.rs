@@ -567,15 +567,24 @@ impl<L: Link> Session<L> {
         let left = deadline.saturating_duration_since(Instant::now());
         self.sync(left)?;
         for (key, value) in std::mem::take(&mut self.provisioned) {
-            // The board starts its random numbers anew: fresh entropy, not the last boot's
-            // (its network stack's ports and sequence numbers would repeat that boot's).
-            let value = match key.as_str() {
-                "entropy" => fqp_lab::entropy_hex().into_bytes(),
-                _ => value,
-            };
-            self.set(&key, &value, Duration::from_secs(2))?;
+            self.provision(&key, &value)?;
         }
         Ok(())
+    }
+
+    /// Provisions setting `key` on a device that has just booted: as given, but `entropy`
+    /// fresh — each boot starts its random numbers anew (a network stack seeded as the last
+    /// boot would reuse its ports and sequence numbers; keys made would repeat).
+    pub fn provision(&mut self, key: &str, value: &[u8]) -> Result<(), SessionError> {
+        let fresh;
+        let value = match key {
+            "entropy" => {
+                fresh = fqp_lab::entropy_hex();
+                fresh.as_bytes()
+            }
+            _ => value,
+        };
+        self.set(key, value, Duration::from_secs(2))
     }
 
     /// Waits for the `OK` of a `SET` of `key` that leaves `expected` bytes; the length it
