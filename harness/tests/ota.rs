@@ -152,3 +152,56 @@ fn power_cuts_in_the_middle_of_an_update_brick_nothing() {
     // The runs of cuts the board survived are not kept.
     assert!(!d.join("cut-1").exists() && !d.join("clean").exists());
 }
+
+/// `fqp ota powercut --every-op`'s smoke (the campaign: docs/ota.md): the update's flash
+/// operations counted by phase, and the power cut torn half way through the middle operation
+/// of the boot loader's swap; the boot loader finishes the swap on the next start and the
+/// update completes.
+#[test]
+fn a_power_cut_torn_in_the_middle_of_the_swap_bricks_nothing() {
+    let d = dir("powercut-op");
+    let o = succeeds(
+        fqp()
+            .args([
+                "ota",
+                "powercut",
+                "--every-op",
+                "--phase",
+                "swap",
+                "--sample",
+                "1",
+            ])
+            .args(["--torn", "--port"])
+            .arg(repo().join("reference-port"))
+            .arg("--out")
+            .arg(&d),
+    );
+    let said = text(&o);
+    assert!(
+        said.contains("0 bricked, 1 of 1 updates completed"),
+        "{said}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("powercut.json")).unwrap()).unwrap();
+    let ops = &report["flash_ops"];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap();
+    let (swap_from, swap_to) = (n(&ops["swap"][0]), n(&ops["swap"][1]));
+    // A download of blocks, then a swap of three copies a sector, then the confirmation.
+    assert!(n(&ops["download"][1]) > 100, "{report}");
+    assert!(swap_to - swap_from > 1000, "{report}");
+    assert_eq!(n(&ops["total"]), n(&ops["first_boot"][1]), "{report}");
+    let cut = &report["each"][0];
+    assert_eq!(
+        cut["at"]["flash_op"],
+        (swap_from + swap_to).div_ceil(2),
+        "{report}"
+    );
+    assert_eq!(cut["at"]["torn"], true, "{report}");
+    assert_eq!(cut["phase"], "swap", "{report}");
+    let after = cut["after"][0].as_str().unwrap_or_default();
+    assert!(
+        after.starts_with("installed the new image (swap "),
+        "{report}"
+    );
+    assert_eq!(report["bricked"], 0, "{report}");
+}

@@ -160,7 +160,7 @@ fn main() -> ! {
     BOARD.ethernet_up.store(ETH.init(), Ordering::Release);
     let mut cp = cortex_m::Peripherals::take().expect("peripherals taken once, at start-up");
     vectors::enable(&mut cp.NVIC);
-    let mut line = [0u8; 256];
+    let mut line = [0u8; 512];
     let cmdline = semihosting::cmdline(&mut line);
     HostFile::init(cmdline);
     if cfg!(feature = "ota") {

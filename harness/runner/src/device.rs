@@ -100,8 +100,9 @@ pub struct Start<'a> {
     pub flash_log: &'a Path,
     /// An emulator's persistent storage file.
     pub storage: &'a Path,
-    /// An emulated board's flash for its boot loader (`flash=<path>`), when it has one.
-    pub boot_flash: Option<&'a Path>,
+    /// An emulated board's flash for its boot loader (`flash=<path>`), when it has one, and
+    /// the power cut to make at one of its operations.
+    pub boot_flash: Option<(&'a Path, Option<crate::qemu::FlashCut>)>,
     pub transcript: &'a Transcript,
     /// The image is already on the device: restart it, do not write it again.
     pub flashed: bool,

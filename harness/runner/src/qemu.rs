@@ -40,6 +40,32 @@ pub enum EmulatorError {
     },
 }
 
+/// A power cut at an operation on an emulated board's flash file: the board's firmware
+/// counts the operations (erased sectors, program calls) in `<flash>.ops` and stops the
+/// emulator at operation `op` (1 is the run's first), before it starts or (`torn`) half way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlashCut {
+    pub op: u32,
+    pub torn: bool,
+}
+
+/// The operation counter of the flash file at `flash` (kept by the board's firmware).
+pub fn flash_ops_path(flash: &Path) -> PathBuf {
+    let mut p = flash.as_os_str().to_owned();
+    p.push(".ops");
+    PathBuf::from(p)
+}
+
+/// The flash operations counted so far on `flash` (none when it has no counter or it cannot
+/// be read).
+pub fn flash_ops(flash: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(flash_ops_path(flash)).ok()?;
+    match text.trim() {
+        "" => Some(0),
+        t => t.parse().ok(),
+    }
+}
+
 /// A running QEMU.
 pub struct Qemu {
     /// Killed if the run is interrupted, and when dropped.
@@ -68,13 +94,14 @@ impl Qemu {
     /// pseudo-terminal to be announced. The firmware's semihosting command line carries
     /// `storage=<path>`: a host file a port may keep persistent data in (the emulated board
     /// has no flash that outlives QEMU); and `flash=<path>`, the boot loader's flash, when
-    /// the board has one.
+    /// the board has one, with `flashcut=…` when a power cut at one of its operations is
+    /// asked for (`fqp ota powercut --every-op`).
     pub fn launch(
         cfg: &QemuSection,
         image: &Path,
         log: &Path,
         storage: &Path,
-        flash: Option<&Path>,
+        flash: Option<(&Path, Option<FlashCut>)>,
     ) -> Result<Qemu, EmulatorError> {
         let mut cmd = command(cfg, image, storage, flash);
         let logf = std::fs::OpenOptions::new()
@@ -227,11 +254,28 @@ impl Drop for Qemu {
 /// QEMU's command line for `cfg`: the machine, the console on a pseudo-terminal, semihosting
 /// with the firmware's arguments (`storage=<path>` and `flash=<path>` among them), icount,
 /// the image.
-fn command(cfg: &QemuSection, image: &Path, storage: &Path, flash: Option<&Path>) -> Command {
+fn command(
+    cfg: &QemuSection,
+    image: &Path,
+    storage: &Path,
+    flash: Option<(&Path, Option<FlashCut>)>,
+) -> Command {
     let mut semihosting = String::from("enable=on,target=native,arg=fw");
     let storage = format!("storage={}", storage.display());
-    let flash = flash.map(|f| format!("flash={}", f.display()));
-    for a in cfg.semihosting_args.iter().chain([&storage]).chain(&flash) {
+    let (flash, cut) = match flash {
+        Some((f, cut)) => (
+            Some(format!("flash={}", f.display())),
+            cut.map(|c| format!("flashcut={}{}", c.op, if c.torn { "/torn" } else { "" })),
+        ),
+        None => (None, None),
+    };
+    for a in cfg
+        .semihosting_args
+        .iter()
+        .chain([&storage])
+        .chain(&flash)
+        .chain(&cut)
+    {
         semihosting.push_str(",arg=");
         // QEMU's option syntax: a comma inside a value is written twice.
         semihosting.push_str(&a.replace(',', ",,"));

@@ -6,6 +6,7 @@
 
 use core::fmt::{self, Write};
 use core::ops::Range;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use fqp_boot::{boot, BootError, Event, Flash, Layout, TrustedKey};
 use fqp_image::{PayloadHash, HEADER_LEN};
 
@@ -51,36 +52,128 @@ impl fmt::Display for Failure {
     }
 }
 
+/// The time a swap took, after what the boot loader says of it (` (swap 2345 ms)`), when
+/// the board gave a clock.
+struct Took(Option<u32>);
+
+/// The board's flash, with the clock read at the first write to the slots or the scratch
+/// sector and after each: only a swap writes there (the checks before and after it read; the
+/// status log is written outside the swap too), so the span from the first such write to
+/// the end of the last is the swap's time. (Atomics only because a flash is shared between
+/// tasks: the boot loader has one.)
+struct Timed<'a> {
+    flash: &'a dyn Flash,
+    /// Writes here are not the swap's.
+    status: fqp_boot::Area,
+    clock: Option<&'a Clock>,
+    wrote: AtomicBool,
+    first: AtomicU32,
+    last: AtomicU32,
+}
+
+/// Milliseconds of a free-running clock.
+pub type Clock = dyn Fn() -> u32 + Sync;
+
+impl Timed<'_> {
+    fn write<T>(&self, offset: u32, op: impl FnOnce() -> T) -> T {
+        let status = self.status.offset..self.status.offset + self.status.len;
+        let Some(clock) = self.clock.filter(|_| !status.contains(&offset)) else {
+            return op();
+        };
+        if !self.wrote.load(Ordering::Relaxed) {
+            self.first.store(clock(), Ordering::Relaxed);
+            self.wrote.store(true, Ordering::Relaxed);
+        }
+        let done = op();
+        self.last.store(clock(), Ordering::Relaxed);
+        done
+    }
+
+    /// From the first write to the end of the last, if there was any.
+    fn span(&self) -> Took {
+        Took(self.wrote.load(Ordering::Relaxed).then(|| {
+            let (a, b) = (&self.first, &self.last);
+            b.load(Ordering::Relaxed)
+                .wrapping_sub(a.load(Ordering::Relaxed))
+        }))
+    }
+}
+
+impl Flash for Timed<'_> {
+    fn size(&self) -> u32 {
+        self.flash.size()
+    }
+    fn erase_size(&self) -> u32 {
+        self.flash.erase_size()
+    }
+    fn write_size(&self) -> u32 {
+        self.flash.write_size()
+    }
+    fn read(&self, offset: u32, buf: &mut [u8]) -> Result<(), fqp_boot::DeviceError> {
+        self.flash.read(offset, buf)
+    }
+    fn erase(&self, offset: u32, len: u32) -> Result<(), fqp_boot::DeviceError> {
+        self.write(offset, || self.flash.erase(offset, len))
+    }
+    fn program(&self, offset: u32, data: &[u8]) -> Result<(), fqp_boot::DeviceError> {
+        self.write(offset, || self.flash.program(offset, data))
+    }
+}
+
+impl fmt::Display for Took {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(ms) => write!(f, " (swap {ms} ms)"),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Boots the image `fqp-boot` chooses from `flash` (the whole of it: status, scratch, two
 /// slots): checked with `keys` for `board`, copied into `load` (its load address range must
-/// lie within), started. Prints what it did on `console`; returns only when it cannot boot.
+/// lie within), started. Prints what it did on `console`, with the time an update's or a
+/// rollback's swap took (from its first copy to the end of its last) by `clock` (milliseconds of a
+/// free-running clock), if the board has one; returns only when it cannot boot.
 pub fn ram_load(
     flash: &dyn Flash,
     keys: &[TrustedKey],
     board: &str,
     load: Range<u32>,
     console: &dyn Fn(&[u8]),
+    clock: Option<&Clock>,
 ) -> Failure {
     let mut out = Console(console);
     let Some(layout) = Layout::whole(flash) else {
         return Failure::Layout;
     };
-    let booted = match boot(flash, &layout, keys, board) {
+    let timed = Timed {
+        flash,
+        status: layout.status,
+        clock,
+        wrote: AtomicBool::new(false),
+        first: AtomicU32::new(0),
+        last: AtomicU32::new(0),
+    };
+    let booted = match boot(&timed, &layout, keys, board) {
         Ok(b) => b,
         Err(e) => return Failure::Boot(e),
     };
+    let took = timed.span();
     let h = &booted.header;
     let _ = match booted.event {
         Event::Unchanged => Ok(()),
-        Event::Installed => writeln!(out, "fqp-boot: installed the new image"),
+        Event::Installed => writeln!(out, "fqp-boot: installed the new image{took}"),
         Event::Refused(r) => writeln!(out, "fqp-boot: refused the new image: {}", r.reason()),
         Event::RolledBack { rejected: true } => {
-            writeln!(out, "fqp-boot: rolled back: the new image rejected itself")
+            writeln!(
+                out,
+                "fqp-boot: rolled back: the new image rejected itself{took}"
+            )
         }
         Event::RolledBack { rejected: false } => {
             writeln!(
                 out,
-                "fqp-boot: rolled back: the new image did not confirm itself"
+                "fqp-boot: rolled back: the new image did not confirm itself{took}"
             )
         }
     };

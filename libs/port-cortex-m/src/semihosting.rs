@@ -1,6 +1,6 @@
 //! Semihosting, for a board run under an emulator or a debugger: the firmware's command line
-//! (what `fqp` passes: `fw`, `storage=<path>`, `flash=<path>`, the manifest's
-//! `semihosting_args`), flash for the boot loader in a host file ([`HostFlash`]), and
+//! (what `fqp` passes: `fw`, `storage=<path>`, `flash=<path>`, `flashcut=<n>[/torn]`, the
+//! manifest's `semihosting_args`), flash for the boot loader in a host file ([`HostFlash`]), and
 //! persistent storage in a file on the host ([`HostFile`]) for a board whose flash does not
 //! outlive the emulator, or that a port has not yet given a flash driver. `fqp` names the file
 //! on the command line (`storage=<path>`, one per device, kept across the boots of a run). A
@@ -8,7 +8,7 @@
 //! leaves the previous image whole. (On silicon without a debugger attached these calls
 //! fault: a product's storage is its flash.)
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use fqp_port::{DeviceError as Error, Storage};
 
 const SYS_OPEN: usize = 0x01;
@@ -175,9 +175,33 @@ impl Storage for HostFile {
 ///
 /// NOR semantics: erase sets 4 KiB sectors to 0xFF; program ANDs 8-byte units into what is
 /// there (as flash can only clear bits).
+///
+/// **Power cuts at a flash operation** (`fqp ota powercut --every-op`): when the file
+/// `<path>.ops` exists, every operation (a sector erased, a program call) is counted in it,
+/// across the boot loader, the application and their resets (the count is the file's text,
+/// ten digits). With `flashcut=<n>` on the command line, operation *n* is the board's last:
+/// not started (`flashcut=<n>`) or torn half way (`flashcut=<n>/torn`), then the emulator
+/// stops at once, as when the power goes.
 pub struct HostFlash {
     fd: usize,
     size: u32,
+    /// The operation counter's file, when there is one.
+    ops: Option<usize>,
+    /// The operation to cut at (0: none), and whether it is torn half way.
+    cut: u32,
+    torn: bool,
+}
+
+/// Flash operations counted so far (the counter file's value, kept here between updates).
+static OPS: AtomicU32 = AtomicU32::new(0);
+
+/// What becomes of a flash operation about to start.
+enum Go {
+    Whole,
+    /// The power goes during it: after none of it, or (torn) half of it.
+    Cut {
+        torn: bool,
+    },
 }
 
 /// The erase sector of a [`HostFlash`].
@@ -187,7 +211,16 @@ pub const HOST_FLASH_WRITE: u32 = 8;
 
 /// Set (once, with `FLASH` written) by [`HostFlash::init`].
 static FLASH_READY: AtomicBool = AtomicBool::new(false);
-static mut FLASH: HostFlash = HostFlash { fd: 0, size: 0 };
+static mut FLASH: HostFlash = HostFlash {
+    fd: 0,
+    size: 0,
+    ops: None,
+    cut: 0,
+    torn: false,
+};
+
+/// The digits of a flash operation count in its file.
+const OPS_DIGITS: usize = 10;
 
 impl HostFlash {
     /// Opens the file named by `flash=<path>` on the firmware's command line (in `main`,
@@ -216,12 +249,26 @@ impl HostFlash {
             syscall(SYS_CLOSE, &[fd as usize]);
             return false;
         }
+        let ops = open_ops(value);
+        let (cut, torn) = match arg(cmdline, b"flashcut=") {
+            Some(v) => {
+                let (n, torn) = match v.strip_suffix(b"/torn") {
+                    Some(n) => (n, true),
+                    None => (v, false),
+                };
+                (number(n).unwrap_or(0), torn)
+            }
+            None => (0, false),
+        };
         // SAFETY: FLASH_READY is not set yet, so nothing reads FLASH; `main` calls this once,
         // before other tasks run (a second call returns above).
         unsafe {
             *core::ptr::addr_of_mut!(FLASH) = HostFlash {
                 fd: fd as usize,
                 size: len as u32,
+                ops,
+                cut,
+                torn,
             };
         }
         FLASH_READY.store(true, Ordering::Release);
@@ -234,6 +281,35 @@ impl HostFlash {
         FLASH_READY
             .load(Ordering::Acquire)
             .then(|| unsafe { &*core::ptr::addr_of!(FLASH) })
+    }
+
+    /// Counts the operation about to start; whether the power goes during it.
+    fn begin(&self) -> Go {
+        let Some(fd) = self.ops else {
+            return Go::Whole;
+        };
+        let n = fqp_kernel::critical(|| {
+            let n = OPS.load(Ordering::Relaxed) + 1;
+            OPS.store(n, Ordering::Relaxed);
+            let mut text = [b'0'; OPS_DIGITS];
+            let mut v = n;
+            for d in text.iter_mut().rev() {
+                *d = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+            // A counter that cannot be written counts nothing more: the cut is off too.
+            if syscall(SYS_SEEK, &[fd, 0]) != 0
+                || syscall(SYS_WRITE, &[fd, text.as_ptr() as usize, text.len()]) != 0
+            {
+                return 0;
+            }
+            n
+        });
+        if n != 0 && n == self.cut {
+            Go::Cut { torn: self.torn }
+        } else {
+            Go::Whole
+        }
     }
 
     fn check(&self, offset: u32, len: usize, unit: u32) -> Result<(), Error> {
@@ -284,17 +360,40 @@ impl fqp_port::Flash for HostFlash {
     fn erase(&self, offset: u32, len: u32) -> Result<(), Error> {
         self.check(offset, len as usize, HOST_FLASH_SECTOR)?;
         let ones = [0xffu8; 512];
-        let mut at = offset;
-        while at < offset + len {
-            // The file is written 512 bytes at a time: a cut leaves the sector half erased.
-            fqp_kernel::critical(|| self.transfer(at, ones.as_ptr() as *mut u8, ones.len(), true))?;
-            at += ones.len() as u32;
+        let mut sector = offset;
+        while sector < offset + len {
+            // Each sector is an operation of its own (as a flash controller erases them).
+            let end = match self.begin() {
+                Go::Whole => sector + HOST_FLASH_SECTOR,
+                Go::Cut { torn: false } => power_cut(),
+                Go::Cut { torn: true } => sector + HOST_FLASH_SECTOR / 2,
+            };
+            let mut at = sector;
+            while at < end {
+                // The file is written 512 bytes at a time: a kill of the emulator leaves the
+                // sector half erased.
+                fqp_kernel::critical(|| {
+                    self.transfer(at, ones.as_ptr() as *mut u8, ones.len(), true)
+                })?;
+                at += ones.len() as u32;
+            }
+            if end < sector + HOST_FLASH_SECTOR {
+                power_cut()
+            }
+            sector += HOST_FLASH_SECTOR;
         }
         Ok(())
     }
 
     fn program(&self, offset: u32, data: &[u8]) -> Result<(), Error> {
         self.check(offset, data.len(), HOST_FLASH_WRITE)?;
+        let (data, cut) = match self.begin() {
+            Go::Whole => (data, false),
+            Go::Cut { torn: false } => power_cut(),
+            // Half the bytes programmed, the last unit perhaps in part (its other bits
+            // left as they were): a program torn by the power going.
+            Go::Cut { torn: true } => (&data[..data.len() / 2], true),
+        };
         let mut buf = [0u8; 256];
         for (i, chunk) in data.chunks(buf.len()).enumerate() {
             let at = offset + (i * buf.len()) as u32;
@@ -307,6 +406,67 @@ impl fqp_port::Flash for HostFlash {
                 self.transfer(at, cell.as_mut_ptr(), cell.len(), true)
             })?;
         }
+        if cut {
+            power_cut()
+        }
         Ok(())
+    }
+}
+
+/// The counter file of the flash at `path` (`<path>.ops`), open for update, if it exists;
+/// the count goes on from its value.
+fn open_ops(path: &[u8]) -> Option<usize> {
+    let mut p = [0u8; PATH + 4];
+    p[..path.len()].copy_from_slice(path);
+    p[path.len()..path.len() + 4].copy_from_slice(b".ops");
+    let fd = syscall(
+        SYS_OPEN,
+        &[p.as_ptr() as usize, MODE_RPLUSB, path.len() + 4],
+    );
+    if fd < 0 {
+        return None;
+    }
+    let fd = fd as usize;
+    let mut text = [0u8; OPS_DIGITS];
+    let len = syscall(SYS_FLEN, &[fd]);
+    let value = if len == 0 {
+        Some(0) // a new counter
+    } else if len == OPS_DIGITS as isize
+        && syscall(SYS_READ, &[fd, text.as_mut_ptr() as usize, text.len()]) == 0
+    {
+        number(&text)
+    } else {
+        None
+    };
+    match value {
+        Some(v) => {
+            OPS.store(v, Ordering::Relaxed);
+            Some(fd)
+        }
+        None => {
+            syscall(SYS_CLOSE, &[fd]);
+            None
+        }
+    }
+}
+
+/// A decimal number (digits only).
+fn number(digits: &[u8]) -> Option<u32> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u32, |n, &d| {
+        d.is_ascii_digit()
+            .then_some(())
+            .and_then(|()| n.checked_mul(10)?.checked_add(u32::from(d - b'0')))
+    })
+}
+
+/// The power goes: the emulator stops at once (semihosting's exit; the host's `fqp` knows the
+/// cut from the operation counter it reads back).
+fn power_cut() -> ! {
+    cortex_m_semihosting::debug::exit(cortex_m_semihosting::debug::EXIT_FAILURE);
+    loop {
+        cortex_m::asm::nop();
     }
 }

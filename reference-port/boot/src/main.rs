@@ -31,6 +31,34 @@ static UART0: Uart = unsafe { Uart::new(board::UART0) };
 /// region (../an385/memory.x).
 const LOAD: core::ops::Range<u32> = 0x0001_0000..0x0030_0000;
 
+/// The board's CMSDK APB timer 0 (its registers: control, value, reload), which the
+/// application leaves alone: the boot loader's clock for the time a swap takes, in device
+/// time (a 32-bit count down at the CPU's clock: it wraps after 171 s).
+mod timer0 {
+    const BASE: usize = 0x4000_0000;
+    const CTRL: *mut u32 = BASE as *mut u32;
+    const VALUE: *mut u32 = (BASE + 0x4) as *mut u32;
+    const RELOAD: *mut u32 = (BASE + 0x8) as *mut u32;
+
+    /// Starts it counting down from the top.
+    pub fn start() {
+        // SAFETY: the timer's registers on this board; nothing else uses the timer while the
+        // boot loader runs.
+        unsafe {
+            RELOAD.write_volatile(u32::MAX);
+            VALUE.write_volatile(u32::MAX);
+            CTRL.write_volatile(1);
+        }
+    }
+
+    /// Milliseconds since [`start`].
+    pub fn ms() -> u32 {
+        // SAFETY: as in `start`; reading the count has no side effect.
+        let left = unsafe { VALUE.read_volatile() };
+        (u32::MAX - left) / (super::board::CPU_HZ / 1000)
+    }
+}
+
 /// Formats one line of the boot loader's onto the console.
 macro_rules! say {
     ($($arg:tt)*) => {{
@@ -55,7 +83,8 @@ fn trusted_key() -> Option<TrustedKey> {
 #[entry]
 fn main() -> ! {
     UART0.init(board::CPU_HZ, 115_200);
-    let mut line = [0u8; 256];
+    timer0::start();
+    let mut line = [0u8; 512];
     let cmdline = semihosting::cmdline(&mut line);
     let board = option_env!("FQP_PORT_NAME").unwrap_or("mps2-an385");
     let (flash, key) = match (HostFlash::init(cmdline), trusted_key()) {
@@ -69,7 +98,14 @@ fn main() -> ! {
             fqp_port_cortex_m::exit(3)
         }
     };
-    let e = ram_load(flash, &[key], board, LOAD, &|b| UART0.write(b));
+    let e = ram_load(
+        flash,
+        &[key],
+        board,
+        LOAD,
+        &|b| UART0.write(b),
+        Some(&timer0::ms),
+    );
     say!("cannot boot: {e}");
     fqp_port_cortex_m::exit(3)
 }

@@ -160,7 +160,8 @@ pub(super) fn prepare(
 impl Boot {
     /// Writes a device's flash as it leaves the factory: erased (0xFF), the signed image at
     /// the start of the primary slot, no status (a fresh board: its image confirmed). With
-    /// `corrupt`, a byte of the image's payload altered (the harness's own test).
+    /// `corrupt`, a byte of the image's payload altered (the harness's own test). Its
+    /// operation counter (`<path>.ops`) starts at none.
     pub fn write_factory_flash(&self, path: &Path, corrupt: bool) -> std::io::Result<()> {
         let image = std::fs::read(&self.signed)?;
         let mut flash = vec![0xffu8; self.flash_bytes as usize];
@@ -169,6 +170,7 @@ impl Boot {
         if corrupt && image.len() > fqp_signing::HEADER_LEN {
             flash[at + image.len() - 1] ^= 0x01;
         }
-        std::fs::write(path, flash)
+        std::fs::write(path, flash)?;
+        std::fs::write(crate::qemu::flash_ops_path(path), "")
     }
 }

@@ -66,9 +66,19 @@ pub struct Options {
     /// Count an emulator's instructions by function into this profile (timeouts stretched
     /// for the slower emulation).
     pub profile: Option<std::sync::Arc<crate::profile::Profile>>,
-    /// Cut the (first) emulated board's power once, this long after its first test starts
-    /// (`fqp ota powercut`): the device is restarted as after a crash.
-    pub power_cut: Option<Duration>,
+    /// Cut the (first) emulated board's power once (`fqp ota powercut`): the device is
+    /// restarted as after a crash.
+    pub power_cut: Option<PowerCut>,
+}
+
+/// A power cut `fqp ota powercut` makes on the first emulated board of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerCut {
+    /// This long after its first test starts (QEMU killed).
+    After(Duration),
+    /// At an operation on its boot loader's flash, counted from the run's start (the board's
+    /// first boot): the emulator stops before it or half way through it.
+    AtFlashOp(crate::qemu::FlashCut),
 }
 
 /// Where the reports of a run go.

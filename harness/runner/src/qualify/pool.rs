@@ -45,8 +45,9 @@ pub(super) struct Ctx<'a> {
     progress: bool,
     /// Settings provisioned after every boot, and the lab actions tests may ask for.
     lab: LabAccess<'a>,
-    /// Cut the emulated board's power this long after its first test starts (once).
-    pub(super) power_cut: Option<Duration>,
+    /// Cut the emulated board's power once: this long after its first test starts, or at an
+    /// operation on its flash during its first boot (taken once the cut is marked).
+    pub(super) power_cut: Option<super::PowerCut>,
 }
 
 /// What a device's tests get of the lab.
@@ -124,6 +125,25 @@ impl<'a> Ctx<'a> {
             return Err(crate::Error::Interrupted(signal));
         }
         self.boots += 1;
+        let mut cut = None;
+        if let (Some(super::PowerCut::AtFlashOp(c)), Some(flash)) =
+            (self.power_cut, self.boot_flash.as_deref())
+        {
+            if self.boots == 1 {
+                cut = Some(c);
+            } else {
+                // The first boot's power went at that operation if the count reached it.
+                if crate::qemu::flash_ops(flash).is_some_and(|n| n >= c.op) {
+                    let how = if c.torn { ", torn half way" } else { "" };
+                    let op = c.op;
+                    serial::mark(
+                        &self.transcript,
+                        &format!("power cut at flash operation {op}{how}"),
+                    );
+                }
+                self.power_cut = None;
+            }
+        }
         serial::mark(&self.transcript, &format!("boot {}", self.boots));
         let Running { qemu, link } = device::start(&device::Start {
             m: self.m,
@@ -132,7 +152,7 @@ impl<'a> Ctx<'a> {
             qemu_log: &self.qemu_log,
             flash_log: &self.flash_log,
             storage: &self.storage,
-            boot_flash: self.boot_flash.as_deref(),
+            boot_flash: self.boot_flash.as_deref().map(|f| (f, cut)),
             transcript: &self.transcript,
             flashed: self.flashed,
             progress: self.progress,
@@ -166,6 +186,9 @@ impl<'a> Ctx<'a> {
             session.provision(key, value.as_bytes())?;
         }
         session.actions = self.lab.actions.clone();
+        if let Some(flash) = &self.boot_flash {
+            session.on_reboot = Some(count_flash_ops(flash, &self.transcript));
+        }
         tracing::debug!(device = %self.spec.id, port = %info.port, fw = %info.fw, tests = info.tests, boot = self.boots, "device synced");
         Ok(Device {
             qemu,
@@ -173,6 +196,23 @@ impl<'a> Ctx<'a> {
             info,
         })
     }
+}
+
+/// Marks in the transcript how many operations the board's flash has seen when a test
+/// reboots it and when it is back (`fqp ota powercut` finds the phases of an update so: the
+/// download before the first, the boot loader's swap between the two).
+fn count_flash_ops(flash: &Path, transcript: &Transcript) -> crate::session::RebootHook {
+    let (flash, transcript) = (flash.to_path_buf(), transcript.clone());
+    Box::new(move |step| {
+        let Some(n) = crate::qemu::flash_ops(&flash) else {
+            return;
+        };
+        let when = match step {
+            crate::session::RebootStep::Asked => "the test's reboot",
+            crate::session::RebootStep::Synced => "the device back",
+        };
+        serial::mark(&transcript, &format!("flash operations: {n} at {when}"));
+    })
 }
 
 impl Ctx<'_> {

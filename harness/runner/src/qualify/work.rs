@@ -192,7 +192,8 @@ impl Worker<'_, '_> {
                 test: &test.id,
                 attempt: attempts.len() as u32 + 1,
             });
-            if let (Some(after), Some(q)) = (self.ctx.power_cut.take(), d.qemu.as_ref()) {
+            if let (Some(PowerCut::After(after)), Some(q)) = (self.ctx.power_cut, d.qemu.as_ref()) {
+                self.ctx.power_cut = None;
                 let transcript = self.ctx.transcript.clone();
                 q.cut_power_after(after, move || {
                     let ms = after.as_millis();

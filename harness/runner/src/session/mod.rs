@@ -251,6 +251,19 @@ pub type Actions = std::sync::Arc<
         + Sync,
 >;
 
+/// Where a test's reboot of its device (`REBOOT`) has got to, for whoever watches it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RebootStep {
+    /// The test asked for the reboot.
+    Asked,
+    /// The device booted again and is synced: the test goes on.
+    Synced,
+}
+
+/// Told of each step of a test's reboot of its device (the runner counts the emulated
+/// board's flash operations at each, for `fqp ota powercut`).
+pub type RebootHook = Box<dyn FnMut(RebootStep) + Send>;
+
 pub struct Session<L: Link> {
     link: L,
     nonce: u64,
@@ -261,6 +274,11 @@ pub struct Session<L: Link> {
     pub actions: Option<Actions>,
     /// Every setting provisioned (key, value): given again when a test reboots the device.
     provisioned: Vec<(String, Vec<u8>)>,
+    /// Told of the steps of a test's reboot.
+    pub on_reboot: Option<RebootHook>,
+    /// The boot loader's lines (from `fqp-boot: `) since the device last rebooted for a
+    /// test, at most [`RECENT`].
+    loader: Vec<String>,
 }
 
 /// `HardFault at pc=… (lr=…, xpsr=…, cfsr=…, hfsr=…)`: a `FAULT` line in words.
@@ -313,10 +331,17 @@ impl<L: Link> Session<L> {
             corrupt_lines: 0,
             actions: None,
             provisioned: Vec::new(),
+            on_reboot: None,
+            loader: Vec::new(),
         }
     }
 
     fn remember(&mut self, line: &str) {
+        if let Some(at) = line.find("fqp-boot: ") {
+            if self.loader.len() < RECENT {
+                self.loader.push(line[at..].trim_end().to_string());
+            }
+        }
         if !line.trim().is_empty() {
             if self.recent.len() == RECENT {
                 self.recent.pop_front();
@@ -565,6 +590,7 @@ impl<L: Link> Session<L> {
     /// `deadline` and provisions every setting again.
     fn follow_reboot(&mut self, deadline: Instant) -> Result<(), SessionError> {
         let left = deadline.saturating_duration_since(Instant::now());
+        self.loader.clear();
         self.sync(left)?;
         for (key, value) in std::mem::take(&mut self.provisioned) {
             self.provision(&key, &value)?;

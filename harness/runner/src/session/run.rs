@@ -3,7 +3,8 @@
 //! request to the lab), and the test's result grows with it.
 
 use super::{
-    command, Outcome, Session, MAX_AGAIN, MAX_METRICS, MAX_OUTPUT_BYTES, MAX_OUTPUT_LINES,
+    command, Outcome, RebootStep, Session, MAX_AGAIN, MAX_METRICS, MAX_OUTPUT_BYTES,
+    MAX_OUTPUT_LINES,
 };
 use crate::serial::{Link, Recv};
 use fqp_protocol::{Frame, Kind};
@@ -207,6 +208,22 @@ pub(super) fn figure(f: &Frame<'_>, have: &[Metric]) -> Result<Metric, BadFigure
     })
 }
 
+/// The figure of a boot loader's line that ends with the time its swap took in device time
+/// (`fqp-boot: installed the new image (swap 2345 ms)`, `fqp-boot: rolled back: … (swap 80
+/// ms)`): `swap_ms` for an update installed, `revert_ms` for one rolled back.
+pub(super) fn loader_figure(line: &str) -> Option<(&'static str, f64)> {
+    let said = line.strip_prefix("fqp-boot: ")?;
+    let (what, ms) = said.strip_suffix(" ms)")?.rsplit_once(" (swap ")?;
+    let ms: f64 = ms.parse().ok().filter(|v: &f64| v.is_finite())?;
+    if what.starts_with("installed") {
+        Some(("swap_ms", ms))
+    } else if what.starts_with("rolled back") {
+        Some(("revert_ms", ms))
+    } else {
+        None
+    }
+}
+
 impl<L: Link> Session<L> {
     /// Runs test `id`, allowing it `timeout`.
     pub fn run(&mut self, id: &str, timeout: Duration) -> Outcome {
@@ -265,12 +282,27 @@ impl<L: Link> Session<L> {
             );
         }
         run.rebooted = true;
+        self.tell_reboot(RebootStep::Asked);
         if let Err(e) = self.follow_reboot(deadline) {
             return run.error(
                 ErrorKind::Reset,
                 format!("the device did not come back after the reboot the test asked for: {e}"),
                 true,
             );
+        }
+        self.tell_reboot(RebootStep::Synced);
+        // The boot loader's time for the swap it made on the way is the test's figure (the
+        // first one, if the test updates the device more than once).
+        for line in std::mem::take(&mut self.loader) {
+            if let Some((name, ms)) = loader_figure(&line) {
+                if !run.test.metrics.iter().any(|m| m.name == name) {
+                    run.test.metrics.push(Metric {
+                        name: name.into(),
+                        value: ms,
+                        unit: "ms".into(),
+                    });
+                }
+            }
         }
         run.keep(format!(
             "[fqp: the test rebooted the device ({reboots}); synced again, the test goes on]"
@@ -282,6 +314,12 @@ impl<L: Link> Session<L> {
         )) {
             Ok(()) => Step::Goes,
             Err(e) => run.error(ErrorKind::DeviceLost, e.to_string(), true),
+        }
+    }
+
+    fn tell_reboot(&mut self, step: RebootStep) {
+        if let Some(hook) = self.on_reboot.as_mut() {
+            hook(step);
         }
     }
 

@@ -689,3 +689,67 @@ fn a_tick_off_by_ten_names_the_clock_constant_and_a_right_one_passes() {
         "not measured"
     );
 }
+
+#[test]
+fn a_test_that_reboots_is_followed_and_gets_the_boot_loaders_swap_time() {
+    let mut s = fake(|k, cmd| match k {
+        Kind::Run if !cmd.contains("resumed") => vec![
+            dev(Kind::Start, &[("id", "g/t")]),
+            dev(Kind::Reboot, &[("id", "g/t")]),
+        ],
+        Kind::Sync => vec![
+            Recv::Line("fqp-boot: installed the new image (swap 2345 ms)".into()),
+            Recv::Line("fqp-boot: starting 0.1.1 (trial), security counter 0".into()),
+            dev(
+                Kind::Ready,
+                &[
+                    ("proto", "1"),
+                    ("nonce", &nonce_of(cmd)),
+                    ("port", "demo"),
+                    ("fw", "9"),
+                    ("kernel", "1.0"),
+                    ("tests", "1"),
+                ],
+            ),
+        ],
+        Kind::Run => vec![
+            dev(Kind::Start, &[("id", "g/t")]),
+            dev(Kind::End, &[("id", "g/t"), ("status", "pass")]),
+        ],
+        _ => vec![],
+    });
+    let steps = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = steps.clone();
+    s.on_reboot = Some(Box::new(move |step| seen.lock().unwrap().push(step)));
+    let o = s.run("g/t", Duration::from_secs(5));
+    assert_eq!(o.test.status, Status::Passed, "{:?}", o.test);
+    assert!(o.rebooted);
+    assert_eq!(
+        *steps.lock().unwrap(),
+        [RebootStep::Asked, RebootStep::Synced]
+    );
+    let swap = o.test.metrics.iter().find(|m| m.name == "swap_ms").unwrap();
+    assert_eq!((swap.value, swap.unit.as_str()), (2345.0, "ms"));
+}
+
+#[test]
+fn the_boot_loaders_figures_are_read_from_its_lines_only() {
+    use super::run::loader_figure;
+    assert_eq!(
+        loader_figure("fqp-boot: installed the new image (swap 2345 ms)"),
+        Some(("swap_ms", 2345.0))
+    );
+    assert_eq!(
+        loader_figure("fqp-boot: rolled back: the new image did not confirm itself (swap 80 ms)"),
+        Some(("revert_ms", 80.0))
+    );
+    for other in [
+        "fqp-boot: installed the new image",
+        "fqp-boot: starting 0.1.1 (trial), security counter 0",
+        "fqp-boot: refused the new image: bad signature (swap 1 ms)",
+        "fqp-boot: installed the new image (swap NaN ms)",
+        "installed the new image (swap 1 ms)",
+    ] {
+        assert_eq!(loader_figure(other), None, "{other}");
+    }
+}
