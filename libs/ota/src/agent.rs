@@ -8,7 +8,14 @@
 //! its blocks stop coming; progress goes to the job every so many blocks. The status details
 //! the agent writes: `self_test` (`ready` once the image waits for its reboot, `accepted` or
 //! `rejected` after it), `updatedBy` (the image's version, `0x` and eight hex digits),
-//! `progress` (`received/total` blocks), `reason` (why it failed).
+//! `progress` (`received/total` blocks), `written` (with each progress report: `K blocks of
+//! <block size>`, the first K blocks written whole and ending on a sector boundary), `reason` (why
+//! it failed).
+//!
+//! A download goes on where it stopped: after a lost connection from the blocks the agent
+//! holds in memory, after a reset (or a power cut) from the `written` the job keeps — the
+//! agent's own record, taken again with the job, the kept part of the slot checked again
+//! before it is trusted and the rest erased, so no byte is programmed twice.
 
 use crate::pal::{ImageState, Pal, PalError, PlatformState};
 use core::fmt::Write as _;
@@ -147,6 +154,8 @@ struct Details<'a> {
     updated_by: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none", borrow, default)]
     progress: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none", borrow, default)]
+    written: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none", borrow, default)]
     reason: Option<&'a str>,
 }
@@ -379,6 +388,8 @@ impl<'p, 'f> Agent<'p, 'f> {
         // P-256 signature has.
         let mut sig_len = Some(0);
         let mut file = (0u32, 0u32);
+        // What an earlier boot wrote of the file, as it recorded in the job.
+        let mut kept = None;
         let taken = jobs.request(
             mqtt,
             mailbox,
@@ -386,11 +397,12 @@ impl<'p, 'f> Agent<'p, 'f> {
             &body[..n],
             self.config.answer_timeout_ms,
             |payload| -> Result<Option<String<64>>, AgentError> {
-                let Some(e) = doc::execution::<Document<'_>, fqp_jobs::Ignored>(payload)
+                let Some(e) = doc::execution::<Document<'_>, Details<'_>>(payload)
                     .map_err(|_| AgentError::Document)?
                 else {
                     return Ok(None);
                 };
+                kept = e.details.and_then(|d| d.written).and_then(written);
                 let d = e.document.ok_or(AgentError::Document)?;
                 let f = d.ota.files.first().ok_or(AgentError::Document)?;
                 stream
@@ -436,7 +448,7 @@ impl<'p, 'f> Agent<'p, 'f> {
             );
         };
         let outcome = self
-            .download(mqtt, mailbox, &job, &stream, file, certificate)
+            .download(mqtt, mailbox, &job, &stream, file, certificate, kept)
             .and_then(|()| {
                 self.pal
                     .close_file(&signature[..sig_len], certificate)
@@ -472,7 +484,9 @@ impl<'p, 'f> Agent<'p, 'f> {
     /// Fetches file `(id, size)` of `stream` into the platform layer; its header is checked
     /// (with `certificate`, the signer's) as soon as the first block is in, so that an image
     /// the board would refuse is not fetched whole. A download of the same job a lost
-    /// connection stopped goes on from its blocks.
+    /// connection stopped goes on from its blocks; one an earlier boot recorded (`kept`:
+    /// blocks, block size) from the blocks it wrote.
+    #[allow(clippy::too_many_arguments)] // the job's parts, each used apart
     fn download<T, H, const N: usize, const B: usize>(
         &mut self,
         mqtt: &mut Client<'_, T, H>,
@@ -481,6 +495,7 @@ impl<'p, 'f> Agent<'p, 'f> {
         stream: &str,
         (file, size): (u32, u32),
         certificate: &[u8],
+        kept: Option<(u32, u32)>,
     ) -> Result<(), Fetch>
     where
         T: Transport,
@@ -503,15 +518,33 @@ impl<'p, 'f> Agent<'p, 'f> {
         let mut progress = match resumed {
             Some(p) => p,
             None => {
-                self.pal.create_file(size).map_err(Fetch::Pal)?;
-                Progress {
+                let mut p = Progress {
                     job: job_name(job),
                     file: (file, size),
                     block,
                     have: [0; MAX_BLOCKS / 8],
                     received: 0,
                     bytes: 0,
+                };
+                // The blocks an earlier boot wrote, if the slot still holds them (their header
+                // passes the early checks again); otherwise the file from its start.
+                let kept = kept
+                    .filter(|&(k, b)| b == block && k > 0 && (k as usize) < blocks)
+                    .filter(|&(k, _)| {
+                        self.pal.resume_file(size, k * block).is_ok()
+                            && self.pal.check_early(certificate).is_ok()
+                    });
+                match kept {
+                    Some((k, _)) => {
+                        for i in 0..k as usize {
+                            p.have[i / 8] |= 1 << (i % 8);
+                        }
+                        p.received = k as usize;
+                        p.bytes = u64::from(k * block);
+                    }
+                    None => self.pal.create_file(size).map_err(Fetch::Pal)?,
                 }
+                p
             }
         };
         let (before, bytes_before) = (progress.received, progress.bytes);
@@ -655,8 +688,17 @@ impl<'p, 'f> Agent<'p, 'f> {
                 since_report = 0;
                 let mut progress: String<24> = String::new();
                 let _ = write!(progress, "{received}/{blocks}");
+                // The blocks written whole from the first, to a sector boundary: what a
+                // reset may go on from.
+                let whole = (0..blocks)
+                    .find(|&i| missing(&have[..], i))
+                    .unwrap_or(blocks);
+                let per = blocks_per_sector_boundary(block, self.pal.sector()) as usize;
+                let mut written: String<24> = String::new();
+                let _ = write!(written, "{} blocks of {block}", whole / per * per);
                 let details = Details {
                     progress: Some(&progress),
+                    written: Some(&written),
                     ..Details::default()
                 };
                 let _ = self.report(mqtt, mailbox, job, Status::InProgress, &details);
@@ -682,6 +724,21 @@ impl<'p, 'f> Agent<'p, 'f> {
         self.report(mqtt, mailbox, &job, Status::Failed, &details)?;
         Ok(Step::Failed { job, reason })
     }
+}
+
+/// The `written` of a job's status details: blocks and block size (`16 blocks of 4096`).
+fn written(text: &str) -> Option<(u32, u32)> {
+    let (blocks, block) = text.split_once(" blocks of ")?;
+    Some((blocks.parse().ok()?, block.parse().ok()?))
+}
+
+/// The least count of `block`-byte blocks that ends on a boundary of `sector`-byte sectors.
+fn blocks_per_sector_boundary(block: u32, sector: u32) -> u32 {
+    let (mut a, mut b) = (block.max(1), sector.max(1));
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    sector.max(1) / a
 }
 
 /// Why a download stopped.
@@ -751,4 +808,35 @@ fn decode_block(payload: &[u8], file: u32) -> Option<(u32, &[u8])> {
         }
     }
     (f? == file).then_some((i?, p?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resume_point_ends_on_a_sector_boundary() {
+        assert_eq!(blocks_per_sector_boundary(4096, 4096), 1);
+        assert_eq!(blocks_per_sector_boundary(1024, 4096), 4);
+        assert_eq!(blocks_per_sector_boundary(256, 4096), 16);
+        assert_eq!(blocks_per_sector_boundary(16384, 4096), 1);
+        // Sizes that do not divide each other: the least common multiple.
+        assert_eq!(blocks_per_sector_boundary(3072, 4096), 4);
+    }
+
+    #[test]
+    fn written_is_read_back_as_recorded() {
+        assert_eq!(written("16 blocks of 4096"), Some((16, 4096)));
+        assert_eq!(written("0 blocks of 1024"), Some((0, 1024)));
+        for bad in [
+            "",
+            "16",
+            "16x4096",
+            " blocks of 4096",
+            "16 blocks of ",
+            "-1 blocks of 4096",
+        ] {
+            assert_eq!(written(bad), None, "{bad}");
+        }
+    }
 }

@@ -204,6 +204,41 @@ impl<'f> Pal<'f> {
         Ok(())
     }
 
+    /// Goes on receiving a file of `size` bytes whose first `kept` bytes an earlier boot
+    /// wrote whole (the agent's record of them in the job: [`crate::Agent`]): the slot past
+    /// them erased, so that no byte is programmed twice; `kept` must fall on a sector
+    /// boundary. The caller checks what is kept ([`Pal::check_early`]) before relying on it.
+    pub fn resume_file(&mut self, size: u32, kept: u32) -> Result<(), PalError> {
+        let slot = self.layout.slot_len();
+        if size == 0 || size > slot {
+            return Err(PalError::FileSize { size, slot });
+        }
+        if kept > size || !kept.is_multiple_of(self.layout.sector) {
+            return Err(PalError::Misaligned {
+                offset: kept,
+                unit: self.layout.sector,
+            });
+        }
+        self.file = None;
+        self.status()?.withdraw()?;
+        let end = size.div_ceil(self.layout.sector) * self.layout.sector;
+        if end > kept {
+            self.flash
+                .erase(self.layout.secondary.offset + kept, end - kept)?;
+        }
+        self.file = Some(File {
+            size,
+            checked: false,
+            failed: false,
+        });
+        Ok(())
+    }
+
+    /// The flash's erase unit: what a resumed file's kept part is a whole number of.
+    pub fn sector(&self) -> u32 {
+        self.layout.sector
+    }
+
     /// Writes `data` at `offset` of the file (blocks in any order; each offset on the flash's
     /// write unit, as block sizes are); the bytes written.
     pub fn write_block(&mut self, offset: u32, data: &[u8]) -> Result<usize, PalError> {

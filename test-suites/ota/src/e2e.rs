@@ -38,6 +38,7 @@ group!(pub OTA, "ota", [
     a_one_byte_image_is_rolled_back => 120_000,
     cancel_then_update => 120_000,
     a_lost_connection_resumes_the_download => 60_000,
+    a_reset_in_the_download_resumes_it => 120_000,
     the_smallest_blocks_carry_an_image_whole => 60_000,
     the_largest_blocks_carry_an_image_whole => 60_000,
     fetch_rate_by_block_size_and_blocks_in_flight => 90_000,
@@ -584,6 +585,85 @@ fn fetch_rate_by_block_size_and_blocks_in_flight() -> TestResult {
         }
         Ok(())
     })
+}
+
+/// The download of [`a_reset_in_the_download_resumes_it`]: the tests' own, with progress
+/// (and what is written) recorded in the job every two blocks.
+fn recording() -> Config {
+    Config {
+        progress_every: 2,
+        ..config()
+    }
+}
+
+/// The cloud cuts the download after 10 blocks and the board resets (its memory gone): the
+/// agent takes the job again after the boot and goes on from the blocks it recorded in the
+/// job as written, fetching only the rest; the file passes its checks.
+fn a_reset_in_the_download_resumes_it() -> TestResult {
+    run(|| match fqp_testkit::resumed() {
+        0 => cut_then_reset(),
+        _ => go_on_after_reset(),
+    })
+}
+
+/// The first half of [`a_reset_in_the_download_resumes_it`]: the download cut, the reset.
+#[inline(never)] // each half's mailbox in a frame of its own, not both in the test's
+fn cut_then_reset() -> TestResult {
+    clear_jobs()?;
+    settle()?;
+    offer(&[
+        ("version", &next_version()?),
+        ("payload", &format!("{}", FETCH_PAYLOAD)),
+    ])?;
+    let me = Identity::provisioned()?;
+    ask_cloud("cloud-cut", &[("thing", &me.thing), ("blocks", "10")])?;
+    let (first, fetched) = with_agent_as::<SLOTS, SLOT_BYTES, _>(recording(), |a, c, m, certs| {
+        Ok((a.update(c, m, certs), a.fetched()))
+    })?;
+    check!(
+        matches!(first, Err(AgentError::Mqtt(_))),
+        "the cut connection came to {:?}",
+        first
+    );
+    check!(
+        fetched.blocks >= 10 && fetched.blocks < fetched.of,
+        "{} of {} blocks before the cut",
+        fetched.blocks,
+        fetched.of
+    );
+    log!(
+        "{} of {} blocks before the cut: resetting",
+        fetched.blocks,
+        fetched.of
+    );
+    fqp_testkit::reboot_and_resume()
+}
+
+/// The second half: after the boot, the download goes on.
+#[inline(never)]
+fn go_on_after_reset() -> TestResult {
+    let (step, fetched) = with_agent_as::<SLOTS, SLOT_BYTES, _>(recording(), |a, c, m, certs| {
+        Ok((a.update(c, m, certs)?, a.fetched()))
+    })?;
+    let Step::Activated { job } = step else {
+        return Err(fail!("after the reset the agent came to {:?}", step));
+    };
+    // Recorded every two blocks, four in flight: at least the first six were kept.
+    let kept = fetched.of - fetched.blocks;
+    check!(
+        kept >= 6 && fetched.bytes == u64::from(FETCH_PAYLOAD) + 256 - u64::from(kept) * 4096,
+        "after the reset {} of {} blocks fetched ({} bytes)",
+        fetched.blocks,
+        fetched.of,
+        fetched.bytes
+    );
+    check_eq!(held(&job)?.status.as_str(), "IN_PROGRESS");
+    log!(
+        "{} blocks kept through the reset, the other {} fetched after it",
+        kept,
+        fetched.blocks
+    );
+    withdraw()
 }
 
 /// The cloud drops the connection in the middle of a download: on the next connection the
