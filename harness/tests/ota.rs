@@ -205,3 +205,44 @@ fn a_power_cut_torn_in_the_middle_of_the_swap_bricks_nothing() {
     );
     assert_eq!(report["bricked"], 0, "{report}");
 }
+
+/// A test every device of a pool runs at once (`pool = true` in suites.toml): with two
+/// emulated boards, both wait for each other, then one group deployment reaches both; the
+/// run has one result for it, naming both devices.
+#[test]
+fn a_group_deployment_reaches_both_devices_of_a_pool() {
+    let d = dir("pool");
+    let o = succeeds(
+        fqp()
+            .args(["qualify", "--devices", "2", "--test"])
+            .arg("ota/a_group_deployment_reaches_every_device_of_the_pool")
+            .arg("--port")
+            .arg(repo().join("reference-port"))
+            .arg("--out")
+            .arg(&d),
+    );
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("results.json")).unwrap()).unwrap();
+    let tests: Vec<&serde_json::Value> = results["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["tests"].as_array().unwrap())
+        .collect();
+    assert_eq!(tests.len(), 1, "one result for the pool: {}", text(&o));
+    let t = tests[0];
+    assert_eq!(t["status"], "passed", "{t}");
+    assert_eq!(t["details"]["devices"], "1, 2", "{t}");
+    let said = t["output"].to_string();
+    assert!(
+        said.contains("succeeded on all 2 devices of the pool"),
+        "{t}"
+    );
+    for device in ["[1] ", "[2] "] {
+        assert!(said.contains(device), "each device's output: {t}");
+    }
+    for serial in ["serial-1.log", "serial-2.log"] {
+        let log = std::fs::read_to_string(d.join(serial)).unwrap();
+        assert!(log.contains("every device of the run is here"), "{serial}");
+    }
+}

@@ -34,7 +34,14 @@ pub(crate) struct CloudLab {
     greengrass: GreengrassLab,
     /// What `cloud-ota-offer` makes updates of (a port with a boot loader).
     offers: Option<crate::ota::Offers>,
+    /// The things of the run's devices: its pool.
+    pool: Vec<String>,
+    /// The job of the run's deployment to its pool (`cloud-ota-pool`), once made.
+    pool_job: std::sync::Mutex<Option<String>>,
 }
+
+/// The thing group of the run's pool.
+const POOL_GROUP: &str = "fqp-pool";
 
 /// What Greengrass discovery points devices at: a core broker with a certificate from the
 /// core's own CA, one whose certificate comes from another CA, a port where nothing listens,
@@ -222,6 +229,8 @@ impl CloudLab {
             endpoint,
             greengrass,
             offers: None,
+            pool: ids.iter().map(|id| thing_of(id)).collect(),
+            pool_job: std::sync::Mutex::new(None),
         })
     }
 
@@ -262,6 +271,7 @@ impl CloudLab {
             "cloud-job-execution" => self.job_execution(fields),
             "cloud-ota-offer" => self.ota_offer(fields),
             "cloud-ota-update" => self.ota_update(fields),
+            "cloud-ota-pool" => self.ota_pool(fields),
             "cloud-group-leave" => done(self.leave_group(fields)),
             "cloud-greengrass-setup" => done(self.greengrass.setup(self.endpoint.cloud(), fields)),
             "cloud-defender-profile" => done(self.put_profile(fields)),
@@ -344,6 +354,50 @@ impl CloudLab {
             .map_err(|e| LabError::Refuted(format!("the cloud's OTA service: {e}")))?;
         self.endpoint.publish(&messages);
         Ok(vec![("job".into(), fqp_cloud::ota::job_id(&update.id))])
+    }
+
+    /// `cloud-ota-pool` (what [`crate::ota::Offers::make`] reads): the run's deployment to
+    /// its pool, the thing group of every device of the run (`fqp-pool`) — made by the first
+    /// device to ask, which the others then find: whatever their executions pending were is
+    /// canceled first, so that the deployment is each device's next job. Answered as
+    /// settings: `job`, `pool` (the devices), `succeeded` (their executions SUCCEEDED so far).
+    fn ota_pool(&self, fields: &[(String, String)]) -> Result<Vec<(String, String)>, LabError> {
+        let mut made = self.pool_job.lock().unwrap_or_else(|p| p.into_inner());
+        let job = match made.as_ref() {
+            Some(job) => job.clone(),
+            None => {
+                let cloud = self.endpoint.cloud();
+                match cloud.registry().create_group(POOL_GROUP, None) {
+                    Ok(()) | Err(fqp_cloud::registry::RegistryError::GroupExists(_)) => {}
+                    Err(e) => return Err(cloud_error(e)),
+                }
+                for thing in &self.pool {
+                    cloud
+                        .registry()
+                        .add_to_group(POOL_GROUP, thing)
+                        .map_err(cloud_error)?;
+                    self.clear_jobs(thing)?;
+                }
+                let mut offer = fields.to_vec();
+                offer.retain(|(k, _)| k != "thing" && k != "group");
+                offer.push(("group".into(), POOL_GROUP.into()));
+                let answer = self.ota_offer(&offer)?;
+                let job = field(&answer, "job")?.to_string();
+                *made = Some(job.clone());
+                job
+            }
+        };
+        let jobs = self.endpoint.cloud().jobs();
+        let mut succeeded = 0;
+        for thing in &self.pool {
+            let e = jobs.execution(thing, &job).map_err(cloud_error)?;
+            succeeded += usize::from(e.is_some_and(|e| e["status"] == "SUCCEEDED"));
+        }
+        Ok(vec![
+            ("job".into(), job),
+            ("pool".into(), self.pool.len().to_string()),
+            ("succeeded".into(), succeeded.to_string()),
+        ])
     }
 
     /// `cloud-cut` (`thing`, `blocks`): the thing's connection is dropped once it has

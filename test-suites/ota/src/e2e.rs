@@ -39,6 +39,7 @@ group!(pub OTA, "ota", [
     cancel_then_update => 120_000,
     a_lost_connection_resumes_the_download => 60_000,
     a_reset_in_the_download_resumes_it => 120_000,
+    a_group_deployment_reaches_every_device_of_the_pool => 180_000,
     the_smallest_blocks_carry_an_image_whole => 60_000,
     the_largest_blocks_carry_an_image_whole => 60_000,
     fetch_rate_by_block_size_and_blocks_in_flight => 90_000,
@@ -664,6 +665,84 @@ fn go_on_after_reset() -> TestResult {
         fetched.blocks
     );
     withdraw()
+}
+
+/// The run's deployment to its pool (`cloud-ota-pool`: made by the first device to ask, at
+/// `version`, found by the others): its job, the devices of the pool, how many of them have
+/// taken it (their executions SUCCEEDED).
+fn pool_deployment(version: Version) -> Result<(String, u32, u32), Failure> {
+    ask_cloud("cloud-ota-pool", &[("version", &format!("{}", version))])?;
+    let count = |key: &str| -> Result<u32, Failure> {
+        let text = setting(key)?;
+        text.parse()
+            .map_err(|_| fail!("the host's {} is not a count: {:?}", key, text))
+    };
+    Ok((setting("job")?, count("pool")?, count("succeeded")?))
+}
+
+/// Every device of the run takes part at once (suites.toml `pool`): one deployment for the
+/// thing group of the run's devices, which each device's agent takes, installs across a reset
+/// and accepts; each device then waits until the deployment has succeeded on every one.
+fn a_group_deployment_reaches_every_device_of_the_pool() -> TestResult {
+    run(|| match fqp_testkit::resumed() {
+        0 => take_the_pools_update(),
+        _ => until_the_whole_pool_has_it(),
+    })
+}
+
+/// The first half of [`a_group_deployment_reaches_every_device_of_the_pool`].
+#[inline(never)] // each half's mailbox in a frame of its own
+fn take_the_pools_update() -> TestResult {
+    settle()?;
+    let now = running()?;
+    // Newer than what any device of the pool runs after the group's other updates.
+    let minor = now
+        .minor
+        .checked_add(1)
+        .ok_or_else(|| fail!("no version above {} for the pool", now))?;
+    let (job, pool, _) = pool_deployment(Version::new(now.major, minor, 0))?;
+    let step = take_update()?;
+    check!(
+        matches!(step, Step::Activated { job: ref j } if j.as_str() == job),
+        "the pool's deployment {} came to {:?}",
+        job,
+        step
+    );
+    log!(
+        "{} (to the {} devices of the pool) activated: resetting into it",
+        job,
+        pool
+    );
+    fqp_testkit::reboot_and_resume()
+}
+
+/// The second half: accepted here, then every device of the pool.
+#[inline(never)]
+fn until_the_whole_pool_has_it() -> TestResult {
+    let now = accepted_after_reset()?;
+    let mut waited_ms = 0;
+    loop {
+        let (job, pool, succeeded) = pool_deployment(now)?;
+        if succeeded == pool {
+            log!(
+                "{} succeeded on all {} devices of the pool (waited {} ms for the others)",
+                job,
+                pool,
+                waited_ms
+            );
+            fqp_testkit::metric("pool_devices", pool, "");
+            return Ok(());
+        }
+        check!(
+            waited_ms < 120_000,
+            "{} succeeded on {} of the pool's {} devices after 120 s",
+            job,
+            succeeded,
+            pool
+        );
+        fqp_kernel::task::delay(fqp_kernel::time::ms_to_ticks(500));
+        waited_ms += 500;
+    }
 }
 
 /// The cloud drops the connection in the middle of a download: on the next connection the

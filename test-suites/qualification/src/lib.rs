@@ -67,6 +67,10 @@ pub struct TestDesc {
     /// Floors as multiples of the group's control figure (metric name → multiple).
     #[serde(default)]
     pub min_relative: BTreeMap<String, f64>,
+    /// Runs on every device of the run at once, after the other tests (the devices wait for
+    /// each other); one result, passed only if it passed on each.
+    #[serde(default)]
+    pub pool: bool,
 }
 
 /// `a, b, c and 4 more`: a list that stays one readable line.
@@ -160,6 +164,15 @@ impl Suites {
             .into_iter()
             .filter(|c| !port.contains(c))
             .collect()
+    }
+
+    /// Whether test `id` runs on every device of the run at once ([`TestDesc::pool`]).
+    pub fn pooled(&self, id: &str) -> bool {
+        let (group, test) = split(id);
+        self.groups
+            .get(group)
+            .and_then(|g| g.tests.get(test))
+            .is_some_and(|t| t.pool)
     }
 
     /// The control test of `group` (see [`GroupDesc::control`]), if it names one.
@@ -760,6 +773,18 @@ required = false
 
     /// The pinned cases are the groups the suites' sources declare (`group!(…, "name", [...])`):
     /// a test added to a suite must be pinned here too, or this fails.
+    #[test]
+    fn a_test_run_on_every_device_at_once_is_named() {
+        let s = Suites::parse(
+            "version = 1\n[capabilities]\n[groups.g]\nsuite = \"s\"\ndescription = \"d\"\n\
+             required = false\ncases = [\"a\", \"b\"]\ntests.b.pool = true\n",
+        )
+        .unwrap();
+        assert!(s.pooled("g/b"));
+        assert!(!s.pooled("g/a") && !s.pooled("h/b"));
+        assert!(Suites::builtin().pooled("ota/a_group_deployment_reaches_every_device_of_the_pool"));
+    }
+
     #[test]
     fn pinned_cases_are_the_sources_tests() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -24,6 +24,7 @@ mod pool;
 mod publish;
 #[cfg(test)]
 mod tests;
+mod together;
 mod work;
 
 use lab::*;

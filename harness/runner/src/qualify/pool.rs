@@ -311,7 +311,11 @@ pub(super) fn run_tests(
     check_tick(&dev.info, m, opts, run);
     let chosen = skip_lacking(chosen, m, opts, run);
     let chosen = skip_blocked(chosen, &dev.info, m, opts, run);
-    let queue = Mutex::new(units(chosen.clone()));
+    let suites = Suites::builtin();
+    let (pooled, queued): (Vec<Listed>, Vec<Listed>) =
+        chosen.iter().cloned().partition(|l| suites.pooled(&l.id));
+    let queue = Mutex::new(units(queued));
+    let together = together::Together::new(pooled, ids.len());
     let pool = Pool {
         m,
         image,
@@ -319,13 +323,28 @@ pub(super) fn run_tests(
         opts,
         pool,
         queue: &queue,
+        together: &together,
     };
     let info = dev.info.clone();
     let done = pool.work(first, dev, specs.collect(), access);
     let mut tests = Vec::new();
+    let mut each: std::collections::BTreeMap<String, Vec<(String, Test)>> = Default::default();
     for w in done {
         run.problems.extend(w.errors);
-        tests.extend(w.tests);
+        for (group, t) in w.tests {
+            match together.tests.iter().any(|l| l.id == t.id) {
+                true => each
+                    .entry(t.id.clone())
+                    .or_default()
+                    .push((w.device.clone(), t)),
+                false => tests.push((group, t)),
+            }
+        }
+    }
+    for results in each.into_values() {
+        if let Some(t) = together::merge(results) {
+            tests.push((group_of(&t.id).to_string(), t));
+        }
     }
     check_clock(&info, &tests, m, opts, run);
     opts.observers.tell(&Event::Finished);
@@ -458,6 +477,8 @@ struct Pool<'p> {
     /// More than one device (their logs are named by device).
     pool: bool,
     queue: &'p Queue,
+    /// The tests every device runs at once, after the queue.
+    together: &'p together::Together,
 }
 
 impl Pool<'_> {
@@ -469,12 +490,19 @@ impl Pool<'_> {
         others: Vec<Spec>,
         access: LabAccess<'_>,
     ) -> Vec<Work> {
-        let (queue, opts) = (self.queue, self.opts);
+        let (queue, together, opts) = (self.queue, self.together, self.opts);
         std::thread::scope(|scope| {
             let mut names = vec![first.spec.id.clone()];
-            let mut handles = vec![
-                scope.spawn(move || work(&mut first, Some(dev), queue, opts, &opts.observers))
-            ];
+            let mut handles = vec![scope.spawn(move || {
+                work(
+                    &mut first,
+                    Some(dev),
+                    queue,
+                    together,
+                    opts,
+                    &opts.observers,
+                )
+            })];
             for spec in others {
                 let access = access.clone();
                 names.push(spec.id.clone());
@@ -510,11 +538,22 @@ impl Pool<'_> {
             self.opts.progress,
             access,
         ) {
-            Ok(mut ctx) => work(&mut ctx, None, self.queue, self.opts, &self.opts.observers),
-            Err(e) => Work {
-                errors: vec![Problem::new(Stage::Console, format!("device {id}: {e}"))],
-                ..Work::default()
-            },
+            Ok(mut ctx) => work(
+                &mut ctx,
+                None,
+                self.queue,
+                self.together,
+                self.opts,
+                &self.opts.observers,
+            ),
+            Err(e) => {
+                // Not coming to the devices' meeting: they are not to wait for it.
+                drop(self.together.seat());
+                Work {
+                    errors: vec![Problem::new(Stage::Console, format!("device {id}: {e}"))],
+                    ..Work::default()
+                }
+            }
         }
     }
 }

@@ -2,7 +2,9 @@
 //! (restarting the device when a test leaves it in an unknown state, retrying failed tests,
 //! running a test again when the emulator was killed from outside), until the queue is empty
 //! or the device cannot be brought back. What it holds when it stops goes back to the queue.
+//! Then, with the other devices, it runs the tests they all run at once ([`Together`]).
 
+use super::together::Together;
 use super::*;
 use crate::events::{Event, Observers};
 
@@ -12,6 +14,8 @@ pub(super) const MAX_OUTSIDE_KILLS: u32 = 3;
 /// What one device did: its results and the problems outside the tests.
 #[derive(Default)]
 pub(super) struct Work {
+    /// The device's id.
+    pub(super) device: String,
     pub(super) tests: Vec<(String, Test)>,
     pub(super) errors: Vec<Problem>,
 }
@@ -92,9 +96,11 @@ pub(super) fn work(
     ctx: &mut Ctx<'_>,
     booted: Option<Device>,
     queue: &Queue,
+    together: &Together,
     opts: &Options,
     events: &Observers,
 ) -> Work {
+    let mut seat = together.seat();
     let mut w = Worker {
         ctx,
         device: booted,
@@ -106,11 +112,22 @@ pub(super) fn work(
         outside_kills: 0,
     };
     // The guard lives only inside the closure: the queue is not held while tests run.
+    let mut going = true;
     while let Some(unit) = queue.lock().ok().and_then(|mut q| q.pop_front()) {
         if !w.unit(&unit) {
+            going = false;
             break;
         }
     }
+    if going && !together.tests.is_empty() {
+        seat.meet();
+        serial::mark(
+            &w.ctx.transcript,
+            "every device of the run is here: the tests they run at once",
+        );
+        w.unit(&together.tests);
+    }
+    drop(seat);
     w.finish()
 }
 
@@ -346,6 +363,7 @@ impl Worker<'_, '_> {
         self.events.tell(&Event::DeviceDone {
             device: &self.ctx.spec.id,
         });
+        self.done.device = self.ctx.spec.id.clone();
         self.done
     }
 }
