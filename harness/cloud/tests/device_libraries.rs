@@ -570,6 +570,10 @@ fn the_ota_agent_updates_through_the_clouds_stream() {
             .unwrap();
         assert_eq!(e["status"], "FAILED", "{e}");
         assert_eq!(e["statusDetails"]["reason"], why, "{e}");
+        // What the device did around the failure, for whoever debugs it from the cloud.
+        let log = e["statusDetails"]["log"].as_str().unwrap_or_default();
+        assert!(log.starts_with("took ota-2: file "), "{e}");
+        assert!(log.ends_with(&format!("failed: {why}")), "{e}");
         let b = boot(&sim, &layout, &trusted(), BOARD).unwrap();
         assert_eq!(
             (b.header.version, b.event),
@@ -685,6 +689,12 @@ fn the_ota_agent_resumes_a_download_after_a_reset() {
         "only the blocks not recorded as written"
     );
     assert_eq!(f.bytes, 19_256 - u64::from(kept) * 1024);
+    let e = cloud.endpoint.cloud().jobs().execution("lamp", "ota-4");
+    let e = e.unwrap().unwrap();
+    assert_eq!(
+        e["statusDetails"]["retries"], "1",
+        "the download gone on with: {e}"
+    );
 
     // The slot's first sector lost (what was recorded is not there): from the start.
     let cloud = lab("ota-reset-lost");

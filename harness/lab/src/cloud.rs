@@ -416,7 +416,8 @@ impl CloudLab {
     /// `cloud-ota-update` (`thing`, `job`): the update as the cloud holds it for the thing,
     /// answered as settings: `ota_version` (the image's, from the job's document),
     /// `ota_status` (the execution's, `NONE` without one), and its status details
-    /// `ota_self_test`, `ota_updated_by`, `ota_reason`, `ota_progress` (`-` when absent).
+    /// `ota_self_test`, `ota_updated_by`, `ota_reason`, `ota_progress`, `ota_log` (`-` when
+    /// absent).
     fn ota_update(&self, fields: &[(String, String)]) -> Result<Vec<(String, String)>, LabError> {
         let (thing, job) = (field(fields, "thing")?, field(fields, "job")?);
         let jobs = self.endpoint.cloud().jobs();
@@ -436,6 +437,7 @@ impl CloudLab {
             ("ota_updated_by".into(), text(&details["updatedBy"])),
             ("ota_reason".into(), text(&details["reason"])),
             ("ota_progress".into(), text(&details["progress"])),
+            ("ota_log".into(), text(&details["log"])),
         ])
     }
 

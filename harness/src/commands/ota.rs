@@ -405,7 +405,9 @@ impl CreateArgs {
     }
 }
 
-/// One device's line of an update's status.
+/// One device's line of an update's status; for a device whose update ended otherwise than
+/// it should, what the device said of it: its status details in full, and its last doings
+/// (the agent's `log`).
 fn status_line(e: &serde_json::Value) -> String {
     let d = &e["statusDetails"];
     let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
@@ -414,15 +416,32 @@ fn status_line(e: &serde_json::Value) -> String {
         .and_then(|h| u32::from_str_radix(h.trim_start_matches("0x"), 16).ok())
         .map(|v| Version::from_u32(v).to_string())
         .unwrap_or_else(|| "-".into());
-    format!(
-        "{:<24} {:<12} {:<10} {:<12} {:<10} {}",
+    let mut line = format!(
+        "{:<24} {:<12} {:<10} {:<12} {:<8} {:<10} {}",
         text(&e["thingName"]),
         text(&e["status"]),
         text(&d["self_test"]),
         text(&d["progress"]),
+        text(&d["retries"]),
         version,
         text(&d["reason"]),
-    )
+    );
+    let ended_badly = matches!(
+        e["status"].as_str(),
+        Some("FAILED" | "REJECTED" | "TIMED_OUT" | "REMOVED")
+    );
+    if let (true, Some(details)) = (ended_badly, d.as_object()) {
+        let all: Vec<String> = details
+            .iter()
+            .filter(|(k, _)| k.as_str() != "log")
+            .map(|(k, v)| format!("{k}={}", text(v)))
+            .collect();
+        line.push_str(&format!("\n    status details: {}", all.join(", ")));
+        if let Some(log) = d["log"].as_str() {
+            line.push_str(&format!("\n    device's log: {log}"));
+        }
+    }
+    line
 }
 
 impl StatusArgs {
@@ -442,8 +461,8 @@ impl StatusArgs {
                 serde_json::to_string(&all).unwrap_or_default()
             } else {
                 let mut t = format!(
-                    "{:<24} {:<12} {:<10} {:<12} {:<10} {}",
-                    "thing", "status", "self test", "blocks", "version", "reason"
+                    "{:<24} {:<12} {:<10} {:<12} {:<8} {:<10} {}",
+                    "thing", "status", "self test", "blocks", "retries", "version", "reason"
                 );
                 for e in &rows {
                     t.push('\n');
@@ -466,5 +485,49 @@ impl StatusArgs {
             }
             std::thread::sleep(std::time::Duration::from_millis(500));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::status_line;
+    use serde_json::json;
+
+    #[test]
+    fn a_device_under_way_is_one_line() {
+        let e = json!({
+            "thingName": "lamp", "status": "IN_PROGRESS",
+            "statusDetails": {"progress": "64/133", "retries": "2", "written": "64 blocks of 4096"}
+        });
+        let line = status_line(&e);
+        assert!(!line.contains('\n'), "{line}");
+        assert!(
+            line.starts_with("lamp") && line.contains("64/133"),
+            "{line}"
+        );
+        assert!(line.contains(" 2 "), "the retries: {line}");
+    }
+
+    #[test]
+    fn a_failed_device_shows_its_details_and_its_log() {
+        let e = json!({
+            "thingName": "lamp", "status": "FAILED",
+            "statusDetails": {
+                "reason": "download timed out", "retries": "5",
+                "log": "took ota-7: file 1 of 19256 B; no block of 4 asked from 12 in 2000 ms"
+            }
+        });
+        let line = status_line(&e);
+        let lines: Vec<&str> = line.lines().collect();
+        assert_eq!(lines.len(), 3, "{line}");
+        assert!(lines[0].ends_with("download timed out"), "{line}");
+        assert_eq!(
+            lines[1].trim(),
+            "status details: reason=download timed out, retries=5"
+        );
+        assert!(
+            lines[2].trim().starts_with("device's log: took ota-7"),
+            "{line}"
+        );
     }
 }

@@ -9,8 +9,10 @@
 //! the agent writes: `self_test` (`ready` once the image waits for its reboot, `accepted` or
 //! `rejected` after it), `updatedBy` (the image's version, `0x` and eight hex digits),
 //! `progress` (`received/total` blocks), `written` (with each progress report: `K blocks of
-//! <block size>`, the first K blocks written whole and ending on a sector boundary), `reason` (why
-//! it failed).
+//! <block size>`, the first K blocks written whole and ending on a sector boundary), `retries`
+//! (requests for blocks sent again, and downloads gone on with after a lost connection or a
+//! reset, in this boot), `reason` (why it failed) and with it `log` (the agent's last doings:
+//! what the device did around the failure, for whoever debugs it from the cloud).
 //!
 //! A download goes on where it stopped: after a lost connection from the blocks the agent
 //! holds in memory, after a reset (or a power cut) from the `written` the job keeps — the
@@ -157,6 +159,10 @@ struct Details<'a> {
     #[serde(skip_serializing_if = "Option::is_none", borrow, default)]
     written: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none", borrow, default)]
+    retries: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none", borrow, default)]
+    log: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none", borrow, default)]
     reason: Option<&'a str>,
 }
 
@@ -187,6 +193,33 @@ pub struct Agent<'p, 'f> {
     progress: Option<Progress>,
     /// What the latest call fetched.
     fetched: Fetched,
+    /// Requests sent again and downloads gone on with, for the job at hand.
+    retries: u32,
+    trail: Trail,
+}
+
+/// Room for the agent's last doings (the status details' `log`).
+const TRAIL: usize = 224;
+
+/// The agent's last doings, oldest first, `; ` between them: the oldest go to make room.
+#[derive(Default)]
+struct Trail(String<TRAIL>);
+
+impl Trail {
+    fn note(&mut self, event: core::fmt::Arguments<'_>) {
+        let mut e: String<96> = String::new();
+        let _ = e.write_fmt(event);
+        while !self.0.is_empty() && self.0.len() + 2 + e.len() > TRAIL {
+            let cut = self.0.find("; ").map_or(self.0.len(), |i| i + 2);
+            let mut rest: String<TRAIL> = String::new();
+            let _ = rest.push_str(&self.0[cut..]);
+            self.0 = rest;
+        }
+        if !self.0.is_empty() {
+            let _ = self.0.push_str("; ");
+        }
+        let _ = self.0.push_str(&e);
+    }
 }
 
 /// What a call of [`Agent::update`] fetched.
@@ -234,6 +267,8 @@ impl<'p, 'f> Agent<'p, 'f> {
             token: 0,
             progress: None,
             fetched: Fetched::default(),
+            retries: 0,
+            trail: Trail::default(),
         }
     }
 
@@ -259,7 +294,7 @@ impl<'p, 'f> Agent<'p, 'f> {
         details: &Details<'_>,
     ) -> Result<(), AgentError> {
         let token = self.token();
-        let mut body = [0u8; 384];
+        let mut body = [0u8; 640];
         let n = doc::update(&mut body, status, None, Some(details), &token)?;
         let jobs = Jobs::new(self.thing);
         jobs.request(
@@ -426,6 +461,8 @@ impl<'p, 'f> Agent<'p, 'f> {
         let Some(job) = taken else {
             return Ok(Step::NoJob);
         };
+        self.trail
+            .note(format_args!("took {job}: file {}, {} B", file.0, file.1));
         let sig_len = match sig_len {
             Some(0) => {
                 return self.fail(
@@ -472,9 +509,12 @@ impl<'p, 'f> Agent<'p, 'f> {
         }
         let mut version: String<16> = String::new();
         let _ = write!(version, "0x{:08x}", header.version.to_u32());
+        let mut retries: String<12> = String::new();
+        let _ = write!(retries, "{}", self.retries);
         let details = Details {
             self_test: Some("ready"),
             updated_by: Some(&version),
+            retries: Some(&retries),
             ..Details::default()
         };
         self.report(mqtt, mailbox, &job, Status::InProgress, &details)?;
@@ -516,8 +556,16 @@ impl<'p, 'f> Agent<'p, 'f> {
                 && self.pal.receiving() == Some(size)
         });
         let mut progress = match resumed {
-            Some(p) => p,
+            Some(p) => {
+                self.retries += 1;
+                let (n, r) = (p.received, self.retries);
+                self.trail.note(format_args!(
+                    "went on from {n} of {blocks} blocks (retry {r})"
+                ));
+                p
+            }
             None => {
+                self.retries = 0;
                 let mut p = Progress {
                     job: job_name(job),
                     file: (file, size),
@@ -541,8 +589,16 @@ impl<'p, 'f> Agent<'p, 'f> {
                         }
                         p.received = k as usize;
                         p.bytes = u64::from(k * block);
+                        self.retries += 1;
+                        self.trail.note(format_args!(
+                            "kept {k} of {blocks} blocks an earlier boot wrote"
+                        ));
                     }
-                    None => self.pal.create_file(size).map_err(Fetch::Pal)?,
+                    None => {
+                        self.pal.create_file(size).map_err(Fetch::Pal)?;
+                        self.trail
+                            .note(format_args!("new file: {blocks} blocks of {block} B"));
+                    }
                 }
                 p
             }
@@ -556,8 +612,12 @@ impl<'p, 'f> Agent<'p, 'f> {
             bytes: progress.bytes - bytes_before,
             ms: mqtt.now_ms().saturating_sub(started),
         };
-        if let Err(Fetch::Mqtt(_)) = r {
+        if let Err(Fetch::Mqtt(e)) = r {
             // The connection is gone: the blocks stay for the job's next call.
+            let n = progress.received;
+            self.trail.note(format_args!(
+                "connection lost at {n} of {blocks} blocks: {e:?}"
+            ));
             self.progress = Some(progress);
         }
         r
@@ -678,9 +738,14 @@ impl<'p, 'f> Agent<'p, 'f> {
             }
             if got == 0 {
                 idle += 1;
+                self.trail.note(format_args!(
+                    "no block of {asked} asked from {first} in {} ms",
+                    c.request_timeout_ms
+                ));
                 if idle > c.retries {
                     return Err(Fetch::Timeout);
                 }
+                self.retries += 1;
             } else {
                 idle = 0;
             }
@@ -696,9 +761,12 @@ impl<'p, 'f> Agent<'p, 'f> {
                 let per = blocks_per_sector_boundary(block, self.pal.sector()) as usize;
                 let mut written: String<24> = String::new();
                 let _ = write!(written, "{} blocks of {block}", whole / per * per);
+                let mut retries: String<12> = String::new();
+                let _ = write!(retries, "{}", self.retries);
                 let details = Details {
                     progress: Some(&progress),
                     written: Some(&written),
+                    retries: Some(&retries),
                     ..Details::default()
                 };
                 let _ = self.report(mqtt, mailbox, job, Status::InProgress, &details);
@@ -717,8 +785,14 @@ impl<'p, 'f> Agent<'p, 'f> {
         reason: &'static str,
     ) -> Result<Step, AgentError> {
         let _ = self.pal.abort();
+        self.trail.note(format_args!("failed: {reason}"));
+        let mut retries: String<12> = String::new();
+        let _ = write!(retries, "{}", self.retries);
+        let log = self.trail.0.clone();
         let details = Details {
             reason: Some(reason),
+            retries: Some(&retries),
+            log: Some(&log),
             ..Details::default()
         };
         self.report(mqtt, mailbox, &job, Status::Failed, &details)?;

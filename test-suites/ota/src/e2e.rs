@@ -109,6 +109,8 @@ struct Held {
     status: String,
     reason: String,
     updated_by: String,
+    /// The agent's last doings, as it told the job when the update failed.
+    log: String,
 }
 
 /// Asks the host's cloud for an update of the running firmware, as `fields` say; its job.
@@ -129,6 +131,7 @@ fn held(job: &str) -> Result<Held, Failure> {
         status: setting("ota_status")?,
         reason: setting("ota_reason")?,
         updated_by: setting("ota_updated_by")?,
+        log: setting("ota_log")?,
     })
 }
 
@@ -299,6 +302,12 @@ fn refused(fields: &[(&str, &str)], reason: &str) -> TestResult {
     let h = held(&job)?;
     check_eq!(h.status.as_str(), "FAILED");
     check_eq!(h.reason.as_str(), reason);
+    // What the device did around it, for whoever debugs the failure from the cloud.
+    check!(
+        h.log.starts_with("took ") && h.log.ends_with(reason),
+        "the device's log in the job: {:?}",
+        h.log
+    );
     check_eq!(running()?, before);
     let p = crate::pal::pal()?;
     check_eq!(p.requested(), Ok(false));
