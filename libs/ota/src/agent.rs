@@ -899,6 +899,23 @@ mod tests {
     }
 
     #[test]
+    fn the_log_keeps_the_latest_doings_within_its_room() {
+        let mut t = Trail::default();
+        t.note(format_args!("took ota-1"));
+        t.note(format_args!("new file"));
+        assert_eq!(t.0.as_str(), "took ota-1; new file");
+        for i in 0..40 {
+            t.note(format_args!("no block of 4 asked from {i}"));
+        }
+        t.note(format_args!("failed: download timed out"));
+        assert!(t.0.len() <= TRAIL);
+        assert!(t.0.ends_with("; failed: download timed out"), "{}", t.0);
+        // Whole entries go, oldest first.
+        assert!(t.0.starts_with("no block of 4 asked from "), "{}", t.0);
+        assert!(!t.0.contains("took"));
+    }
+
+    #[test]
     fn written_is_read_back_as_recorded() {
         assert_eq!(written("16 blocks of 4096"), Some((16, 4096)));
         assert_eq!(written("0 blocks of 1024"), Some((0, 1024)));
