@@ -177,13 +177,6 @@ pub fn ram_load(
             )
         }
     };
-    let _ = writeln!(
-        out,
-        "fqp-boot: starting {} ({}), security counter {}",
-        h.version,
-        if booted.trial { "trial" } else { "confirmed" },
-        h.security_counter
-    );
     let (at, len) = (h.load_address, h.payload_len);
     let inside = at >= load.start && at.checked_add(len).is_some_and(|end| end <= load.end);
     let failure = if !inside || len < 8 {
@@ -214,6 +207,19 @@ pub fn ram_load(
         }
         return f;
     }
+    // Its own time from the board's start (the image's checks, a swap, the copy): the last
+    // thing it says.
+    let _ = write!(
+        out,
+        "fqp-boot: starting {} ({}), security counter {}",
+        h.version,
+        if booted.trial { "trial" } else { "confirmed" },
+        h.security_counter
+    );
+    let _ = match clock {
+        Some(ms) => writeln!(out, " (boot {} ms)", ms()),
+        None => writeln!(out),
+    };
     // SAFETY: the payload starts with its vector table (initial stack pointer, reset
     // handler), checked above; VTOR takes its address, so its handlers are the ones called.
     unsafe {

@@ -269,6 +269,11 @@ fn update_and_reset(fields: &[(&str, &str)]) -> TestResult {
 /// runs the offered version, confirmed.
 fn accepted_after_reset() -> Result<Version, Failure> {
     let step = after_boot(true)?;
+    if fqp_testkit::resumed() == 1 {
+        // From the new image's start to its job SUCCEEDED, device time (with the rest of
+        // the update's figures: update_ready_ms, boot_ms — the job's creation to accepted).
+        fqp_testkit::metric("accepted_ms", fqp_kernel::time::uptime_us() / 1000, "ms");
+    }
     let Some(Step::Accepted { job }) = step else {
         return Err(fail!("after the reset the agent came to {:?}", step));
     };

@@ -146,12 +146,17 @@ pub fn ask(
     }
 }
 
-/// A `METRIC` line for the running test.
-/// Tells the host the running test reboots the device and goes on after it (`REBOOT`).
+/// Tells the host the running test reboots the device and goes on after it (`REBOOT`), with
+/// the device time it ran on this boot.
 pub fn reboot() {
-    send_line(LineBuf::new(Kind::Reboot).field("id", test_id()));
+    send_line(
+        LineBuf::new(Kind::Reboot)
+            .field("id", test_id())
+            .field("us", crate::running::elapsed_us()),
+    );
 }
 
+/// A `METRIC` line for the running test.
 pub fn metric(name: &str, value: impl fmt::Display, unit: &str) {
     send_line(
         LineBuf::new(Kind::Metric)

@@ -7,6 +7,8 @@ use fqp_kernel::task::TaskId;
 
 /// Group and name of the running test.
 static CURRENT: Mutex<Option<(&'static str, &'static str)>> = Mutex::new(None);
+/// When (device uptime, µs) the running test started.
+static STARTED_US: Mutex<u64> = Mutex::new(0);
 /// Helpers spawned by the running test.
 static HELPERS: Mutex<heapless::Vec<TaskId, 16>> = Mutex::new(heapless::Vec::new());
 
@@ -20,7 +22,13 @@ pub(crate) fn current() -> Option<(&'static str, &'static str)> {
 
 /// Marks the test `(group, name)` running, or none.
 pub(crate) fn set_current(test: Option<(&'static str, &'static str)>) {
+    *STARTED_US.lock() = fqp_kernel::time::uptime_us();
     *CURRENT.lock() = test;
+}
+
+/// How long (device time, µs) the running test has run on this boot.
+pub(crate) fn elapsed_us() -> u64 {
+    fqp_kernel::time::uptime_us().saturating_sub(*STARTED_US.lock())
 }
 
 /// Remembers a helper task of the running test, to delete it when the test ends.

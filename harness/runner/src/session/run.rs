@@ -35,6 +35,9 @@ struct TestRun<'a> {
     dropped: usize,
     /// The device reported a failed check (`FAIL`).
     failed_check: bool,
+    /// Device time of the test's earlier boots (each `REBOOT`'s `us`) and of the boot
+    /// loader's between them (its `boot` figure), µs.
+    before_us: u64,
 }
 
 impl<'a> TestRun<'a> {
@@ -46,6 +49,7 @@ impl<'a> TestRun<'a> {
             agains: 0,
             dropped: 0,
             failed_check: false,
+            before_us: 0,
         }
     }
 
@@ -104,7 +108,8 @@ impl<'a> TestRun<'a> {
 
     fn end(&mut self, f: &Frame<'_>) -> Step {
         let t = &mut self.test;
-        t.device_us = f.num("us");
+        // A test that rebooted the device ran on each boot: its time is theirs together.
+        t.device_us = f.num("us").map(|us| us + self.before_us);
         match f.raw("status") {
             Some("pass") if self.failed_check => {
                 return self.error(
@@ -208,19 +213,25 @@ pub(super) fn figure(f: &Frame<'_>, have: &[Metric]) -> Result<Metric, BadFigure
     })
 }
 
-/// The figure of a boot loader's line that ends with the time its swap took in device time
+/// The figure of a boot loader's line that ends with a time in device time: its swap's
 /// (`fqp-boot: installed the new image (swap 2345 ms)`, `fqp-boot: rolled back: … (swap 80
-/// ms)`): `swap_ms` for an update installed, `revert_ms` for one rolled back.
+/// ms)`): `swap_ms` for an update installed, `revert_ms` for one rolled back; its own, from
+/// its start to the image's (`fqp-boot: starting 1.0.1 (trial), … (boot 1650 ms)`): `boot_ms`.
 pub(super) fn loader_figure(line: &str) -> Option<(&'static str, f64)> {
-    let said = line.strip_prefix("fqp-boot: ")?;
-    let (what, ms) = said.strip_suffix(" ms)")?.rsplit_once(" (swap ")?;
+    let said = line.strip_prefix("fqp-boot: ")?.strip_suffix(" ms)")?;
+    let (what, kind, ms) = match said.rsplit_once(" (swap ") {
+        Some((what, ms)) => (what, "swap", ms),
+        None => {
+            let (what, ms) = said.rsplit_once(" (boot ")?;
+            (what, "boot", ms)
+        }
+    };
     let ms: f64 = ms.parse().ok().filter(|v: &f64| v.is_finite())?;
-    if what.starts_with("installed") {
-        Some(("swap_ms", ms))
-    } else if what.starts_with("rolled back") {
-        Some(("revert_ms", ms))
-    } else {
-        None
+    match kind {
+        "swap" if what.starts_with("installed") => Some(("swap_ms", ms)),
+        "swap" if what.starts_with("rolled back") => Some(("revert_ms", ms)),
+        "boot" if what.starts_with("starting ") => Some(("boot_ms", ms)),
+        _ => None,
     }
 }
 
@@ -295,6 +306,9 @@ impl<L: Link> Session<L> {
         // first one, if the test updates the device more than once).
         for line in std::mem::take(&mut self.loader) {
             if let Some((name, ms)) = loader_figure(&line) {
+                if name == "boot_ms" {
+                    run.before_us += (ms * 1000.0) as u64;
+                }
                 if !run.test.metrics.iter().any(|m| m.name == name) {
                     run.test.metrics.push(Metric {
                         name: name.into(),
@@ -358,7 +372,10 @@ impl<L: Link> Session<L> {
             Kind::Metric if ours => run.metric(f),
             Kind::Fail if ours => run.failed(f),
             Kind::End if ours => run.end(f),
-            Kind::Reboot if ours => Step::Reboots,
+            Kind::Reboot if ours => {
+                run.before_us += f.num("us").unwrap_or(0);
+                Step::Reboots
+            }
             Kind::Fault => run.fault(f),
             Kind::Panic => run.panicked(f),
             Kind::Hello | Kind::Bye => run.error(

@@ -695,11 +695,13 @@ fn a_test_that_reboots_is_followed_and_gets_the_boot_loaders_swap_time() {
     let mut s = fake(|k, cmd| match k {
         Kind::Run if !cmd.contains("resumed") => vec![
             dev(Kind::Start, &[("id", "g/t")]),
-            dev(Kind::Reboot, &[("id", "g/t")]),
+            dev(Kind::Reboot, &[("id", "g/t"), ("us", "7000000")]),
         ],
         Kind::Sync => vec![
             Recv::Line("fqp-boot: installed the new image (swap 2345 ms)".into()),
-            Recv::Line("fqp-boot: starting 0.1.1 (trial), security counter 0".into()),
+            Recv::Line(
+                "fqp-boot: starting 0.1.1 (trial), security counter 0 (boot 1500 ms)".into(),
+            ),
             dev(
                 Kind::Ready,
                 &[
@@ -714,7 +716,10 @@ fn a_test_that_reboots_is_followed_and_gets_the_boot_loaders_swap_time() {
         ],
         Kind::Run => vec![
             dev(Kind::Start, &[("id", "g/t")]),
-            dev(Kind::End, &[("id", "g/t"), ("status", "pass")]),
+            dev(
+                Kind::End,
+                &[("id", "g/t"), ("status", "pass"), ("us", "2000000")],
+            ),
         ],
         _ => vec![],
     });
@@ -730,6 +735,10 @@ fn a_test_that_reboots_is_followed_and_gets_the_boot_loaders_swap_time() {
     );
     let swap = o.test.metrics.iter().find(|m| m.name == "swap_ms").unwrap();
     assert_eq!((swap.value, swap.unit.as_str()), (2345.0, "ms"));
+    let boot = o.test.metrics.iter().find(|m| m.name == "boot_ms").unwrap();
+    assert_eq!(boot.value, 1500.0);
+    // The test's device time: before the reboot, the boot loader's, after it.
+    assert_eq!(o.test.device_us, Some(7_000_000 + 1_500_000 + 2_000_000));
 }
 
 #[test]
@@ -743,9 +752,15 @@ fn the_boot_loaders_figures_are_read_from_its_lines_only() {
         loader_figure("fqp-boot: rolled back: the new image did not confirm itself (swap 80 ms)"),
         Some(("revert_ms", 80.0))
     );
+    assert_eq!(
+        loader_figure("fqp-boot: starting 0.1.1 (trial), security counter 0 (boot 1650 ms)"),
+        Some(("boot_ms", 1650.0))
+    );
     for other in [
         "fqp-boot: installed the new image",
         "fqp-boot: starting 0.1.1 (trial), security counter 0",
+        "fqp-boot: installed the new image (boot 5 ms)",
+        "fqp-boot: starting 0.1.1 (swap 5 ms)",
         "fqp-boot: refused the new image: bad signature (swap 1 ms)",
         "fqp-boot: installed the new image (swap NaN ms)",
         "installed the new image (swap 1 ms)",
