@@ -42,7 +42,7 @@ fn exit_statuses_follow_the_table() {
     );
     assert_eq!(o.code, 0, "{}", o.explain());
     assert_eq!(o.results["selection"]["tests"][0], "selftest/passes");
-    assert_eq!(o.results["suites"]["version"], 9);
+    assert_eq!(o.results["suites"]["version"], 10);
     assert!(
         o.stdout.contains("only a selection of the tests ran"),
         "{}",
@@ -369,7 +369,7 @@ fn verify_trusts_only_what_is_configured() {
     let (code, v, _) = run(&["verify", path]);
     assert_eq!(code, 0, "{v}");
     assert!(v.contains("trusted as this lab's certificate"), "{v}");
-    assert!(v.contains("ok    suites: version 9"), "{v}");
+    assert!(v.contains("ok    suites: version 10"), "{v}");
     // Signed by a throwaway key: a valid signature by nobody trusted.
     let forged = o.out.join("forged.json");
     std::fs::copy(&results, &forged).unwrap();

@@ -123,12 +123,15 @@ fn what_cannot_be_signed_is_refused_with_the_fix() {
 /// `fqp ota powercut`'s smoke (the campaign itself: docs/ota.md): the reference board's power
 /// cut at a moment of an update, in a run of its own; the board boots a valid image after it
 /// and completes the update; the report counts the cut by phase.
-#[test]
-fn power_cuts_in_the_middle_of_an_update_brick_nothing() {
-    let d = dir("powercut");
+/// Runs `fqp ota powercut` on the reference port with `args` (one cut), into `dir`: it must
+/// report nothing bricked and the update completed; its report.
+fn powercut(name: &str, args: &[&str]) -> (PathBuf, serde_json::Value) {
+    let d = dir(name);
     let o = succeeds(
         fqp()
-            .args(["ota", "powercut", "--cuts", "1", "--seed", "3", "--port"])
+            .args(["ota", "powercut"])
+            .args(args)
+            .arg("--port")
             .arg(repo().join("reference-port"))
             .arg("--out")
             .arg(&d),
@@ -138,8 +141,13 @@ fn power_cuts_in_the_middle_of_an_update_brick_nothing() {
         said.contains("0 bricked, 1 of 1 updates completed"),
         "{said}"
     );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(d.join("powercut.json")).unwrap()).unwrap();
+    let report = serde_json::from_str(&std::fs::read_to_string(d.join("powercut.json")).unwrap());
+    (d, report.unwrap())
+}
+
+#[test]
+fn power_cuts_in_the_middle_of_an_update_brick_nothing() {
+    let (d, report) = powercut("powercut", &["--cuts", "1", "--seed", "3"]);
     assert_eq!(report["cuts"], 1, "{report}");
     assert_eq!(report["bricked"], 0, "{report}");
     assert_eq!(report["completed"], 1, "{report}");
@@ -159,30 +167,10 @@ fn power_cuts_in_the_middle_of_an_update_brick_nothing() {
 /// update completes.
 #[test]
 fn a_power_cut_torn_in_the_middle_of_the_swap_bricks_nothing() {
-    let d = dir("powercut-op");
-    let o = succeeds(
-        fqp()
-            .args([
-                "ota",
-                "powercut",
-                "--every-op",
-                "--phase",
-                "swap",
-                "--sample",
-                "1",
-            ])
-            .args(["--torn", "--port"])
-            .arg(repo().join("reference-port"))
-            .arg("--out")
-            .arg(&d),
+    let (_, report) = powercut(
+        "powercut-op",
+        &["--every-op", "--phase", "swap", "--sample", "1", "--torn"],
     );
-    let said = text(&o);
-    assert!(
-        said.contains("0 bricked, 1 of 1 updates completed"),
-        "{said}"
-    );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(d.join("powercut.json")).unwrap()).unwrap();
     let ops = &report["flash_ops"];
     let n = |v: &serde_json::Value| v.as_u64().unwrap();
     let (swap_from, swap_to) = (n(&ops["swap"][0]), n(&ops["swap"][1]));

@@ -99,6 +99,9 @@ pub enum Request {
         fleet: bool,
         continuous: bool,
         timeout_s: Option<u64>,
+        /// The file over HTTPS too (the served cloud's data plane).
+        #[serde(default)]
+        http: bool,
     },
     /// Every device's execution of update `id`.
     OtaStatus {
@@ -262,6 +265,7 @@ pub fn execute(
             fleet,
             continuous,
             timeout_s,
+            http,
         } => {
             use base64::Engine as _;
             let bytes =
@@ -279,6 +283,7 @@ pub fn execute(
                 fleet: *fleet,
                 continuous: *continuous,
                 in_progress_timeout_s: *timeout_s,
+                http: *http,
             };
             let m = cloud.create_update(&update, now()).map_err(fail)?;
             publish(&m);

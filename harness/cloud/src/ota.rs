@@ -27,6 +27,9 @@ pub struct NewUpdate<'a> {
     pub continuous: bool,
     /// A device still in progress after this long is timed out.
     pub in_progress_timeout_s: Option<u64>,
+    /// The file over HTTPS too (`protocols` MQTT and HTTP, a presigned URL in the job): the
+    /// cloud must run the data plane ([`crate::ota_http::DataPlane`]).
+    pub http: bool,
 }
 
 impl<'a> NewUpdate<'a> {
@@ -48,6 +51,7 @@ impl<'a> NewUpdate<'a> {
             fleet: false,
             continuous: false,
             in_progress_timeout_s: None,
+            http: false,
         }
     }
 }
@@ -59,6 +63,8 @@ pub enum OtaError {
     NotAnImage(&'static str),
     #[error("the file is {len} bytes and its header says {header}\n  fix: sign the firmware again; the file was cut short or added to")]
     Length { len: usize, header: usize },
+    #[error("the update is to be offered over HTTP, and this cloud runs no HTTP data plane\n  fix: create it against a served cloud (`fqp cloud serve`, or a run's lab), or without HTTP")]
+    NoDataPlane,
     #[error(transparent)]
     Jobs(#[from] JobsError),
     #[error(transparent)]
@@ -83,6 +89,10 @@ impl Cloud {
             });
         }
         let id = job_id(u.id);
+        let data_plane = match u.http {
+            true => Some(self.data_plane().ok_or(OtaError::NoDataPlane)?),
+            false => None,
+        };
         if self.jobs().job(&id)?.is_some() {
             return Err(JobsError::Exists(id).into());
         }
@@ -103,6 +113,15 @@ impl Cloud {
                 },
             }],
         }});
+        if let Some(p) = data_plane {
+            // The file over HTTPS too, from a presigned URL.
+            document["afr_ota"]["protocols"] = json!(["MQTT", "HTTP"]);
+            if let Some(f) = document["afr_ota"]["files"][0].as_object_mut() {
+                let expires = now + crate::ota_http::URL_LIFETIME_S;
+                f.insert("update_data_url".into(), json!(p.url(&id, 0, expires)));
+                f.insert("auth_scheme".into(), json!("aws.s3.presigned"));
+            }
+        }
         if u.signature.is_empty() {
             // An unsigned image: the document says nothing of a signature.
             if let Some(f) = document["afr_ota"]["files"][0].as_object_mut() {

@@ -15,6 +15,8 @@ use std::path::Path;
 #[derive(Debug)]
 pub struct Cloud {
     store: Store,
+    /// The OTA data plane over HTTPS, when one runs: updates then offer their file there too.
+    data_plane: std::sync::RwLock<Option<crate::ota_http::Presigner>>,
 }
 
 impl Cloud {
@@ -22,7 +24,21 @@ impl Cloud {
     pub fn open(path: &Path) -> Result<Cloud, StoreError> {
         Ok(Cloud {
             store: Store::open(path)?,
+            data_plane: std::sync::RwLock::new(None),
         })
+    }
+
+    /// The updates made from now on offer their file over this data plane too.
+    pub fn set_data_plane(&self, p: crate::ota_http::Presigner) {
+        *self.data_plane.write().unwrap_or_else(|e| e.into_inner()) = Some(p);
+    }
+
+    /// The OTA data plane over HTTPS, if one runs.
+    pub fn data_plane(&self) -> Option<crate::ota_http::Presigner> {
+        self.data_plane
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn store(&self) -> &Store {

@@ -51,6 +51,11 @@ impl<'a> Streams<'a> {
         self.store.apply(&changes)
     }
 
+    /// File `file` of stream `id`, if it has one.
+    pub fn file(&self, id: &str, file: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        self.store.get(Table::Streams, &key(id, file))
+    }
+
     /// The files of stream `id`: (file id, size).
     pub fn files(&self, id: &str) -> Result<Vec<(u32, usize)>, StoreError> {
         Ok(self

@@ -34,6 +34,8 @@ pub(crate) struct CloudLab {
     greengrass: GreengrassLab,
     /// What `cloud-ota-offer` makes updates of (a port with a boot loader).
     offers: Option<crate::ota::Offers>,
+    /// The OTA data plane: updates offer their file over HTTPS too.
+    _data_plane: fqp_cloud::ota_http::DataPlane,
     /// The things of the run's devices: its pool.
     pool: Vec<String>,
     /// The job of the run's deployment to its pool (`cloud-ota-pool`), once made.
@@ -225,9 +227,21 @@ impl CloudLab {
         }
         let bind = bind.parse().map_err(cloud_error)?;
         let greengrass = GreengrassLab::start(endpoint.cloud(), host, bind, pki, settings)?;
+        let data_plane = fqp_cloud::ota_http::DataPlane::start(
+            endpoint.cloud().clone(),
+            std::net::SocketAddr::new(bind, 0),
+            host,
+            &Tls {
+                chain: vec![pki.server.der.clone()],
+                key: pki.server.key_der.clone(),
+                client_cas: Vec::new(),
+            },
+        )
+        .map_err(cloud_error)?;
         Ok(CloudLab {
             endpoint,
             greengrass,
+            _data_plane: data_plane,
             offers: None,
             pool: ids.iter().map(|id| thing_of(id)).collect(),
             pool_job: std::sync::Mutex::new(None),
@@ -347,6 +361,7 @@ impl CloudLab {
             fleet: false,
             continuous: optional("continuous") == Some("1"),
             in_progress_timeout_s: None,
+            http: optional("http") == Some("1"),
         };
         let cloud = self.endpoint.cloud();
         let messages = cloud

@@ -16,6 +16,9 @@ pub struct Served {
     pub endpoint: Arc<Endpoint>,
     _discovery: fqp_cloud::greengrass::server::Discovery,
     pub discovery: std::net::SocketAddr,
+    _data_plane: fqp_cloud::ota_http::DataPlane,
+    /// The OTA data plane (updates' files over HTTPS, from presigned URLs in their jobs).
+    pub data_plane: std::net::SocketAddr,
     /// The CA devices must trust for the TLS listeners: the lab root (PEM).
     pub root_ca: std::path::PathBuf,
     pub control: std::path::PathBuf,
@@ -79,12 +82,24 @@ pub fn serve(
         &tls,
     )
     .map_err(cloud_error)?;
+    let data_plane = fqp_cloud::ota_http::DataPlane::start(
+        cloud.clone(),
+        std::net::SocketAddr::new(bind, 0),
+        host,
+        &Tls {
+            client_cas: Vec::new(),
+            ..tls.clone()
+        },
+    )
+    .map_err(cloud_error)?;
     let control = fqp_cloud::operator::socket_path(&dir);
     fqp_cloud::operator::serve_control(&control, cloud, endpoint.clone()).map_err(cloud_error)?;
     Ok(Served {
         endpoint,
         discovery: discovery.addr,
         _discovery: discovery,
+        data_plane: data_plane.addr,
+        _data_plane: data_plane,
         root_ca: lab.join("pki-root.crt"),
         control,
     })

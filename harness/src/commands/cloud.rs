@@ -380,6 +380,10 @@ fn serve(
         "discovery https://{host}:{}/greengrass/discover/thing/<thing>",
         served.discovery.port()
     ));
+    out_line(&format!(
+        "ota data plane https://{host}:{}/ota/<stream>/<file> (presigned URLs in the jobs)",
+        served.data_plane.port()
+    ));
     out_line(&format!("control {}", served.control.display()));
     out_line("serving; stop with Ctrl-C");
     while fqp_process::signal().is_none() {

@@ -76,6 +76,10 @@ struct CreateArgs {
     /// A device still updating after this many seconds is timed out.
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<u64>,
+    /// Offer the file over HTTPS too (a presigned URL in the job; the served cloud's data
+    /// plane), as well as the MQTT stream.
+    #[arg(long)]
+    http: bool,
     /// The name the devices hold the signer's certificate under.
     #[arg(long, default_value = "code-signing")]
     certfile: String,
@@ -389,6 +393,7 @@ impl CreateArgs {
             fleet: self.fleet,
             continuous: self.continuous,
             timeout_s: self.timeout,
+            http: self.http,
         };
         match operate(&lab::lab_dir(self.lab.as_deref()), &r) {
             Ok(v) => {

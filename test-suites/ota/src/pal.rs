@@ -24,6 +24,7 @@ group!(pub OTA_PAL, "ota_pal", [
     rejected_and_aborted_drop_the_file => 30_000,
     the_image_state_follows_the_file => 30_000,
     the_running_image_is_the_boot_loaders => 30_000,
+    a_file_goes_on_after_a_reset_from_the_sectors_kept => 30_000,
 ]);
 
 /// Stack of the task the tests run in: P-256 signing and verifying (as the keystore's).
@@ -75,10 +76,21 @@ fn write_all(
     payload: impl Fn(u32) -> u8,
     block: usize,
 ) -> TestResult {
+    write_range(p, f, payload, block, 0..f.len)
+}
+
+/// Writes the bytes `range` of `f` (as [`write_all`]) in blocks of `block`.
+fn write_range(
+    p: &mut Pal<'_>,
+    f: &TestFile,
+    payload: impl Fn(u32) -> u8,
+    block: usize,
+    range: core::ops::Range<u32>,
+) -> TestResult {
     let mut buf = [0u8; 1024];
-    let mut at = 0u32;
-    while at < f.len {
-        let n = (f.len - at).min(block as u32) as usize;
+    let mut at = range.start;
+    while at < range.end {
+        let n = (range.end - at).min(block as u32) as usize;
         for (i, b) in buf[..n].iter_mut().enumerate() {
             let pos = at as usize + i;
             *b = if pos < HEADER_LEN {
@@ -429,5 +441,42 @@ fn the_running_image_is_the_boot_loaders() -> TestResult {
             h.load_address
         );
         Ok(())
+    })
+}
+
+/// A file received in part, the board reset (the platform layer made anew, knowing nothing):
+/// reopened with the sectors kept (`resume_file`), its header checks again, the part past
+/// them is erased — bytes written there before the reset, here garbage, do not survive — and
+/// the rest written completes a file that passes its checks. A point off a sector boundary
+/// or past the file is refused.
+fn a_file_goes_on_after_a_reset_from_the_sectors_kept() -> TestResult {
+    run(|| {
+        let mut p = pal()?;
+        let sector = p.sector();
+        let f = file(&p, 3 * sector, 12)?;
+        p.create_file(f.len).map_err(|e| fail!("create: {:?}", e))?;
+        write_range(&mut p, &f, byte(12), 1024, 0..2 * sector)?;
+        // Into the third sector, bytes that are not the file's.
+        write_range(&mut p, &f, byte(99), 1024, 2 * sector..2 * sector + 1024)?;
+        // The reset: a platform layer made anew over the same flash.
+        let mut p = pal()?;
+        check_eq!(p.receiving(), None);
+        check!(matches!(
+            p.resume_file(f.len, sector + 8),
+            Err(PalError::Misaligned { .. })
+        ));
+        check!(p.resume_file(f.len, 4 * sector).is_err(), "past the file");
+        p.resume_file(f.len, 2 * sector)
+            .map_err(|e| fail!("resume: {:?}", e))?;
+        check_eq!(p.receiving(), Some(f.len));
+        p.check_early(CERT)
+            .map_err(|e| fail!("the kept header: {:?}", e))?;
+        write_range(&mut p, &f, byte(12), 1024, 2 * sector..f.len)?;
+        let h = p
+            .close_file(f.signature(), CERT)
+            .map_err(|e| fail!("close after the resume: {:?}", e))?;
+        check_eq!(h.payload_len, f.len - HEADER_LEN as u32);
+        log!("2 of 3 sectors kept through a reset, the third written again");
+        clean(&mut p)
     })
 }

@@ -66,9 +66,23 @@ pub struct Tls {
 }
 
 /// A TLS server configuration for `tls`: TLS 1.2 and 1.3, client certificates required from
-/// its CAs (the endpoint's listener, the discovery endpoint).
+/// its CAs (the endpoint's listener, the discovery endpoint); none asked when it names no CA
+/// (the OTA data plane, whose URLs are the credential).
 pub fn server_config(tls: &Tls) -> Result<rustls::ServerConfig, EndpointError> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let chain: Vec<CertificateDer<'static>> = tls
+        .chain
+        .iter()
+        .cloned()
+        .map(CertificateDer::from)
+        .collect();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(tls.key.clone()));
+    if tls.client_cas.is_empty() {
+        return rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| EndpointError::Tls(e.to_string()));
+    }
     let mut roots = rustls::RootCertStore::empty();
     for ca in &tls.client_cas {
         roots
@@ -78,13 +92,6 @@ pub fn server_config(tls: &Tls) -> Result<rustls::ServerConfig, EndpointError> {
     let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
         .build()
         .map_err(|e| EndpointError::Tls(e.to_string()))?;
-    let chain = tls
-        .chain
-        .iter()
-        .cloned()
-        .map(CertificateDer::from)
-        .collect();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(tls.key.clone()));
     rustls::ServerConfig::builder()
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
