@@ -83,23 +83,21 @@ impl DataPlane {
             .map_err(|_| EndpointError::Runtime("no random numbers for the URLs' key".into()))?;
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
         let serving = cloud.clone();
-        let checks = Arc::new(std::sync::OnceLock::<Presigner>::new());
-        let checker = checks.clone();
+        // The URLs are checked with the presigner the cloud holds (set below, once the port
+        // is known: before that no URL of this data plane exists).
         let server = crate::https::start(
             "fqp-ota-http",
             bind,
             tls,
-            Arc::new(move |r: &Request<'_>| match checker.get() {
-                Some(p) => answer(&serving, p, r, crate::endpoint::now()),
-                None => Response::message(500, "the data plane is starting"),
+            Arc::new(move |r: &Request<'_>| match serving.data_plane() {
+                Some(p) => answer(&serving, &p, r, crate::endpoint::now()),
+                None => Response::message(500, "the data plane is starting: ask again"),
             }),
         )?;
-        let presigner = Presigner {
+        cloud.set_data_plane(Presigner {
             base: format!("https://{host}:{}", server.addr.port()),
             key,
-        };
-        let _ = checks.set(presigner.clone());
-        cloud.set_data_plane(presigner);
+        });
         Ok(DataPlane {
             addr: server.addr,
             _server: server,

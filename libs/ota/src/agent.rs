@@ -272,6 +272,13 @@ impl<'p, 'f> Agent<'p, 'f> {
         }
     }
 
+    /// The status details' `retries`.
+    fn retries_text(&self) -> String<12> {
+        let mut s = String::new();
+        let _ = write!(s, "{}", self.retries);
+        s
+    }
+
     /// What the latest [`Agent::update`] fetched, and how long it took.
     pub fn fetched(&self) -> Fetched {
         self.fetched
@@ -509,8 +516,7 @@ impl<'p, 'f> Agent<'p, 'f> {
         }
         let mut version: String<16> = String::new();
         let _ = write!(version, "0x{:08x}", header.version.to_u32());
-        let mut retries: String<12> = String::new();
-        let _ = write!(retries, "{}", self.retries);
+        let retries = self.retries_text();
         let details = Details {
             self_test: Some("ready"),
             updated_by: Some(&version),
@@ -761,8 +767,7 @@ impl<'p, 'f> Agent<'p, 'f> {
                 let per = blocks_per_sector_boundary(block, self.pal.sector()) as usize;
                 let mut written: String<24> = String::new();
                 let _ = write!(written, "{} blocks of {block}", whole / per * per);
-                let mut retries: String<12> = String::new();
-                let _ = write!(retries, "{}", self.retries);
+                let retries = self.retries_text();
                 let details = Details {
                     progress: Some(&progress),
                     written: Some(&written),
@@ -786,8 +791,7 @@ impl<'p, 'f> Agent<'p, 'f> {
     ) -> Result<Step, AgentError> {
         let _ = self.pal.abort();
         self.trail.note(format_args!("failed: {reason}"));
-        let mut retries: String<12> = String::new();
-        let _ = write!(retries, "{}", self.retries);
+        let retries = self.retries_text();
         let log = self.trail.0.clone();
         let details = Details {
             reason: Some(reason),

@@ -213,7 +213,14 @@ impl<'f> Pal<'f> {
         if size == 0 || size > slot {
             return Err(PalError::FileSize { size, slot });
         }
-        if kept > size || !kept.is_multiple_of(self.layout.sector) {
+        if kept > size {
+            return Err(PalError::BlockOutside {
+                offset: kept,
+                len: 0,
+                size,
+            });
+        }
+        if !kept.is_multiple_of(self.layout.sector) {
             return Err(PalError::Misaligned {
                 offset: kept,
                 unit: self.layout.sector,

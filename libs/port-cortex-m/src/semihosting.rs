@@ -450,16 +450,9 @@ fn open_ops(path: &[u8]) -> Option<usize> {
     }
 }
 
-/// A decimal number (digits only).
+/// A decimal number.
 fn number(digits: &[u8]) -> Option<u32> {
-    if digits.is_empty() {
-        return None;
-    }
-    digits.iter().try_fold(0u32, |n, &d| {
-        d.is_ascii_digit()
-            .then_some(())
-            .and_then(|()| n.checked_mul(10)?.checked_add(u32::from(d - b'0')))
-    })
+    core::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// The power goes: the emulator stops at once (semihosting's exit; the host's `fqp` knows the
